@@ -1,0 +1,139 @@
+//! Commands: every change to the placement state is one of these, committed
+//! through Raft and applied by [`crate::state::PlacementState::apply`].
+
+use respawn_types::agent::LiveProcess;
+use respawn_types::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A log entry's payload: a command stamped with the proposer's clock.
+///
+/// `at` is chosen once, by the node that proposes, so applying the same log
+/// on every node gives the same state (deadlines derive from it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub at: UnixMillis,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create or replace a title region (its key included).
+    PutTitleRegion(TitleRegion),
+    /// Create or replace a fleet.
+    PutFleet(Fleet),
+    /// An agent (re)registered. Processes of this host that are not in
+    /// `live` and not yet exited are reconciled as lost; unknown live ones are adopted.
+    RegisterHost { host: Host, live: Vec<LiveProcess> },
+    ProcessStarted { process_id: ProcessId, host_id: HostId, pid: u32 },
+    ProcessReady { process_id: ProcessId, port: u16, log_paths: Vec<String> },
+    ProcessEnding { process_id: ProcessId },
+    /// The cluster asks a process to go away (it will report its exit).
+    ProcessTerminating { process_id: ProcessId, reason: String },
+    ProcessExited { process_id: ProcessId, reason: ExitReason },
+    /// Reserve a battle session id for a title region (RequestBattleSessionID).
+    IssueBattleSessionId { title_region_id: TitleRegionId, battle_session_id: BattleSessionId },
+    StartPlacement(StartPlacement),
+    /// The fleet's placement policy chose `process_id` for a PENDING placement.
+    AssignPlacement { placement_id: PlacementId, process_id: ProcessId },
+    /// The DS on `process_id` called ActivateBattleSession.
+    ActivateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    /// The ACTIVATING attempt on `process_id` passed its deadline.
+    ActivationTimedOut { battle_session_id: BattleSessionId, process_id: ProcessId },
+    PlacementTimedOut { placement_id: PlacementId },
+    CancelPlacement { title_region_id: TitleRegionId, placement_id: PlacementId },
+    AddPlayers {
+        title_region_id: TitleRegionId,
+        battle_session_id: BattleSessionId,
+        players: Vec<(PlayerBattleSessionId, PlayerSpec)>,
+    },
+    /// DS-side player calls (AcceptPlayerBattleSession and friends).
+    PlayerUpdate {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+        player_battle_session_id: PlayerBattleSessionId,
+        action: PlayerAction,
+    },
+    /// Backend-side TerminatePlayerBattleSession.
+    TerminatePlayerBattleSession {
+        title_region_id: TitleRegionId,
+        battle_session_id: BattleSessionId,
+        player_battle_session_id: PlayerBattleSessionId,
+    },
+    /// The DS ended one battle session (parallel mode's TerminateBattleSession).
+    TerminateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlayerAction {
+    Accept,
+    Disconnect,
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartPlacement {
+    pub placement_id: PlacementId,
+    pub title_region_id: TitleRegionId,
+    pub fleet_id: FleetId,
+    pub battle_session_id: BattleSessionId,
+    pub max_players: u32,
+    pub properties: BTreeMap<String, String>,
+    /// Players with the player battle session ids minted for them.
+    pub players: Vec<(PlayerBattleSessionId, PlayerSpec)>,
+    /// Overrides the fleet's placement timeout when set.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Why a command was refused. A refused command changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: String, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl Rejection {
+    pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
+        Rejection::NotFound { kind: kind.to_string(), id: id.to_string() }
+    }
+}
+
+/// What an applied command answers its proposer.
+pub type Response = Result<Applied, Rejection>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    Done,
+    /// The command made no change (a repeated report, say).
+    Unchanged,
+}
+
+/// What happened, emitted by `apply` for the actors and agent links of every
+/// node. The committed log is the bus: side effects come from these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    TitleRegionPut { title_region_id: TitleRegionId },
+    FleetPut { fleet_id: FleetId },
+    ProcessChanged { process_id: ProcessId, status: ProcessStatus },
+    PlacementCreated { placement_id: PlacementId, fleet_id: FleetId },
+    /// A session was assigned to a process: deliver OnStartBattleSession.
+    SessionAssigned { battle_session_id: BattleSessionId, process_id: ProcessId },
+    SessionActivated { battle_session_id: BattleSessionId, process_id: ProcessId },
+    /// A session attempt on a process was withdrawn (activation timeout,
+    /// cancel, DS gone); the DS must be told if it is still alive.
+    SessionRevoked { battle_session_id: BattleSessionId, process_id: ProcessId },
+    SessionTerminated { battle_session_id: BattleSessionId },
+    PlacementFinished { placement_id: PlacementId, status: PlacementStatus },
+    /// A placement needs a process again (new or retried).
+    PlacementNeedsProcess { placement_id: PlacementId, fleet_id: FleetId },
+    PlayerChanged {
+        player_battle_session_id: PlayerBattleSessionId,
+        status: PlayerBattleSessionStatus,
+    },
+}

@@ -1,0 +1,43 @@
+//! An open redb file that tells when it has been closed.
+//!
+//! Several tasks (the log writer thread, log readers, the state machine and
+//! its snapshot builders) share one `Arc<DbFile>`; the file is closed when
+//! the last of them drops it. Reopening the same directory in the same
+//! process before that fails with `DatabaseAlreadyOpen`, so the
+//! [`crate::Consensus`] handle waits for [`Closed`] in `shutdown`.
+
+use crate::error::ConsensusError;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A redb database and a signal fired once it is closed.
+pub(crate) struct DbFile {
+    /// Declared before `_closed`: fields drop in declaration order, so the
+    /// file is closed before the signal fires.
+    pub(crate) db: redb::Database,
+    _closed: watch::Sender<()>,
+}
+
+/// Resolves once the [`DbFile`] it was made with has been dropped.
+#[derive(Clone)]
+pub(crate) struct Closed(watch::Receiver<()>);
+
+impl Closed {
+    /// Waits until the file is closed.
+    pub(crate) async fn wait(mut self) {
+        // `changed` fails only once the sender is dropped; nothing is ever
+        // sent, so it returns exactly when the DbFile is gone.
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+impl DbFile {
+    /// Opens (or creates) the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<(Arc<DbFile>, Closed), ConsensusError> {
+        let db = redb::Database::create(path)
+            .map_err(|e| ConsensusError::Storage(format!("open {}: {e}", path.display())))?;
+        let (tx, rx) = watch::channel(());
+        Ok((Arc::new(DbFile { db, _closed: tx }), Closed(rx)))
+    }
+}

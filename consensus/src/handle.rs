@@ -1,0 +1,312 @@
+//! [`Consensus`]: one Raft member with its durable stores, and the API the
+//! rest of Respawn uses (propose, read, events, waits).
+
+use crate::command::{Applied, Command, Request};
+use crate::db::Closed;
+use crate::error::ConsensusError;
+use crate::log_store::{LogShared, LogStore, LogStoreStats};
+use crate::sm::{EventSink, StateHandle, StateMachineStore};
+use crate::state::PlacementState;
+use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::metrics::WaitError;
+use openraft::{RaftNetworkFactory, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// File name of the Raft log inside the data directory.
+pub const LOG_FILE: &str = "raft.redb";
+/// File name of the latest snapshot inside the data directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.redb";
+
+/// How long [`Consensus::shutdown`] waits for the store files to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Raft timing and log compaction settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftSettings {
+    /// Name of the cluster (for logs and metrics).
+    pub cluster_name: String,
+    /// The leader sends heartbeats this often (ms).
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for a random time in
+    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election.
+    pub election_timeout_min_ms: u64,
+    /// See `election_timeout_min_ms`.
+    pub election_timeout_max_ms: u64,
+    /// Timeout for sending and installing a snapshot on a follower (ms).
+    pub install_snapshot_timeout_ms: u64,
+    /// When to build a snapshot (default: every 5000 log entries).
+    pub snapshot_policy: SnapshotPolicy,
+    /// Log entries kept after a snapshot, so that a slightly lagging
+    /// follower catches up from the log rather than a snapshot.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            cluster_name: "respawn".into(),
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+            max_in_snapshot_log_to_keep: 1000,
+        }
+    }
+}
+
+impl RaftSettings {
+    /// The openraft configuration, validated.
+    pub fn to_openraft(&self) -> Result<openraft::Config, ConsensusError> {
+        let config = openraft::Config {
+            cluster_name: self.cluster_name.clone(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.install_snapshot_timeout_ms,
+            snapshot_policy: self.snapshot_policy.clone(),
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| ConsensusError::Config(e.to_string()))
+    }
+}
+
+/// A command that was committed and applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its log index (the index its events carry).
+    pub index: u64,
+    /// What applying it answered.
+    pub applied: Applied,
+}
+
+/// One Raft member: the `openraft::Raft` node, its redb log and snapshot
+/// files in one directory, and the applied [`PlacementState`].
+///
+/// Cloning is cheap; clones share the node.
+#[derive(Clone)]
+pub struct Consensus {
+    node_id: u64,
+    raft: Raft,
+    state: StateHandle,
+    log: Arc<LogShared>,
+    closed: Vec<Closed>,
+}
+
+fn fatal(e: Fatal<u64>) -> ConsensusError {
+    match e {
+        Fatal::Stopped => ConsensusError::ShuttingDown,
+        other => ConsensusError::Raft(other.to_string()),
+    }
+}
+
+fn wait_error(e: WaitError) -> ConsensusError {
+    match e {
+        WaitError::Timeout(..) => ConsensusError::Timeout(e.to_string()),
+        WaitError::ShuttingDown => ConsensusError::ShuttingDown,
+    }
+}
+
+impl Consensus {
+    /// Opens the stores in `dir` (creating it and them if needed), loads
+    /// the latest snapshot, and starts the Raft node; committed entries
+    /// after the snapshot are re-applied before this returns.
+    ///
+    /// `network` is how openraft reaches the other members
+    /// ([`crate::SingleNodeNetwork`] for a cluster of one). Must be called
+    /// inside a Tokio runtime. Before opening the same `dir` again in this
+    /// process, await [`Consensus::shutdown`].
+    pub async fn open<N>(
+        node_id: u64,
+        dir: &Path,
+        settings: RaftSettings,
+        network: N,
+    ) -> Result<Consensus, ConsensusError>
+    where
+        N: RaftNetworkFactory<TypeConfig>,
+    {
+        let config = settings.to_openraft()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConsensusError::Storage(format!("create {}: {e}", dir.display())))?;
+        let (log_store, log_closed) = LogStore::open(&dir.join(LOG_FILE))?;
+        let log = log_store.shared();
+        let (sm, sm_closed) = StateMachineStore::open(&dir.join(SNAPSHOT_FILE))?;
+        let state = sm.handle();
+        let raft = openraft::Raft::new(node_id, Arc::new(config), network, log_store, sm)
+            .await
+            .map_err(fatal)?;
+        Ok(Consensus {
+            node_id,
+            raft,
+            state,
+            log,
+            closed: vec![log_closed, sm_closed],
+        })
+    }
+
+    /// This member's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The openraft node, for what this handle does not wrap.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Makes this node the one member of a new cluster. Does nothing if
+    /// the node is already part of a cluster (e.g. after a restart).
+    pub async fn initialize_single_node(&self, node: NodeInfo) -> Result<(), ConsensusError> {
+        if self.raft.is_initialized().await.map_err(fatal)? {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(self.node_id, node)]);
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Commits `command`, stamped with this node's clock, and returns what
+    /// applying it answered.
+    ///
+    /// Errors: [`ConsensusError::Rejected`] when the state machine refused
+    /// it (nothing changed), [`ConsensusError::NotLeader`] when this node
+    /// cannot commit (forward to the leader), `Raft`/`ShuttingDown`
+    /// otherwise.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
+        let req = Request {
+            at: respawn_types::now_millis(),
+            command,
+        };
+        Ok(self.propose_request(req).await?.applied)
+    }
+
+    /// Commits a request stamped by the caller and returns its log index
+    /// with the answer.
+    pub async fn propose_request(&self, req: Request) -> Result<Committed, ConsensusError> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => Ok(Committed {
+                index: resp.log_id.index,
+                applied: resp.data?,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Returns once this node is the leader of a quorum and has applied
+    /// everything committed before the call: reads of the state after it
+    /// are linearizable.
+    pub async fn ensure_linearizable(&self) -> Result<(), ConsensusError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// A handle on the applied state (cheap to clone, usable from any
+    /// thread).
+    pub fn state(&self) -> StateHandle {
+        self.state.clone()
+    }
+
+    /// Runs `f` on the applied state under its read lock.
+    pub fn read<R>(&self, f: impl FnOnce(&PlacementState) -> R) -> R {
+        self.state.read(f)
+    }
+
+    /// Starts event delivery to `sink`; see [`StateHandle::go_live`].
+    pub fn go_live(&self, sink: EventSink) -> PlacementState {
+        self.state.go_live(sink)
+    }
+
+    /// Waits until the entry at `index` has been applied on this node.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "wait_applied")
+            .await
+            .map(|_| ())
+            .map_err(wait_error)
+    }
+
+    /// Waits until a leader is known and returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ConsensusError> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "wait_for_leader")
+            .await
+            .map_err(wait_error)?;
+        m.current_leader
+            .ok_or_else(|| ConsensusError::Raft("no leader".into()))
+    }
+
+    /// The current leader and what it advertises, if known.
+    pub fn leader(&self) -> Option<(u64, NodeInfo)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, info))
+    }
+
+    /// Raft metrics (state, leader, log and applied indexes, ...).
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics> {
+        self.raft.metrics()
+    }
+
+    /// Counters of the log writer (transactions, fsyncs, entries).
+    pub fn log_stats(&self) -> LogStoreStats {
+        self.log.stats()
+    }
+
+    /// Stops the Raft node and waits until its files are closed, so that
+    /// the directory can be opened again.
+    pub async fn shutdown(&self) -> Result<(), ConsensusError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| ConsensusError::Raft(format!("raft task failed: {e}")))?;
+        let closed = futures_join(self.closed.clone());
+        tokio::time::timeout(CLOSE_TIMEOUT, closed)
+            .await
+            .map_err(|_| ConsensusError::Timeout("store files still open after shutdown".into()))
+    }
+
+    /// The log store's shared state (tests use its writer gate).
+    #[cfg(test)]
+    pub(crate) fn log_shared(&self) -> &Arc<LogShared> {
+        &self.log
+    }
+}
+
+/// Waits for all of `closed`.
+async fn futures_join(closed: Vec<Closed>) {
+    for c in closed {
+        c.wait().await;
+    }
+}

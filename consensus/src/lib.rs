@@ -1,0 +1,31 @@
+//! Raft-replicated placement state: the openraft type configuration, the
+//! durable log and snapshot store (redb), and the pure `apply` that changes
+//! the state.
+//!
+//! Start with [`Consensus::open`]; see its methods for proposing commands,
+//! reading the state and receiving applied events.
+
+pub mod command;
+pub mod state;
+
+mod codec;
+mod db;
+pub mod error;
+pub mod handle;
+pub mod log_store;
+pub mod network;
+pub mod sm;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::*;
+pub use error::ConsensusError;
+pub use handle::{Committed, Consensus, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
+pub use log_store::{LogReader, LogStore, LogStoreStats};
+pub use network::{NoConnection, SingleNodeNetwork};
+pub use openraft::SnapshotPolicy;
+pub use sm::{EventSink, SnapshotBuilder, StateHandle, StateMachineStore};
+pub use state::PlacementState;
+pub use types::{NodeInfo, Raft, RaftMetrics, TypeConfig};

@@ -1,0 +1,338 @@
+//! The state machine: the [`PlacementState`] in memory, its snapshots in
+//! `<dir>/snapshot.redb`, and the gated event stream.
+//!
+//! The state is not written on apply; snapshots are. At start-up the latest
+//! snapshot is loaded and openraft re-applies the committed log after it
+//! (the log store keeps the committed log id for that).
+//!
+//! Events: after each applied normal entry, `(index, events)` is sent to
+//! the [`EventSink`] once the owner has called [`StateHandle::go_live`].
+//! `go_live` takes the same lock as apply, so the state it returns and the
+//! events sent afterwards fit together with neither gap nor overlap.
+
+use crate::codec;
+use crate::command::{Applied, Event, Response};
+use crate::db::{Closed, DbFile};
+use crate::error::ConsensusError;
+use crate::state::PlacementState;
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Where applied events go: `(log index, events of that entry)`.
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<(u64, Vec<Event>)>;
+
+/// The latest snapshot: key → bytes.
+const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// Encoded [`SnapshotMeta`].
+const KEY_META: &str = "meta";
+/// Encoded [`PlacementState`]: the snapshot data as sent to followers.
+const KEY_DATA: &str = "data";
+
+/// Everything behind the state machine's lock.
+struct SmData {
+    state: PlacementState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    sink: Option<EventSink>,
+}
+
+/// Cheap, cloneable access to the applied state, for readers and for the
+/// owner of the event stream.
+#[derive(Clone)]
+pub struct StateHandle {
+    data: Arc<RwLock<SmData>>,
+}
+
+impl StateHandle {
+    // A panic inside `PlacementState::apply` poisons the lock; Raft stops
+    // then (its state machine task is gone), and readers still get the last
+    // state, so poisoning is not propagated.
+    fn read_guard(&self) -> RwLockReadGuard<'_, SmData> {
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_guard(&self) -> RwLockWriteGuard<'_, SmData> {
+        self.data.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the applied state under the read lock. Keep `f` short:
+    /// apply waits for it.
+    pub fn read<R>(&self, f: impl FnOnce(&PlacementState) -> R) -> R {
+        f(&self.read_guard().state)
+    }
+
+    /// Index of the last applied log entry.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.read_guard().last_applied.map(|l| l.index)
+    }
+
+    /// Starts delivering events to `sink` and returns the state as of that
+    /// moment. Every entry applied afterwards sends `(index, events)`
+    /// exactly once, in index order; entries applied before (start-up
+    /// replay included) are in the returned state and send nothing.
+    ///
+    /// Calling it again replaces the sink. The sink is dropped, closing the
+    /// channel when it was its only sender, when its receiver is gone or
+    /// when a snapshot from the leader replaces the whole state: the owner
+    /// must then rebuild from a new `go_live`.
+    pub fn go_live(&self, sink: EventSink) -> PlacementState {
+        let mut data = self.write_guard();
+        data.sink = Some(sink);
+        data.state.clone()
+    }
+
+    /// Stops delivering events.
+    pub fn go_dark(&self) {
+        self.write_guard().sink = None;
+    }
+}
+
+/// The Raft state machine (`RaftStateMachine`).
+pub struct StateMachineStore {
+    handle: StateHandle,
+    file: Arc<DbFile>,
+}
+
+/// Builds snapshots off the state machine task.
+pub struct SnapshotBuilder {
+    handle: StateHandle,
+    file: Arc<DbFile>,
+}
+
+fn snap_read_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_snapshot(None, AnyError::error(e)).into()
+}
+
+fn snap_write_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::error(e)).into()
+}
+
+/// A snapshot as persisted: its meta and its data bytes.
+struct Stored {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+fn read_stored(db: &redb::Database) -> Result<Option<Stored>, StorageError> {
+    let txn = db.begin_read().map_err(snap_read_err)?;
+    let table = txn.open_table(SNAPSHOT).map_err(snap_read_err)?;
+    let meta = table.get(KEY_META).map_err(snap_read_err)?;
+    let data = table.get(KEY_DATA).map_err(snap_read_err)?;
+    match (meta, data) {
+        (Some(m), Some(d)) => Ok(Some(Stored {
+            meta: codec::decode(m.value()).map_err(snap_read_err)?,
+            data: d.value().to_vec(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Persists `stored` durably unless a newer snapshot is there already.
+/// Returns whether it was written.
+fn write_stored(db: &redb::Database, stored: &Stored) -> Result<bool, StorageError> {
+    let meta = codec::encode(&stored.meta).map_err(snap_write_err)?;
+    let txn = db.begin_write().map_err(snap_write_err)?;
+    let written = {
+        let mut table = txn.open_table(SNAPSHOT).map_err(snap_write_err)?;
+        let existing: Option<SnapshotMeta> = match table.get(KEY_META).map_err(snap_write_err)? {
+            Some(m) => Some(codec::decode(m.value()).map_err(snap_write_err)?),
+            None => None,
+        };
+        if existing.is_some_and(|e| e.last_log_id > stored.meta.last_log_id) {
+            false
+        } else {
+            table
+                .insert(KEY_META, meta.as_slice())
+                .map_err(snap_write_err)?;
+            table
+                .insert(KEY_DATA, stored.data.as_slice())
+                .map_err(snap_write_err)?;
+            true
+        }
+    };
+    // Default durability: Immediate (fsync before commit returns).
+    txn.commit().map_err(snap_write_err)?;
+    Ok(written)
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(snap_write_err)?
+}
+
+impl StateMachineStore {
+    /// Opens (or creates) `path` and loads the latest snapshot from it.
+    pub(crate) fn open(path: &Path) -> Result<(StateMachineStore, Closed), ConsensusError> {
+        let (file, closed) = DbFile::open(path)?;
+        {
+            let txn = file.db.begin_write().map_err(ConsensusError::storage)?;
+            txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
+            txn.commit().map_err(ConsensusError::storage)?;
+        }
+        let data = match read_stored(&file.db).map_err(ConsensusError::storage)? {
+            Some(stored) => SmData {
+                state: codec::decode(&stored.data).map_err(ConsensusError::storage)?,
+                last_applied: stored.meta.last_log_id,
+                membership: stored.meta.last_membership,
+                sink: None,
+            },
+            None => SmData {
+                state: PlacementState::default(),
+                last_applied: None,
+                membership: StoredMembership::default(),
+                sink: None,
+            },
+        };
+        let handle = StateHandle {
+            data: Arc::new(RwLock::new(data)),
+        };
+        Ok((StateMachineStore { handle, file }, closed))
+    }
+
+    /// The handle readers and the event owner use.
+    pub fn handle(&self) -> StateHandle {
+        self.handle.clone()
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (state, last_applied, membership) = {
+            let data = self.handle.read_guard();
+            (
+                data.state.clone(),
+                data.last_applied,
+                data.membership.clone(),
+            )
+        };
+        let file = Arc::clone(&self.file);
+        let stored = blocking(move || {
+            let data = codec::encode(&state).map_err(snap_write_err)?;
+            let snapshot_id = match last_applied {
+                Some(l) => format!(
+                    "{}-{}-{}-{}",
+                    l.leader_id.term,
+                    l.leader_id.node_id,
+                    l.index,
+                    respawn_types::now_millis()
+                ),
+                None => format!("none-{}", respawn_types::now_millis()),
+            };
+            let stored = Stored {
+                meta: SnapshotMeta {
+                    last_log_id: last_applied,
+                    last_membership: membership,
+                    snapshot_id,
+                },
+                data,
+            };
+            write_stored(&file.db, &stored)?;
+            Ok(stored)
+        })
+        .await?;
+        tracing::info!(snapshot = %stored.meta, bytes = stored.data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let data = self.handle.read_guard();
+        Ok((data.last_applied, data.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut data = self.handle.write_guard();
+        let data = &mut *data;
+        let mut responses = Vec::new();
+        for entry in entries {
+            data.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(Ok(Applied::Unchanged)),
+                EntryPayload::Normal(req) => {
+                    let (response, events) = data.state.apply(&req);
+                    if let Some(sink) = &data.sink {
+                        if sink.send((entry.log_id.index, events)).is_err() {
+                            tracing::warn!("event receiver is gone; events are no longer delivered");
+                            data.sink = None;
+                        }
+                    }
+                    responses.push(response);
+                }
+                EntryPayload::Membership(m) => {
+                    data.membership = StoredMembership::new(Some(entry.log_id), m);
+                    responses.push(Ok(Applied::Unchanged));
+                }
+            }
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            handle: self.handle.clone(),
+            file: Arc::clone(&self.file),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let state: PlacementState = codec::decode(&bytes).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::error(e),
+            ))
+        })?;
+        let stored = Stored {
+            meta: meta.clone(),
+            data: bytes,
+        };
+        let file = Arc::clone(&self.file);
+        let stored = blocking(move || write_stored(&file.db, &stored).map(|_| stored)).await?;
+        let mut data = self.handle.write_guard();
+        data.state = state;
+        data.last_applied = stored.meta.last_log_id;
+        data.membership = stored.meta.last_membership;
+        if data.sink.take().is_some() {
+            tracing::warn!("state replaced by a snapshot; the event sink is closed, go live again");
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let file = Arc::clone(&self.file);
+        let stored = blocking(move || read_stored(&file.db)).await?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}

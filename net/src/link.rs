@@ -1,0 +1,580 @@
+//! Endpoints and links: request/response over QUIC bidirectional streams.
+//!
+//! A [`Link`] is one mutually authenticated QUIC connection. Either side may
+//! send requests: each request opens its own bidirectional stream, writes one
+//! frame, finishes its half, and reads one reply frame, so any number of
+//! requests (up to [`tls::MAX_CONCURRENT_REQUESTS`]) are in flight at once
+//! without head-of-line blocking.
+//!
+//! A peer that sends a malformed frame (see [`NetError::is_malformed_frame`])
+//! has its whole connection closed with [`CLOSE_MALFORMED_FRAME`]: the link
+//! cannot be trusted to stay in sync after that. A request abandoned by its
+//! sender (timeout, cancellation) or a reply abandoned by a handler resets
+//! only that stream.
+
+use crate::frame::{encode_frame, read_frame};
+use crate::pki::{Identity, PeerKind};
+use crate::{tls, NetError};
+use quinn::VarInt;
+use respawn_types::agent::MAX_FRAME_LEN;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Connection close code: normal close.
+pub const CLOSE_NORMAL: u32 = 0;
+/// Connection close code: the peer sent a malformed or oversized frame.
+pub const CLOSE_MALFORMED_FRAME: u32 = 1;
+/// Connection close code: the peer's certificate is of the wrong kind.
+pub const CLOSE_WRONG_PEER_KIND: u32 = 2;
+/// Stream reset code: the receiver of a request dropped it unanswered.
+pub const RESET_NO_RESPONSE: u32 = 1;
+/// Stream reset code: the sender of a request gave up on it.
+pub const RESET_CANCELLED: u32 = 2;
+
+/// Default limit for [`Endpoint::connect`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An accepted connection must complete its handshake within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`serve_requests`] drops a request stream whose frame has not fully
+/// arrived within this.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest close reason sent to a peer, in bytes.
+const MAX_REASON_LEN: usize = 200;
+/// Accepted links waiting for [`Endpoint::accept`].
+const ACCEPT_QUEUE: usize = 64;
+
+/// Who is at the other end of a link, as proven by its certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Certificate common name; passes [`respawn_types::validate_id`].
+    pub name: String,
+    /// Node or agent.
+    pub kind: PeerKind,
+    /// The peer's address at connection time.
+    pub addr: SocketAddr,
+}
+
+/// A QUIC endpoint: listens for links (server) and/or opens them.
+///
+/// Cheap to clone; the listener stops when the last clone is dropped or
+/// [`Endpoint::close`] is called.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<EndpointInner>,
+}
+
+struct EndpointInner {
+    quic: quinn::Endpoint,
+    /// Handshaken incoming links; `None` for a client-only endpoint.
+    incoming: Option<Mutex<mpsc::Receiver<Result<Link, NetError>>>>,
+    accept_task: Option<JoinHandle<()>>,
+}
+
+impl Drop for EndpointInner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.accept_task {
+            task.abort();
+        }
+    }
+}
+
+impl Endpoint {
+    /// Listens on `bind` with `identity`; accepts only clients whose
+    /// certificate the identity's CA signed. The endpoint can also
+    /// [`connect`](Self::connect) to other servers. Must be called inside a
+    /// tokio runtime.
+    pub fn server(bind: SocketAddr, identity: &Identity) -> Result<Endpoint, NetError> {
+        let mut quic = quinn::Endpoint::server(tls::server_config(identity)?, bind)
+            .map_err(NetError::Socket)?;
+        quic.set_default_client_config(tls::client_config(identity)?);
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let task = tokio::spawn(accept_loop(quic.clone(), tx));
+        Ok(Endpoint {
+            inner: Arc::new(EndpointInner {
+                quic,
+                incoming: Some(Mutex::new(rx)),
+                accept_task: Some(task),
+            }),
+        })
+    }
+
+    /// A client endpoint on an ephemeral IPv4 port, presenting `identity`.
+    pub fn client(identity: &Identity) -> Result<Endpoint, NetError> {
+        Self::client_on(SocketAddr::from(([0, 0, 0, 0], 0)), identity)
+    }
+
+    /// A client endpoint bound to `bind` (use `[::]:0` to reach IPv6
+    /// servers).
+    pub fn client_on(bind: SocketAddr, identity: &Identity) -> Result<Endpoint, NetError> {
+        let mut quic = quinn::Endpoint::client(bind).map_err(NetError::Socket)?;
+        quic.set_default_client_config(tls::client_config(identity)?);
+        Ok(Endpoint {
+            inner: Arc::new(EndpointInner {
+                quic,
+                incoming: None,
+                accept_task: None,
+            }),
+        })
+    }
+
+    /// The local UDP address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.inner.quic.local_addr().map_err(NetError::Socket)
+    }
+
+    /// The next incoming link, handshake done and peer certificate verified.
+    ///
+    /// `Some(Err(_))` reports one failed handshake (for example a client
+    /// without a valid certificate); keep accepting after it. `None` means
+    /// the endpoint is closed or is a client endpoint.
+    pub async fn accept(&self) -> Option<Result<Link, NetError>> {
+        let incoming = self.inner.incoming.as_ref()?;
+        incoming.lock().await.recv().await
+    }
+
+    /// Connects to the server at `addr` within [`CONNECT_TIMEOUT`].
+    ///
+    /// The server must present a [`PeerKind::Node`] certificate from the
+    /// trusted CA (only nodes listen).
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Link, NetError> {
+        self.connect_with_timeout(addr, CONNECT_TIMEOUT).await
+    }
+
+    /// [`connect`](Self::connect) with an explicit time limit.
+    pub async fn connect_with_timeout(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Link, NetError> {
+        let connecting = self.inner.quic.connect(addr, tls::SERVER_NAME)?;
+        let conn = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: "connect",
+                after: timeout,
+            })??;
+        let link = Link::from_connection(conn)?;
+        if link.peer().kind != PeerKind::Node {
+            let err = NetError::UnexpectedPeerKind {
+                expected: PeerKind::Node,
+                got: link.peer().kind,
+            };
+            link.conn
+                .close(VarInt::from_u32(CLOSE_WRONG_PEER_KIND), b"server must be a node");
+            return Err(err);
+        }
+        Ok(link)
+    }
+
+    /// Closes every connection of this endpoint and stops listening.
+    pub fn close(&self) {
+        self.inner
+            .quic
+            .close(VarInt::from_u32(CLOSE_NORMAL), b"endpoint closed");
+        if let Some(task) = &self.inner.accept_task {
+            task.abort();
+        }
+    }
+}
+
+async fn accept_loop(quic: quinn::Endpoint, tx: mpsc::Sender<Result<Link, NetError>>) {
+    let mut handshakes: JoinSet<Result<Link, NetError>> = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = quic.accept() => {
+                let Some(incoming) = incoming else { break };
+                handshakes.spawn(handshake(incoming));
+            }
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
+                let result = match done {
+                    Ok(result) => result,
+                    // A handshake task cannot panic on peer input; if it did,
+                    // drop that connection and keep listening.
+                    Err(e) => {
+                        tracing::error!(error = %e, "handshake task failed");
+                        continue;
+                    }
+                };
+                if let Err(e) = &result {
+                    tracing::debug!(error = %e, "incoming connection refused");
+                }
+                if tx.send(result).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn handshake(incoming: quinn::Incoming) -> Result<Link, NetError> {
+    let connecting = incoming.accept()?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| NetError::Timeout {
+            what: "handshake",
+            after: HANDSHAKE_TIMEOUT,
+        })??;
+    Link::from_connection(conn)
+}
+
+/// One authenticated QUIC connection to a peer. Cheap to clone; all clones
+/// share the connection.
+#[derive(Clone)]
+pub struct Link {
+    conn: quinn::Connection,
+    peer: Arc<PeerInfo>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("id", &self.conn.stable_id())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Link {
+    fn from_connection(conn: quinn::Connection) -> Result<Link, NetError> {
+        let subject = match tls::peer_subject(&conn) {
+            Ok(subject) => subject,
+            Err(e) => {
+                conn.close(VarInt::from_u32(CLOSE_WRONG_PEER_KIND), b"bad certificate");
+                return Err(e);
+            }
+        };
+        let peer = PeerInfo {
+            name: subject.name,
+            kind: subject.kind,
+            addr: conn.remote_address(),
+        };
+        Ok(Link {
+            conn,
+            peer: Arc::new(peer),
+        })
+    }
+
+    /// The authenticated peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// An id unique among the live connections of this process.
+    pub fn id(&self) -> usize {
+        self.conn.stable_id()
+    }
+
+    /// Sends `req` on a new stream and waits for one reply, all within
+    /// `timeout`.
+    ///
+    /// On timeout or cancellation the stream is reset; the link stays up.
+    /// A malformed reply closes the link.
+    pub async fn request<Req, Resp>(&self, req: &Req, timeout: Duration) -> Result<Resp, NetError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        // Encode first: a message too large to send is a local error and
+        // must not leave a half-open stream behind.
+        let bytes = encode_frame(req)?;
+        let exchange = async {
+            let (send, mut recv) = self.conn.open_bi().await?;
+            let mut send = SendGuard::new(send, RESET_CANCELLED);
+            send.write_all_and_finish(&bytes).await?;
+            match read_frame::<Resp, _>(&mut recv, MAX_FRAME_LEN).await {
+                Ok(resp) => Ok(resp),
+                Err(e) if e.is_malformed_frame() => {
+                    self.close_malformed(&e);
+                    Err(e)
+                }
+                Err(e) => Err(map_stream_error(e)),
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: "request",
+                after: timeout,
+            })?
+    }
+
+    /// Waits for the next request the peer sends and reads it.
+    ///
+    /// Requests the peer abandons before sending them completely are skipped.
+    /// Returns `Err` when the link closes, or after closing it because the
+    /// peer sent a malformed frame. Reads one request at a time: to serve
+    /// many at once use [`serve_requests`].
+    pub async fn accept_request<Req>(&self) -> Result<(Req, Responder), NetError>
+    where
+        Req: DeserializeOwned,
+    {
+        loop {
+            let (send, mut recv) = self.conn.accept_bi().await?;
+            let send = SendGuard::new(send, RESET_NO_RESPONSE);
+            match read_frame::<Req, _>(&mut recv, MAX_FRAME_LEN).await {
+                Ok(req) => return Ok((req, Responder { send })),
+                Err(e) if e.is_malformed_frame() => {
+                    self.close_malformed(&e);
+                    return Err(e);
+                }
+                Err(e) => match map_stream_error(e) {
+                    e @ NetError::Connection(_) => return Err(e),
+                    e => tracing::debug!(peer = %self.peer.name, error = %e, "request stream dropped"),
+                },
+            }
+        }
+    }
+
+    /// Closes the link; pending and future operations fail. `reason` is
+    /// sent to the peer (truncated to 200 bytes).
+    pub fn close(&self, reason: &str) {
+        self.conn.close(
+            VarInt::from_u32(CLOSE_NORMAL),
+            truncate(reason, MAX_REASON_LEN).as_bytes(),
+        );
+    }
+
+    /// Resolves when the link is closed, with why.
+    pub async fn closed(&self) -> NetError {
+        NetError::Connection(self.conn.closed().await)
+    }
+
+    /// Why the link is closed, or `None` while it is open.
+    pub fn close_reason(&self) -> Option<NetError> {
+        self.conn.close_reason().map(NetError::Connection)
+    }
+
+    /// Closes the connection because the peer sent a malformed frame.
+    fn close_malformed(&self, err: &NetError) {
+        tracing::warn!(
+            peer = %self.peer.name,
+            kind = %self.peer.kind,
+            addr = %self.peer.addr,
+            reason = %err,
+            "closing link: peer sent a malformed frame"
+        );
+        let reason = format!("malformed frame: {err}");
+        self.conn.close(
+            VarInt::from_u32(CLOSE_MALFORMED_FRAME),
+            truncate(&reason, MAX_REASON_LEN).as_bytes(),
+        );
+    }
+
+    /// The result [`serve_requests`] returns once the connection is gone.
+    fn ended(&self, err: quinn::ConnectionError) -> Result<(), NetError> {
+        match err {
+            quinn::ConnectionError::LocallyClosed => Ok(()),
+            quinn::ConnectionError::ApplicationClosed(close)
+                if close.error_code == VarInt::from_u32(CLOSE_NORMAL) =>
+            {
+                Ok(())
+            }
+            other => Err(NetError::Connection(other)),
+        }
+    }
+}
+
+/// The reply half of one received request. Dropping it without calling
+/// [`respond`](Self::respond) resets the stream with [`RESET_NO_RESPONSE`],
+/// so the requester fails at once instead of waiting for its timeout.
+pub struct Responder {
+    send: SendGuard,
+}
+
+impl Responder {
+    /// Sends the reply and finishes the stream.
+    pub async fn respond<Resp>(mut self, resp: &Resp) -> Result<(), NetError>
+    where
+        Resp: Serialize + ?Sized,
+    {
+        let bytes = encode_frame(resp)?;
+        self.send.write_all_and_finish(&bytes).await
+    }
+}
+
+/// A send stream that is reset with `code` if dropped before finishing.
+/// (A plain quinn `SendStream` *finishes* on drop, which would make a
+/// half-written frame look like a truncated one to the peer.)
+struct SendGuard {
+    stream: Option<quinn::SendStream>,
+    code: u32,
+}
+
+impl SendGuard {
+    fn new(stream: quinn::SendStream, code: u32) -> Self {
+        Self {
+            stream: Some(stream),
+            code,
+        }
+    }
+
+    async fn write_all_and_finish(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(NetError::Io(std::io::Error::other("stream already finished")));
+        };
+        stream.write_all(bytes).await.map_err(map_write_error)?;
+        // Taken only after the whole frame is written: a cancelled write
+        // leaves the stream in `self` to be reset on drop.
+        if let Some(mut stream) = self.stream.take() {
+            // Fails only if the stream was already reset or finished, in
+            // which case the peer learns of it anyway.
+            let _ = stream.finish();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            // Fails only if the stream is already closed: nothing to do.
+            let _ = stream.reset(VarInt::from_u32(self.code));
+        }
+    }
+}
+
+fn map_write_error(e: quinn::WriteError) -> NetError {
+    match e {
+        quinn::WriteError::Stopped(code) => NetError::StreamReset {
+            code: code.into_inner(),
+        },
+        quinn::WriteError::ConnectionLost(c) => NetError::Connection(c),
+        other => NetError::Io(other.into()),
+    }
+}
+
+/// Turns an I/O error from a quinn stream back into the quinn error it
+/// wraps, when it is a reset or a lost connection.
+fn map_stream_error(e: NetError) -> NetError {
+    let NetError::Io(io) = e else { return e };
+    match io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())
+    {
+        Some(quinn::ReadError::Reset(code)) => NetError::StreamReset {
+            code: code.into_inner(),
+        },
+        Some(quinn::ReadError::ConnectionLost(c)) => NetError::Connection(c.clone()),
+        _ => NetError::Io(io),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Serves the requests the peer sends on `link` until the link closes.
+///
+/// Each request is read and handled in its own task, so slow handlers do
+/// not hold up others. A request stream the peer abandons, or whose frame
+/// does not arrive within [`REQUEST_READ_TIMEOUT`], is dropped alone. A
+/// malformed or oversized frame closes the whole connection with
+/// [`CLOSE_MALFORMED_FRAME`] and the reason, is logged with
+/// `tracing::warn!`, and makes this function return that error; handlers
+/// still running are then cancelled.
+///
+/// Returns `Ok(())` when the link is closed normally (by either side,
+/// with [`CLOSE_NORMAL`]) and `Err` for any other end.
+pub async fn serve_requests<Req, Resp, F, Fut>(link: Link, handler: F) -> Result<(), NetError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let mut tasks: JoinSet<Result<(), NetError>> = JoinSet::new();
+    loop {
+        tokio::select! {
+            // Look at finished tasks first, so a malformed frame is reported
+            // as such even if the connection closes right after.
+            biased;
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    link.close_malformed(&e);
+                    return Err(e);
+                }
+                Err(e) => {
+                    // A handler panicked: a bug on this side, not the peer's.
+                    // Its stream was reset when the task unwound.
+                    tracing::error!(peer = %link.peer.name, error = %e, "request handler failed");
+                }
+            },
+            accepted = link.conn.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    tasks.spawn(serve_one(link.clone(), handler.clone(), send, recv));
+                }
+                Err(e) => return link.ended(e),
+            },
+        }
+    }
+}
+
+/// Reads one request, runs the handler and replies. Returns `Err` only for
+/// a malformed frame (the caller closes the link).
+async fn serve_one<Req, Resp, F, Fut>(
+    link: Link,
+    handler: Arc<F>,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), NetError>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: Fn(Req) -> Fut,
+    Fut: Future<Output = Resp>,
+{
+    let responder = Responder {
+        send: SendGuard::new(send, RESET_NO_RESPONSE),
+    };
+    let req = match tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        read_frame::<Req, _>(&mut recv, MAX_FRAME_LEN),
+    )
+    .await
+    {
+        Ok(Ok(req)) => req,
+        Ok(Err(e)) if e.is_malformed_frame() => return Err(e),
+        Ok(Err(e)) => {
+            let e = map_stream_error(e);
+            tracing::debug!(peer = %link.peer.name, error = %e, "request stream dropped");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::debug!(peer = %link.peer.name, "request not received in time; dropped");
+            return Ok(());
+        }
+    };
+    let resp = handler(req).await;
+    // Encoded here rather than through `Responder::respond` so that no
+    // reference to `resp` is held across an await (`Resp` need not be `Sync`).
+    let bytes = match encode_frame(&resp) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Dropping the responder resets the stream: the requester fails
+            // fast.
+            tracing::warn!(peer = %link.peer.name, error = %e, "reply cannot be encoded");
+            return Ok(());
+        }
+    };
+    drop(resp);
+    let mut responder = responder;
+    if let Err(e) = responder.send.write_all_and_finish(&bytes).await {
+        tracing::debug!(peer = %link.peer.name, error = %e, "reply not delivered");
+    }
+    Ok(())
+}

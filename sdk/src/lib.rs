@@ -1,0 +1,540 @@
+//! The Respawn Server SDK for Rust dedicated game servers (DS).
+//!
+//! A DS launched by a Respawn agent finds the agent's local API in its
+//! environment ([`ServerSdk::from_env`]), reports that it is ready to host
+//! battle sessions ([`ServerSdk::process_ready`]) and from then on receives
+//! the platform's callbacks through the [`Callbacks`] it registered:
+//!
+//! | seed callback            | [`Callbacks`] method                      |
+//! |--------------------------|-------------------------------------------|
+//! | OnHealthCheck            | [`Callbacks::on_health_check`]            |
+//! | OnStartBattleSession     | [`Callbacks::on_start_battle_session`]    |
+//! | OnTerminateBattleSession | [`Callbacks::on_terminate_battle_session`]|
+//! | OnProcessTerminate       | [`Callbacks::on_process_terminate`]       |
+//!
+//! The DS answers with the calls on [`ServerSdk`]: `activate_battle_session`
+//! once it can take players, `accept_player_battle_session` for every player
+//! that connects, `remove_player_battle_session` when one leaves for good,
+//! and `process_ending` before it exits.
+//!
+//! ```no_run
+//! use respawn_sdk::{BattleSessionSpec, Callbacks, ServerSdk};
+//!
+//! struct Game { sdk: ServerSdk }
+//!
+//! impl Callbacks for Game {
+//!     async fn on_start_battle_session(&self, session: BattleSessionSpec) {
+//!         // load the map, then:
+//!         let _ = self.sdk.activate_battle_session(&session.battle_session_id).await;
+//!     }
+//!     async fn on_process_terminate(&self, _reason: String) {
+//!         std::process::exit(0);
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), respawn_sdk::SdkError> {
+//! let sdk = ServerSdk::from_env()?;
+//! sdk.process_ready(7777, vec![], Game { sdk: sdk.clone() }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The wire protocol under this crate is described in `docs/sdk-protocol.md`.
+
+mod lines;
+
+use futures::StreamExt;
+use lines::{Line, LineSplitter};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use respawn_types::sdk::{self as api, HealthAnswer, SdkEvent};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+pub use respawn_types::agent::{BattleSessionSpec, ErrorCode, PlayerSlot};
+pub use respawn_types::{BattleSessionId, PlayerBattleSessionId, PlayerId, ProcessId};
+
+/// Longest event line the SDK accepts from the agent (1 MiB).
+const MAX_EVENT_LINE: usize = 1024 * 1024;
+/// Time limit of one SDK call (the agent forwards some calls to the cluster).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything that can go wrong in an SDK call.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// A required environment variable is missing: the process was not
+    /// launched by a Respawn agent.
+    #[error("environment variable {name} is not set (was this process launched by a Respawn agent?)")]
+    MissingEnv {
+        /// The variable's name.
+        name: &'static str,
+    },
+    /// An environment variable (or the equivalent argument of
+    /// [`ServerSdk::new`]) has an unusable value.
+    #[error("{name} is invalid: {reason}")]
+    InvalidConfig {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// [`ServerSdk::process_ready`] was called a second time.
+    #[error("process_ready was already called")]
+    AlreadyReady,
+    /// The agent could not be reached, or the call timed out.
+    #[error("could not reach the agent: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The agent (or the cluster behind it) refused the call.
+    #[error("agent refused the call ({status}, {code:?}): {message}")]
+    Agent {
+        /// HTTP status of the answer.
+        status: u16,
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+    /// The agent answered something that is not the protocol.
+    #[error("agent answered {status} with an unexpected body: {body}")]
+    UnexpectedResponse {
+        /// HTTP status of the answer.
+        status: u16,
+        /// The body, cut to a few hundred bytes.
+        body: String,
+    },
+}
+
+impl SdkError {
+    /// The agent's error code, if the agent answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            SdkError::Agent { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The callbacks the platform invokes on a DS. Implement the required ones;
+/// the others have sensible defaults.
+///
+/// Methods may be written as `async fn` in the `impl`. Health checks run
+/// concurrently with everything else (a slow `on_start_battle_session`
+/// does not make the process look unhealthy); the other callbacks run one
+/// at a time, in the order the agent sent them.
+pub trait Callbacks: Send + Sync + 'static {
+    /// OnHealthCheck: is this process healthy? Called every
+    /// `health_check_interval`; three consecutive `false` answers (or no
+    /// answer within the interval) make the agent terminate the process.
+    fn on_health_check(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+
+    /// OnStartBattleSession: prepare the battle session, then call
+    /// [`ServerSdk::activate_battle_session`].
+    fn on_start_battle_session(&self, session: BattleSessionSpec)
+        -> impl Future<Output = ()> + Send;
+
+    /// OnTerminateBattleSession: the platform ended this battle session.
+    fn on_terminate_battle_session(
+        &self,
+        battle_session_id: BattleSessionId,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = battle_session_id;
+        async {}
+    }
+
+    /// OnProcessTerminate: shut down now. The agent kills the process if it
+    /// is still alive a few seconds later.
+    fn on_process_terminate(&self, reason: String) -> impl Future<Output = ()> + Send;
+}
+
+/// What the SDK needs to talk to the agent; cheap to clone.
+#[derive(Clone)]
+struct Conn {
+    http: reqwest::Client,
+    /// Base URL without a trailing slash.
+    endpoint: String,
+    auth: HeaderValue,
+}
+
+impl Conn {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.endpoint, path)
+    }
+
+    async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<(), SdkError> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(CALL_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .map_err(SdkError::Transport)?;
+        check(resp).await.map(|_| ())
+    }
+}
+
+/// Turns a non-2xx answer into [`SdkError::Agent`] (or `UnexpectedResponse`).
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, SdkError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let bytes = resp.bytes().await.map_err(SdkError::Transport)?;
+    match serde_json::from_slice::<api::SdkError>(&bytes) {
+        Ok(e) => Err(SdkError::Agent { status: status.as_u16(), code: e.error, message: e.message }),
+        Err(_) => {
+            let mut body = String::from_utf8_lossy(&bytes).into_owned();
+            if body.len() > 300 {
+                let mut cut = 300;
+                while !body.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                body.truncate(cut);
+            }
+            Err(SdkError::UnexpectedResponse { status: status.as_u16(), body })
+        }
+    }
+}
+
+struct Inner {
+    conn: Conn,
+    process_id: ProcessId,
+    /// The event-stream task, once `process_ready` has started it.
+    events: Mutex<Option<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut events) = self.events.lock() {
+            if let Some(task) = events.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// A handle on the agent's local API for this DS process. Cheap to clone.
+/// The event stream runs until [`ServerSdk::close`], or until every clone
+/// (including any the callbacks hold) is dropped.
+#[derive(Clone)]
+pub struct ServerSdk {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ServerSdk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSdk")
+            .field("endpoint", &self.inner.conn.endpoint)
+            .field("process_id", &self.inner.process_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerSdk {
+    /// Reads `RESPAWN_SDK_ENDPOINT`, `RESPAWN_PROCESS_ID` and
+    /// `RESPAWN_PROCESS_TOKEN`, which the agent sets for every DS it launches.
+    pub fn from_env() -> Result<Self, SdkError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| SdkError::MissingEnv { name });
+        let endpoint = var(api::ENV_SDK_ENDPOINT)?;
+        let process_id = ProcessId::parse(var(api::ENV_PROCESS_ID)?).map_err(|e| {
+            SdkError::InvalidConfig { name: api::ENV_PROCESS_ID, reason: e.to_string() }
+        })?;
+        let token = var(api::ENV_PROCESS_TOKEN)?;
+        Self::new(&endpoint, process_id, &token)
+    }
+
+    /// Builds a handle from explicit values (what [`ServerSdk::from_env`]
+    /// reads from the environment). The endpoint is an `http://` base URL.
+    pub fn new(endpoint: &str, process_id: ProcessId, token: &str) -> Result<Self, SdkError> {
+        let url = reqwest::Url::parse(endpoint).map_err(|e| SdkError::InvalidConfig {
+            name: api::ENV_SDK_ENDPOINT,
+            reason: format!("{endpoint:?} is not a URL: {e}"),
+        })?;
+        if url.scheme() != "http" || url.host().is_none() {
+            return Err(SdkError::InvalidConfig {
+                name: api::ENV_SDK_ENDPOINT,
+                reason: format!("{endpoint:?} is not an http:// URL"),
+            });
+        }
+        if token.is_empty() {
+            return Err(SdkError::InvalidConfig {
+                name: api::ENV_PROCESS_TOKEN,
+                reason: "empty".into(),
+            });
+        }
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| SdkError::InvalidConfig {
+                name: api::ENV_PROCESS_TOKEN,
+                reason: "contains characters not allowed in an HTTP header".into(),
+            })?;
+        auth.set_sensitive(true);
+        // The agent is on loopback: never go through a proxy from the environment.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(SdkError::Transport)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Conn { http, endpoint: endpoint.trim_end_matches('/').to_owned(), auth },
+                process_id,
+                events: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// This process's id, as the platform knows it.
+    pub fn process_id(&self) -> &ProcessId {
+        &self.inner.process_id
+    }
+
+    /// ProcessReady: tells the platform this process can host battle
+    /// sessions on `port`, keeps `log_paths` for upload, and starts
+    /// delivering callbacks to `callbacks` from a background task (which
+    /// reconnects to the agent if the event stream drops). Must be called
+    /// from within a Tokio runtime, once.
+    pub async fn process_ready<C: Callbacks>(
+        &self,
+        port: u16,
+        log_paths: Vec<String>,
+        callbacks: C,
+    ) -> Result<(), SdkError> {
+        if port == 0 {
+            return Err(SdkError::InvalidConfig { name: "port", reason: "must not be 0".into() });
+        }
+        {
+            let events = self.inner.events.lock().map_err(|_| SdkError::AlreadyReady)?;
+            if events.is_some() {
+                return Err(SdkError::AlreadyReady);
+            }
+        }
+        self.inner
+            .conn
+            .post(api::PATH_PROCESS_READY, &api::ProcessReadyRequest { port, log_paths })
+            .await?;
+        let task = tokio::spawn(run_events(self.inner.conn.clone(), Arc::new(callbacks)));
+        let mut events = self.inner.events.lock().map_err(|_| SdkError::AlreadyReady)?;
+        if events.is_some() {
+            // A concurrent process_ready won the race; keep its stream.
+            task.abort();
+            return Err(SdkError::AlreadyReady);
+        }
+        *events = Some(task.abort_handle());
+        Ok(())
+    }
+
+    /// ActivateBattleSession: the battle session given in
+    /// `on_start_battle_session` is ready for players.
+    pub async fn activate_battle_session(&self, battle_session_id: &BattleSessionId) -> Result<(), SdkError> {
+        self.inner
+            .conn
+            .post(
+                api::PATH_ACTIVATE,
+                &api::BattleSessionRequest { battle_session_id: battle_session_id.clone() },
+            )
+            .await
+    }
+
+    /// AcceptPlayerBattleSession: checks that a connecting player holds a
+    /// reservation in this battle session; reject the connection on error.
+    pub async fn accept_player_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+        player_battle_session_id: &PlayerBattleSessionId,
+    ) -> Result<(), SdkError> {
+        self.player_call(api::PATH_ACCEPT_PLAYER, battle_session_id, player_battle_session_id).await
+    }
+
+    /// DisconnectPlayerBattleSession: the player dropped but may come back
+    /// (accept it again then).
+    pub async fn disconnect_player_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+        player_battle_session_id: &PlayerBattleSessionId,
+    ) -> Result<(), SdkError> {
+        self.player_call(api::PATH_DISCONNECT_PLAYER, battle_session_id, player_battle_session_id)
+            .await
+    }
+
+    /// RemovePlayerBattleSession: the player left for good.
+    pub async fn remove_player_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+        player_battle_session_id: &PlayerBattleSessionId,
+    ) -> Result<(), SdkError> {
+        self.player_call(api::PATH_REMOVE_PLAYER, battle_session_id, player_battle_session_id).await
+    }
+
+    /// TerminateBattleSession (parallel mode): this battle session is over;
+    /// the process stays and may receive new ones.
+    pub async fn terminate_battle_session(&self, battle_session_id: &BattleSessionId) -> Result<(), SdkError> {
+        self.inner
+            .conn
+            .post(
+                api::PATH_TERMINATE_BATTLE_SESSION,
+                &api::BattleSessionRequest { battle_session_id: battle_session_id.clone() },
+            )
+            .await
+    }
+
+    /// ProcessEnding: the process is about to exit; its battle sessions are
+    /// terminated. Exit soon after: the platform kills the process if it is
+    /// still alive after the fleet's grace (2 minutes by default).
+    pub async fn process_ending(&self) -> Result<(), SdkError> {
+        self.inner.conn.post(api::PATH_PROCESS_ENDING, &serde_json::json!({})).await
+    }
+
+    /// Stops the event stream; no callback is delivered after this returns
+    /// (one already running completes).
+    pub fn close(&self) {
+        if let Ok(mut events) = self.inner.events.lock() {
+            if let Some(task) = events.take() {
+                task.abort();
+            }
+        }
+    }
+
+    async fn player_call(
+        &self,
+        path: &str,
+        battle_session_id: &BattleSessionId,
+        player_battle_session_id: &PlayerBattleSessionId,
+    ) -> Result<(), SdkError> {
+        self.inner
+            .conn
+            .post(
+                path,
+                &api::PlayerBattleSessionRequest {
+                    battle_session_id: battle_session_id.clone(),
+                    player_battle_session_id: player_battle_session_id.clone(),
+                },
+            )
+            .await
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (0-based) of the event stream:
+/// 50 ms doubling up to 2 s.
+fn reconnect_delay(attempt: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << attempt.min(16));
+    Duration::from_millis(ms.min(2_000))
+}
+
+/// Keeps the event stream open and dispatches events until aborted.
+async fn run_events<C: Callbacks>(conn: Conn, callbacks: Arc<C>) {
+    // Non-health callbacks run one at a time, in order, on their own task,
+    // so that health checks are answered even while one is slow.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sequential = tokio::spawn(run_sequential(callbacks.clone(), rx));
+    // Stop the sequential task when this one is aborted.
+    let _guard = AbortOnDrop(sequential.abort_handle());
+    let mut attempt = 0u32;
+    loop {
+        match open_events(&conn).await {
+            Ok(resp) => {
+                tracing::debug!("event stream connected");
+                attempt = 0;
+                read_events(&conn, &callbacks, &tx, resp).await;
+                tracing::debug!("event stream ended; reconnecting");
+            }
+            Err(e) => { eprintln!("DBG open {e}"); tracing::warn!(error = %e, "could not open the event stream; retrying") }
+        }
+        tokio::time::sleep(reconnect_delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn open_events(conn: &Conn) -> Result<reqwest::Response, SdkError> {
+    let resp = conn
+        .http
+        .get(conn.url(api::PATH_EVENTS))
+        .header(AUTHORIZATION, conn.auth.clone())
+        .send()
+        .await
+        .map_err(SdkError::Transport)?;
+    check(resp).await
+}
+
+async fn read_events<C: Callbacks>(
+    conn: &Conn,
+    callbacks: &Arc<C>,
+    tx: &mpsc::UnboundedSender<SdkEvent>,
+    resp: reqwest::Response,
+) {
+    let mut splitter = LineSplitter::new(MAX_EVENT_LINE);
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("DBG broke {e:?}"); tracing::debug!(error = %e, "event stream broke");
+                return;
+            }
+        };
+        for line in splitter.push(&chunk) {
+            let line = match line {
+                Line::Complete(l) => l,
+                Line::TooLong => {
+                    tracing::warn!("ignored an event line longer than {MAX_EVENT_LINE} bytes");
+                    continue;
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            eprintln!("DBG line {:?}", String::from_utf8_lossy(&line)); match serde_json::from_slice::<SdkEvent>(&line) {
+                Ok(SdkEvent::HealthCheck { seq }) => {
+                    tokio::spawn(answer_health(conn.clone(), callbacks.clone(), seq));
+                }
+                Ok(event) => {
+                    // The receiver lives as long as this task (see run_events).
+                    let _ = tx.send(event);
+                }
+                Err(e) => tracing::warn!(error = %e, "ignored an event the SDK does not understand"),
+            }
+        }
+    }
+}
+
+async fn answer_health<C: Callbacks>(conn: Conn, callbacks: Arc<C>, seq: u64) {
+    let healthy = callbacks.on_health_check().await;
+    if let Err(e) = conn.post(api::PATH_HEALTH, &HealthAnswer { seq, healthy }).await {
+        tracing::warn!(error = %e, seq, "could not answer a health check");
+    }
+}
+
+async fn run_sequential<C: Callbacks>(callbacks: Arc<C>, mut rx: mpsc::UnboundedReceiver<SdkEvent>) {
+    while let Some(event) = rx.recv().await {
+        match event {
+            SdkEvent::StartBattleSession { battle_session } => {
+                tracing::info!(battle_session_id = %battle_session.battle_session_id, "OnStartBattleSession");
+                callbacks.on_start_battle_session(battle_session).await;
+            }
+            SdkEvent::TerminateBattleSession { battle_session_id } => {
+                tracing::info!(%battle_session_id, "OnTerminateBattleSession");
+                callbacks.on_terminate_battle_session(battle_session_id).await;
+            }
+            SdkEvent::ProcessTerminate { reason } => {
+                tracing::info!(%reason, "OnProcessTerminate");
+                callbacks.on_process_terminate(reason).await;
+            }
+            // Answered on their own task in read_events.
+            SdkEvent::HealthCheck { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

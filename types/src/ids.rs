@@ -1,0 +1,133 @@
+//! Newtype identifiers. They are strings on the wire (JSON and bincode) so a
+//! client in any language can hold them, and distinct types in Rust so a
+//! fleet id is never passed where a process id is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest identifier accepted from outside (HTTP, agents, DS processes).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is longer than {MAX_ID_LEN} characters")]
+    TooLong { kind: &'static str },
+    #[error("{kind} may contain only letters, digits, '-', '_' and '.'")]
+    BadChar { kind: &'static str },
+}
+
+/// Checks an identifier coming from outside the process.
+pub fn validate_id(kind: &'static str, s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong { kind });
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(IdError::BadChar { kind });
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident, $kind:literal, $prefix:literal) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Human name of this kind of id, used in error messages.
+            pub const KIND: &'static str = $kind;
+
+            /// Wraps a string that is already known to be valid (generated
+            /// here, or read back from replicated state).
+            pub fn new_unchecked(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// Validates a string that came from outside.
+            pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+                let s = s.into();
+                validate_id($kind, &s)?;
+                Ok(Self(s))
+            }
+
+            /// A new random id with this kind's prefix (UUID v7: time ordered).
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(/// A game title.
+    TitleId, "title id", "title-");
+string_id!(/// A title region: the unit of tenancy; credentials belong to one.
+    TitleRegionId, "title region id", "tr-");
+string_id!(/// A fleet of hosts running one DS build.
+    FleetId, "fleet id", "fleet-");
+string_id!(/// A host running an agent.
+    HostId, "host id", "host-");
+string_id!(/// One DS process launched by an agent. Never reused.
+    ProcessId, "process id", "proc-");
+string_id!(/// A battle session (a game running on a DS process).
+    BattleSessionId, "battle session id", "bs-");
+string_id!(/// A placement request for one battle session.
+    PlacementId, "placement id", "pl-");
+string_id!(/// A player, as identified by the game.
+    PlayerId, "player id", "player-");
+string_id!(/// A player's reservation in one battle session.
+    PlayerBattleSessionId, "player battle session id", "pbs-");
+string_id!(/// The public half of a title region's server key.
+    SecretId, "secret id", "sid-");
+
+/// A Raft member.
+pub type NodeId = u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_validate_and_roundtrip() {
+        assert!(FleetId::parse("fleet-1.a_b").is_ok());
+        assert_eq!(
+            FleetId::parse(""),
+            Err(IdError::Empty { kind: "fleet id" })
+        );
+        assert!(matches!(FleetId::parse("a b"), Err(IdError::BadChar { .. })));
+        assert!(matches!(
+            FleetId::parse("x".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
+        let id = ProcessId::generate();
+        assert!(id.as_str().starts_with("proc-"));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_ne!(ProcessId::generate(), ProcessId::generate());
+    }
+}

@@ -1,0 +1,79 @@
+//! The agent's local SDK API, spoken by DS processes over HTTP/JSON on
+//! loopback. `docs/sdk-protocol.md` is the normative description; these are
+//! the bodies it names.
+
+use crate::agent::BattleSessionSpec;
+use crate::ids::*;
+use serde::{Deserialize, Serialize};
+
+/// Base URL of the agent's local API, e.g. `http://127.0.0.1:7601`.
+pub const ENV_SDK_ENDPOINT: &str = "RESPAWN_SDK_ENDPOINT";
+/// The process's id.
+pub const ENV_PROCESS_ID: &str = "RESPAWN_PROCESS_ID";
+/// Bearer token the process presents on every call.
+pub const ENV_PROCESS_TOKEN: &str = "RESPAWN_PROCESS_TOKEN";
+pub const ENV_FLEET_ID: &str = "RESPAWN_FLEET_ID";
+pub const ENV_HOST_ID: &str = "RESPAWN_HOST_ID";
+/// Directory where the agent keeps this process's stdout/stderr; a DS may log there too.
+pub const ENV_LOG_DIR: &str = "RESPAWN_LOG_DIR";
+
+pub const PATH_EVENTS: &str = "/v1/events";
+pub const PATH_PROCESS_READY: &str = "/v1/process_ready";
+pub const PATH_HEALTH: &str = "/v1/health";
+pub const PATH_ACTIVATE: &str = "/v1/activate_battle_session";
+pub const PATH_ACCEPT_PLAYER: &str = "/v1/accept_player_battle_session";
+pub const PATH_DISCONNECT_PLAYER: &str = "/v1/disconnect_player_battle_session";
+pub const PATH_REMOVE_PLAYER: &str = "/v1/remove_player_battle_session";
+pub const PATH_TERMINATE_BATTLE_SESSION: &str = "/v1/terminate_battle_session";
+pub const PATH_PROCESS_ENDING: &str = "/v1/process_ending";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessReadyRequest {
+    pub port: u16,
+    #[serde(default)]
+    pub log_paths: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthAnswer {
+    pub seq: u64,
+    pub healthy: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BattleSessionRequest {
+    pub battle_session_id: BattleSessionId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerBattleSessionRequest {
+    pub battle_session_id: BattleSessionId,
+    pub player_battle_session_id: PlayerBattleSessionId,
+}
+
+/// Body of every successful call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdkOk {
+    pub ok: bool,
+}
+
+/// Body of every failed call (4xx/5xx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdkError {
+    pub error: crate::agent::ErrorCode,
+    pub message: String,
+}
+
+/// One line of the `GET /v1/events` NDJSON stream: a callback for the DS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SdkEvent {
+    /// OnHealthCheck: answer with `POST /v1/health {seq, healthy}`.
+    HealthCheck { seq: u64 },
+    /// OnStartBattleSession: prepare, then `POST /v1/activate_battle_session`.
+    StartBattleSession { battle_session: BattleSessionSpec },
+    /// OnTerminateBattleSession.
+    TerminateBattleSession { battle_session_id: BattleSessionId },
+    /// OnProcessTerminate: shut down; the agent kills the process shortly after.
+    ProcessTerminate { reason: String },
+}
