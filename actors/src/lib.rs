@@ -1,1 +1,28 @@
-//! placeholder
+//! The actors of a Respawn server node.
+//!
+//! One actor per title region, fleet, DS process and battle session, each a
+//! thin shell over a pure decision function in [`policy`]. The committed
+//! Raft log is their input: [`node::NodeActor`] receives the events that
+//! `apply` emitted and routes them; actors act by proposing commands through
+//! [`ports::Proposer`] and by talking to agents through
+//! [`ports::AgentGateway`]. After a restart (or, later, a change of leader)
+//! they are rebuilt from the replicated state, deadlines included, so no
+//! timer is lost.
+
+pub mod fleet;
+pub mod node;
+pub mod policy;
+pub mod ports;
+pub mod process;
+pub mod region;
+pub mod session;
+
+pub use node::{start_runtime, NodeMsg, Runtime};
+pub use ports::{AgentGateway, Deps, GatewayError, ProposeError, Proposer, SharedState};
+
+/// Errors of the actor runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ActorsError {
+    #[error("failed to spawn actor: {0}")]
+    Spawn(String),
+}

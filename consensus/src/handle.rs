@@ -4,11 +4,12 @@
 use crate::command::{Applied, Command, Request};
 use crate::db::Closed;
 use crate::error::ConsensusError;
-use crate::log_store::{LogShared, LogStore, LogStoreStats};
+use crate::log_store::{LogProbe, LogStore, LogStoreStats};
+use crate::proposer::{fatal, Proposer};
 use crate::sm::{EventSink, StateHandle, StateMachineStore};
 use crate::state::PlacementState;
 use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
 use openraft::{RaftNetworkFactory, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct RaftSettings {
     /// Log entries kept after a snapshot, so that a slightly lagging
     /// follower catches up from the log rather than a snapshot.
     pub max_in_snapshot_log_to_keep: u64,
+    /// Most proposals packed into one log entry.
+    pub max_batch: usize,
 }
 
 impl Default for RaftSettings {
@@ -58,6 +61,7 @@ impl Default for RaftSettings {
             install_snapshot_timeout_ms: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             max_in_snapshot_log_to_keep: 1000,
+            max_batch: 512,
         }
     }
 }
@@ -99,15 +103,9 @@ pub struct Consensus {
     node_id: u64,
     raft: Raft,
     state: StateHandle,
-    log: Arc<LogShared>,
+    proposer: Proposer,
+    log: LogProbe,
     closed: Vec<Closed>,
-}
-
-fn fatal(e: Fatal<u64>) -> ConsensusError {
-    match e {
-        Fatal::Stopped => ConsensusError::ShuttingDown,
-        other => ConsensusError::Raft(other.to_string()),
-    }
 }
 
 fn wait_error(e: WaitError) -> ConsensusError {
@@ -139,16 +137,18 @@ impl Consensus {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConsensusError::Storage(format!("create {}: {e}", dir.display())))?;
         let (log_store, log_closed) = LogStore::open(&dir.join(LOG_FILE))?;
-        let log = log_store.shared();
+        let log = log_store.probe();
         let (sm, sm_closed) = StateMachineStore::open(&dir.join(SNAPSHOT_FILE))?;
         let state = sm.handle();
         let raft = openraft::Raft::new(node_id, Arc::new(config), network, log_store, sm)
             .await
             .map_err(fatal)?;
+        let proposer = Proposer::spawn(raft.clone(), settings.max_batch);
         Ok(Consensus {
             node_id,
             raft,
             state,
+            proposer,
             log,
             closed: vec![log_closed, sm_closed],
         })
@@ -195,20 +195,16 @@ impl Consensus {
 
     /// Commits a request stamped by the caller and returns its log index
     /// with the answer.
+    ///
+    /// Requests proposed concurrently on this node share a log entry (and
+    /// its index); see [`crate::types::Batch`].
     pub async fn propose_request(&self, req: Request) -> Result<Committed, ConsensusError> {
-        match self.raft.client_write(req).await {
-            Ok(resp) => Ok(Committed {
-                index: resp.log_id.index,
-                applied: resp.data?,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ConsensusError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
-        }
+        self.proposer.propose(req).await
+    }
+
+    /// Proposals waiting for the log entry being written to commit.
+    pub fn queued_proposals(&self) -> usize {
+        self.proposer.queued()
     }
 
     /// Returns once this node is the leader of a quorum and has applied
@@ -297,9 +293,9 @@ impl Consensus {
             .map_err(|_| ConsensusError::Timeout("store files still open after shutdown".into()))
     }
 
-    /// The log store's shared state (tests use its writer gate).
+    /// The log writer's gate and counters (tests hold the writer with it).
     #[cfg(test)]
-    pub(crate) fn log_shared(&self) -> &Arc<LogShared> {
+    pub(crate) fn log_probe(&self) -> &LogProbe {
         &self.log
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod handle;
 pub mod log_store;
 pub mod network;
+mod proposer;
 pub mod sm;
 pub mod types;
 
@@ -28,4 +29,4 @@ pub use network::{NoConnection, SingleNodeNetwork};
 pub use openraft::SnapshotPolicy;
 pub use sm::{EventSink, SnapshotBuilder, StateHandle, StateMachineStore};
 pub use state::PlacementState;
-pub use types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
+pub use types::{Batch, BatchResponse, NodeInfo, Raft, RaftMetrics, TypeConfig};

@@ -5,8 +5,14 @@
 //! through one channel to a dedicated writer thread. The thread takes what
 //! is queued, writes all of it in a single redb transaction, commits once
 //! (with `Durability::Immediate`, i.e. fsync) and only then fires the
-//! `LogFlushed` callbacks and acknowledgements of the whole batch. Appends
-//! that arrive while a commit is in progress therefore share the next fsync.
+//! `LogFlushed` callbacks and acknowledgements of the whole batch.
+//!
+//! Note: openraft 0.9 waits for each append's flush before it issues the
+//! next append, so at most one append is ever queued here; what shares an
+//! fsync in practice is a committed-index update with the next append, and
+//! concurrent proposals share one because [`crate::Consensus`] packs them
+//! into one log entry ([`crate::types::Batch`]). The writer batches anyway
+//! so that a runtime that pipelines appends gets group commit for free.
 //!
 //! Appended entries are kept in memory (`pending`) until their transaction
 //! has committed, so a reader sees them as soon as `append` returns.
@@ -51,15 +57,18 @@ pub struct LogStoreStats {
     pub commits: u64,
     /// Of those, the ones committed with fsync (`Durability::Immediate`).
     pub durable_commits: u64,
-    /// Log entries written.
-    pub entries: u64,
+    /// Log entries handed to `append`.
+    pub entries_appended: u64,
+    /// Log entries written durably.
+    pub entries_written: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
     durable_commits: AtomicU64,
-    entries: AtomicU64,
+    entries_appended: AtomicU64,
+    entries_written: AtomicU64,
 }
 
 /// What the log looks like, kept in memory and changed in the order of the
@@ -74,12 +83,32 @@ struct Mem {
 }
 
 /// State shared by the store, its readers and the writer thread.
-pub(crate) struct LogShared {
+struct LogShared {
     file: Arc<DbFile>,
     mem: Mutex<Mem>,
-    counters: Counters,
+    counters: Arc<Counters>,
     #[cfg(test)]
-    pub(crate) gate: test_gate::Gate,
+    gate: Arc<test_gate::Gate>,
+}
+
+/// A view on the writer's counters that does not keep the file open.
+#[derive(Clone)]
+pub(crate) struct LogProbe {
+    counters: Arc<Counters>,
+    #[cfg(test)]
+    pub(crate) gate: Arc<test_gate::Gate>,
+}
+
+impl LogProbe {
+    /// The writer's counters.
+    pub(crate) fn stats(&self) -> LogStoreStats {
+        LogStoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            durable_commits: self.counters.durable_commits.load(Ordering::Relaxed),
+            entries_appended: self.counters.entries_appended.load(Ordering::Relaxed),
+            entries_written: self.counters.entries_written.load(Ordering::Relaxed),
+        }
+    }
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -160,9 +189,9 @@ impl LogStore {
         let shared = Arc::new(LogShared {
             file,
             mem: Mutex::new(mem),
-            counters: Counters::default(),
+            counters: Arc::default(),
             #[cfg(test)]
-            gate: test_gate::Gate::default(),
+            gate: Arc::default(),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Arc::clone(&shared);
@@ -173,9 +202,13 @@ impl LogStore {
         Ok((LogStore { shared, tx }, closed))
     }
 
-    /// The state shared with readers (for stats and tests).
-    pub(crate) fn shared(&self) -> Arc<LogShared> {
-        Arc::clone(&self.shared)
+    /// Counters (and, in tests, the writer gate) that outlive the store.
+    pub(crate) fn probe(&self) -> LogProbe {
+        LogProbe {
+            counters: Arc::clone(&self.shared.counters),
+            #[cfg(test)]
+            gate: Arc::clone(&self.shared.gate),
+        }
     }
 
     /// Queues an operation that is acknowledged once it is durable, and
@@ -246,21 +279,6 @@ impl LogShared {
     /// the map consistent, so a poisoned lock is used as is.
     fn mem(&self) -> MutexGuard<'_, Mem> {
         self.mem.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The writer's counters.
-    pub(crate) fn stats(&self) -> LogStoreStats {
-        LogStoreStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            durable_commits: self.counters.durable_commits.load(Ordering::Relaxed),
-            entries: self.counters.entries.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Entries appended and not yet durable.
-    #[cfg(test)]
-    pub(crate) fn pending_len(&self) -> usize {
-        self.mem().pending.len()
     }
 
     /// Entries in `range`: those already in redb, then the pending tail.
@@ -383,6 +401,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(last) = entries.last() {
             mem.last_log_id = Some(last.log_id);
         }
+        self.shared
+            .counters
+            .entries_appended
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         for e in entries {
             mem.pending.insert(e.log_id.index, e);
         }
@@ -555,7 +577,7 @@ fn complete(shared: &LogShared, batch: Vec<WriteOp>, result: &Result<(), String>
         }
         shared
             .counters
-            .entries
+            .entries_written
             .fetch_add(written, Ordering::Relaxed);
     }
     for op in batch {

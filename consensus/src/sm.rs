@@ -5,18 +5,20 @@
 //! snapshot is loaded and openraft re-applies the committed log after it
 //! (the log store keeps the committed log id for that).
 //!
-//! Events: after each applied normal entry, `(index, events)` is sent to
+//! Events: after each applied normal entry (a batch of requests),
+//! `(index, events of its requests in order)` is sent to
 //! the [`EventSink`] once the owner has called [`StateHandle::go_live`].
 //! `go_live` takes the same lock as apply, so the state it returns and the
 //! events sent afterwards fit together with neither gap nor overlap.
 
 use crate::codec;
-use crate::command::{Applied, Event, Response};
+use crate::command::Event;
 use crate::db::{Closed, DbFile};
 use crate::error::ConsensusError;
 use crate::state::PlacementState;
 use crate::types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -257,7 +259,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((data.last_applied, data.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -268,20 +270,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             data.last_applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => responses.push(Ok(Applied::Unchanged)),
-                EntryPayload::Normal(req) => {
-                    let (response, events) = data.state.apply(&req);
+                EntryPayload::Blank => responses.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    let mut answers = Vec::with_capacity(batch.0.len());
+                    let mut events = Vec::new();
+                    for req in &batch.0 {
+                        let (response, evs) = data.state.apply(req);
+                        answers.push(response);
+                        events.extend(evs);
+                    }
                     if let Some(sink) = &data.sink {
                         if sink.send((entry.log_id.index, events)).is_err() {
                             tracing::warn!("event receiver is gone; events are no longer delivered");
                             data.sink = None;
                         }
                     }
-                    responses.push(response);
+                    responses.push(answers);
                 }
                 EntryPayload::Membership(m) => {
                     data.membership = StoredMembership::new(Some(entry.log_id), m);
-                    responses.push(Ok(Applied::Unchanged));
+                    responses.push(Vec::new());
                 }
             }
         }

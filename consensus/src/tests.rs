@@ -348,34 +348,52 @@ async fn go_live_during_concurrent_proposals_has_no_gap_and_no_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_queued_during_a_commit_share_one_fsync() {
+async fn proposals_queued_during_a_commit_share_one_entry_and_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let c = open_single(dir.path(), test_settings()).await;
-    let log = c.log_shared().clone();
+    let probe = c.log_probe().clone();
     let before = c.log_stats();
 
-    // Hold the writer before its next transaction; appends pile up.
-    log.gate.close();
-    let mut tasks = Vec::new();
-    for n in 0..32 {
+    // Hold the log writer: the first entry cannot become durable.
+    probe.gate.close();
+    let first = {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move { c.propose(put(n)).await }));
+        tokio::spawn(async move { c.propose_request(Request { at: 1, command: put(0) }).await })
+    };
+    eventually("first entry appended", || {
+        c.log_stats().entries_appended == before.entries_appended + 1
+    })
+    .await;
+    // Proposals made meanwhile wait for it, together.
+    let mut tasks = Vec::new();
+    for n in 1..=32 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.propose_request(Request { at: 1, command: put(n) }).await
+        }));
     }
-    eventually("32 pending appends", || log.pending_len() == 32).await;
-    let mid = c.log_stats();
-    assert_eq!(mid, before, "nothing written while the writer is held");
-    log.gate.open();
+    eventually("32 queued proposals", || c.queued_proposals() == 32).await;
+    assert_eq!(c.log_stats().durable_commits, before.durable_commits);
+    probe.gate.open();
+
+    let first = first.await.unwrap().unwrap();
+    let mut indexes = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), Applied::Done);
+        let committed = t.await.unwrap().unwrap();
+        assert_eq!(committed.applied, Applied::Done);
+        indexes.push(committed.index);
     }
+    indexes.dedup();
+    assert_eq!(indexes.len(), 1, "the 32 share one entry");
+    assert!(indexes[0] > first.index);
     let after = c.log_stats();
-    assert_eq!(after.entries - before.entries, 32);
+    assert_eq!(after.entries_written - before.entries_written, 2);
     assert_eq!(
         after.durable_commits - before.durable_commits,
-        1,
-        "one fsync for the whole batch: {after:?}"
+        2,
+        "33 proposals, 2 fsyncs: {after:?}"
     );
-    assert_eq!(c.read(|s| s.title_regions.len()), 32);
+    assert_eq!(c.read(|s| s.title_regions.len()), 33);
     c.shutdown().await.unwrap();
 }
 
@@ -449,12 +467,12 @@ async fn propose_figures() {
     lat.sort_unstable();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
     println!(
-        "sequential: n=300 p50={:?} p90={:?} p99={:?} max={:?}; fsyncs/entry={:.2}",
+        "sequential: n=300 p50={:?} p90={:?} p99={:?} max={:?}; fsyncs/proposal={:.2}",
         pct(50),
         pct(90),
         pct(99),
         lat[lat.len() - 1],
-        (s1.durable_commits - s0.durable_commits) as f64 / (s1.entries - s0.entries) as f64,
+        (s1.durable_commits - s0.durable_commits) as f64 / 300.0,
     );
 
     for conc in [1u32, 4, 16, 64, 256] {
@@ -476,13 +494,12 @@ async fn propose_figures() {
         }
         let el = t.elapsed();
         let s1 = c.log_stats();
-        let entries = s1.entries - s0.entries;
+        let fsyncs = s1.durable_commits - s0.durable_commits;
         println!(
-            "concurrency {conc:>3}: {total} proposals in {el:?} = {:.0}/s; fsyncs={} entries={} fsyncs/entry={:.3}",
+            "concurrency {conc:>3}: {total} proposals in {el:?} = {:.0}/s; log entries={} fsyncs={fsyncs} fsyncs/proposal={:.3}",
             f64::from(total) / el.as_secs_f64(),
-            s1.durable_commits - s0.durable_commits,
-            entries,
-            (s1.durable_commits - s0.durable_commits) as f64 / entries as f64,
+            s1.entries_written - s0.entries_written,
+            fsyncs as f64 / f64::from(total),
         );
     }
     c.shutdown().await.unwrap();

@@ -24,12 +24,27 @@ impl fmt::Display for NodeInfo {
     }
 }
 
+/// A log entry's payload: requests proposed together, applied in order.
+///
+/// openraft 0.9 waits for each append to be flushed before it appends the
+/// next, one append per `client_write`; concurrent proposals therefore
+/// share an fsync only if they share a log entry. [`crate::Consensus`]
+/// gathers the requests queued while the previous entry commits into one
+/// `Batch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Batch(pub Vec<Request>);
+
+/// What applying a [`Batch`] answers: one [`Response`] per request, in
+/// order. Blank and membership entries answer an empty vector.
+pub type BatchResponse = Vec<Response>;
+
 openraft::declare_raft_types!(
     /// Respawn's openraft type configuration: log entries carry a
-    /// [`Request`], applying one answers a [`Response`].
+    /// [`Batch`] of requests, applying one answers a [`BatchResponse`].
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = Batch,
+        R = BatchResponse,
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,

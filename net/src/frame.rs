@@ -109,6 +109,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use respawn_types::agent::{AgentHello, AgentToServer, LiveProcess, PROTOCOL_VERSION};
@@ -177,26 +178,42 @@ mod tests {
         write_frame(&mut buf, &hello()).await.unwrap();
         let mut r = &buf[..];
         let err = read_frame::<AgentToServer, _>(&mut r, 8).await.unwrap_err();
-        assert!(matches!(err, NetError::FrameTooLarge { max: 8, .. }), "{err:?}");
+        assert!(
+            matches!(err, NetError::FrameTooLarge { max: 8, .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
     async fn truncated_frames() {
         let err = read_bytes::<AgentToServer>(&[]).await.unwrap_err();
         assert!(
-            matches!(err, NetError::Truncated { part: "length prefix" }),
+            matches!(
+                err,
+                NetError::Truncated {
+                    part: "length prefix"
+                }
+            ),
             "{err:?}"
         );
         let err = read_bytes::<AgentToServer>(&[0, 0]).await.unwrap_err();
         assert!(
-            matches!(err, NetError::Truncated { part: "length prefix" }),
+            matches!(
+                err,
+                NetError::Truncated {
+                    part: "length prefix"
+                }
+            ),
             "{err:?}"
         );
         let mut buf = Vec::new();
         write_frame(&mut buf, &hello()).await.unwrap();
         buf.truncate(buf.len() - 1);
         let err = read_bytes::<AgentToServer>(&buf).await.unwrap_err();
-        assert!(matches!(err, NetError::Truncated { part: "payload" }), "{err:?}");
+        assert!(
+            matches!(err, NetError::Truncated { part: "payload" }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -234,7 +251,10 @@ mod tests {
         let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
         bytes.extend_from_slice(&payload);
         let err = read_bytes::<AgentToServer>(&bytes).await.unwrap_err();
-        assert!(matches!(err, NetError::TrailingBytes { extra: 3 }), "{err:?}");
+        assert!(
+            matches!(err, NetError::TrailingBytes { extra: 3 }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

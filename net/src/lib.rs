@@ -14,6 +14,8 @@
 //! Everything received from a peer is untrusted: malformed input gives an
 //! error (and closes the link), never a panic.
 
+#![warn(missing_docs)]
+
 pub mod frame;
 pub mod link;
 pub mod pki;
@@ -21,7 +23,7 @@ pub mod tls;
 
 pub use frame::{read_frame, write_frame};
 pub use link::{serve_requests, Endpoint, Link, PeerInfo, Responder};
-pub use pki::{ensure_dev_pki, CaBundle, Identity, PeerKind, Pki};
+pub use pki::{ensure_dev_pki, CaBundle, Identity, PeerKind, PeerSubject, Pki};
 
 use std::path::PathBuf;
 use std::time::Duration;

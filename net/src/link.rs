@@ -165,8 +165,10 @@ impl Endpoint {
                 expected: PeerKind::Node,
                 got: link.peer().kind,
             };
-            link.conn
-                .close(VarInt::from_u32(CLOSE_WRONG_PEER_KIND), b"server must be a node");
+            link.conn.close(
+                VarInt::from_u32(CLOSE_WRONG_PEER_KIND),
+                b"server must be a node",
+            );
             return Err(err);
         }
         Ok(link)
@@ -325,7 +327,9 @@ impl Link {
                 }
                 Err(e) => match map_stream_error(e) {
                     e @ NetError::Connection(_) => return Err(e),
-                    e => tracing::debug!(peer = %self.peer.name, error = %e, "request stream dropped"),
+                    e => {
+                        tracing::debug!(peer = %self.peer.name, error = %e, "request stream dropped")
+                    }
                 },
             }
         }
@@ -416,7 +420,9 @@ impl SendGuard {
 
     async fn write_all_and_finish(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         let Some(stream) = self.stream.as_mut() else {
-            return Err(NetError::Io(std::io::Error::other("stream already finished")));
+            return Err(NetError::Io(std::io::Error::other(
+                "stream already finished",
+            )));
         };
         stream.write_all(bytes).await.map_err(map_write_error)?;
         // Taken only after the whole frame is written: a cancelled write

@@ -8,8 +8,8 @@
 //! process-wide default is needed or installed). TLS 1.3 only, as QUIC
 //! requires; ALPN [`ALPN`].
 
-use crate::pki::{subject_from_der, Identity, PeerSubject};
 pub use crate::pki::SERVER_NAME;
+use crate::pki::{subject_from_der, Identity, PeerSubject};
 use crate::NetError;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
@@ -61,8 +61,8 @@ fn roots(identity: &Identity) -> Result<Arc<RootCertStore>, NetError> {
 /// clients with a certificate signed by its CA.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider.clone())
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider.clone()).build()?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

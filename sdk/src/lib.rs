@@ -54,6 +54,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 pub use respawn_types::agent::{BattleSessionSpec, ErrorCode, PlayerSlot};
+pub use respawn_types::sdk::{
+    ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
+};
 pub use respawn_types::{BattleSessionId, PlayerBattleSessionId, PlayerId, ProcessId};
 
 /// Longest event line the SDK accepts from the agent (1 MiB).
@@ -66,7 +69,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum SdkError {
     /// A required environment variable is missing: the process was not
     /// launched by a Respawn agent.
-    #[error("environment variable {name} is not set (was this process launched by a Respawn agent?)")]
+    #[error(
+        "environment variable {name} is not set (was this process launched by a Respawn agent?)"
+    )]
     MissingEnv {
         /// The variable's name.
         name: &'static str,
@@ -133,8 +138,10 @@ pub trait Callbacks: Send + Sync + 'static {
 
     /// OnStartBattleSession: prepare the battle session, then call
     /// [`ServerSdk::activate_battle_session`].
-    fn on_start_battle_session(&self, session: BattleSessionSpec)
-        -> impl Future<Output = ()> + Send;
+    fn on_start_battle_session(
+        &self,
+        session: BattleSessionSpec,
+    ) -> impl Future<Output = ()> + Send;
 
     /// OnTerminateBattleSession: the platform ended this battle session.
     fn on_terminate_battle_session(
@@ -186,7 +193,11 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, SdkError> {
     }
     let bytes = resp.bytes().await.map_err(SdkError::Transport)?;
     match serde_json::from_slice::<api::SdkError>(&bytes) {
-        Ok(e) => Err(SdkError::Agent { status: status.as_u16(), code: e.error, message: e.message }),
+        Ok(e) => Err(SdkError::Agent {
+            status: status.as_u16(),
+            code: e.error,
+            message: e.message,
+        }),
         Err(_) => {
             let mut body = String::from_utf8_lossy(&bytes).into_owned();
             if body.len() > 300 {
@@ -196,7 +207,10 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, SdkError> {
                 }
                 body.truncate(cut);
             }
-            Err(SdkError::UnexpectedResponse { status: status.as_u16(), body })
+            Err(SdkError::UnexpectedResponse {
+                status: status.as_u16(),
+                body,
+            })
         }
     }
 }
@@ -208,19 +222,10 @@ struct Inner {
     events: Mutex<Option<AbortHandle>>,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Ok(mut events) = self.events.lock() {
-            if let Some(task) = events.take() {
-                task.abort();
-            }
-        }
-    }
-}
-
 /// A handle on the agent's local API for this DS process. Cheap to clone.
-/// The event stream runs until [`ServerSdk::close`], or until every clone
-/// (including any the callbacks hold) is dropped.
+/// Once [`ServerSdk::process_ready`] has started the event stream, it runs
+/// in the background until [`ServerSdk::close`] (dropping the handle does
+/// not stop it).
 #[derive(Clone)]
 pub struct ServerSdk {
     inner: Arc<Inner>,
@@ -239,11 +244,14 @@ impl ServerSdk {
     /// Reads `RESPAWN_SDK_ENDPOINT`, `RESPAWN_PROCESS_ID` and
     /// `RESPAWN_PROCESS_TOKEN`, which the agent sets for every DS it launches.
     pub fn from_env() -> Result<Self, SdkError> {
-        let var = |name: &'static str| std::env::var(name).map_err(|_| SdkError::MissingEnv { name });
+        let var =
+            |name: &'static str| std::env::var(name).map_err(|_| SdkError::MissingEnv { name });
         let endpoint = var(api::ENV_SDK_ENDPOINT)?;
-        let process_id = ProcessId::parse(var(api::ENV_PROCESS_ID)?).map_err(|e| {
-            SdkError::InvalidConfig { name: api::ENV_PROCESS_ID, reason: e.to_string() }
-        })?;
+        let process_id =
+            ProcessId::parse(var(api::ENV_PROCESS_ID)?).map_err(|e| SdkError::InvalidConfig {
+                name: api::ENV_PROCESS_ID,
+                reason: e.to_string(),
+            })?;
         let token = var(api::ENV_PROCESS_TOKEN)?;
         Self::new(&endpoint, process_id, &token)
     }
@@ -267,11 +275,12 @@ impl ServerSdk {
                 reason: "empty".into(),
             });
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| SdkError::InvalidConfig {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SdkError::InvalidConfig {
                 name: api::ENV_PROCESS_TOKEN,
                 reason: "contains characters not allowed in an HTTP header".into(),
-            })?;
+            }
+        })?;
         auth.set_sensitive(true);
         // The agent is on loopback: never go through a proxy from the environment.
         let http = reqwest::Client::builder()
@@ -280,7 +289,11 @@ impl ServerSdk {
             .map_err(SdkError::Transport)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                conn: Conn { http, endpoint: endpoint.trim_end_matches('/').to_owned(), auth },
+                conn: Conn {
+                    http,
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                    auth,
+                },
                 process_id,
                 events: Mutex::new(None),
             }),
@@ -304,20 +317,34 @@ impl ServerSdk {
         callbacks: C,
     ) -> Result<(), SdkError> {
         if port == 0 {
-            return Err(SdkError::InvalidConfig { name: "port", reason: "must not be 0".into() });
+            return Err(SdkError::InvalidConfig {
+                name: "port",
+                reason: "must not be 0".into(),
+            });
         }
         {
-            let events = self.inner.events.lock().map_err(|_| SdkError::AlreadyReady)?;
+            let events = self
+                .inner
+                .events
+                .lock()
+                .map_err(|_| SdkError::AlreadyReady)?;
             if events.is_some() {
                 return Err(SdkError::AlreadyReady);
             }
         }
         self.inner
             .conn
-            .post(api::PATH_PROCESS_READY, &api::ProcessReadyRequest { port, log_paths })
+            .post(
+                api::PATH_PROCESS_READY,
+                &api::ProcessReadyRequest { port, log_paths },
+            )
             .await?;
         let task = tokio::spawn(run_events(self.inner.conn.clone(), Arc::new(callbacks)));
-        let mut events = self.inner.events.lock().map_err(|_| SdkError::AlreadyReady)?;
+        let mut events = self
+            .inner
+            .events
+            .lock()
+            .map_err(|_| SdkError::AlreadyReady)?;
         if events.is_some() {
             // A concurrent process_ready won the race; keep its stream.
             task.abort();
@@ -329,12 +356,17 @@ impl ServerSdk {
 
     /// ActivateBattleSession: the battle session given in
     /// `on_start_battle_session` is ready for players.
-    pub async fn activate_battle_session(&self, battle_session_id: &BattleSessionId) -> Result<(), SdkError> {
+    pub async fn activate_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+    ) -> Result<(), SdkError> {
         self.inner
             .conn
             .post(
                 api::PATH_ACTIVATE,
-                &api::BattleSessionRequest { battle_session_id: battle_session_id.clone() },
+                &api::BattleSessionRequest {
+                    battle_session_id: battle_session_id.clone(),
+                },
             )
             .await
     }
@@ -346,7 +378,12 @@ impl ServerSdk {
         battle_session_id: &BattleSessionId,
         player_battle_session_id: &PlayerBattleSessionId,
     ) -> Result<(), SdkError> {
-        self.player_call(api::PATH_ACCEPT_PLAYER, battle_session_id, player_battle_session_id).await
+        self.player_call(
+            api::PATH_ACCEPT_PLAYER,
+            battle_session_id,
+            player_battle_session_id,
+        )
+        .await
     }
 
     /// DisconnectPlayerBattleSession: the player dropped but may come back
@@ -356,8 +393,12 @@ impl ServerSdk {
         battle_session_id: &BattleSessionId,
         player_battle_session_id: &PlayerBattleSessionId,
     ) -> Result<(), SdkError> {
-        self.player_call(api::PATH_DISCONNECT_PLAYER, battle_session_id, player_battle_session_id)
-            .await
+        self.player_call(
+            api::PATH_DISCONNECT_PLAYER,
+            battle_session_id,
+            player_battle_session_id,
+        )
+        .await
     }
 
     /// RemovePlayerBattleSession: the player left for good.
@@ -366,17 +407,27 @@ impl ServerSdk {
         battle_session_id: &BattleSessionId,
         player_battle_session_id: &PlayerBattleSessionId,
     ) -> Result<(), SdkError> {
-        self.player_call(api::PATH_REMOVE_PLAYER, battle_session_id, player_battle_session_id).await
+        self.player_call(
+            api::PATH_REMOVE_PLAYER,
+            battle_session_id,
+            player_battle_session_id,
+        )
+        .await
     }
 
     /// TerminateBattleSession (parallel mode): this battle session is over;
     /// the process stays and may receive new ones.
-    pub async fn terminate_battle_session(&self, battle_session_id: &BattleSessionId) -> Result<(), SdkError> {
+    pub async fn terminate_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+    ) -> Result<(), SdkError> {
         self.inner
             .conn
             .post(
                 api::PATH_TERMINATE_BATTLE_SESSION,
-                &api::BattleSessionRequest { battle_session_id: battle_session_id.clone() },
+                &api::BattleSessionRequest {
+                    battle_session_id: battle_session_id.clone(),
+                },
             )
             .await
     }
@@ -385,7 +436,10 @@ impl ServerSdk {
     /// terminated. Exit soon after: the platform kills the process if it is
     /// still alive after the fleet's grace (2 minutes by default).
     pub async fn process_ending(&self) -> Result<(), SdkError> {
-        self.inner.conn.post(api::PATH_PROCESS_ENDING, &serde_json::json!({})).await
+        self.inner
+            .conn
+            .post(api::PATH_PROCESS_ENDING, &serde_json::json!({}))
+            .await
     }
 
     /// Stops the event stream; no callback is delivered after this returns
@@ -441,7 +495,7 @@ async fn run_events<C: Callbacks>(conn: Conn, callbacks: Arc<C>) {
                 read_events(&conn, &callbacks, &tx, resp).await;
                 tracing::debug!("event stream ended; reconnecting");
             }
-            Err(e) => { eprintln!("DBG open {e}"); tracing::warn!(error = %e, "could not open the event stream; retrying") }
+            Err(e) => tracing::warn!(error = %e, "could not open the event stream; retrying"),
         }
         tokio::time::sleep(reconnect_delay(attempt)).await;
         attempt = attempt.saturating_add(1);
@@ -479,7 +533,7 @@ async fn read_events<C: Callbacks>(
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("DBG broke {e:?}"); tracing::debug!(error = %e, "event stream broke");
+                tracing::debug!(error = %e, "event stream broke");
                 return;
             }
         };
@@ -494,7 +548,7 @@ async fn read_events<C: Callbacks>(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            eprintln!("DBG line {:?}", String::from_utf8_lossy(&line)); match serde_json::from_slice::<SdkEvent>(&line) {
+            match serde_json::from_slice::<SdkEvent>(&line) {
                 Ok(SdkEvent::HealthCheck { seq }) => {
                     tokio::spawn(answer_health(conn.clone(), callbacks.clone(), seq));
                 }
@@ -502,7 +556,9 @@ async fn read_events<C: Callbacks>(
                     // The receiver lives as long as this task (see run_events).
                     let _ = tx.send(event);
                 }
-                Err(e) => tracing::warn!(error = %e, "ignored an event the SDK does not understand"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignored an event the SDK does not understand")
+                }
             }
         }
     }
@@ -510,12 +566,18 @@ async fn read_events<C: Callbacks>(
 
 async fn answer_health<C: Callbacks>(conn: Conn, callbacks: Arc<C>, seq: u64) {
     let healthy = callbacks.on_health_check().await;
-    if let Err(e) = conn.post(api::PATH_HEALTH, &HealthAnswer { seq, healthy }).await {
+    if let Err(e) = conn
+        .post(api::PATH_HEALTH, &HealthAnswer { seq, healthy })
+        .await
+    {
         tracing::warn!(error = %e, seq, "could not answer a health check");
     }
 }
 
-async fn run_sequential<C: Callbacks>(callbacks: Arc<C>, mut rx: mpsc::UnboundedReceiver<SdkEvent>) {
+async fn run_sequential<C: Callbacks>(
+    callbacks: Arc<C>,
+    mut rx: mpsc::UnboundedReceiver<SdkEvent>,
+) {
     while let Some(event) = rx.recv().await {
         match event {
             SdkEvent::StartBattleSession { battle_session } => {
@@ -524,7 +586,9 @@ async fn run_sequential<C: Callbacks>(callbacks: Arc<C>, mut rx: mpsc::Unbounded
             }
             SdkEvent::TerminateBattleSession { battle_session_id } => {
                 tracing::info!(%battle_session_id, "OnTerminateBattleSession");
-                callbacks.on_terminate_battle_session(battle_session_id).await;
+                callbacks
+                    .on_terminate_battle_session(battle_session_id)
+                    .await;
             }
             SdkEvent::ProcessTerminate { reason } => {
                 tracing::info!(%reason, "OnProcessTerminate");

@@ -22,7 +22,11 @@ pub(crate) struct LineSplitter {
 
 impl LineSplitter {
     pub(crate) fn new(max_len: usize) -> Self {
-        Self { buf: Vec::new(), max_len, discarding: false }
+        Self {
+            buf: Vec::new(),
+            max_len,
+            discarding: false,
+        }
     }
 
     /// Feeds one chunk; returns the lines it completed, in order.
@@ -72,7 +76,10 @@ mod tests {
         let mut s = LineSplitter::new(100);
         assert_eq!(s.push(b"{\"a\":"), vec![]);
         assert_eq!(s.push(b"1}\n{\"b\""), vec![complete("{\"a\":1}")]);
-        assert_eq!(s.push(b":2}\n\n"), vec![complete("{\"b\":2}"), complete("")]);
+        assert_eq!(
+            s.push(b":2}\n\n"),
+            vec![complete("{\"b\":2}"), complete("")]
+        );
     }
 
     #[test]
@@ -89,7 +96,10 @@ mod tests {
         assert_eq!(s.push(b"defgh"), vec![]);
         assert_eq!(s.push(b"ij\nok\n"), vec![Line::TooLong, complete("ok")]);
         // Overlong within a single chunk.
-        assert_eq!(s.push(b"0123456789\nab\n"), vec![Line::TooLong, complete("ab")]);
+        assert_eq!(
+            s.push(b"0123456789\nab\n"),
+            vec![Line::TooLong, complete("ab")]
+        );
         // Exactly at the limit is fine.
         assert_eq!(s.push(b"abcd\n"), vec![complete("abcd")]);
     }

@@ -39,7 +39,12 @@ impl Fake {
     fn posts_to(&self, path: &str) -> Vec<serde_json::Value> {
         self.posts
             .lock()
-            .map(|p| p.iter().filter(|(p, _, _)| p == path).map(|(_, _, b)| b.clone()).collect())
+            .map(|p| {
+                p.iter()
+                    .filter(|(p, _, _)| p == path)
+                    .map(|(_, _, b)| b.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -57,14 +62,22 @@ async fn wait_for<T>(fake: &Fake, what: &str, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-async fn on_post(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn on_post(
+    State(fake): State<Arc<Fake>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let auth = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    fake.posts.lock().unwrap().push((uri.path().to_owned(), auth, json));
+    fake.posts
+        .lock()
+        .unwrap()
+        .push((uri.path().to_owned(), auth, json));
     fake.changed.notify_waiters();
     let fail = fake.fail.lock().unwrap().clone();
     match fail {
@@ -87,8 +100,11 @@ async fn on_events(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Respons
         return Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>())
             .into_response();
     };
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        script.lines.into_iter().map(|l| Ok(Bytes::from(l))).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = script
+        .lines
+        .into_iter()
+        .map(|l| Ok(Bytes::from(l)))
+        .collect();
     let head = futures::stream::iter(chunks);
     if script.close {
         Body::from_stream(head).into_response()
@@ -98,7 +114,10 @@ async fn on_events(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Respons
 }
 
 async fn start_fake(scripts: Vec<Script>) -> (Arc<Fake>, String) {
-    let fake = Arc::new(Fake { scripts: Mutex::new(scripts.into()), ..Default::default() });
+    let fake = Arc::new(Fake {
+        scripts: Mutex::new(scripts.into()),
+        ..Default::default()
+    });
     let app = Router::new()
         .route(api::PATH_EVENTS, get(on_events))
         .fallback(post(on_post))
@@ -180,7 +199,11 @@ async fn wait_log(fake: &Fake, rec: &Recorder, entry: &str) {
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out waiting for callback {entry:?}; log: {:?}", rec.log.lock().unwrap());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for callback {entry:?}; log: {:?}",
+            rec.log.lock().unwrap()
+        );
         let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
         let _ = fake;
     }
@@ -188,11 +211,15 @@ async fn wait_log(fake: &Fake, rec: &Recorder, entry: &str) {
 
 #[tokio::test]
 async fn process_ready_posts_and_dispatches_events_in_order() {
-    let start = line(&SdkEvent::StartBattleSession { battle_session: spec("bs-1") });
+    let start = line(&SdkEvent::StartBattleSession {
+        battle_session: spec("bs-1"),
+    });
     let term = line(&SdkEvent::TerminateBattleSession {
         battle_session_id: BattleSessionId::new_unchecked("bs-1"),
     });
-    let pt = line(&SdkEvent::ProcessTerminate { reason: "bye".into() });
+    let pt = line(&SdkEvent::ProcessTerminate {
+        reason: "bye".into(),
+    });
     // The start event arrives split across two chunks.
     let (a, b) = start.split_at(10);
     let (fake, endpoint) = start_fake(vec![Script {
@@ -202,7 +229,9 @@ async fn process_ready_posts_and_dispatches_events_in_order() {
     .await;
     let rec = Arc::new(Recorder::default());
     let sdk = sdk(&endpoint);
-    sdk.process_ready(7777, vec!["/tmp/x.log".into()], rec.clone()).await.unwrap();
+    sdk.process_ready(7777, vec!["/tmp/x.log".into()], rec.clone())
+        .await
+        .unwrap();
 
     assert_eq!(
         fake.posts_to(api::PATH_PROCESS_READY),
@@ -215,7 +244,10 @@ async fn process_ready_posts_and_dispatches_events_in_order() {
         *rec.log.lock().unwrap(),
         vec!["start bs-1", "terminate bs-1", "process_terminate bye"]
     );
-    assert_eq!(fake.event_gets.lock().unwrap()[0], format!("Bearer {TOKEN}"));
+    assert_eq!(
+        fake.event_gets.lock().unwrap()[0],
+        format!("Bearer {TOKEN}")
+    );
     assert!(matches!(
         sdk.process_ready(7777, vec![], rec.clone()).await,
         Err(SdkError::AlreadyReady)
@@ -226,20 +258,34 @@ async fn process_ready_posts_and_dispatches_events_in_order() {
 async fn health_checks_are_answered_even_while_a_callback_blocks() {
     let (fake, endpoint) = start_fake(vec![Script {
         lines: vec![
-            line(&SdkEvent::StartBattleSession { battle_session: spec("bs-1") }),
+            line(&SdkEvent::StartBattleSession {
+                battle_session: spec("bs-1"),
+            }),
             line(&SdkEvent::HealthCheck { seq: 7 }),
         ],
         close: false,
     }])
     .await;
-    let rec = Arc::new(Recorder { block_start: true, ..Default::default() });
-    rec.healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    let rec = Arc::new(Recorder {
+        block_start: true,
+        ..Default::default()
+    });
+    rec.healthy
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let sdk = sdk(&endpoint);
     sdk.process_ready(1, vec![], rec.clone()).await.unwrap();
-    let answer = wait_for(&fake, "health answer", || fake.posts_to(api::PATH_HEALTH).pop()).await;
+    let answer = wait_for(&fake, "health answer", || {
+        fake.posts_to(api::PATH_HEALTH).pop()
+    })
+    .await;
     assert_eq!(answer, serde_json::json!({"seq": 7, "healthy": false}));
     // The start callback is still blocked.
-    assert!(!rec.log.lock().unwrap().iter().any(|l| l == "start released"));
+    assert!(!rec
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l == "start released"));
     rec.release_start.notify_one();
     wait_log(&fake, &rec, "start released").await;
 }
@@ -267,9 +313,15 @@ async fn event_stream_reconnects_and_skips_garbage() {
     ])
     .await;
     let rec = Arc::new(Recorder::default());
-    sdk(&endpoint).process_ready(1, vec![], rec.clone()).await.unwrap();
+    sdk(&endpoint)
+        .process_ready(1, vec![], rec.clone())
+        .await
+        .unwrap();
     wait_log(&fake, &rec, "terminate bs-b").await;
-    assert_eq!(*rec.log.lock().unwrap(), vec!["terminate bs-a", "terminate bs-b"]);
+    assert_eq!(
+        *rec.log.lock().unwrap(),
+        vec!["terminate bs-a", "terminate bs-b"]
+    );
     assert!(fake.event_gets.lock().unwrap().len() >= 2);
 }
 
@@ -282,9 +334,16 @@ async fn agent_errors_carry_code_and_message() {
         "{\"error\":\"invalid_state\",\"message\":\"session bs-1 is not ACTIVATING\"}".into(),
     ));
     let sdk = sdk(&endpoint);
-    let err = sdk.activate_battle_session(&BattleSessionId::new_unchecked("bs-1")).await.unwrap_err();
+    let err = sdk
+        .activate_battle_session(&BattleSessionId::new_unchecked("bs-1"))
+        .await
+        .unwrap_err();
     match err {
-        SdkError::Agent { status, code, message } => {
+        SdkError::Agent {
+            status,
+            code,
+            message,
+        } => {
             assert_eq!(status, 409);
             assert_eq!(code, ErrorCode::InvalidState);
             assert_eq!(message, "session bs-1 is not ACTIVATING");
@@ -296,8 +355,11 @@ async fn agent_errors_carry_code_and_message() {
         vec![serde_json::json!({"battle_session_id": "bs-1"})]
     );
 
-    *fake.fail.lock().unwrap() =
-        Some((api::PATH_REMOVE_PLAYER.into(), StatusCode::BAD_GATEWAY, "<html>oops</html>".into()));
+    *fake.fail.lock().unwrap() = Some((
+        api::PATH_REMOVE_PLAYER.into(),
+        StatusCode::BAD_GATEWAY,
+        "<html>oops</html>".into(),
+    ));
     let err = sdk
         .remove_player_battle_session(
             &BattleSessionId::new_unchecked("bs-1"),
@@ -322,18 +384,29 @@ async fn every_call_hits_its_path_with_its_body() {
     let bs = BattleSessionId::new_unchecked("bs-1");
     let pbs = PlayerBattleSessionId::new_unchecked("pbs-1");
     sdk.accept_player_battle_session(&bs, &pbs).await.unwrap();
-    sdk.disconnect_player_battle_session(&bs, &pbs).await.unwrap();
+    sdk.disconnect_player_battle_session(&bs, &pbs)
+        .await
+        .unwrap();
     sdk.terminate_battle_session(&bs).await.unwrap();
     sdk.process_ending().await.unwrap();
-    let posts: Vec<(String, serde_json::Value)> =
-        fake.posts.lock().unwrap().iter().map(|(p, _, b)| (p.clone(), b.clone())).collect();
-    let player = serde_json::json!({"battle_session_id": "bs-1", "player_battle_session_id": "pbs-1"});
+    let posts: Vec<(String, serde_json::Value)> = fake
+        .posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _, b)| (p.clone(), b.clone()))
+        .collect();
+    let player =
+        serde_json::json!({"battle_session_id": "bs-1", "player_battle_session_id": "pbs-1"});
     assert_eq!(
         posts,
         vec![
             (api::PATH_ACCEPT_PLAYER.to_owned(), player.clone()),
             (api::PATH_DISCONNECT_PLAYER.to_owned(), player),
-            (api::PATH_TERMINATE_BATTLE_SESSION.to_owned(), serde_json::json!({"battle_session_id": "bs-1"})),
+            (
+                api::PATH_TERMINATE_BATTLE_SESSION.to_owned(),
+                serde_json::json!({"battle_session_id": "bs-1"})
+            ),
             (api::PATH_PROCESS_ENDING.to_owned(), serde_json::json!({})),
         ]
     );
@@ -347,7 +420,10 @@ async fn unreachable_agent_is_a_transport_error() {
         l.local_addr().unwrap().port()
     };
     let sdk = sdk(&format!("http://127.0.0.1:{port}"));
-    assert!(matches!(sdk.process_ending().await, Err(SdkError::Transport(_))));
+    assert!(matches!(
+        sdk.process_ending().await,
+        Err(SdkError::Transport(_))
+    ));
 }
 
 #[test]
@@ -355,22 +431,37 @@ fn configuration_is_validated() {
     let id = || ProcessId::new_unchecked("proc-1");
     assert!(matches!(
         ServerSdk::new("not a url", id(), "t"),
-        Err(SdkError::InvalidConfig { name: api::ENV_SDK_ENDPOINT, .. })
+        Err(SdkError::InvalidConfig {
+            name: api::ENV_SDK_ENDPOINT,
+            ..
+        })
     ));
     assert!(matches!(
         ServerSdk::new("ftp://127.0.0.1:1", id(), "t"),
-        Err(SdkError::InvalidConfig { name: api::ENV_SDK_ENDPOINT, .. })
+        Err(SdkError::InvalidConfig {
+            name: api::ENV_SDK_ENDPOINT,
+            ..
+        })
     ));
     assert!(matches!(
         ServerSdk::new("http://127.0.0.1:1", id(), ""),
-        Err(SdkError::InvalidConfig { name: api::ENV_PROCESS_TOKEN, .. })
+        Err(SdkError::InvalidConfig {
+            name: api::ENV_PROCESS_TOKEN,
+            ..
+        })
     ));
     assert!(matches!(
         ServerSdk::new("http://127.0.0.1:1", id(), "a\nb"),
-        Err(SdkError::InvalidConfig { name: api::ENV_PROCESS_TOKEN, .. })
+        Err(SdkError::InvalidConfig {
+            name: api::ENV_PROCESS_TOKEN,
+            ..
+        })
     ));
     let sdk = ServerSdk::new("http://127.0.0.1:1/", id(), "t").unwrap();
-    assert_eq!(sdk.inner.conn.url(api::PATH_HEALTH), "http://127.0.0.1:1/v1/health");
+    assert_eq!(
+        sdk.inner.conn.url(api::PATH_HEALTH),
+        "http://127.0.0.1:1/v1/health"
+    );
     assert_eq!(sdk.process_id().as_str(), "proc-1");
 }
 

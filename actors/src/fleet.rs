@@ -1,0 +1,164 @@
+//! One actor per fleet: it runs the placement policy whenever capacity or
+//! demand changes and commits the assignments it chooses. It supervises the
+//! fleet's process and session actors.
+
+use crate::policy::plan_assignments;
+use crate::ports::{Deps, ProposeError};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use respawn_consensus::Command;
+use respawn_types::agent::ServerToAgent;
+use respawn_types::*;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Most assignments proposed in one round; the next round follows at once.
+const MAX_ROUND: usize = 512;
+
+pub struct FleetActor;
+
+#[derive(Debug)]
+pub enum FleetMsg {
+    /// Capacity or demand may have changed: run the placement policy.
+    Kick,
+    /// The fleet's settings changed: tell its agents, then kick.
+    Updated,
+    /// An assignment proposal finished.
+    AssignDone { placement: PlacementId, process: ProcessId, result: Result<(), ProposeError> },
+}
+
+pub struct FleetState {
+    id: FleetId,
+    deps: Deps,
+    in_flight_placements: HashSet<PlacementId>,
+    in_flight_processes: HashMap<ProcessId, u32>,
+    _ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for FleetActor {
+    type Msg = FleetMsg;
+    type State = FleetState;
+    type Arguments = (FleetId, Deps);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<FleetMsg>,
+        (id, deps): Self::Arguments,
+    ) -> Result<FleetState, ActorProcessingErr> {
+        // A safety net: agent links come and go without a log entry, so the
+        // policy also runs once a second.
+        let ticker = myself.send_interval(Duration::from_secs(1), || FleetMsg::Kick);
+        Ok(FleetState {
+            id,
+            deps,
+            in_flight_placements: HashSet::new(),
+            in_flight_processes: HashMap::new(),
+            _ticker: ticker,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<FleetMsg>, _st: &mut FleetState) -> Result<(), ActorProcessingErr> {
+        let _ = myself.cast(FleetMsg::Kick);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<FleetMsg>,
+        msg: FleetMsg,
+        st: &mut FleetState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FleetMsg::Kick => kick(&myself, st),
+            FleetMsg::Updated => {
+                let (fleet, hosts) = st.deps.read(|s| {
+                    let hosts: Vec<HostId> = s
+                        .hosts
+                        .values()
+                        .filter(|h| h.fleet_id == st.id)
+                        .map(|h| h.id.clone())
+                        .collect();
+                    (s.fleets.get(&st.id).cloned(), hosts)
+                });
+                if let Some(fleet) = fleet {
+                    for host in hosts.into_iter().filter(|h| st.deps.gateway.is_connected(h)) {
+                        let send = st.deps.gateway.send(&host, ServerToAgent::FleetUpdated { fleet: fleet.clone() });
+                        tokio::spawn(async move {
+                            if let Err(e) = send.await {
+                                tracing::warn!(%host, error = %e, "could not push fleet update");
+                            }
+                        });
+                    }
+                }
+                kick(&myself, st);
+            }
+            FleetMsg::AssignDone { placement, process, result } => {
+                st.in_flight_placements.remove(&placement);
+                if let Some(n) = st.in_flight_processes.get_mut(&process) {
+                    *n -= 1;
+                    if *n == 0 {
+                        st.in_flight_processes.remove(&process);
+                    }
+                }
+                match result {
+                    Ok(()) => {}
+                    Err(ProposeError::Rejected(r)) => {
+                        // The state moved between planning and commit; plan again.
+                        tracing::debug!(%placement, %process, %r, "assignment rejected");
+                        kick(&myself, st);
+                    }
+                    Err(ProposeError::Unavailable(e)) => {
+                        tracing::warn!(%placement, error = %e, "could not commit an assignment");
+                        myself.send_after(Duration::from_millis(200), || FleetMsg::Kick);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<FleetMsg>,
+        evt: SupervisionEvent,
+        st: &mut FleetState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children stop when their process or session is over; a failed child
+        // is logged and rebuilt by the node on the next event that needs it.
+        if let SupervisionEvent::ActorFailed(who, err) = evt {
+            tracing::error!(fleet = %st.id, actor = ?who.get_id(), %err, "child actor failed");
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<FleetMsg>, st: &mut FleetState) -> Result<(), ActorProcessingErr> {
+        st._ticker.abort();
+        Ok(())
+    }
+}
+
+fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
+    let gateway = st.deps.gateway.clone();
+    let plan = st.deps.read(|s| {
+        plan_assignments(
+            s,
+            &st.id,
+            &st.in_flight_placements,
+            &st.in_flight_processes,
+            |h| gateway.is_connected(h),
+            MAX_ROUND,
+        )
+    });
+    for (placement, process) in plan {
+        st.in_flight_placements.insert(placement.clone());
+        *st.in_flight_processes.entry(process.clone()).or_default() += 1;
+        let proposer = st.deps.proposer.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = proposer
+                .propose(Command::AssignPlacement { placement_id: placement.clone(), process_id: process.clone() })
+                .await
+                .map(|_| ());
+            let _ = me.cast(FleetMsg::AssignDone { placement, process, result });
+        });
+    }
+}

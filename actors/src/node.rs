@@ -1,0 +1,322 @@
+//! The root actor of a server node: it receives the events that each
+//! committed command produced, in log order, and routes them to the actors
+//! of the title regions, fleets, processes and battle sessions concerned,
+//! spawning those that do not exist yet. Actor references are held here, in
+//! plain maps: the global ractor registry is never used, so several nodes can
+//! run in one process.
+
+use crate::fleet::{FleetActor, FleetMsg};
+use crate::ports::Deps;
+use crate::process::{ProcessActor, ProcessMsg};
+use crate::region::{RegionActor, RegionMsg};
+use crate::session::{SessionActor, SessionMsg};
+use crate::ActorsError;
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use respawn_consensus::{Event, PlacementState};
+use respawn_types::*;
+use std::collections::HashMap;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub struct NodeActor;
+
+#[derive(Debug)]
+pub enum NodeMsg {
+    /// Events of the entry at this log index.
+    Events(u64, Vec<Event>),
+    /// Run the placement policy of every fleet (an agent link came up, say).
+    KickFleets,
+}
+
+pub struct NodeState {
+    deps: Deps,
+    regions: HashMap<TitleRegionId, ActorRef<RegionMsg>>,
+    fleets: HashMap<FleetId, ActorRef<FleetMsg>>,
+    processes: HashMap<ProcessId, ActorRef<ProcessMsg>>,
+    sessions: HashMap<BattleSessionId, ActorRef<SessionMsg>>,
+}
+
+/// The running actor system of one node.
+pub struct Runtime {
+    pub node: ActorRef<NodeMsg>,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Stops every actor of this node.
+    pub fn stop(&self) {
+        self.forward.abort();
+        self.node.stop_children(None);
+        self.node.stop(None);
+    }
+}
+
+/// Builds the actors from `state` (the state at the moment events went
+/// live) and feeds them every later event from `events`.
+pub async fn start_runtime(
+    deps: Deps,
+    mut events: UnboundedReceiver<(u64, Vec<Event>)>,
+) -> Result<Runtime, ActorsError> {
+    let (node, _) = Actor::spawn(None, NodeActor, deps)
+        .await
+        .map_err(|e| ActorsError::Spawn(e.to_string()))?;
+    let target = node.clone();
+    let forward = tokio::spawn(async move {
+        while let Some((index, evs)) = events.recv().await {
+            if target.cast(NodeMsg::Events(index, evs)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Runtime { node, forward })
+}
+
+impl Actor for NodeActor {
+    type Msg = NodeMsg;
+    type State = NodeState;
+    type Arguments = Deps;
+
+    async fn pre_start(&self, _myself: ActorRef<NodeMsg>, deps: Deps) -> Result<NodeState, ActorProcessingErr> {
+        Ok(NodeState {
+            deps,
+            regions: HashMap::new(),
+            fleets: HashMap::new(),
+            processes: HashMap::new(),
+            sessions: HashMap::new(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<NodeMsg>, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+        // Rebuild from committed state: every fleet, every process that has
+        // not exited, every session not yet over. Their timers re-arm from
+        // the committed deadlines.
+        let (fleets, processes, sessions) = st.deps.read(|s: &PlacementState| {
+            let fleets: Vec<FleetId> = s.fleets.keys().cloned().collect();
+            let processes: Vec<ProcessId> = s
+                .processes
+                .values()
+                .filter(|p| p.status != ProcessStatus::Exited)
+                .map(|p| p.id.clone())
+                .collect();
+            let sessions: Vec<BattleSessionId> = s
+                .battle_sessions
+                .values()
+                .filter(|b| b.status != BattleSessionStatus::Terminated)
+                .map(|b| b.id.clone())
+                .collect();
+            (fleets, processes, sessions)
+        });
+        tracing::info!(
+            fleets = fleets.len(),
+            processes = processes.len(),
+            sessions = sessions.len(),
+            "rebuilding actors from committed state"
+        );
+        for f in fleets {
+            st.fleet(&myself, &f).await;
+        }
+        for p in processes {
+            st.process(&myself, &p).await;
+        }
+        for b in sessions {
+            st.session(&myself, &b).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<NodeMsg>, msg: NodeMsg, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            NodeMsg::Events(_, events) => {
+                for e in events {
+                    st.route(&myself, e).await;
+                }
+            }
+            NodeMsg::KickFleets => {
+                for f in st.fleets.values() {
+                    let _ = f.cast(FleetMsg::Kick);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        evt: SupervisionEvent,
+        _st: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(who, err) = evt {
+            tracing::error!(actor = ?who.get_id(), %err, "title region actor failed");
+        }
+        Ok(())
+    }
+}
+
+fn alive<M>(r: &ActorRef<M>) -> bool {
+    !matches!(r.get_status(), ActorStatus::Stopped | ActorStatus::Stopping)
+}
+
+impl NodeState {
+    async fn route(&mut self, myself: &ActorRef<NodeMsg>, e: Event) {
+        match e {
+            Event::TitleRegionPut { title_region_id } => {
+                self.region(myself, &title_region_id).await;
+            }
+            Event::FleetPut { fleet_id } => {
+                if let Some(f) = self.fleet(myself, &fleet_id).await {
+                    let _ = f.cast(FleetMsg::Updated);
+                }
+            }
+            Event::ProcessChanged { process_id, status } => {
+                if status == ProcessStatus::Exited {
+                    if let Some(p) = self.processes.remove(&process_id) {
+                        let _ = p.cast(ProcessMsg::Changed);
+                    }
+                } else if let Some(p) = self.process(myself, &process_id).await {
+                    let _ = p.cast(ProcessMsg::Changed);
+                }
+                if matches!(status, ProcessStatus::Ready) {
+                    self.kick_fleet_of_process(&process_id);
+                }
+            }
+            Event::PlacementCreated { placement_id, .. } => {
+                let bs = self
+                    .deps
+                    .read(|s| s.placements.get(&placement_id).map(|p| p.battle_session_id.clone()));
+                if let Some(bs) = bs {
+                    self.session(myself, &bs).await;
+                }
+            }
+            Event::PlacementNeedsProcess { fleet_id, .. } => {
+                if let Some(f) = self.fleets.get(&fleet_id) {
+                    let _ = f.cast(FleetMsg::Kick);
+                }
+            }
+            Event::SessionAssigned { battle_session_id, process_id } => {
+                if let Some(p) = self.process(myself, &process_id).await {
+                    let _ = p.cast(ProcessMsg::StartSession(battle_session_id.clone()));
+                }
+                self.session_changed(myself, &battle_session_id).await;
+            }
+            Event::SessionActivated { battle_session_id, .. } => {
+                self.session_changed(myself, &battle_session_id).await;
+            }
+            Event::SessionRevoked { battle_session_id, process_id } => {
+                if let Some(p) = self.processes.get(&process_id) {
+                    let _ = p.cast(ProcessMsg::RevokeSession(battle_session_id.clone()));
+                }
+                self.session_changed(myself, &battle_session_id).await;
+            }
+            Event::SessionTerminated { battle_session_id } => {
+                if let Some(s) = self.sessions.remove(&battle_session_id) {
+                    let _ = s.cast(SessionMsg::Changed);
+                }
+                // A parallel-mode process may have a free slot now.
+                let fleet = self
+                    .deps
+                    .read(|s| s.battle_sessions.get(&battle_session_id).map(|b| b.fleet_id.clone()));
+                if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
+                    let _ = f.cast(FleetMsg::Kick);
+                }
+            }
+            Event::PlacementFinished { status, .. } => {
+                metrics::counter!("respawn_placements_finished_total", "status" => format!("{status:?}"))
+                    .increment(1);
+            }
+            Event::PlayerChanged { .. } => {}
+        }
+    }
+
+    fn kick_fleet_of_process(&self, process_id: &ProcessId) {
+        let fleet = self.deps.read(|s| s.processes.get(process_id).map(|p| p.fleet_id.clone()));
+        if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
+            let _ = f.cast(FleetMsg::Kick);
+        }
+    }
+
+    async fn session_changed(&mut self, myself: &ActorRef<NodeMsg>, id: &BattleSessionId) {
+        if let Some(s) = self.session(myself, id).await {
+            let _ = s.cast(SessionMsg::Changed);
+        }
+    }
+
+    async fn region(&mut self, myself: &ActorRef<NodeMsg>, id: &TitleRegionId) -> Option<ActorRef<RegionMsg>> {
+        if let Some(r) = self.regions.get(id).filter(|r| alive(r)) {
+            return Some(r.clone());
+        }
+        match Actor::spawn_linked(None, RegionActor, id.clone(), myself.get_cell()).await {
+            Ok((r, _)) => {
+                self.regions.insert(id.clone(), r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!(title_region = %id, error = %e, "cannot spawn region actor");
+                None
+            }
+        }
+    }
+
+    async fn fleet(&mut self, myself: &ActorRef<NodeMsg>, id: &FleetId) -> Option<ActorRef<FleetMsg>> {
+        if let Some(f) = self.fleets.get(id).filter(|f| alive(f)) {
+            return Some(f.clone());
+        }
+        let tr = self.deps.read(|s| s.fleets.get(id).map(|f| f.title_region_id.clone()))?;
+        let region = self.region(myself, &tr).await?;
+        match Actor::spawn_linked(None, FleetActor, (id.clone(), self.deps.clone()), region.get_cell()).await {
+            Ok((f, _)) => {
+                self.fleets.insert(id.clone(), f.clone());
+                Some(f)
+            }
+            Err(e) => {
+                tracing::error!(fleet = %id, error = %e, "cannot spawn fleet actor");
+                None
+            }
+        }
+    }
+
+    async fn process(&mut self, myself: &ActorRef<NodeMsg>, id: &ProcessId) -> Option<ActorRef<ProcessMsg>> {
+        if let Some(p) = self.processes.get(id).filter(|p| alive(p)) {
+            return Some(p.clone());
+        }
+        let fleet_id = self.deps.read(|s| {
+            s.processes
+                .get(id)
+                .filter(|p| p.status != ProcessStatus::Exited)
+                .map(|p| p.fleet_id.clone())
+        })?;
+        let fleet = self.fleet(myself, &fleet_id).await?;
+        match Actor::spawn_linked(None, ProcessActor, (id.clone(), self.deps.clone()), fleet.get_cell()).await {
+            Ok((p, _)) => {
+                self.processes.insert(id.clone(), p.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!(process = %id, error = %e, "cannot spawn process actor");
+                None
+            }
+        }
+    }
+
+    async fn session(&mut self, myself: &ActorRef<NodeMsg>, id: &BattleSessionId) -> Option<ActorRef<SessionMsg>> {
+        if let Some(s) = self.sessions.get(id).filter(|s| alive(s)) {
+            return Some(s.clone());
+        }
+        let fleet_id = self.deps.read(|s| {
+            s.battle_sessions
+                .get(id)
+                .filter(|b| b.status != BattleSessionStatus::Terminated)
+                .map(|b| b.fleet_id.clone())
+        })?;
+        let fleet = self.fleet(myself, &fleet_id).await?;
+        match Actor::spawn_linked(None, SessionActor, (id.clone(), self.deps.clone()), fleet.get_cell()).await {
+            Ok((s, _)) => {
+                self.sessions.insert(id.clone(), s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::error!(battle_session = %id, error = %e, "cannot spawn session actor");
+                None
+            }
+        }
+    }
+}

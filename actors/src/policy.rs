@@ -1,0 +1,404 @@
+//! Pure decision functions behind the actors. No I/O, no clock: the caller
+//! passes `now`. Each is unit-tested below.
+
+use respawn_consensus::{Command, PlacementState};
+use respawn_types::*;
+use std::collections::{HashMap, HashSet};
+
+/// The placement policy: match the fleet's waiting placements, oldest first,
+/// to processes that can take a session now.
+///
+/// Processes are filled *packed*, like GameLift and Agones' default: the
+/// process already holding the most sessions first (parallel mode), then the
+/// one launched earliest, so idle capacity stays on few processes and hosts.
+/// Processes on hosts without a live agent link are skipped (the session
+/// could not be delivered). `in_flight_*` are assignments proposed but not
+/// yet applied; they count as taken.
+pub fn plan_assignments(
+    state: &PlacementState,
+    fleet_id: &FleetId,
+    in_flight_placements: &HashSet<PlacementId>,
+    in_flight_processes: &HashMap<ProcessId, u32>,
+    connected: impl Fn(&HostId) -> bool,
+    max: usize,
+) -> Vec<(PlacementId, ProcessId)> {
+    let Some(fleet) = state.fleets.get(fleet_id) else {
+        return Vec::new();
+    };
+    let capacity = |p: &DsProcess| -> u32 {
+        let base = match fleet.mode {
+            ServerMode::Simple => u32::from(p.sessions_hosted == 0),
+            ServerMode::Parallel { max_sessions } => max_sessions.saturating_sub(p.sessions_current),
+        };
+        base.saturating_sub(in_flight_processes.get(&p.id).copied().unwrap_or(0))
+    };
+    let mut slots: Vec<(&DsProcess, u32)> = state
+        .placeable_processes(fleet_id)
+        .filter(|p| connected(&p.host_id))
+        .map(|p| (p, capacity(p)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    slots.sort_by(|(a, _), (b, _)| {
+        b.sessions_current
+            .cmp(&a.sessions_current)
+            .then(a.launched_at.cmp(&b.launched_at))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut plan = Vec::new();
+    let mut slot = slots.into_iter().peekable();
+    for placement in state
+        .waiting_placements(fleet_id)
+        .filter(|p| !in_flight_placements.contains(*p))
+    {
+        if plan.len() >= max {
+            break;
+        }
+        let Some((process, left)) = slot.peek_mut() else { break };
+        plan.push((placement.clone(), process.id.clone()));
+        *left -= 1;
+        if *left == 0 {
+            slot.next();
+        }
+    }
+    plan
+}
+
+/// What a battle session's actor must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionDue {
+    /// Nothing timed is pending; wait for the next change.
+    Idle,
+    /// Check again at this time.
+    At(UnixMillis),
+    /// Propose this command now.
+    Now(Command),
+    /// The session and its placement are over: the actor can stop.
+    Finished,
+}
+
+/// Timers of a battle session and its placement: the activation deadline
+/// while ACTIVATING, the placement deadline while waiting for a process.
+pub fn session_due(state: &PlacementState, id: &BattleSessionId, now: UnixMillis) -> SessionDue {
+    let Some(s) = state.battle_sessions.get(id) else {
+        return SessionDue::Finished;
+    };
+    let placement = state.placements.get(&s.placement_id);
+    match s.status {
+        BattleSessionStatus::Terminated => SessionDue::Finished,
+        BattleSessionStatus::Active => SessionDue::Idle,
+        BattleSessionStatus::Activating => match (s.activation_deadline, &s.process_id) {
+            (Some(d), Some(p)) if now >= d => SessionDue::Now(Command::ActivationTimedOut {
+                battle_session_id: id.clone(),
+                process_id: p.clone(),
+            }),
+            (Some(d), _) => SessionDue::At(d),
+            _ => SessionDue::Idle,
+        },
+        BattleSessionStatus::Pending => match placement {
+            Some(pl) if pl.status == PlacementStatus::Pending => {
+                if now >= pl.deadline {
+                    SessionDue::Now(Command::PlacementTimedOut { placement_id: pl.id.clone() })
+                } else {
+                    SessionDue::At(pl.deadline)
+                }
+            }
+            _ => SessionDue::Idle,
+        },
+    }
+}
+
+/// What a DS process's actor must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessDue {
+    Idle,
+    /// ProcessEnding grace: kill at this time if still alive.
+    KillAt(UnixMillis),
+    /// The grace has passed: kill now.
+    KillNow,
+    /// The cluster wants it gone: tell the agent (OnProcessTerminate).
+    Terminate,
+    /// Exited or unknown: the actor can stop.
+    Finished,
+}
+
+pub fn process_due(state: &PlacementState, id: &ProcessId, now: UnixMillis) -> ProcessDue {
+    let Some(p) = state.processes.get(id) else {
+        return ProcessDue::Finished;
+    };
+    match p.status {
+        ProcessStatus::Exited => ProcessDue::Finished,
+        ProcessStatus::Terminating => ProcessDue::Terminate,
+        ProcessStatus::Ending => {
+            let grace = state
+                .fleets
+                .get(&p.fleet_id)
+                .map(|f| f.process_ending_grace_ms)
+                .unwrap_or(120_000);
+            let deadline = p.ending_since.unwrap_or(now).saturating_add(grace);
+            if now >= deadline {
+                ProcessDue::KillNow
+            } else {
+                ProcessDue::KillAt(deadline)
+            }
+        }
+        ProcessStatus::Launching | ProcessStatus::Ready => ProcessDue::Idle,
+    }
+}
+
+/// The OnStartBattleSession payload for a session assigned to a process.
+pub fn battle_session_spec(
+    state: &PlacementState,
+    id: &BattleSessionId,
+) -> Option<(ProcessId, HostId, agent::BattleSessionSpec)> {
+    let s = state.battle_sessions.get(id)?;
+    let process_id = s.process_id.clone()?;
+    let process = state.processes.get(&process_id)?;
+    let placement = state.placements.get(&s.placement_id)?;
+    let players = placement
+        .player_battle_sessions
+        .iter()
+        .filter_map(|pbs| state.player_battle_sessions.get(pbs))
+        .filter(|p| p.status != PlayerBattleSessionStatus::Completed)
+        .map(|p| agent::PlayerSlot {
+            player_id: p.player_id.clone(),
+            player_battle_session_id: p.id.clone(),
+            player_data: p.player_data.clone(),
+        })
+        .collect();
+    Some((
+        process_id,
+        process.host_id.clone(),
+        agent::BattleSessionSpec {
+            battle_session_id: s.id.clone(),
+            placement_id: s.placement_id.clone(),
+            title_region_id: s.title_region_id.clone(),
+            fleet_id: s.fleet_id.clone(),
+            max_players: s.max_players,
+            properties: s.properties.clone(),
+            players,
+            ip: process.ip.clone(),
+            port: process.port.unwrap_or(0),
+        },
+    ))
+}
+
+/// Backoff for retrying a delivery to an agent: 100 ms doubling to 5 s.
+pub fn retry_delay_ms(attempt: u32) -> u64 {
+    (100u64 << attempt.min(6)).min(5_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use respawn_consensus::{Request, StartPlacement};
+
+    const T0: UnixMillis = 5_000_000;
+
+    fn id<T>(f: fn(String) -> T, s: &str) -> T {
+        f(s.to_string())
+    }
+
+    struct W {
+        s: PlacementState,
+        at: UnixMillis,
+    }
+
+    impl W {
+        fn new(mode: ServerMode) -> Self {
+            let mut w = W { s: PlacementState::default(), at: T0 };
+            w.ok(Command::PutTitleRegion(TitleRegion {
+                id: TitleRegionId::new_unchecked("tr"),
+                title_id: TitleId::new_unchecked("t"),
+                name: "r".into(),
+                title_name: "g".into(),
+                secret_id: SecretId::new_unchecked("s"),
+                secret_key: "k".repeat(20),
+            }));
+            w.ok(Command::PutFleet(Fleet {
+                id: FleetId::new_unchecked("f"),
+                title_region_id: TitleRegionId::new_unchecked("tr"),
+                name: "f".into(),
+                mode,
+                runtime: RuntimeConfig {
+                    launch_path: "x".into(),
+                    args: vec![],
+                    env: Default::default(),
+                    processes_per_host: 4,
+                },
+                activation_timeout_ms: 10_000,
+                placement_timeout_ms: 30_000,
+                health_check_interval_ms: 5_000,
+                process_ending_grace_ms: 120_000,
+                max_placement_attempts: 3,
+            }));
+            for h in ["h1", "h2"] {
+                w.ok(Command::RegisterHost {
+                    host: Host {
+                        id: HostId::new_unchecked(h),
+                        fleet_id: FleetId::new_unchecked("f"),
+                        ip: "1.2.3.4".into(),
+                        registered_at: 0,
+                    },
+                    live: vec![],
+                });
+            }
+            w
+        }
+        fn ok(&mut self, c: Command) {
+            let (r, _) = self.s.apply(&Request { at: self.at, command: c });
+            assert!(r.is_ok(), "{r:?}");
+            self.at += 1;
+        }
+        fn process(&mut self, name: &str, host: &str) {
+            self.ok(Command::ProcessStarted {
+                process_id: ProcessId::new_unchecked(name),
+                host_id: HostId::new_unchecked(host),
+                pid: 1,
+            });
+            self.ok(Command::ProcessReady {
+                process_id: ProcessId::new_unchecked(name),
+                port: 9000,
+                log_paths: vec![],
+            });
+        }
+        fn placement(&mut self, n: &str) {
+            self.ok(Command::IssueBattleSessionId {
+                title_region_id: TitleRegionId::new_unchecked("tr"),
+                battle_session_id: BattleSessionId::new_unchecked(n),
+            });
+            self.ok(Command::StartPlacement(StartPlacement {
+                placement_id: PlacementId::new_unchecked(n),
+                title_region_id: TitleRegionId::new_unchecked("tr"),
+                fleet_id: FleetId::new_unchecked("f"),
+                battle_session_id: BattleSessionId::new_unchecked(n),
+                max_players: 2,
+                properties: Default::default(),
+                players: vec![],
+                timeout_ms: None,
+            }));
+        }
+        fn plan(&self, in_flight: &HashMap<ProcessId, u32>, connected: &[&str]) -> Vec<(String, String)> {
+            plan_assignments(
+                &self.s,
+                &FleetId::new_unchecked("f"),
+                &HashSet::new(),
+                in_flight,
+                |h| connected.contains(&h.as_str()),
+                100,
+            )
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+        }
+    }
+
+    #[test]
+    fn simple_mode_one_placement_per_process_oldest_first() {
+        let mut w = W::new(ServerMode::Simple);
+        w.process("p1", "h1");
+        w.process("p2", "h2");
+        w.placement("a");
+        w.placement("b");
+        w.placement("c");
+        let plan = w.plan(&HashMap::new(), &["h1", "h2"]);
+        assert_eq!(plan, vec![("a".into(), "p1".into()), ("b".into(), "p2".into())]);
+        // In-flight assignments count as taken.
+        let busy = HashMap::from([(ProcessId::new_unchecked("p1"), 1)]);
+        assert_eq!(w.plan(&busy, &["h1", "h2"]), vec![("a".into(), "p2".into())]);
+        // Disconnected hosts are skipped.
+        assert_eq!(w.plan(&HashMap::new(), &["h2"]), vec![("a".into(), "p2".into())]);
+        assert!(w.plan(&HashMap::new(), &[]).is_empty());
+        let _ = id(PlacementId::new_unchecked, "x");
+    }
+
+    #[test]
+    fn parallel_mode_packs_busiest_process_first() {
+        let mut w = W::new(ServerMode::Parallel { max_sessions: 2 });
+        w.process("p1", "h1");
+        w.process("p2", "h2");
+        w.placement("a");
+        w.ok(Command::AssignPlacement {
+            placement_id: PlacementId::new_unchecked("a"),
+            process_id: ProcessId::new_unchecked("p2"),
+        });
+        w.placement("b");
+        w.placement("c");
+        w.placement("d");
+        let plan = w.plan(&HashMap::new(), &["h1", "h2"]);
+        // p2 holds one session already: it is filled first, then p1.
+        assert_eq!(
+            plan,
+            vec![("b".into(), "p2".into()), ("c".into(), "p1".into()), ("d".into(), "p1".into())]
+        );
+    }
+
+    #[test]
+    fn session_timers() {
+        let mut w = W::new(ServerMode::Simple);
+        w.process("p1", "h1");
+        w.placement("a");
+        let bs = BattleSessionId::new_unchecked("a");
+        let deadline = w.s.placements[&PlacementId::new_unchecked("a")].deadline;
+        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(deadline));
+        assert_eq!(
+            session_due(&w.s, &bs, deadline),
+            SessionDue::Now(Command::PlacementTimedOut { placement_id: PlacementId::new_unchecked("a") })
+        );
+        w.ok(Command::AssignPlacement {
+            placement_id: PlacementId::new_unchecked("a"),
+            process_id: ProcessId::new_unchecked("p1"),
+        });
+        let act = w.s.battle_sessions[&bs].activation_deadline.unwrap_or_default();
+        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(act));
+        assert_eq!(
+            session_due(&w.s, &bs, act + 1),
+            SessionDue::Now(Command::ActivationTimedOut {
+                battle_session_id: bs.clone(),
+                process_id: ProcessId::new_unchecked("p1")
+            })
+        );
+        w.ok(Command::ActivateBattleSession { process_id: ProcessId::new_unchecked("p1"), battle_session_id: bs.clone() });
+        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Idle);
+        w.ok(Command::ProcessEnding { process_id: ProcessId::new_unchecked("p1") });
+        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Finished);
+        assert_eq!(session_due(&w.s, &BattleSessionId::new_unchecked("zz"), 0), SessionDue::Finished);
+    }
+
+    #[test]
+    fn process_timers() {
+        let mut w = W::new(ServerMode::Simple);
+        w.process("p1", "h1");
+        let p = ProcessId::new_unchecked("p1");
+        assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Idle);
+        w.ok(Command::ProcessEnding { process_id: p.clone() });
+        let since = w.s.processes[&p].ending_since.unwrap_or_default();
+        assert_eq!(process_due(&w.s, &p, since), ProcessDue::KillAt(since + 120_000));
+        assert_eq!(process_due(&w.s, &p, since + 120_000), ProcessDue::KillNow);
+        w.ok(Command::ProcessExited { process_id: p.clone(), reason: ExitReason::Killed });
+        assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Finished);
+        w.process("p2", "h1");
+        w.ok(Command::ProcessTerminating { process_id: ProcessId::new_unchecked("p2"), reason: "x".into() });
+        assert_eq!(process_due(&w.s, &ProcessId::new_unchecked("p2"), w.at), ProcessDue::Terminate);
+    }
+
+    #[test]
+    fn spec_lists_live_players_and_address() {
+        let mut w = W::new(ServerMode::Simple);
+        w.process("p1", "h1");
+        w.placement("a");
+        assert!(battle_session_spec(&w.s, &BattleSessionId::new_unchecked("a")).is_none());
+        w.ok(Command::AssignPlacement {
+            placement_id: PlacementId::new_unchecked("a"),
+            process_id: ProcessId::new_unchecked("p1"),
+        });
+        let (p, h, spec) = battle_session_spec(&w.s, &BattleSessionId::new_unchecked("a")).unwrap();
+        assert_eq!((p.as_str(), h.as_str(), spec.port, spec.ip.as_str()), ("p1", "h1", 9000, "1.2.3.4"));
+    }
+
+    #[test]
+    fn retry_backoff_is_bounded() {
+        assert_eq!(retry_delay_ms(0), 100);
+        assert_eq!(retry_delay_ms(3), 800);
+        assert_eq!(retry_delay_ms(50), 5_000);
+    }
+}

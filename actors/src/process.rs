@@ -1,0 +1,188 @@
+//! One actor per DS process that has not exited: it delivers the cluster's
+//! callbacks to the process through its agent (OnStartBattleSession,
+//! OnTerminateBattleSession, OnProcessTerminate) and owns the ProcessEnding
+//! grace timer, re-armed from the committed `ending_since` after a restart.
+
+use crate::policy::{battle_session_spec, process_due, retry_delay_ms, ProcessDue};
+use crate::ports::{Deps, GatewayError};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use respawn_consensus::PlacementState;
+use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent};
+use respawn_types::*;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub struct ProcessActor;
+
+#[derive(Debug)]
+pub enum ProcessMsg {
+    /// The process record changed: re-evaluate.
+    Changed,
+    /// The grace timer fired.
+    Tick,
+    /// A session was assigned to this process: deliver OnStartBattleSession.
+    StartSession(BattleSessionId),
+    /// A session attempt was withdrawn: deliver OnTerminateBattleSession.
+    RevokeSession(BattleSessionId),
+}
+
+pub struct ProcessState {
+    id: ProcessId,
+    host: Option<HostId>,
+    deps: Deps,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ProcessMsg>>>>,
+    terminate_sent: bool,
+    kill_sent: bool,
+}
+
+impl Actor for ProcessActor {
+    type Msg = ProcessMsg;
+    type State = ProcessState;
+    type Arguments = (ProcessId, Deps);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        (id, deps): Self::Arguments,
+    ) -> Result<ProcessState, ActorProcessingErr> {
+        let host = deps.read(|s| s.processes.get(&id).map(|p| p.host_id.clone()));
+        Ok(ProcessState { id, host, deps, timer: None, terminate_sent: false, kill_sent: false })
+    }
+
+    async fn post_start(&self, myself: ActorRef<ProcessMsg>, st: &mut ProcessState) -> Result<(), ActorProcessingErr> {
+        // Rebuilt after a restart: sessions still waiting for activation get
+        // their callback again (the DS treats a repeat as a no-op).
+        let activating: Vec<BattleSessionId> = st.deps.read(|s| {
+            s.sessions_by_process
+                .get(&st.id)
+                .into_iter()
+                .flatten()
+                .filter(|b| {
+                    s.battle_sessions
+                        .get(*b)
+                        .is_some_and(|x| x.status == BattleSessionStatus::Activating)
+                })
+                .cloned()
+                .collect()
+        });
+        for bs in activating {
+            start_session(st, bs);
+        }
+        evaluate(&myself, st);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        msg: ProcessMsg,
+        st: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProcessMsg::Changed | ProcessMsg::Tick => evaluate(&myself, st),
+            ProcessMsg::StartSession(bs) => start_session(st, bs),
+            ProcessMsg::RevokeSession(bs) => {
+                let id = st.id.clone();
+                deliver(
+                    st,
+                    ServerToAgent::TerminateBattleSession { process_id: id.clone(), battle_session_id: bs },
+                    move |s| {
+                        s.processes
+                            .get(&id)
+                            .is_some_and(|p| matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching))
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<ProcessMsg>, st: &mut ProcessState) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+fn start_session(st: &mut ProcessState, bs: BattleSessionId) {
+    let Some((process_id, _, spec)) = st.deps.read(|s| battle_session_spec(s, &bs)) else {
+        return;
+    };
+    if process_id != st.id {
+        return;
+    }
+    let id = st.id.clone();
+    deliver(st, ServerToAgent::StartBattleSession { process_id: id.clone(), session: spec }, move |s| {
+        s.battle_sessions.get(&bs).is_some_and(|x| {
+            x.status == BattleSessionStatus::Activating && x.process_id.as_ref() == Some(&id)
+        })
+    });
+}
+
+fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
+    if let Some(t) = st.timer.take() {
+        t.abort();
+    }
+    let now = now_millis();
+    match st.deps.read(|s| process_due(s, &st.id, now)) {
+        ProcessDue::Finished => myself.stop(None),
+        ProcessDue::Idle => {}
+        ProcessDue::KillAt(at) => {
+            let wait = Duration::from_millis(at.saturating_sub(now) + 1);
+            st.timer = Some(myself.send_after(wait, || ProcessMsg::Tick));
+        }
+        ProcessDue::KillNow => {
+            if !st.kill_sent {
+                st.kill_sent = true;
+                tracing::info!(process = %st.id, "ProcessEnding grace expired; killing");
+                let id = st.id.clone();
+                deliver(st, ServerToAgent::KillProcess { process_id: id.clone() }, move |s| {
+                    s.processes.get(&id).is_some_and(|p| p.status != ProcessStatus::Exited)
+                });
+            }
+        }
+        ProcessDue::Terminate => {
+            if !st.terminate_sent {
+                st.terminate_sent = true;
+                let id = st.id.clone();
+                let reason = "the cluster no longer needs this process".to_string();
+                deliver(st, ServerToAgent::TerminateProcess { process_id: id.clone(), reason }, move |s| {
+                    s.processes.get(&id).is_some_and(|p| p.status == ProcessStatus::Terminating)
+                });
+            }
+        }
+    }
+}
+
+/// Sends `command` to the process's agent in the background, retrying with
+/// backoff while `wanted` still holds on the current state.
+fn deliver(
+    st: &ProcessState,
+    command: ServerToAgent,
+    wanted: impl Fn(&PlacementState) -> bool + Send + 'static,
+) {
+    let Some(host) = st.host.clone() else { return };
+    let deps = st.deps.clone();
+    let process = st.id.clone();
+    tokio::spawn(async move {
+        for attempt in 0u32.. {
+            if !deps.read(&wanted) {
+                return;
+            }
+            match deps.gateway.send(&host, command.clone()).await {
+                Ok(AgentReply::Ok) => return,
+                Ok(AgentReply::Err(e)) if e.code == ErrorCode::NotFound => {
+                    tracing::warn!(%process, %host, error = %e, "agent does not know the process");
+                    return;
+                }
+                Ok(AgentReply::Err(e)) => {
+                    tracing::warn!(%process, %host, error = %e, "agent refused a command");
+                }
+                Err(GatewayError::NotConnected(_)) => {}
+                Err(e) => tracing::debug!(%process, error = %e, "delivery failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(retry_delay_ms(attempt))).await;
+        }
+    });
+}
