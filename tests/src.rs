@@ -1,1 +1,323 @@
+//! Test harness for Respawn: an in-process server node and agent running
+//! the real sample DS, a backend client for the HTTP edge that signs server
+//! tickets, and waiting on conditions with deadlines (never fixed sleeps).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use anyhow::{bail, Context};
+use respawn::edge::auth::sign_ticket;
+use respawn::{AgentNode, ServerNode};
+use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};
+use respawn_consensus::PlacementState;
+use respawn_types::*;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `respawn` binary of this workspace's target directory, built if missing.
+pub fn respawn_bin() -> PathBuf {
+    // target/<profile>/deps/<test-binary> → target/<profile>/respawn
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let bin = dir.join("respawn");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "respawn", "--bin", "respawn"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building respawn failed");
+    }
+    bin
+}
+
+/// Polls `cond` until it returns `Some`, failing after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut cond: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = cond().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= end {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A game backend calling the edge with a title region's server key.
+#[derive(Clone)]
+pub struct Backend {
+    pub base: String,
+    pub title_id: String,
+    pub title_region_id: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    client: reqwest::Client,
+}
+
+impl Backend {
+    pub fn new(base: impl Into<String>, r: &TitleRegion) -> Backend {
+        Backend {
+            base: base.into(),
+            title_id: r.title_id.to_string(),
+            title_region_id: r.id.to_string(),
+            secret_id: r.secret_id.to_string(),
+            secret_key: r.secret_key.clone(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs `body` to `path` with valid credentials; returns status and JSON.
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let ts = now_millis() as i64 / 1000;
+        let ticket = sign_ticket(&self.secret_key, &self.title_id, &self.title_region_id, &self.secret_id, ts);
+        self.post_with(path, body.to_string(), &ticket).await
+    }
+
+    /// POSTs a raw body with a given ticket.
+    pub async fn post_with(&self, path: &str, body: String, ticket: &str) -> anyhow::Result<(u16, Value)> {
+        let res = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("TitleId", &self.title_id)
+            .header("TitleRegionId", &self.title_region_id)
+            .header("SecretId", &self.secret_id)
+            .header("ServerTicket", ticket)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let text = res.text().await?;
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, v))
+    }
+
+    /// POSTs and insists on 200.
+    pub async fn ok(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, v) = self.post(path, body).await?;
+        if status != 200 {
+            bail!("{path} answered {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// RequestBattleSessionID + StartBattleSessionPlacement; returns the placement id.
+    pub async fn place(&self, fleet: &str, players: &[&str]) -> anyhow::Result<String> {
+        let v = self.ok("/dsm/request_battle_session_id", json!({})).await?;
+        let bs = v["battle_session_id"].as_str().context("battle_session_id")?.to_string();
+        let players: Vec<Value> = players.iter().map(|p| json!({"player_id": p})).collect();
+        let v = self
+            .ok(
+                "/dsm/start_battle_session_placement",
+                json!({"fleet_id": fleet, "battle_session_id": bs, "max_players": 8, "players": players}),
+            )
+            .await?;
+        Ok(v["placement"]["placement_id"].as_str().context("placement_id")?.to_string())
+    }
+
+    pub async fn describe(&self, placement: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .ok("/dsm/describe_battle_session_placement", json!({"placement_id": placement}))
+            .await?["placement"]
+            .clone())
+    }
+
+    /// Waits until the placement reaches `status`; returns its view.
+    pub async fn wait_status(&self, placement: &str, status: &str, deadline: Duration) -> anyhow::Result<Value> {
+        wait_for(&format!("placement {placement} to be {status}"), deadline, || async {
+            let v = self.describe(placement).await.ok()?;
+            (v["status"] == status).then_some(v)
+        })
+        .await
+    }
+}
+
+/// Options for [`Cluster::start`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub processes: u32,
+    pub session_secs: u64,
+    pub health_interval_secs: u64,
+    pub activation_timeout_secs: u64,
+    pub placement_timeout_secs: u64,
+    pub ending_grace_secs: u64,
+    /// Extra arguments for the sample DS.
+    pub ds_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            processes: 2,
+            session_secs: 600,
+            health_interval_secs: 1,
+            activation_timeout_secs: 60,
+            placement_timeout_secs: 60,
+            ending_grace_secs: 120,
+            ds_args: Vec::new(),
+        }
+    }
+}
+
+/// One server node and one agent in this process, running the real sample
+/// DS (the `respawn sample-ds` subcommand) as child processes.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub cfg: Config,
+    pub node: Option<ServerNode>,
+    pub agent: Option<AgentNode>,
+    pub backend: Backend,
+}
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+impl Cluster {
+    pub async fn start(o: Options) -> anyhow::Result<Cluster> {
+        init_logs();
+        let dir = tempfile::tempdir()?;
+        let mut args = vec!["sample-ds".to_string(), "--session-secs".into(), o.session_secs.to_string()];
+        args.extend(o.ds_args.iter().cloned());
+        let mut cfg = Config::dev(&respawn_bin().display().to_string(), args);
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.server.http_addr = "127.0.0.1:0".parse()?;
+        cfg.server.quic_addr = "127.0.0.1:0".parse()?;
+        cfg.agent.kill_grace_ms = 1_000;
+        let f = &mut cfg.fleets[0];
+        f.processes_per_host = o.processes;
+        f.health_check_interval_secs = o.health_interval_secs;
+        f.activation_timeout_secs = o.activation_timeout_secs;
+        f.placement_timeout_secs = o.placement_timeout_secs;
+        f.process_ending_grace_secs = o.ending_grace_secs;
+        cfg.validate()?;
+        let mut c = Cluster {
+            backend: Backend::new("http://unset", &dummy_region()),
+            dir,
+            cfg,
+            node: None,
+            agent: None,
+        };
+        c.boot().await?;
+        Ok(c)
+    }
+
+    /// Starts the node and the agent on the current data dir.
+    pub async fn boot(&mut self) -> anyhow::Result<()> {
+        let (node_id, agent_id) = respawn_net::ensure_dev_pki(&self.cfg.data_dir)?;
+        let node = ServerNode::start(&self.cfg, &node_id).await?;
+        let agent = AgentNode::start(&self.cfg, &agent_id, vec![node.quic_addr]).await?;
+        let region = node
+            .title_regions()
+            .into_iter()
+            .find(|r| r.id.as_str() == DEV_TITLE_REGION)
+            .context("dev region")?;
+        self.backend = Backend::new(format!("http://{}", node.http_addr), &region);
+        self.node = Some(node);
+        self.agent = Some(agent);
+        Ok(())
+    }
+
+    /// Stops node and agent (DS processes die with the agent), keeping the data dir.
+    pub async fn halt(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.shutdown().await;
+        }
+        if let Some(n) = self.node.take() {
+            n.shutdown().await;
+        }
+    }
+
+    pub fn node(&self) -> &ServerNode {
+        self.node.as_ref().expect("node running")
+    }
+
+    pub fn agent(&self) -> &AgentNode {
+        self.agent.as_ref().expect("agent running")
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&PlacementState) -> T) -> T {
+        self.node().consensus.read(f)
+    }
+
+    /// Ids of the fleet's READY processes.
+    pub fn ready_processes(&self) -> Vec<ProcessId> {
+        self.read(|s| {
+            s.processes
+                .values()
+                .filter(|p| p.status == ProcessStatus::Ready && p.fleet_id.as_str() == DEV_FLEET)
+                .map(|p| p.id.clone())
+                .collect()
+        })
+    }
+
+    /// Waits until at least `n` processes are READY and returns them.
+    pub async fn wait_ready(&self, n: usize) -> anyhow::Result<Vec<ProcessId>> {
+        wait_for(&format!("{n} ready processes"), Duration::from_secs(30), || async {
+            let r = self.ready_processes();
+            (r.len() >= n).then_some(r)
+        })
+        .await
+    }
+
+    pub fn process(&self, id: &ProcessId) -> Option<DsProcess> {
+        self.read(|s| s.processes.get(id).cloned())
+    }
+
+    /// The process hosting a placement's battle session.
+    pub fn process_of(&self, placement: &str) -> Option<ProcessId> {
+        self.read(|s| {
+            let pl = s.placements.get(&PlacementId::new_unchecked(placement))?;
+            s.battle_sessions.get(&pl.battle_session_id)?.process_id.clone()
+        })
+    }
+}
+
+fn dummy_region() -> TitleRegion {
+    TitleRegion {
+        id: TitleRegionId::new_unchecked("x"),
+        title_id: TitleId::new_unchecked("x"),
+        name: String::new(),
+        title_name: String::new(),
+        secret_id: SecretId::new_unchecked("x"),
+        secret_key: String::new(),
+    }
+}
+
+/// A game client of the sample DS: one TCP connection speaking its line protocol.
+pub struct GameClient {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl GameClient {
+    pub async fn connect(ip: &str, port: u16) -> anyhow::Result<GameClient> {
+        let s = tokio::net::TcpStream::connect((ip, port)).await?;
+        let (r, w) = s.into_split();
+        Ok(GameClient { reader: tokio::io::BufReader::new(r), writer: w })
+    }
+
+    /// Sends one line and returns the reply line.
+    pub async fn say(&mut self, line: &str) -> anyhow::Result<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        self.writer.write_all(format!("{line}\n").as_bytes()).await?;
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut reply)).await??;
+        Ok(reply.trim().to_string())
+    }
+
+    /// Sends one line without waiting for a reply.
+    pub async fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(format!("{line}\n").as_bytes()).await?;
+        Ok(())
+    }
+}

@@ -5,10 +5,10 @@ use futures::future::BoxFuture;
 use respawn_consensus::{Applied, Command, PlacementState, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::HostId;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The applied placement state, shared with the Raft state machine.
-pub type SharedState = Arc<RwLock<PlacementState>>;
+pub type SharedState = respawn_consensus::StateHandle;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProposeError {
@@ -53,13 +53,8 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Runs `f` on the current state. Locks are held only for `f`; a
-    /// poisoned lock (a panic while applying) still yields the data.
+    /// Runs `f` on the current state; the lock is held only for `f`.
     pub fn read<T>(&self, f: impl FnOnce(&PlacementState) -> T) -> T {
-        let guard = match self.state.read() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&guard)
+        self.state.read(f)
     }
 }

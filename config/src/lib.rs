@@ -1,1 +1,382 @@
-//! placeholder
+//! Typed configuration of Respawn: a TOML file, then `RESPAWN_*` environment
+//! variables, then command-line flags, each layer overriding the one before,
+//! validated once into [`Config`]. [`Config::dev`] holds the embedded
+//! defaults that `respawn dev` runs on.
+//!
+//! Environment variables name a key path with `__` between levels:
+//! `RESPAWN_SERVER__HTTP_ADDR=0.0.0.0:8080`, `RESPAWN_DATA_DIR=/var/lib/respawn`.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use respawn_types::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// The whole configuration. Sections a mode does not use are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Raft's log, snapshots, certificates and DS logs live.
+    pub data_dir: PathBuf,
+    /// `tracing` filter, e.g. `info` or `respawn=debug,info`.
+    pub log: String,
+    pub server: ServerSection,
+    pub agent: AgentSection,
+    /// Title regions created at start-up if absent.
+    #[serde(default)]
+    pub title_regions: Vec<TitleRegionSpec>,
+    /// Fleets created (or updated) at start-up.
+    #[serde(default)]
+    pub fleets: Vec<FleetSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// This node's Raft id (unique in the cluster, not 0).
+    pub node_id: u64,
+    /// The HTTP edge (standalone DS API, admin API, health, metrics).
+    pub http_addr: SocketAddr,
+    /// QUIC listener for agents and other nodes.
+    pub quic_addr: SocketAddr,
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a ServerTicket stays valid either side of its timestamp, in seconds.
+    pub ticket_window_secs: u64,
+    /// Raft heartbeat interval (ms).
+    pub heartbeat_ms: u64,
+    /// Raft election timeout lower bound (ms); the upper bound is twice it.
+    pub election_timeout_ms: u64,
+    /// Build a snapshot (and compact the log) after this many entries.
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// QUIC address of a server node.
+    pub server_addr: SocketAddr,
+    /// This host's id; it must equal the common name of the agent's certificate.
+    pub host_id: Option<String>,
+    /// The fleet whose DS processes this host runs.
+    pub fleet: String,
+    /// Address game clients use to reach DS processes on this host.
+    pub public_ip: String,
+    /// Local SDK API listener (loopback only; port 0 picks a free one).
+    pub local_api_addr: SocketAddr,
+    /// After OnProcessTerminate, kill a process still alive after this long (ms).
+    pub kill_grace_ms: u64,
+}
+
+/// A title region to create at start-up. A missing key is generated once and
+/// kept in the replicated state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TitleRegionSpec {
+    pub id: String,
+    pub title_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub title_name: String,
+    pub secret_id: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSpec {
+    Simple,
+    Parallel,
+}
+
+/// A fleet to create or update at start-up. Durations in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    pub id: String,
+    pub title_region: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_mode")]
+    pub mode: ModeSpec,
+    /// Parallel mode: battle sessions per process at once.
+    #[serde(default = "one")]
+    pub max_sessions_per_process: u32,
+    pub launch_path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "one")]
+    pub processes_per_host: u32,
+    #[serde(default = "d60")]
+    pub activation_timeout_secs: u64,
+    #[serde(default = "d60")]
+    pub placement_timeout_secs: u64,
+    #[serde(default = "d5")]
+    pub health_check_interval_secs: u64,
+    #[serde(default = "d120")]
+    pub process_ending_grace_secs: u64,
+    #[serde(default = "d3")]
+    pub max_placement_attempts: u32,
+}
+
+fn default_mode() -> ModeSpec {
+    ModeSpec::Simple
+}
+fn one() -> u32 {
+    1
+}
+fn d3() -> u32 {
+    3
+}
+fn d5() -> u64 {
+    5
+}
+fn d60() -> u64 {
+    60
+}
+fn d120() -> u64 {
+    120
+}
+
+/// Id of the title region `respawn dev` creates.
+pub const DEV_TITLE_REGION: &str = "tr-dev";
+/// Id of the fleet `respawn dev` creates.
+pub const DEV_FLEET: &str = "fleet-dev";
+/// Name of the dev agent's host (and its certificate's common name).
+pub const DEV_HOST: &str = "dev-agent";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./.respawn"),
+            log: "info".into(),
+            server: ServerSection {
+                node_id: 1,
+                http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                quic_addr: SocketAddr::from(([127, 0, 0, 1], 7600)),
+                max_body_bytes: 64 * 1024,
+                ticket_window_secs: 300,
+                heartbeat_ms: 250,
+                election_timeout_ms: 1_000,
+                snapshot_every: 5_000,
+            },
+            agent: AgentSection {
+                server_addr: SocketAddr::from(([127, 0, 0, 1], 7600)),
+                host_id: None,
+                fleet: DEV_FLEET.into(),
+                public_ip: "127.0.0.1".into(),
+                local_api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                kill_grace_ms: 5_000,
+            },
+            title_regions: Vec::new(),
+            fleets: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded defaults of `respawn dev`: one title region and one
+    /// fleet running the sample DS (`launch_path` with `args`).
+    pub fn dev(launch_path: &str, args: Vec<String>) -> Config {
+        Config {
+            title_regions: vec![TitleRegionSpec {
+                id: DEV_TITLE_REGION.into(),
+                title_id: "title-dev".into(),
+                name: "dev".into(),
+                title_name: "Respawn dev title".into(),
+                secret_id: None,
+                secret_key: None,
+            }],
+            fleets: vec![FleetSpec {
+                id: DEV_FLEET.into(),
+                title_region: DEV_TITLE_REGION.into(),
+                name: "sample DS".into(),
+                mode: ModeSpec::Simple,
+                max_sessions_per_process: 1,
+                launch_path: launch_path.into(),
+                args,
+                env: BTreeMap::new(),
+                processes_per_host: 2,
+                activation_timeout_secs: 60,
+                placement_timeout_secs: 60,
+                health_check_interval_secs: 5,
+                process_ending_grace_secs: 120,
+                max_placement_attempts: 3,
+            }],
+            agent: AgentSection { host_id: Some(DEV_HOST.into()), ..Config::default().agent },
+            ..Config::default()
+        }
+    }
+
+    /// Layers `base`, the TOML file (if any), `RESPAWN_*` variables and
+    /// `overrides` (flags, as a partial TOML-shaped value), then validates.
+    pub fn load(
+        base: Config,
+        file: Option<&Path>,
+        overrides: &BTreeMap<String, toml::Value>,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(base));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(invalid("config file", format!("{} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("RESPAWN_").split("__").ignore(&["config"]));
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::default(key, value));
+        }
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: ranges, ids, references between sections.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.node_id == 0 {
+            return Err(invalid("server.node_id", "must not be 0"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if !(10..=3600).contains(&self.server.ticket_window_secs) {
+            return Err(invalid("server.ticket_window_secs", "must be between 10 and 3600"));
+        }
+        if self.server.heartbeat_ms == 0 || self.server.election_timeout_ms <= self.server.heartbeat_ms {
+            return Err(invalid("server.election_timeout_ms", "must exceed heartbeat_ms (> 0)"));
+        }
+        if !self.agent.local_api_addr.ip().is_loopback() {
+            return Err(invalid("agent.local_api_addr", "must be a loopback address"));
+        }
+        FleetId::parse(self.agent.fleet.clone()).map_err(|e| invalid("agent.fleet", e.to_string()))?;
+        if let Some(h) = &self.agent.host_id {
+            HostId::parse(h.clone()).map_err(|e| invalid("agent.host_id", e.to_string()))?;
+        }
+        for (i, tr) in self.title_regions.iter().enumerate() {
+            let f = |n: &str| format!("title_regions[{i}].{n}");
+            TitleRegionId::parse(tr.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
+            TitleId::parse(tr.title_id.clone()).map_err(|e| invalid(f("title_id"), e.to_string()))?;
+            if let Some(s) = &tr.secret_id {
+                SecretId::parse(s.clone()).map_err(|e| invalid(f("secret_id"), e.to_string()))?;
+            }
+            if tr.secret_key.as_ref().is_some_and(|k| k.len() < 16) {
+                return Err(invalid(f("secret_key"), "must be at least 16 characters"));
+            }
+        }
+        for (i, fl) in self.fleets.iter().enumerate() {
+            let f = |n: &str| format!("fleets[{i}].{n}");
+            FleetId::parse(fl.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
+            if !self.title_regions.iter().any(|t| t.id == fl.title_region) {
+                return Err(invalid(f("title_region"), format!("no title region '{}' is configured", fl.title_region)));
+            }
+            let range = |n: &str, v: u64, lo: u64, hi: u64| {
+                if (lo..=hi).contains(&v) {
+                    Ok(())
+                } else {
+                    Err(invalid(f(n), format!("must be between {lo} and {hi}, got {v}")))
+                }
+            };
+            range("activation_timeout_secs", fl.activation_timeout_secs, 1, 600)?;
+            range("health_check_interval_secs", fl.health_check_interval_secs, 1, 60)?;
+            range("placement_timeout_secs", fl.placement_timeout_secs, 1, 3600)?;
+            range("process_ending_grace_secs", fl.process_ending_grace_secs, 1, 3600)?;
+            range("processes_per_host", u64::from(fl.processes_per_host), 1, 1024)?;
+            range("max_placement_attempts", u64::from(fl.max_placement_attempts), 1, 100)?;
+            if fl.launch_path.trim().is_empty() {
+                return Err(invalid(f("launch_path"), "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FleetSpec {
+    /// The replicated fleet record this spec describes.
+    pub fn to_fleet(&self) -> Fleet {
+        Fleet {
+            id: FleetId::new_unchecked(self.id.clone()),
+            title_region_id: TitleRegionId::new_unchecked(self.title_region.clone()),
+            name: if self.name.is_empty() { self.id.clone() } else { self.name.clone() },
+            mode: match self.mode {
+                ModeSpec::Simple => ServerMode::Simple,
+                ModeSpec::Parallel => ServerMode::Parallel { max_sessions: self.max_sessions_per_process },
+            },
+            runtime: RuntimeConfig {
+                launch_path: self.launch_path.clone(),
+                args: self.args.clone(),
+                env: self.env.clone(),
+                processes_per_host: self.processes_per_host,
+            },
+            activation_timeout_ms: self.activation_timeout_secs * 1000,
+            placement_timeout_ms: self.placement_timeout_secs * 1000,
+            health_check_interval_ms: self.health_check_interval_secs * 1000,
+            process_ending_grace_ms: self.process_ending_grace_secs * 1000,
+            max_placement_attempts: self.max_placement_attempts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_defaults_are_valid() {
+        let c = Config::dev("/bin/true", vec![]);
+        c.validate().unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.fleets[0].to_fleet().activation_timeout_ms, 60_000);
+        assert_eq!(c.fleets[0].to_fleet().process_ending_grace_ms, 120_000);
+        assert_eq!(c.fleets[0].to_fleet().health_check_interval_ms, 5_000);
+    }
+
+    #[test]
+    fn file_then_overrides_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("respawn.toml");
+        std::fs::write(&path, "log = \"debug\"\n[server]\nnode_id = 7\nhttp_addr = \"127.0.0.1:9000\"\n").unwrap();
+        let mut o = BTreeMap::new();
+        o.insert("server.http_addr".to_string(), toml::Value::String("127.0.0.1:9001".into()));
+        let c = Config::load(Config::default(), Some(&path), &o).unwrap();
+        assert_eq!(c.server.node_id, 7);
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server]\nnode_id = 0\n").unwrap();
+        let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("server.node_id"), "{e}");
+        std::fs::write(&path, "[server]\nnode_idd = 3\n").unwrap();
+        let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("node_idd"), "{e}");
+        let mut c = Config::dev("/x", vec![]);
+        c.fleets[0].activation_timeout_secs = 601;
+        assert!(c.validate().unwrap_err().to_string().contains("activation_timeout_secs"));
+        let mut c = Config::dev("/x", vec![]);
+        c.fleets[0].title_region = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("title_region"));
+        let e = Config::load(Config::default(), Some(Path::new("/nonexistent.toml")), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("does not exist"));
+    }
+}

@@ -24,24 +24,60 @@ pub enum Command {
     PutFleet(Fleet),
     /// An agent (re)registered. Processes of this host that are not in
     /// `live` and not yet exited are reconciled as lost; unknown live ones are adopted.
-    RegisterHost { host: Host, live: Vec<LiveProcess> },
-    ProcessStarted { process_id: ProcessId, host_id: HostId, pid: u32 },
-    ProcessReady { process_id: ProcessId, port: u16, log_paths: Vec<String> },
-    ProcessEnding { process_id: ProcessId },
+    RegisterHost {
+        host: Host,
+        live: Vec<LiveProcess>,
+    },
+    ProcessStarted {
+        process_id: ProcessId,
+        host_id: HostId,
+        pid: u32,
+    },
+    ProcessReady {
+        process_id: ProcessId,
+        port: u16,
+        log_paths: Vec<String>,
+    },
+    ProcessEnding {
+        process_id: ProcessId,
+    },
     /// The cluster asks a process to go away (it will report its exit).
-    ProcessTerminating { process_id: ProcessId, reason: String },
-    ProcessExited { process_id: ProcessId, reason: ExitReason },
+    ProcessTerminating {
+        process_id: ProcessId,
+        reason: String,
+    },
+    ProcessExited {
+        process_id: ProcessId,
+        reason: ExitReason,
+    },
     /// Reserve a battle session id for a title region (RequestBattleSessionID).
-    IssueBattleSessionId { title_region_id: TitleRegionId, battle_session_id: BattleSessionId },
+    IssueBattleSessionId {
+        title_region_id: TitleRegionId,
+        battle_session_id: BattleSessionId,
+    },
     StartPlacement(StartPlacement),
     /// The fleet's placement policy chose `process_id` for a PENDING placement.
-    AssignPlacement { placement_id: PlacementId, process_id: ProcessId },
+    AssignPlacement {
+        placement_id: PlacementId,
+        process_id: ProcessId,
+    },
     /// The DS on `process_id` called ActivateBattleSession.
-    ActivateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    ActivateBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
     /// The ACTIVATING attempt on `process_id` passed its deadline.
-    ActivationTimedOut { battle_session_id: BattleSessionId, process_id: ProcessId },
-    PlacementTimedOut { placement_id: PlacementId },
-    CancelPlacement { title_region_id: TitleRegionId, placement_id: PlacementId },
+    ActivationTimedOut {
+        battle_session_id: BattleSessionId,
+        process_id: ProcessId,
+    },
+    PlacementTimedOut {
+        placement_id: PlacementId,
+    },
+    CancelPlacement {
+        title_region_id: TitleRegionId,
+        placement_id: PlacementId,
+    },
     AddPlayers {
         title_region_id: TitleRegionId,
         battle_session_id: BattleSessionId,
@@ -61,7 +97,10 @@ pub enum Command {
         player_battle_session_id: PlayerBattleSessionId,
     },
     /// The DS ended one battle session (parallel mode's TerminateBattleSession).
-    TerminateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    TerminateBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +139,10 @@ pub enum Rejection {
 
 impl Rejection {
     pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
-        Rejection::NotFound { kind: kind.to_string(), id: id.to_string() }
+        Rejection::NotFound {
+            kind: kind.to_string(),
+            id: id.to_string(),
+        }
     }
 }
 
@@ -118,20 +160,47 @@ pub enum Applied {
 /// node. The committed log is the bus: side effects come from these.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    TitleRegionPut { title_region_id: TitleRegionId },
-    FleetPut { fleet_id: FleetId },
-    ProcessChanged { process_id: ProcessId, status: ProcessStatus },
-    PlacementCreated { placement_id: PlacementId, fleet_id: FleetId },
+    TitleRegionPut {
+        title_region_id: TitleRegionId,
+    },
+    FleetPut {
+        fleet_id: FleetId,
+    },
+    ProcessChanged {
+        process_id: ProcessId,
+        status: ProcessStatus,
+    },
+    PlacementCreated {
+        placement_id: PlacementId,
+        fleet_id: FleetId,
+    },
     /// A session was assigned to a process: deliver OnStartBattleSession.
-    SessionAssigned { battle_session_id: BattleSessionId, process_id: ProcessId },
-    SessionActivated { battle_session_id: BattleSessionId, process_id: ProcessId },
+    SessionAssigned {
+        battle_session_id: BattleSessionId,
+        process_id: ProcessId,
+    },
+    SessionActivated {
+        battle_session_id: BattleSessionId,
+        process_id: ProcessId,
+    },
     /// A session attempt on a process was withdrawn (activation timeout,
     /// cancel, DS gone); the DS must be told if it is still alive.
-    SessionRevoked { battle_session_id: BattleSessionId, process_id: ProcessId },
-    SessionTerminated { battle_session_id: BattleSessionId },
-    PlacementFinished { placement_id: PlacementId, status: PlacementStatus },
+    SessionRevoked {
+        battle_session_id: BattleSessionId,
+        process_id: ProcessId,
+    },
+    SessionTerminated {
+        battle_session_id: BattleSessionId,
+    },
+    PlacementFinished {
+        placement_id: PlacementId,
+        status: PlacementStatus,
+    },
     /// A placement needs a process again (new or retried).
-    PlacementNeedsProcess { placement_id: PlacementId, fleet_id: FleetId },
+    PlacementNeedsProcess {
+        placement_id: PlacementId,
+        fleet_id: FleetId,
+    },
     PlayerChanged {
         player_battle_session_id: PlayerBattleSessionId,
         status: PlayerBattleSessionStatus,

@@ -282,18 +282,21 @@ impl LogShared {
     }
 
     /// Entries in `range`: those already in redb, then the pending tail.
-    fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>, StorageError> {
+    fn read_range<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>, ConsensusError> {
         let Some((lo, hi)) = index_bounds(&range) else {
             return Ok(Vec::new());
         };
-        let bounds = (Bound::Included(lo), hi.map_or(Bound::Unbounded, Bound::Excluded));
+        let bounds = (
+            Bound::Included(lo),
+            hi.map_or(Bound::Unbounded, Bound::Excluded),
+        );
         // Take the pending tail and open the read transaction under the
         // same lock: an entry leaves `pending` only after its transaction
         // committed, so every entry is in one of the two.
         let (mut tail, txn) = {
             let mem = self.mem();
             let tail: Vec<Entry> = mem.pending.range(bounds).map(|(_, e)| e.clone()).collect();
-            let txn = self.file.db.begin_read().map_err(read_err)?;
+            let txn = self.file.db.begin_read().map_err(ConsensusError::storage)?;
             (tail, txn)
         };
         // Pending entries are the tail of the log: anything in redb at or
@@ -305,14 +308,17 @@ impl LogShared {
         };
         let mut out = Vec::new();
         if redb_hi.is_none_or(|h| h > lo) {
-            let table = txn.open_table(LOGS).map_err(read_err)?;
+            let table = txn.open_table(LOGS).map_err(ConsensusError::storage)?;
             let redb_bounds = (
                 Bound::Included(lo),
                 redb_hi.map_or(Bound::Unbounded, Bound::Excluded),
             );
-            for item in table.range::<u64>(redb_bounds).map_err(read_err)? {
-                let (_, v) = item.map_err(read_err)?;
-                out.push(codec::decode::<Entry>(v.value()).map_err(read_err)?);
+            for item in table
+                .range::<u64>(redb_bounds)
+                .map_err(ConsensusError::storage)?
+            {
+                let (_, v) = item.map_err(ConsensusError::storage)?;
+                out.push(codec::decode::<Entry>(v.value()).map_err(ConsensusError::storage)?);
             }
         }
         out.append(&mut tail);
@@ -325,7 +331,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.shared.read_range(range)
+        self.shared.read_range(range).map_err(read_err)
     }
 }
 
@@ -334,7 +340,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.shared.read_range(range)
+        self.shared.read_range(range).map_err(read_err)
     }
 }
 
@@ -426,13 +432,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Some(p) => match mem.pending.get(&p) {
                     Some(e) => Some(e.log_id),
                     // Not pending: durable already (or purged).
-                    None => self.shared_read_one(p)?,
+                    None => self.shared_read_one(p).map_err(read_err)?,
                 },
             };
-            mem.last_log_id = match (prev, mem.last_purged) {
-                (Some(p), purged) => Some(p).max(purged),
-                (None, purged) => purged,
-            };
+            // `None < Some(_)`: with no entry before `since`, the last
+            // purged id (if any) is the last log id.
+            mem.last_log_id = prev.max(mem.last_purged);
         }
         self.write_and_wait(|done| WriteOp::Truncate { since, done }, write_err)
             .await
@@ -459,11 +464,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 impl LogStore {
     /// Log id of the durable entry at `index`, read while the caller holds
     /// the in-memory lock (redb reads do not take it).
-    fn shared_read_one(&self, index: u64) -> Result<Option<LogId>, StorageError> {
-        let txn = self.shared.file.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOGS).map_err(read_err)?;
-        match table.get(index).map_err(read_err)? {
-            Some(v) => Ok(Some(codec::decode::<Entry>(v.value()).map_err(read_err)?.log_id)),
+    fn shared_read_one(&self, index: u64) -> Result<Option<LogId>, ConsensusError> {
+        let txn = self
+            .shared
+            .file
+            .db
+            .begin_read()
+            .map_err(ConsensusError::storage)?;
+        let table = txn.open_table(LOGS).map_err(ConsensusError::storage)?;
+        match table.get(index).map_err(ConsensusError::storage)? {
+            Some(v) => Ok(Some(
+                codec::decode::<Entry>(v.value())
+                    .map_err(ConsensusError::storage)?
+                    .log_id,
+            )),
             None => Ok(None),
         }
     }

@@ -37,7 +37,9 @@ pub(crate) fn fatal(e: Fatal<u64>) -> ConsensusError {
     }
 }
 
-fn client_write_error(e: RaftError<u64, ClientWriteError<u64, crate::types::NodeInfo>>) -> ConsensusError {
+fn client_write_error(
+    e: RaftError<u64, ClientWriteError<u64, crate::types::NodeInfo>>,
+) -> ConsensusError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ConsensusError::NotLeader {
             leader: f.leader_id,

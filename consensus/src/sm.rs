@@ -17,8 +17,7 @@ use crate::db::{Closed, DbFile};
 use crate::error::ConsensusError;
 use crate::state::PlacementState;
 use crate::types::{
-    BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -85,9 +84,16 @@ impl StateHandle {
     /// when a snapshot from the leader replaces the whole state: the owner
     /// must then rebuild from a new `go_live`.
     pub fn go_live(&self, sink: EventSink) -> PlacementState {
+        self.go_live_indexed(sink).1
+    }
+
+    /// [`StateHandle::go_live`], also returning the index of the last
+    /// entry applied to the returned state: every event delivered later
+    /// carries a greater index.
+    pub fn go_live_indexed(&self, sink: EventSink) -> (Option<u64>, PlacementState) {
         let mut data = self.write_guard();
         data.sink = Some(sink);
-        data.state.clone()
+        (data.last_applied.map(|l| l.index), data.state.clone())
     }
 
     /// Stops delivering events.
@@ -122,14 +128,14 @@ struct Stored {
     data: Vec<u8>,
 }
 
-fn read_stored(db: &redb::Database) -> Result<Option<Stored>, StorageError> {
-    let txn = db.begin_read().map_err(snap_read_err)?;
-    let table = txn.open_table(SNAPSHOT).map_err(snap_read_err)?;
-    let meta = table.get(KEY_META).map_err(snap_read_err)?;
-    let data = table.get(KEY_DATA).map_err(snap_read_err)?;
+fn read_stored(db: &redb::Database) -> Result<Option<Stored>, ConsensusError> {
+    let txn = db.begin_read().map_err(ConsensusError::storage)?;
+    let table = txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
+    let meta = table.get(KEY_META).map_err(ConsensusError::storage)?;
+    let data = table.get(KEY_DATA).map_err(ConsensusError::storage)?;
     match (meta, data) {
         (Some(m), Some(d)) => Ok(Some(Stored {
-            meta: codec::decode(m.value()).map_err(snap_read_err)?,
+            meta: codec::decode(m.value()).map_err(ConsensusError::storage)?,
             data: d.value().to_vec(),
         })),
         _ => Ok(None),
@@ -138,39 +144,40 @@ fn read_stored(db: &redb::Database) -> Result<Option<Stored>, StorageError> {
 
 /// Persists `stored` durably unless a newer snapshot is there already.
 /// Returns whether it was written.
-fn write_stored(db: &redb::Database, stored: &Stored) -> Result<bool, StorageError> {
-    let meta = codec::encode(&stored.meta).map_err(snap_write_err)?;
-    let txn = db.begin_write().map_err(snap_write_err)?;
+fn write_stored(db: &redb::Database, stored: &Stored) -> Result<bool, ConsensusError> {
+    let meta = codec::encode(&stored.meta).map_err(ConsensusError::storage)?;
+    let txn = db.begin_write().map_err(ConsensusError::storage)?;
     let written = {
-        let mut table = txn.open_table(SNAPSHOT).map_err(snap_write_err)?;
-        let existing: Option<SnapshotMeta> = match table.get(KEY_META).map_err(snap_write_err)? {
-            Some(m) => Some(codec::decode(m.value()).map_err(snap_write_err)?),
-            None => None,
-        };
+        let mut table = txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
+        let existing: Option<SnapshotMeta> =
+            match table.get(KEY_META).map_err(ConsensusError::storage)? {
+                Some(m) => Some(codec::decode(m.value()).map_err(ConsensusError::storage)?),
+                None => None,
+            };
         if existing.is_some_and(|e| e.last_log_id > stored.meta.last_log_id) {
             false
         } else {
             table
                 .insert(KEY_META, meta.as_slice())
-                .map_err(snap_write_err)?;
+                .map_err(ConsensusError::storage)?;
             table
                 .insert(KEY_DATA, stored.data.as_slice())
-                .map_err(snap_write_err)?;
+                .map_err(ConsensusError::storage)?;
             true
         }
     };
     // Default durability: Immediate (fsync before commit returns).
-    txn.commit().map_err(snap_write_err)?;
+    txn.commit().map_err(ConsensusError::storage)?;
     Ok(written)
 }
 
 /// Runs blocking file work off the async workers.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
+    f: impl FnOnce() -> Result<T, ConsensusError> + Send + 'static,
+) -> Result<T, ConsensusError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(snap_write_err)?
+        .map_err(ConsensusError::storage)?
 }
 
 impl StateMachineStore {
@@ -182,7 +189,7 @@ impl StateMachineStore {
             txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
             txn.commit().map_err(ConsensusError::storage)?;
         }
-        let data = match read_stored(&file.db).map_err(ConsensusError::storage)? {
+        let data = match read_stored(&file.db)? {
             Some(stored) => SmData {
                 state: codec::decode(&stored.data).map_err(ConsensusError::storage)?,
                 last_applied: stored.meta.last_log_id,
@@ -220,7 +227,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let file = Arc::clone(&self.file);
         let stored = blocking(move || {
-            let data = codec::encode(&state).map_err(snap_write_err)?;
+            let data = codec::encode(&state).map_err(ConsensusError::storage)?;
             let snapshot_id = match last_applied {
                 Some(l) => format!(
                     "{}-{}-{}-{}",
@@ -242,7 +249,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             write_stored(&file.db, &stored)?;
             Ok(stored)
         })
-        .await?;
+        .await
+        .map_err(snap_write_err)?;
         tracing::info!(snapshot = %stored.meta, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot {
             meta: stored.meta,
@@ -281,7 +289,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                     if let Some(sink) = &data.sink {
                         if sink.send((entry.log_id.index, events)).is_err() {
-                            tracing::warn!("event receiver is gone; events are no longer delivered");
+                            tracing::warn!(
+                                "event receiver is gone; events are no longer delivered"
+                            );
                             data.sink = None;
                         }
                     }
@@ -324,7 +334,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data: bytes,
         };
         let file = Arc::clone(&self.file);
-        let stored = blocking(move || write_stored(&file.db, &stored).map(|_| stored)).await?;
+        let stored = blocking(move || write_stored(&file.db, &stored).map(|_| stored))
+            .await
+            .map_err(snap_write_err)?;
         let mut data = self.handle.write_guard();
         data.state = state;
         data.last_applied = stored.meta.last_log_id;
@@ -337,7 +349,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let file = Arc::clone(&self.file);
-        let stored = blocking(move || read_stored(&file.db)).await?;
+        let stored = blocking(move || read_stored(&file.db))
+            .await
+            .map_err(snap_read_err)?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),

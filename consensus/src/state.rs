@@ -74,7 +74,9 @@ impl PlacementState {
             return false;
         }
         match self.fleets.get(&process.fleet_id) {
-            Some(f) => f.mode.admits(process.sessions_hosted, process.sessions_current),
+            Some(f) => f
+                .mode
+                .admits(process.sessions_hosted, process.sessions_current),
             None => false,
         }
     }
@@ -111,12 +113,18 @@ impl PlacementState {
                     return Err(bad("secret_key must be at least 16 characters"));
                 }
                 self.title_regions.insert(tr.id.clone(), tr.clone());
-                ev.push(Event::TitleRegionPut { title_region_id: tr.id.clone() });
+                ev.push(Event::TitleRegionPut {
+                    title_region_id: tr.id.clone(),
+                });
                 Ok(Applied::Done)
             }
             Command::PutFleet(fleet) => self.put_fleet(fleet, ev),
             Command::RegisterHost { host, live } => self.register_host(at, host, live, ev),
-            Command::ProcessStarted { process_id, host_id, pid } => {
+            Command::ProcessStarted {
+                process_id,
+                host_id,
+                pid,
+            } => {
                 if self.processes.contains_key(process_id) {
                     return Ok(Applied::Unchanged);
                 }
@@ -142,7 +150,11 @@ impl PlacementState {
                 self.insert_process(p, ev);
                 Ok(Applied::Done)
             }
-            Command::ProcessReady { process_id, port, log_paths } => {
+            Command::ProcessReady {
+                process_id,
+                port,
+                log_paths,
+            } => {
                 if *port == 0 {
                     return Err(bad("port must be between 1 and 65535"));
                 }
@@ -205,7 +217,10 @@ impl PlacementState {
                 self.exit_process(at, process_id, reason.clone(), ev);
                 Ok(Applied::Done)
             }
-            Command::IssueBattleSessionId { title_region_id, battle_session_id } => {
+            Command::IssueBattleSessionId {
+                title_region_id,
+                battle_session_id,
+            } => {
                 self.title_region(title_region_id)?;
                 if self.battle_sessions.contains_key(battle_session_id)
                     || self.issued_session_ids.contains_key(battle_session_id)
@@ -219,13 +234,18 @@ impl PlacementState {
                 Ok(Applied::Done)
             }
             Command::StartPlacement(sp) => self.start_placement(at, sp, ev),
-            Command::AssignPlacement { placement_id, process_id } => {
-                self.assign(at, placement_id, process_id, ev)
-            }
-            Command::ActivateBattleSession { process_id, battle_session_id } => {
-                self.activate(at, process_id, battle_session_id, ev)
-            }
-            Command::ActivationTimedOut { battle_session_id, process_id } => {
+            Command::AssignPlacement {
+                placement_id,
+                process_id,
+            } => self.assign(at, placement_id, process_id, ev),
+            Command::ActivateBattleSession {
+                process_id,
+                battle_session_id,
+            } => self.activate(at, process_id, battle_session_id, ev),
+            Command::ActivationTimedOut {
+                battle_session_id,
+                process_id,
+            } => {
                 let s = self.session(battle_session_id)?;
                 if s.status != BattleSessionStatus::Activating
                     || s.process_id.as_ref() != Some(process_id)
@@ -253,7 +273,10 @@ impl PlacementState {
                 self.finish_placement(at, placement_id, PlacementStatus::TimedOut, None, ev);
                 Ok(Applied::Done)
             }
-            Command::CancelPlacement { title_region_id, placement_id } => {
+            Command::CancelPlacement {
+                title_region_id,
+                placement_id,
+            } => {
                 let pl = self
                     .placements
                     .get(placement_id)
@@ -278,9 +301,11 @@ impl PlacementState {
                 );
                 Ok(Applied::Done)
             }
-            Command::AddPlayers { title_region_id, battle_session_id, players } => {
-                self.add_players(at, title_region_id, battle_session_id, players, ev)
-            }
+            Command::AddPlayers {
+                title_region_id,
+                battle_session_id,
+                players,
+            } => self.add_players(at, title_region_id, battle_session_id, players, ev),
             Command::PlayerUpdate {
                 process_id,
                 battle_session_id,
@@ -318,7 +343,10 @@ impl PlacementState {
                     ev,
                 )
             }
-            Command::TerminateBattleSession { process_id, battle_session_id } => {
+            Command::TerminateBattleSession {
+                process_id,
+                battle_session_id,
+            } => {
                 let s = self.session(battle_session_id)?;
                 if s.process_id.as_ref() != Some(process_id) {
                     return Err(invalid(format!(
@@ -365,15 +393,33 @@ impl PlacementState {
         self.title_region(&fleet.title_region_id)?;
         let in_range = |name: &str, v: u64, (lo, hi): (u64, u64)| {
             if v < lo || v > hi {
-                Err(bad(format!("{name} must be between {lo} and {hi} ms, got {v}")))
+                Err(bad(format!(
+                    "{name} must be between {lo} and {hi} ms, got {v}"
+                )))
             } else {
                 Ok(())
             }
         };
-        in_range("activation_timeout_ms", fleet.activation_timeout_ms, ACTIVATION_TIMEOUT_RANGE)?;
-        in_range("health_check_interval_ms", fleet.health_check_interval_ms, HEALTH_INTERVAL_RANGE)?;
-        in_range("placement_timeout_ms", fleet.placement_timeout_ms, PLACEMENT_TIMEOUT_RANGE)?;
-        in_range("process_ending_grace_ms", fleet.process_ending_grace_ms, ENDING_GRACE_RANGE)?;
+        in_range(
+            "activation_timeout_ms",
+            fleet.activation_timeout_ms,
+            ACTIVATION_TIMEOUT_RANGE,
+        )?;
+        in_range(
+            "health_check_interval_ms",
+            fleet.health_check_interval_ms,
+            HEALTH_INTERVAL_RANGE,
+        )?;
+        in_range(
+            "placement_timeout_ms",
+            fleet.placement_timeout_ms,
+            PLACEMENT_TIMEOUT_RANGE,
+        )?;
+        in_range(
+            "process_ending_grace_ms",
+            fleet.process_ending_grace_ms,
+            ENDING_GRACE_RANGE,
+        )?;
         if fleet.runtime.launch_path.trim().is_empty() {
             return Err(bad("runtime.launch_path must not be empty"));
         }
@@ -399,7 +445,9 @@ impl PlacementState {
             }
         }
         self.fleets.insert(fleet.id.clone(), fleet.clone());
-        ev.push(Event::FleetPut { fleet_id: fleet.id.clone() });
+        ev.push(Event::FleetPut {
+            fleet_id: fleet.id.clone(),
+        });
         Ok(Applied::Done)
     }
 
@@ -521,11 +569,20 @@ impl PlacementState {
             .entry(p.fleet_id.clone())
             .or_default()
             .insert(p.id.clone());
-        ev.push(Event::ProcessChanged { process_id: p.id.clone(), status: p.status });
+        ev.push(Event::ProcessChanged {
+            process_id: p.id.clone(),
+            status: p.status,
+        });
         self.processes.insert(p.id.clone(), p);
     }
 
-    fn exit_process(&mut self, at: UnixMillis, id: &ProcessId, reason: ExitReason, ev: &mut Vec<Event>) {
+    fn exit_process(
+        &mut self,
+        at: UnixMillis,
+        id: &ProcessId,
+        reason: ExitReason,
+        ev: &mut Vec<Event>,
+    ) {
         let fleet = match self.processes.get_mut(id) {
             Some(p) => {
                 p.status = ProcessStatus::Exited;
@@ -537,13 +594,22 @@ impl PlacementState {
         if let Some(set) = self.live_processes_by_fleet.get_mut(&fleet) {
             set.remove(id);
         }
-        ev.push(Event::ProcessChanged { process_id: id.clone(), status: ProcessStatus::Exited });
+        ev.push(Event::ProcessChanged {
+            process_id: id.clone(),
+            status: ProcessStatus::Exited,
+        });
         self.release_process_sessions(at, id, "process exited", ev);
     }
 
     /// The process can no longer host its sessions: ACTIVE ones end,
     /// ACTIVATING ones go back to their placement to try another process.
-    fn release_process_sessions(&mut self, at: UnixMillis, id: &ProcessId, reason: &str, ev: &mut Vec<Event>) {
+    fn release_process_sessions(
+        &mut self,
+        at: UnixMillis,
+        id: &ProcessId,
+        reason: &str,
+        ev: &mut Vec<Event>,
+    ) {
         let sessions: Vec<BattleSessionId> = self
             .sessions_by_process
             .get(id)
@@ -562,7 +628,12 @@ impl PlacementState {
 
     // ----- placements and battle sessions -----
 
-    fn start_placement(&mut self, at: UnixMillis, sp: &StartPlacement, ev: &mut Vec<Event>) -> Step {
+    fn start_placement(
+        &mut self,
+        at: UnixMillis,
+        sp: &StartPlacement,
+        ev: &mut Vec<Event>,
+    ) -> Step {
         self.title_region(&sp.title_region_id)?;
         let fleet = self
             .fleets
@@ -594,7 +665,9 @@ impl PlacementState {
             }
         }
         if sp.max_players == 0 || sp.max_players > MAX_PLAYERS_LIMIT {
-            return Err(bad(format!("max_players must be between 1 and {MAX_PLAYERS_LIMIT}")));
+            return Err(bad(format!(
+                "max_players must be between 1 and {MAX_PLAYERS_LIMIT}"
+            )));
         }
         if sp.players.len() as u64 > u64::from(sp.max_players) {
             return Err(bad(format!(
@@ -613,7 +686,8 @@ impl PlacementState {
         }
 
         self.issued_session_ids.remove(&sp.battle_session_id);
-        let pbs_ids: Vec<PlayerBattleSessionId> = sp.players.iter().map(|(id, _)| id.clone()).collect();
+        let pbs_ids: Vec<PlayerBattleSessionId> =
+            sp.players.iter().map(|(id, _)| id.clone()).collect();
         self.battle_sessions.insert(
             sp.battle_session_id.clone(),
             BattleSession {
@@ -665,16 +739,27 @@ impl PlacementState {
         Ok(Applied::Done)
     }
 
-    fn assign(&mut self, at: UnixMillis, placement_id: &PlacementId, process_id: &ProcessId, ev: &mut Vec<Event>) -> Step {
+    fn assign(
+        &mut self,
+        at: UnixMillis,
+        placement_id: &PlacementId,
+        process_id: &ProcessId,
+        ev: &mut Vec<Event>,
+    ) -> Step {
         let pl = self
             .placements
             .get(placement_id)
             .ok_or_else(|| Rejection::not_found("placement", placement_id))?;
         if pl.status != PlacementStatus::Pending {
-            return Err(invalid(format!("placement {placement_id} is {:?}", pl.status)));
+            return Err(invalid(format!(
+                "placement {placement_id} is {:?}",
+                pl.status
+            )));
         }
         if at >= pl.deadline {
-            return Err(invalid(format!("placement {placement_id} has passed its deadline")));
+            return Err(invalid(format!(
+                "placement {placement_id} has passed its deadline"
+            )));
         }
         let bs_id = pl.battle_session_id.clone();
         let created = pl.created_at;
@@ -690,7 +775,10 @@ impl PlacementState {
             .get(process_id)
             .ok_or_else(|| Rejection::not_found("process", process_id))?;
         if p.fleet_id != pl.fleet_id {
-            return Err(bad(format!("process {process_id} is not in fleet {}", pl.fleet_id)));
+            return Err(bad(format!(
+                "process {process_id} is not in fleet {}",
+                pl.fleet_id
+            )));
         }
         if !self.is_placeable(p) {
             return Err(Rejection::Conflict(format!(
@@ -732,7 +820,13 @@ impl PlacementState {
         Ok(Applied::Done)
     }
 
-    fn activate(&mut self, at: UnixMillis, process_id: &ProcessId, bs_id: &BattleSessionId, ev: &mut Vec<Event>) -> Step {
+    fn activate(
+        &mut self,
+        at: UnixMillis,
+        process_id: &ProcessId,
+        bs_id: &BattleSessionId,
+        ev: &mut Vec<Event>,
+    ) -> Step {
         let s = self.session(bs_id)?;
         if s.process_id.as_ref() != Some(process_id) {
             return Err(invalid(format!(
@@ -742,7 +836,11 @@ impl PlacementState {
         match s.status {
             BattleSessionStatus::Active => return Ok(Applied::Unchanged),
             BattleSessionStatus::Activating => {}
-            st => return Err(invalid(format!("battle session {bs_id} is {st:?}, not ACTIVATING"))),
+            st => {
+                return Err(invalid(format!(
+                    "battle session {bs_id} is {st:?}, not ACTIVATING"
+                )))
+            }
         }
         let placement_id = s.placement_id.clone();
         if let Some(s) = self.battle_sessions.get_mut(bs_id) {
@@ -770,8 +868,12 @@ impl PlacementState {
     /// its placement does next. In simple mode the process has spent its one
     /// session, so it is asked to terminate.
     fn withdraw_attempt(&mut self, bs_id: &BattleSessionId, reason: &str, ev: &mut Vec<Event>) {
-        let Some(s) = self.battle_sessions.get_mut(bs_id) else { return };
-        let Some(process_id) = s.process_id.take() else { return };
+        let Some(s) = self.battle_sessions.get_mut(bs_id) else {
+            return;
+        };
+        let Some(process_id) = s.process_id.take() else {
+            return;
+        };
         s.status = BattleSessionStatus::Pending;
         s.activation_deadline = None;
         s.ip = None;
@@ -800,12 +902,22 @@ impl PlacementState {
 
     /// The attempt on the session's process failed: withdraw it, then retry
     /// elsewhere, or end the placement if attempts or time ran out.
-    fn revoke(&mut self, at: UnixMillis, bs_id: &BattleSessionId, reason: &str, ev: &mut Vec<Event>) {
+    fn revoke(
+        &mut self,
+        at: UnixMillis,
+        bs_id: &BattleSessionId,
+        reason: &str,
+        ev: &mut Vec<Event>,
+    ) {
         self.withdraw_attempt(bs_id, reason, ev);
-        let Some(s) = self.battle_sessions.get(bs_id) else { return };
+        let Some(s) = self.battle_sessions.get(bs_id) else {
+            return;
+        };
         let attempts = s.attempts;
         let placement_id = s.placement_id.clone();
-        let Some(pl) = self.placements.get(&placement_id) else { return };
+        let Some(pl) = self.placements.get(&placement_id) else {
+            return;
+        };
         if pl.status != PlacementStatus::Pending {
             return;
         }
@@ -823,8 +935,14 @@ impl PlacementState {
         } else {
             let key = (pl.created_at, placement_id.clone());
             let fleet_id = pl.fleet_id.clone();
-            self.waiting_by_fleet.entry(fleet_id.clone()).or_default().insert(key);
-            ev.push(Event::PlacementNeedsProcess { placement_id, fleet_id });
+            self.waiting_by_fleet
+                .entry(fleet_id.clone())
+                .or_default()
+                .insert(key);
+            ev.push(Event::PlacementNeedsProcess {
+                placement_id,
+                fleet_id,
+            });
         }
     }
 
@@ -849,7 +967,9 @@ impl PlacementState {
         reason: Option<String>,
         ev: &mut Vec<Event>,
     ) {
-        let Some(pl) = self.placements.get_mut(placement_id) else { return };
+        let Some(pl) = self.placements.get_mut(placement_id) else {
+            return;
+        };
         if pl.status.is_terminal() {
             return;
         }
@@ -862,17 +982,31 @@ impl PlacementState {
         if let Some(set) = self.waiting_by_fleet.get_mut(&fleet_id) {
             set.remove(&key);
         }
-        ev.push(Event::PlacementFinished { placement_id: placement_id.clone(), status });
+        ev.push(Event::PlacementFinished {
+            placement_id: placement_id.clone(),
+            status,
+        });
         let why = reason.unwrap_or_else(|| format!("placement {status:?}"));
         self.terminate_session(at, &bs, &why, ev);
     }
 
-    fn terminate_session(&mut self, at: UnixMillis, bs_id: &BattleSessionId, reason: &str, ev: &mut Vec<Event>) {
-        let Some(s) = self.battle_sessions.get_mut(bs_id) else { return };
+    fn terminate_session(
+        &mut self,
+        at: UnixMillis,
+        bs_id: &BattleSessionId,
+        reason: &str,
+        ev: &mut Vec<Event>,
+    ) {
+        let Some(s) = self.battle_sessions.get_mut(bs_id) else {
+            return;
+        };
         if s.status == BattleSessionStatus::Terminated {
             return;
         }
-        let held = matches!(s.status, BattleSessionStatus::Activating | BattleSessionStatus::Active);
+        let held = matches!(
+            s.status,
+            BattleSessionStatus::Activating | BattleSessionStatus::Active
+        );
         s.status = BattleSessionStatus::Terminated;
         s.terminated_at = Some(at);
         s.termination_reason = Some(reason.to_string());
@@ -882,7 +1016,9 @@ impl PlacementState {
         if let (true, Some(p)) = (held, process) {
             self.detach(bs_id, &p);
         }
-        ev.push(Event::SessionTerminated { battle_session_id: bs_id.clone() });
+        ev.push(Event::SessionTerminated {
+            battle_session_id: bs_id.clone(),
+        });
         // Release every reservation of the session.
         let players: Vec<PlayerBattleSessionId> = self
             .placements
@@ -996,7 +1132,8 @@ impl PlacementState {
         self.check_new_players(players, &existing)?;
         self.insert_players(at, tr, bs_id, players);
         if let Some(pl) = self.placements.get_mut(&placement_id) {
-            pl.player_battle_sessions.extend(players.iter().map(|(id, _)| id.clone()));
+            pl.player_battle_sessions
+                .extend(players.iter().map(|(id, _)| id.clone()));
         }
         for (id, _) in players {
             ev.push(Event::PlayerChanged {
@@ -1039,13 +1176,23 @@ impl PlacementState {
         } else if let Some(p) = self.player_battle_sessions.get_mut(pbs_id) {
             p.status = next;
             p.updated_at = at;
-            ev.push(Event::PlayerChanged { player_battle_session_id: pbs_id.clone(), status: next });
+            ev.push(Event::PlayerChanged {
+                player_battle_session_id: pbs_id.clone(),
+                status: next,
+            });
         }
         Ok(Applied::Done)
     }
 
-    fn complete_player(&mut self, at: UnixMillis, pbs_id: &PlayerBattleSessionId, ev: &mut Vec<Event>) {
-        let Some(p) = self.player_battle_sessions.get_mut(pbs_id) else { return };
+    fn complete_player(
+        &mut self,
+        at: UnixMillis,
+        pbs_id: &PlayerBattleSessionId,
+        ev: &mut Vec<Event>,
+    ) {
+        let Some(p) = self.player_battle_sessions.get_mut(pbs_id) else {
+            return;
+        };
         if p.status == PlayerBattleSessionStatus::Completed {
             return;
         }

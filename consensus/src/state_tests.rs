@@ -28,7 +28,10 @@ fn pbs(n: u32) -> PlayerBattleSessionId {
     PlayerBattleSessionId::new_unchecked(format!("pbs-{n}"))
 }
 fn player(n: u32) -> PlayerSpec {
-    PlayerSpec { player_id: PlayerId::new_unchecked(format!("player-{n}")), player_data: String::new() }
+    PlayerSpec {
+        player_id: PlayerId::new_unchecked(format!("player-{n}")),
+        player_data: String::new(),
+    }
 }
 
 fn fleet(mode: ServerMode) -> Fleet {
@@ -58,7 +61,10 @@ struct H {
 
 impl H {
     fn new(mode: ServerMode) -> Self {
-        let mut h = H { s: PlacementState::default(), at: T0 };
+        let mut h = H {
+            s: PlacementState::default(),
+            at: T0,
+        };
         h.ok(Command::PutTitleRegion(TitleRegion {
             id: tr(),
             title_id: TitleId::new_unchecked("title-1"),
@@ -69,13 +75,21 @@ impl H {
         }));
         h.ok(Command::PutFleet(fleet(mode)));
         h.ok(Command::RegisterHost {
-            host: Host { id: host_id(), fleet_id: fleet_id(), ip: "10.0.0.1".into(), registered_at: 0 },
+            host: Host {
+                id: host_id(),
+                fleet_id: fleet_id(),
+                ip: "10.0.0.1".into(),
+                registered_at: 0,
+            },
             live: vec![],
         });
         h
     }
     fn run(&mut self, c: Command) -> (Response, Vec<Event>) {
-        self.s.apply(&Request { at: self.at, command: c })
+        self.s.apply(&Request {
+            at: self.at,
+            command: c,
+        })
     }
     fn ok(&mut self, c: Command) -> Vec<Event> {
         let (r, e) = self.run(c.clone());
@@ -91,11 +105,22 @@ impl H {
         r.expect_err(&format!("{c:?} should be rejected"))
     }
     fn ready_process(&mut self, n: u32) {
-        self.ok(Command::ProcessStarted { process_id: pid(n), host_id: host_id(), pid: 100 + n });
-        self.ok(Command::ProcessReady { process_id: pid(n), port: 7000 + n as u16, log_paths: vec![] });
+        self.ok(Command::ProcessStarted {
+            process_id: pid(n),
+            host_id: host_id(),
+            pid: 100 + n,
+        });
+        self.ok(Command::ProcessReady {
+            process_id: pid(n),
+            port: 7000 + n as u16,
+            log_paths: vec![],
+        });
     }
     fn start(&mut self, n: u32, players: Vec<(PlayerBattleSessionId, PlayerSpec)>) -> Vec<Event> {
-        self.ok(Command::IssueBattleSessionId { title_region_id: tr(), battle_session_id: bs(n) });
+        self.ok(Command::IssueBattleSessionId {
+            title_region_id: tr(),
+            battle_session_id: bs(n),
+        });
         self.ok(Command::StartPlacement(StartPlacement {
             placement_id: pl(n),
             title_region_id: tr(),
@@ -121,8 +146,14 @@ impl H {
     }
     fn active_session(&mut self, n: u32, process: u32) {
         self.start(n, vec![(pbs(n * 10), player(n * 10))]);
-        self.ok(Command::AssignPlacement { placement_id: pl(n), process_id: pid(process) });
-        self.ok(Command::ActivateBattleSession { process_id: pid(process), battle_session_id: bs(n) });
+        self.ok(Command::AssignPlacement {
+            placement_id: pl(n),
+            process_id: pid(process),
+        });
+        self.ok(Command::ActivateBattleSession {
+            process_id: pid(process),
+            battle_session_id: bs(n),
+        });
     }
 }
 
@@ -132,21 +163,43 @@ fn full_simple_mode_lifecycle() {
     h.ready_process(1);
     assert_eq!(h.process(1).status, ProcessStatus::Ready);
     let ev = h.start(1, vec![(pbs(1), player(1))]);
-    assert!(ev.contains(&Event::PlacementNeedsProcess { placement_id: pl(1), fleet_id: fleet_id() }));
+    assert!(ev.contains(&Event::PlacementNeedsProcess {
+        placement_id: pl(1),
+        fleet_id: fleet_id()
+    }));
     assert_eq!(h.session(1).status, BattleSessionStatus::Pending);
     assert_eq!(h.placement(1).status, PlacementStatus::Pending);
     assert_eq!(h.player_status(1), PlayerBattleSessionStatus::Reserved);
     assert_eq!(h.s.waiting_placements(&fleet_id()).count(), 1);
 
-    let ev = h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
-    assert_eq!(ev, vec![Event::SessionAssigned { battle_session_id: bs(1), process_id: pid(1) }]);
+    let ev = h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
+    assert_eq!(
+        ev,
+        vec![Event::SessionAssigned {
+            battle_session_id: bs(1),
+            process_id: pid(1)
+        }]
+    );
     assert_eq!(h.session(1).status, BattleSessionStatus::Activating);
     assert_eq!(h.session(1).activation_deadline, Some(T0 + 60_000));
     assert_eq!(h.s.waiting_placements(&fleet_id()).count(), 0);
-    assert_eq!(h.s.placeable_processes(&fleet_id()).count(), 0, "simple mode: one session per process");
+    assert_eq!(
+        h.s.placeable_processes(&fleet_id()).count(),
+        0,
+        "simple mode: one session per process"
+    );
 
-    let ev = h.ok(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
-    assert!(ev.contains(&Event::PlacementFinished { placement_id: pl(1), status: PlacementStatus::Fulfilled }));
+    let ev = h.ok(Command::ActivateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
+    assert!(ev.contains(&Event::PlacementFinished {
+        placement_id: pl(1),
+        status: PlacementStatus::Fulfilled
+    }));
     assert_eq!(h.session(1).status, BattleSessionStatus::Active);
     assert_eq!(h.placement(1).status, PlacementStatus::Fulfilled);
     assert_eq!(h.session(1).ip.as_deref(), Some("10.0.0.1"));
@@ -167,17 +220,34 @@ fn full_simple_mode_lifecycle() {
     h.ok(upd(PlayerAction::Remove));
     assert_eq!(h.player_status(1), PlayerBattleSessionStatus::Completed);
     assert!(h.s.sessions_by_player.is_empty());
-    assert!(matches!(h.refused(upd(PlayerAction::Accept)), Rejection::InvalidState(_)));
+    assert!(matches!(
+        h.refused(upd(PlayerAction::Accept)),
+        Rejection::InvalidState(_)
+    ));
 
     h.ok(Command::ProcessEnding { process_id: pid(1) });
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
     assert_eq!(h.process(1).status, ProcessStatus::Ending);
-    assert_eq!(h.placement(1).status, PlacementStatus::Fulfilled, "a fulfilled placement stays fulfilled");
-    h.ok(Command::ProcessExited { process_id: pid(1), reason: ExitReason::Exited { code: Some(0), signal: None } });
+    assert_eq!(
+        h.placement(1).status,
+        PlacementStatus::Fulfilled,
+        "a fulfilled placement stays fulfilled"
+    );
+    h.ok(Command::ProcessExited {
+        process_id: pid(1),
+        reason: ExitReason::Exited {
+            code: Some(0),
+            signal: None,
+        },
+    });
     assert_eq!(h.process(1).status, ProcessStatus::Exited);
     assert!(h.s.live_processes_by_fleet[&fleet_id()].is_empty());
     assert_eq!(
-        h.run(Command::ProcessExited { process_id: pid(1), reason: ExitReason::Killed }).0,
+        h.run(Command::ProcessExited {
+            process_id: pid(1),
+            reason: ExitReason::Killed
+        })
+        .0,
         Ok(Applied::Unchanged)
     );
 }
@@ -186,7 +256,11 @@ fn full_simple_mode_lifecycle() {
 fn process_transitions_illegal() {
     let mut h = H::new(ServerMode::Simple);
     assert!(matches!(
-        h.refused(Command::ProcessReady { process_id: pid(9), port: 1, log_paths: vec![] }),
+        h.refused(Command::ProcessReady {
+            process_id: pid(9),
+            port: 1,
+            log_paths: vec![]
+        }),
         Rejection::NotFound { .. }
     ));
     assert!(matches!(
@@ -199,17 +273,35 @@ fn process_transitions_illegal() {
     ));
     h.ready_process(1);
     assert!(matches!(
-        h.refused(Command::ProcessReady { process_id: pid(1), port: 9, log_paths: vec![] }),
+        h.refused(Command::ProcessReady {
+            process_id: pid(1),
+            port: 9,
+            log_paths: vec![]
+        }),
         Rejection::InvalidState(_)
     ));
     assert!(matches!(
-        h.refused(Command::ProcessReady { process_id: pid(1), port: 0, log_paths: vec![] }),
+        h.refused(Command::ProcessReady {
+            process_id: pid(1),
+            port: 0,
+            log_paths: vec![]
+        }),
         Rejection::BadRequest(_)
     ));
-    h.ok(Command::ProcessExited { process_id: pid(1), reason: ExitReason::Killed });
-    assert!(matches!(h.refused(Command::ProcessEnding { process_id: pid(1) }), Rejection::InvalidState(_)));
+    h.ok(Command::ProcessExited {
+        process_id: pid(1),
+        reason: ExitReason::Killed,
+    });
     assert!(matches!(
-        h.refused(Command::ProcessReady { process_id: pid(1), port: 7001, log_paths: vec![] }),
+        h.refused(Command::ProcessEnding { process_id: pid(1) }),
+        Rejection::InvalidState(_)
+    ));
+    assert!(matches!(
+        h.refused(Command::ProcessReady {
+            process_id: pid(1),
+            port: 7001,
+            log_paths: vec![]
+        }),
         Rejection::InvalidState(_)
     ));
 }
@@ -220,23 +312,46 @@ fn placement_waits_without_process_then_times_out() {
     h.start(1, vec![(pbs(1), player(1))]);
     // Before the deadline: unchanged.
     h.at = T0 + 1_000;
-    assert_eq!(h.run(Command::PlacementTimedOut { placement_id: pl(1) }).0, Ok(Applied::Unchanged));
+    assert_eq!(
+        h.run(Command::PlacementTimedOut {
+            placement_id: pl(1)
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
     h.at = T0 + 120_000;
     assert!(matches!(
-        h.refused(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) }),
+        h.refused(Command::AssignPlacement {
+            placement_id: pl(1),
+            process_id: pid(1)
+        }),
         Rejection::InvalidState(_) | Rejection::NotFound { .. }
     ));
-    let ev = h.ok(Command::PlacementTimedOut { placement_id: pl(1) });
-    assert!(ev.contains(&Event::PlacementFinished { placement_id: pl(1), status: PlacementStatus::TimedOut }));
+    let ev = h.ok(Command::PlacementTimedOut {
+        placement_id: pl(1),
+    });
+    assert!(ev.contains(&Event::PlacementFinished {
+        placement_id: pl(1),
+        status: PlacementStatus::TimedOut
+    }));
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
     assert_eq!(h.player_status(1), PlayerBattleSessionStatus::Completed);
     assert_eq!(h.s.waiting_placements(&fleet_id()).count(), 0);
     // Exactly one terminal state: later commands do not change it.
     assert!(matches!(
-        h.refused(Command::CancelPlacement { title_region_id: tr(), placement_id: pl(1) }),
+        h.refused(Command::CancelPlacement {
+            title_region_id: tr(),
+            placement_id: pl(1)
+        }),
         Rejection::InvalidState(_)
     ));
-    assert_eq!(h.run(Command::PlacementTimedOut { placement_id: pl(1) }).0, Ok(Applied::Unchanged));
+    assert_eq!(
+        h.run(Command::PlacementTimedOut {
+            placement_id: pl(1)
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
 }
 
 #[test]
@@ -246,30 +361,67 @@ fn activation_timeout_retries_on_another_process_then_fails() {
     h.ready_process(2);
     h.ready_process(3);
     h.start(1, vec![]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     h.at += 60_000;
-    let ev = h.ok(Command::ActivationTimedOut { battle_session_id: bs(1), process_id: pid(1) });
-    assert!(ev.contains(&Event::SessionRevoked { battle_session_id: bs(1), process_id: pid(1) }));
-    assert!(ev.contains(&Event::PlacementNeedsProcess { placement_id: pl(1), fleet_id: fleet_id() }));
-    assert_eq!(h.process(1).status, ProcessStatus::Terminating, "a simple-mode process is spent");
+    let ev = h.ok(Command::ActivationTimedOut {
+        battle_session_id: bs(1),
+        process_id: pid(1),
+    });
+    assert!(ev.contains(&Event::SessionRevoked {
+        battle_session_id: bs(1),
+        process_id: pid(1)
+    }));
+    assert!(ev.contains(&Event::PlacementNeedsProcess {
+        placement_id: pl(1),
+        fleet_id: fleet_id()
+    }));
+    assert_eq!(
+        h.process(1).status,
+        ProcessStatus::Terminating,
+        "a simple-mode process is spent"
+    );
     assert_eq!(h.session(1).status, BattleSessionStatus::Pending);
     // The spent process cannot be chosen again.
     assert!(matches!(
-        h.refused(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) }),
+        h.refused(Command::AssignPlacement {
+            placement_id: pl(1),
+            process_id: pid(1)
+        }),
         Rejection::Conflict(_)
     ));
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(2) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(2),
+    });
     // A stale timer for the first attempt changes nothing.
     assert_eq!(
-        h.run(Command::ActivationTimedOut { battle_session_id: bs(1), process_id: pid(1) }).0,
+        h.run(Command::ActivationTimedOut {
+            battle_session_id: bs(1),
+            process_id: pid(1)
+        })
+        .0,
         Ok(Applied::Unchanged)
     );
     h.at += 60_000;
-    let ev = h.ok(Command::ActivationTimedOut { battle_session_id: bs(1), process_id: pid(2) });
-    assert!(ev.contains(&Event::PlacementFinished { placement_id: pl(1), status: PlacementStatus::Failed }));
+    let ev = h.ok(Command::ActivationTimedOut {
+        battle_session_id: bs(1),
+        process_id: pid(2),
+    });
+    assert!(ev.contains(&Event::PlacementFinished {
+        placement_id: pl(1),
+        status: PlacementStatus::Failed
+    }));
     assert_eq!(h.placement(1).status, PlacementStatus::Failed);
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
-    assert!(h.placement(1).reason.as_deref().unwrap_or("").contains("activation timed out"));
+    assert!(h
+        .placement(1)
+        .reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("activation timed out"));
 }
 
 #[test]
@@ -277,13 +429,31 @@ fn activation_failure_after_deadline_times_out() {
     let mut h = H::new(ServerMode::Simple);
     h.ready_process(1);
     h.start(1, vec![]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     h.at += 119_000;
     // The attempt in flight decides.
-    assert_eq!(h.run(Command::PlacementTimedOut { placement_id: pl(1) }).0, Ok(Applied::Unchanged));
+    assert_eq!(
+        h.run(Command::PlacementTimedOut {
+            placement_id: pl(1)
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
     h.at += 2_000;
-    assert_eq!(h.run(Command::PlacementTimedOut { placement_id: pl(1) }).0, Ok(Applied::Unchanged));
-    h.ok(Command::ActivationTimedOut { battle_session_id: bs(1), process_id: pid(1) });
+    assert_eq!(
+        h.run(Command::PlacementTimedOut {
+            placement_id: pl(1)
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
+    h.ok(Command::ActivationTimedOut {
+        battle_session_id: bs(1),
+        process_id: pid(1),
+    });
     assert_eq!(h.placement(1).status, PlacementStatus::TimedOut);
 }
 
@@ -292,7 +462,13 @@ fn ds_killed_mid_session_terminates_and_is_not_reused() {
     let mut h = H::new(ServerMode::Simple);
     h.ready_process(1);
     h.active_session(1, 1);
-    h.ok(Command::ProcessExited { process_id: pid(1), reason: ExitReason::Exited { code: None, signal: Some(9) } });
+    h.ok(Command::ProcessExited {
+        process_id: pid(1),
+        reason: ExitReason::Exited {
+            code: None,
+            signal: Some(9),
+        },
+    });
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
     assert_eq!(h.placement(1).status, PlacementStatus::Fulfilled);
     assert_eq!(h.player_status(10), PlayerBattleSessionStatus::Completed);
@@ -300,7 +476,10 @@ fn ds_killed_mid_session_terminates_and_is_not_reused() {
     // A new placement cannot land on the dead process.
     h.start(2, vec![]);
     assert!(matches!(
-        h.refused(Command::AssignPlacement { placement_id: pl(2), process_id: pid(1) }),
+        h.refused(Command::AssignPlacement {
+            placement_id: pl(2),
+            process_id: pid(1)
+        }),
         Rejection::Conflict(_)
     ));
 }
@@ -311,11 +490,26 @@ fn ds_dying_while_activating_sends_placement_elsewhere() {
     h.ready_process(1);
     h.ready_process(2);
     h.start(1, vec![]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
-    let ev = h.ok(Command::ProcessExited { process_id: pid(1), reason: ExitReason::Unhealthy });
-    assert!(ev.contains(&Event::PlacementNeedsProcess { placement_id: pl(1), fleet_id: fleet_id() }));
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(2) });
-    h.ok(Command::ActivateBattleSession { process_id: pid(2), battle_session_id: bs(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
+    let ev = h.ok(Command::ProcessExited {
+        process_id: pid(1),
+        reason: ExitReason::Unhealthy,
+    });
+    assert!(ev.contains(&Event::PlacementNeedsProcess {
+        placement_id: pl(1),
+        fleet_id: fleet_id()
+    }));
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(2),
+    });
+    h.ok(Command::ActivateBattleSession {
+        process_id: pid(2),
+        battle_session_id: bs(1),
+    });
     assert_eq!(h.placement(1).status, PlacementStatus::Fulfilled);
 }
 
@@ -327,27 +521,49 @@ fn activate_illegal() {
     h.start(1, vec![]);
     // Not yet assigned.
     assert!(matches!(
-        h.refused(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) }),
+        h.refused(Command::ActivateBattleSession {
+            process_id: pid(1),
+            battle_session_id: bs(1)
+        }),
         Rejection::InvalidState(_)
     ));
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     // Another process cannot activate it.
     assert!(matches!(
-        h.refused(Command::ActivateBattleSession { process_id: pid(2), battle_session_id: bs(1) }),
+        h.refused(Command::ActivateBattleSession {
+            process_id: pid(2),
+            battle_session_id: bs(1)
+        }),
         Rejection::InvalidState(_)
     ));
     assert!(matches!(
-        h.refused(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(7) }),
+        h.refused(Command::ActivateBattleSession {
+            process_id: pid(1),
+            battle_session_id: bs(7)
+        }),
         Rejection::NotFound { .. }
     ));
     // Double assignment of the same placement.
     assert!(matches!(
-        h.refused(Command::AssignPlacement { placement_id: pl(1), process_id: pid(2) }),
+        h.refused(Command::AssignPlacement {
+            placement_id: pl(1),
+            process_id: pid(2)
+        }),
         Rejection::Conflict(_)
     ));
-    h.ok(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
+    h.ok(Command::ActivateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
     assert_eq!(
-        h.run(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) }).0,
+        h.run(Command::ActivateBattleSession {
+            process_id: pid(1),
+            battle_session_id: bs(1)
+        })
+        .0,
         Ok(Applied::Unchanged)
     );
 }
@@ -357,7 +573,10 @@ fn cancel_while_activating_spends_the_process() {
     let mut h = H::new(ServerMode::Simple);
     h.ready_process(1);
     h.start(1, vec![(pbs(1), player(1))]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     assert!(matches!(
         h.refused(Command::CancelPlacement {
             title_region_id: TitleRegionId::new_unchecked("tr-other"),
@@ -365,8 +584,14 @@ fn cancel_while_activating_spends_the_process() {
         }),
         Rejection::NotFound { .. }
     ));
-    let ev = h.ok(Command::CancelPlacement { title_region_id: tr(), placement_id: pl(1) });
-    assert!(ev.contains(&Event::SessionRevoked { battle_session_id: bs(1), process_id: pid(1) }));
+    let ev = h.ok(Command::CancelPlacement {
+        title_region_id: tr(),
+        placement_id: pl(1),
+    });
+    assert!(ev.contains(&Event::SessionRevoked {
+        battle_session_id: bs(1),
+        process_id: pid(1)
+    }));
     assert_eq!(h.placement(1).status, PlacementStatus::Cancelled);
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
     assert_eq!(h.process(1).status, ProcessStatus::Terminating);
@@ -377,38 +602,67 @@ fn cancel_while_activating_spends_the_process() {
 #[test]
 fn start_placement_validation() {
     let mut h = H::new(ServerMode::Simple);
-    let sp = |n: u32, fleet: FleetId, max: u32, players: Vec<(PlayerBattleSessionId, PlayerSpec)>| {
-        Command::StartPlacement(StartPlacement {
-            placement_id: pl(n),
-            title_region_id: tr(),
-            fleet_id: fleet,
-            battle_session_id: bs(n),
-            max_players: max,
-            properties: Default::default(),
-            players,
-            timeout_ms: None,
-        })
-    };
+    let sp =
+        |n: u32, fleet: FleetId, max: u32, players: Vec<(PlayerBattleSessionId, PlayerSpec)>| {
+            Command::StartPlacement(StartPlacement {
+                placement_id: pl(n),
+                title_region_id: tr(),
+                fleet_id: fleet,
+                battle_session_id: bs(n),
+                max_players: max,
+                properties: Default::default(),
+                players,
+                timeout_ms: None,
+            })
+        };
     // Not issued.
-    assert!(matches!(h.refused(sp(1, fleet_id(), 2, vec![])), Rejection::NotFound { .. }));
-    h.ok(Command::IssueBattleSessionId { title_region_id: tr(), battle_session_id: bs(1) });
     assert!(matches!(
-        h.refused(Command::IssueBattleSessionId { title_region_id: tr(), battle_session_id: bs(1) }),
+        h.refused(sp(1, fleet_id(), 2, vec![])),
+        Rejection::NotFound { .. }
+    ));
+    h.ok(Command::IssueBattleSessionId {
+        title_region_id: tr(),
+        battle_session_id: bs(1),
+    });
+    assert!(matches!(
+        h.refused(Command::IssueBattleSessionId {
+            title_region_id: tr(),
+            battle_session_id: bs(1)
+        }),
         Rejection::Conflict(_)
     ));
-    assert!(matches!(h.refused(sp(1, FleetId::new_unchecked("x"), 2, vec![])), Rejection::NotFound { .. }));
-    assert!(matches!(h.refused(sp(1, fleet_id(), 0, vec![])), Rejection::BadRequest(_)));
     assert!(matches!(
-        h.refused(sp(1, fleet_id(), 1, vec![(pbs(1), player(1)), (pbs(2), player(2))])),
+        h.refused(sp(1, FleetId::new_unchecked("x"), 2, vec![])),
+        Rejection::NotFound { .. }
+    ));
+    assert!(matches!(
+        h.refused(sp(1, fleet_id(), 0, vec![])),
         Rejection::BadRequest(_)
     ));
     assert!(matches!(
-        h.refused(sp(1, fleet_id(), 3, vec![(pbs(1), player(1)), (pbs(2), player(1))])),
+        h.refused(sp(
+            1,
+            fleet_id(),
+            1,
+            vec![(pbs(1), player(1)), (pbs(2), player(2))]
+        )),
+        Rejection::BadRequest(_)
+    ));
+    assert!(matches!(
+        h.refused(sp(
+            1,
+            fleet_id(),
+            3,
+            vec![(pbs(1), player(1)), (pbs(2), player(1))]
+        )),
         Rejection::Conflict(_)
     ));
     h.ok(sp(1, fleet_id(), 2, vec![]));
     // The id is used now.
-    assert!(matches!(h.refused(sp(1, fleet_id(), 2, vec![])), Rejection::Conflict(_)));
+    assert!(matches!(
+        h.refused(sp(1, fleet_id(), 2, vec![])),
+        Rejection::Conflict(_)
+    ));
     // Foreign title region: an id issued to another region cannot be used here.
     h.ok(Command::PutTitleRegion(TitleRegion {
         id: TitleRegionId::new_unchecked("tr-2"),
@@ -422,7 +676,10 @@ fn start_placement_validation() {
         title_region_id: TitleRegionId::new_unchecked("tr-2"),
         battle_session_id: bs(5),
     });
-    assert!(matches!(h.refused(sp(5, fleet_id(), 2, vec![])), Rejection::NotFound { .. }));
+    assert!(matches!(
+        h.refused(sp(5, fleet_id(), 2, vec![])),
+        Rejection::NotFound { .. }
+    ));
 }
 
 #[test]
@@ -430,15 +687,34 @@ fn add_players_and_capacity() {
     let mut h = H::new(ServerMode::Simple);
     h.ready_process(1);
     h.active_session(1, 1);
-    let add = |players| Command::AddPlayers { title_region_id: tr(), battle_session_id: bs(1), players };
+    let add = |players| Command::AddPlayers {
+        title_region_id: tr(),
+        battle_session_id: bs(1),
+        players,
+    };
     h.ok(add(vec![(pbs(1), player(1)), (pbs(2), player(2))]));
     assert_eq!(h.placement(1).player_battle_sessions.len(), 3);
-    assert!(matches!(h.refused(add(vec![(pbs(3), player(1))])), Rejection::Conflict(_)), "duplicate player");
-    assert!(matches!(h.refused(add(vec![(pbs(1), player(5))])), Rejection::Conflict(_)), "duplicate pbs id");
-    assert!(matches!(
-        h.refused(add(vec![(pbs(4), player(4)), (pbs(5), player(5))])),
-        Rejection::Conflict(_)
-    ), "max_players 4");
+    assert!(
+        matches!(
+            h.refused(add(vec![(pbs(3), player(1))])),
+            Rejection::Conflict(_)
+        ),
+        "duplicate player"
+    );
+    assert!(
+        matches!(
+            h.refused(add(vec![(pbs(1), player(5))])),
+            Rejection::Conflict(_)
+        ),
+        "duplicate pbs id"
+    );
+    assert!(
+        matches!(
+            h.refused(add(vec![(pbs(4), player(4)), (pbs(5), player(5))])),
+            Rejection::Conflict(_)
+        ),
+        "max_players 4"
+    );
     assert!(matches!(h.refused(add(vec![])), Rejection::BadRequest(_)));
     // Backend terminates one; its slot frees.
     h.ok(Command::TerminatePlayerBattleSession {
@@ -465,17 +741,41 @@ fn player_updates_need_the_hosting_process_and_an_active_session() {
     h.ready_process(1);
     h.ready_process(2);
     h.start(1, vec![(pbs(1), player(1))]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     let upd = |p, a| Command::PlayerUpdate {
         process_id: pid(p),
         battle_session_id: bs(1),
         player_battle_session_id: pbs(1),
         action: a,
     };
-    assert!(matches!(h.refused(upd(1, PlayerAction::Accept)), Rejection::InvalidState(_)), "not active yet");
-    h.ok(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
-    assert!(matches!(h.refused(upd(2, PlayerAction::Accept)), Rejection::InvalidState(_)), "foreign process");
-    assert!(matches!(h.refused(upd(1, PlayerAction::Disconnect)), Rejection::InvalidState(_)), "reserved → disconnected");
+    assert!(
+        matches!(
+            h.refused(upd(1, PlayerAction::Accept)),
+            Rejection::InvalidState(_)
+        ),
+        "not active yet"
+    );
+    h.ok(Command::ActivateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
+    assert!(
+        matches!(
+            h.refused(upd(2, PlayerAction::Accept)),
+            Rejection::InvalidState(_)
+        ),
+        "foreign process"
+    );
+    assert!(
+        matches!(
+            h.refused(upd(1, PlayerAction::Disconnect)),
+            Rejection::InvalidState(_)
+        ),
+        "reserved → disconnected"
+    );
     assert!(matches!(
         h.refused(Command::PlayerUpdate {
             process_id: pid(1),
@@ -498,12 +798,21 @@ fn parallel_mode_admits_up_to_n_at_once() {
     assert_eq!(h.s.placeable_processes(&fleet_id()).count(), 0);
     h.start(3, vec![]);
     assert!(matches!(
-        h.refused(Command::AssignPlacement { placement_id: pl(3), process_id: pid(1) }),
+        h.refused(Command::AssignPlacement {
+            placement_id: pl(3),
+            process_id: pid(1)
+        }),
         Rejection::Conflict(_)
     ));
-    h.ok(Command::TerminateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
+    h.ok(Command::TerminateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
     assert_eq!(h.process(1).sessions_current, 1);
-    h.ok(Command::AssignPlacement { placement_id: pl(3), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(3),
+        process_id: pid(1),
+    });
     assert_eq!(h.process(1).sessions_hosted, 3);
 }
 
@@ -513,12 +822,32 @@ fn register_host_reconciles_lost_and_adopts_live() {
     h.ready_process(1);
     h.ready_process(2);
     h.active_session(1, 1);
-    let host = Host { id: host_id(), fleet_id: fleet_id(), ip: "10.0.0.1".into(), registered_at: 0 };
+    let host = Host {
+        id: host_id(),
+        fleet_id: fleet_id(),
+        ip: "10.0.0.1".into(),
+        registered_at: 0,
+    };
     let live = vec![
-        LiveProcess { process_id: pid(2), pid: 102, port: Some(7002), log_paths: vec![], ending: false },
-        LiveProcess { process_id: pid(3), pid: 103, port: Some(7003), log_paths: vec![], ending: false },
+        LiveProcess {
+            process_id: pid(2),
+            pid: 102,
+            port: Some(7002),
+            log_paths: vec![],
+            ending: false,
+        },
+        LiveProcess {
+            process_id: pid(3),
+            pid: 103,
+            port: Some(7003),
+            log_paths: vec![],
+            ending: false,
+        },
     ];
-    h.ok(Command::RegisterHost { host: host.clone(), live });
+    h.ok(Command::RegisterHost {
+        host: host.clone(),
+        live,
+    });
     assert_eq!(h.process(1).status, ProcessStatus::Exited);
     assert_eq!(h.process(1).exit, Some(ExitReason::Lost));
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
@@ -528,7 +857,13 @@ fn register_host_reconciles_lost_and_adopts_live() {
     // Registering for a fleet that does not exist, or switching fleets, is refused.
     let mut other = host.clone();
     other.fleet_id = FleetId::new_unchecked("fleet-x");
-    assert!(matches!(h.refused(Command::RegisterHost { host: other, live: vec![] }), Rejection::NotFound { .. }));
+    assert!(matches!(
+        h.refused(Command::RegisterHost {
+            host: other,
+            live: vec![]
+        }),
+        Rejection::NotFound { .. }
+    ));
 }
 
 #[test]
@@ -536,18 +871,33 @@ fn fleet_validation() {
     let mut h = H::new(ServerMode::Simple);
     let mut f = fleet(ServerMode::Simple);
     f.activation_timeout_ms = 0;
-    assert!(matches!(h.refused(Command::PutFleet(f)), Rejection::BadRequest(_)));
+    assert!(matches!(
+        h.refused(Command::PutFleet(f)),
+        Rejection::BadRequest(_)
+    ));
     let mut f = fleet(ServerMode::Simple);
     f.health_check_interval_ms = 500;
-    assert!(matches!(h.refused(Command::PutFleet(f)), Rejection::BadRequest(_)));
+    assert!(matches!(
+        h.refused(Command::PutFleet(f)),
+        Rejection::BadRequest(_)
+    ));
     let mut f = fleet(ServerMode::Simple);
     f.runtime.processes_per_host = 0;
-    assert!(matches!(h.refused(Command::PutFleet(f)), Rejection::BadRequest(_)));
+    assert!(matches!(
+        h.refused(Command::PutFleet(f)),
+        Rejection::BadRequest(_)
+    ));
     let f = fleet(ServerMode::Parallel { max_sessions: 3 });
-    assert!(matches!(h.refused(Command::PutFleet(f)), Rejection::BadRequest(_)), "mode is fixed");
+    assert!(
+        matches!(h.refused(Command::PutFleet(f)), Rejection::BadRequest(_)),
+        "mode is fixed"
+    );
     let mut f = fleet(ServerMode::Simple);
     f.title_region_id = TitleRegionId::new_unchecked("nope");
-    assert!(matches!(h.refused(Command::PutFleet(f)), Rejection::NotFound { .. }));
+    assert!(matches!(
+        h.refused(Command::PutFleet(f)),
+        Rejection::NotFound { .. }
+    ));
 }
 
 #[test]
@@ -556,17 +906,32 @@ fn terminate_battle_session_by_ds() {
     h.ready_process(1);
     h.ready_process(2);
     h.start(1, vec![]);
-    h.ok(Command::AssignPlacement { placement_id: pl(1), process_id: pid(1) });
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
     assert!(matches!(
-        h.refused(Command::TerminateBattleSession { process_id: pid(1), battle_session_id: bs(1) }),
+        h.refused(Command::TerminateBattleSession {
+            process_id: pid(1),
+            battle_session_id: bs(1)
+        }),
         Rejection::InvalidState(_)
     ));
-    h.ok(Command::ActivateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
+    h.ok(Command::ActivateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
     assert!(matches!(
-        h.refused(Command::TerminateBattleSession { process_id: pid(2), battle_session_id: bs(1) }),
+        h.refused(Command::TerminateBattleSession {
+            process_id: pid(2),
+            battle_session_id: bs(1)
+        }),
         Rejection::InvalidState(_)
     ));
-    h.ok(Command::TerminateBattleSession { process_id: pid(1), battle_session_id: bs(1) });
+    h.ok(Command::TerminateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
 }
 
@@ -578,7 +943,10 @@ fn apply_is_deterministic() {
         h.ready_process(2);
         h.active_session(1, 1);
         h.start(2, vec![]);
-        h.ok(Command::AssignPlacement { placement_id: pl(2), process_id: pid(2) });
+        h.ok(Command::AssignPlacement {
+            placement_id: pl(2),
+            process_id: pid(2),
+        });
         h.s
     };
     assert_eq!(run(), run());

@@ -109,10 +109,6 @@ async fn open_single(dir: &Path, settings: RaftSettings) -> Consensus {
     c
 }
 
-async fn last_applied(c: &Consensus) -> Option<u64> {
-    c.metrics().borrow().last_applied.index()
-}
-
 /// Waits (polling, with a deadline) until `cond` holds.
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + T;
@@ -129,8 +125,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>>
-    {
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = LogStore::open(&dir.path().join(LOG_FILE)).unwrap();
         let (sm, _) = StateMachineStore::open(&dir.path().join(SNAPSHOT_FILE)).unwrap();
@@ -181,14 +176,20 @@ async fn restart_replays_the_committed_log() {
     let mut last = 0;
     for n in 1..=20 {
         last = c
-            .propose_request(Request { at: 1000 + u64::from(n), command: put(n) })
+            .propose_request(Request {
+                at: 1000 + u64::from(n),
+                command: put(n),
+            })
             .await
             .unwrap()
             .index;
     }
     let before = c.read(|s| s.clone());
     assert_eq!(before.title_regions.len(), 21);
-    assert_eq!(before.fleets[&fleet().id].mode, ServerMode::Parallel { max_sessions: 3 });
+    assert_eq!(
+        before.fleets[&fleet().id].mode,
+        ServerMode::Parallel { max_sessions: 3 }
+    );
     c.shutdown().await.unwrap();
     drop(c);
 
@@ -196,7 +197,8 @@ async fn restart_replays_the_committed_log() {
         .await
         .unwrap();
     // Committed entries are re-applied before `open` returns.
-    assert!(last_applied(&c).await >= Some(last));
+    assert!(c.state().applied_index() >= Some(last));
+    assert_eq!(c.read(|s| s.clone()), before);
     // Idempotent across restarts.
     c.initialize_single_node(node_info()).await.unwrap();
     c.wait_applied(last, T).await.unwrap();
@@ -223,7 +225,7 @@ async fn restart_from_snapshot_plus_remaining_log() {
     for n in 1..=10 {
         c.propose(put(n)).await.unwrap();
     }
-    let snap_index = last_applied(&c).await.unwrap();
+    let snap_index = c.state().applied_index().unwrap();
 
     c.raft().trigger().snapshot().await.unwrap();
     c.raft()
@@ -241,7 +243,14 @@ async fn restart_from_snapshot_plus_remaining_log() {
     // Entries after the snapshot live only in the log.
     let mut last = 0;
     for n in 11..=15 {
-        last = c.propose_request(Request { at: 7, command: put(n) }).await.unwrap().index;
+        last = c
+            .propose_request(Request {
+                at: 7,
+                command: put(n),
+            })
+            .await
+            .unwrap()
+            .index;
     }
     let before = c.read(|s| s.clone());
     assert_eq!(before.title_regions.len(), 16);
@@ -258,12 +267,19 @@ async fn restart_from_snapshot_plus_remaining_log() {
         let m = c.metrics();
         let m = m.borrow();
         assert_eq!(m.snapshot, snapshot, "snapshot reloaded");
-        assert!(m.purged.index() >= Some(snap_index), "log stays purged: {:?}", m.purged);
+        assert!(
+            m.purged.index() >= Some(snap_index),
+            "log stays purged: {:?}",
+            m.purged
+        );
     }
     let process = c.read(|s| s.processes[&ProcessId::new_unchecked("proc-1")].clone());
     assert_eq!(
         process.exit,
-        Some(ExitReason::Exited { code: Some(3), signal: None })
+        Some(ExitReason::Exited {
+            code: Some(3),
+            signal: None
+        })
     );
     c.shutdown().await.unwrap();
 }
@@ -278,12 +294,27 @@ async fn events_are_gated_by_go_live() {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let state = c.go_live(tx);
-    assert_eq!(state.title_regions.len(), 3, "state at go_live has the earlier entries");
-    assert!(rx.try_recv().is_err(), "nothing before go_live is delivered");
+    assert_eq!(
+        state.title_regions.len(),
+        3,
+        "state at go_live has the earlier entries"
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing before go_live is delivered"
+    );
 
     let mut indexes = Vec::new();
     for n in 4..=8 {
-        indexes.push(c.propose_request(Request { at: 1, command: put(n) }).await.unwrap().index);
+        indexes.push(
+            c.propose_request(Request {
+                at: 1,
+                command: put(n),
+            })
+            .await
+            .unwrap()
+            .index,
+        );
     }
     // Events are sent inside apply, before the proposer is answered.
     for (n, want) in (4..=8).zip(&indexes) {
@@ -291,7 +322,9 @@ async fn events_are_gated_by_go_live() {
         assert_eq!(index, *want);
         assert_eq!(
             events,
-            vec![Event::TitleRegionPut { title_region_id: title_region(n).id }]
+            vec![Event::TitleRegionPut {
+                title_region_id: title_region(n).id
+            }]
         );
     }
     assert!(rx.try_recv().is_err(), "each entry exactly once");
@@ -310,7 +343,6 @@ async fn events_are_gated_by_go_live() {
 async fn go_live_during_concurrent_proposals_has_no_gap_and_no_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let c = open_single(dir.path(), test_settings()).await;
-    let start = last_applied(&c).await.unwrap();
 
     let mut tasks = Vec::new();
     for t in 0..4u32 {
@@ -318,32 +350,69 @@ async fn go_live_during_concurrent_proposals_has_no_gap_and_no_duplicate() {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             for i in 0..25u32 {
-                let req = Request { at: 1, command: put(t * 100 + i) };
-                mine.push(c.propose_request(req).await.unwrap().index);
+                let n = t * 100 + i;
+                let req = Request {
+                    at: 1,
+                    command: put(n),
+                };
+                mine.push((c.propose_request(req).await.unwrap().index, n));
             }
             mine
         }));
     }
     // Go live in the middle of the stream.
-    c.wait_applied(start + 30, T).await.unwrap();
+    eventually("some proposals applied", || {
+        c.read(|s| s.title_regions.len()) >= 30
+    })
+    .await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let state = c.go_live(tx);
+    let (live_at, state) = c.state().go_live_indexed(tx);
+    let live_at = live_at.unwrap();
 
     let mut proposed = Vec::new();
     for t in tasks {
         proposed.extend(t.await.unwrap());
     }
-    proposed.sort_unstable();
+    assert_eq!(proposed.len(), 100);
     let mut delivered = Vec::new();
     while let Ok((index, events)) = rx.try_recv() {
-        assert_eq!(events.len(), 1);
-        delivered.push(index);
+        delivered.push((index, events));
     }
-    assert!(!delivered.is_empty() && delivered.len() < 100, "{}", delivered.len());
-    // Every entry is either in the go_live state or delivered, never both.
-    let in_state = state.title_regions.len();
-    assert_eq!(in_state + delivered.len(), 100);
-    assert_eq!(delivered, proposed[in_state..].to_vec(), "in index order, no gap");
+    assert!(
+        !delivered.is_empty(),
+        "go_live happened before the last proposal"
+    );
+    assert!(
+        delivered.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly increasing indexes: each entry once, in order"
+    );
+    // Every proposal is in the go_live state or in exactly one delivered
+    // entry, never both, and under the index it was committed at.
+    for (index, n) in &proposed {
+        let id = title_region(*n).id;
+        let in_state = state.title_regions.contains_key(&id);
+        let event = Event::TitleRegionPut {
+            title_region_id: id,
+        };
+        let hits: Vec<u64> = delivered
+            .iter()
+            .filter(|(_, evs)| evs.contains(&event))
+            .map(|(i, _)| *i)
+            .collect();
+        if *index <= live_at {
+            assert!(
+                in_state && hits.is_empty(),
+                "proposal {n} at {index} (live at {live_at})"
+            );
+        } else {
+            assert!(
+                !in_state && hits == vec![*index],
+                "proposal {n} at {index}: {hits:?}"
+            );
+        }
+    }
+    let delivered_events: usize = delivered.iter().map(|(_, e)| e.len()).sum();
+    assert_eq!(state.title_regions.len() + delivered_events, 100);
     c.shutdown().await.unwrap();
 }
 
@@ -358,7 +427,13 @@ async fn proposals_queued_during_a_commit_share_one_entry_and_fsync() {
     probe.gate.close();
     let first = {
         let c = c.clone();
-        tokio::spawn(async move { c.propose_request(Request { at: 1, command: put(0) }).await })
+        tokio::spawn(async move {
+            c.propose_request(Request {
+                at: 1,
+                command: put(0),
+            })
+            .await
+        })
     };
     eventually("first entry appended", || {
         c.log_stats().entries_appended == before.entries_appended + 1
@@ -369,7 +444,11 @@ async fn proposals_queued_during_a_commit_share_one_entry_and_fsync() {
     for n in 1..=32 {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            c.propose_request(Request { at: 1, command: put(n) }).await
+            c.propose_request(Request {
+                at: 1,
+                command: put(n),
+            })
+            .await
         }));
     }
     eventually("32 queued proposals", || c.queued_proposals() == 32).await;
@@ -406,7 +485,10 @@ async fn errors_map_to_consensus_errors() {
         .unwrap();
     let err = c.propose(put(1)).await.unwrap_err();
     assert_eq!(err, ConsensusError::NotLeader { leader: None });
-    let err = c.wait_applied(5, Duration::from_millis(50)).await.unwrap_err();
+    let err = c
+        .wait_applied(5, Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ConsensusError::Timeout(_)), "{err:?}");
     c.shutdown().await.unwrap();
     let err = c.propose(put(1)).await.unwrap_err();

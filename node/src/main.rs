@@ -1,1 +1,266 @@
-fn main() {}
+//! `respawn`: one binary for every role. See `respawn --help`.
+
+mod bench;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use respawn::edge::auth::sign_ticket;
+use respawn::{AgentNode, ServerNode};
+use respawn_config::Config;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "respawn", version, about = "Respawn: a self-hosted game backend (PGOS DS Hosting).",
+    long_about = "Respawn hosts dedicated game servers (DS) on fleets of hosts and places battle sessions on them \
+through the PGOS standalone DS HTTP API.\n\nStart with `respawn dev`: one process with a server node, an agent and \
+a sample DS fleet, state under ./.respawn.\n\nConfiguration is layered: built-in defaults, then the TOML file of \
+--config, then RESPAWN_* environment variables (RESPAWN_SERVER__HTTP_ADDR=..., `__` between levels), then flags.")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "RESPAWN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for Raft state, certificates and DS logs [default: ./.respawn].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `respawn=debug,info` [default: info].
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a single-node server and an agent in one process, with a dev title
+    /// region (credentials printed at start-up) and a fleet of sample DS processes.
+    Dev(DevArgs),
+    /// Run a server node: Raft member, actors, QUIC listener for agents, HTTP edge.
+    Server(ServerArgs),
+    /// Run an agent: launch a fleet's DS processes on this host and link them to a server.
+    Agent(AgentArgs),
+    /// Admin helpers.
+    #[command(subcommand)]
+    Ctl(CtlCmd),
+    /// Benchmarks (results go to docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    /// Print the OpenAPI document of the HTTP edge.
+    Openapi,
+    /// The sample dedicated game server (what `respawn dev` launches).
+    #[command(hide = true, disable_help_flag = true)]
+    SampleDs {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServerFlags {
+    /// HTTP edge address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// QUIC listener address for agents [default: 127.0.0.1:7600].
+    #[arg(long)]
+    quic_addr: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    #[command(flatten)]
+    server: ServerFlags,
+    /// DS processes the dev agent keeps running [default: 2].
+    #[arg(long)]
+    processes: Option<u32>,
+    /// How long the sample DS keeps a battle session before ending it, in seconds.
+    #[arg(long, default_value_t = 600)]
+    session_secs: u64,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    server: ServerFlags,
+    /// This node's Raft id [default: 1].
+    #[arg(long)]
+    node_id: Option<u64>,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// QUIC address of a server node [default: 127.0.0.1:7600].
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// Fleet whose DS processes this host runs.
+    #[arg(long)]
+    fleet: Option<String>,
+    /// Address game clients use to reach this host [default: 127.0.0.1].
+    #[arg(long)]
+    public_ip: Option<String>,
+    /// Host id (must equal the agent certificate's common name) [default: from the certificate].
+    #[arg(long)]
+    host_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Print a ServerTicket for the backend API (valid ±5 minutes by default).
+    Ticket {
+        #[arg(long, env = "RESPAWN_TITLE_ID")]
+        title_id: String,
+        #[arg(long, env = "RESPAWN_TITLE_REGION_ID")]
+        title_region_id: String,
+        #[arg(long, env = "RESPAWN_SECRET_ID")]
+        secret_id: String,
+        #[arg(long, env = "RESPAWN_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// Unix time to sign for [default: now].
+        #[arg(long)]
+        at: Option<i64>,
+    },
+}
+
+fn overrides(pairs: &[(&str, Option<toml::Value>)]) -> BTreeMap<String, toml::Value> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+fn s<T: ToString>(v: Option<T>) -> Option<toml::Value> {
+    v.map(|v| toml::Value::String(v.to_string()))
+}
+
+fn common(cli: &Cli) -> Vec<(&'static str, Option<toml::Value>)> {
+    vec![
+        ("data_dir", s(cli.data_dir.as_ref().map(|p| p.display()))),
+        ("log", s(cli.log.clone())),
+    ]
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::SampleDs { args } = &cli.command {
+        return sample_ds::run_with_args(std::iter::once("sample-ds".to_string()).chain(args.iter().cloned()));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Cmd::Dev(a) => dev(&cli, a).await,
+        Cmd::Server(a) => {
+            let mut o = common(&cli);
+            o.push(("server.http_addr", s(a.server.http_addr)));
+            o.push(("server.quic_addr", s(a.server.quic_addr)));
+            o.push(("server.node_id", a.node_id.map(|n| toml::Value::Integer(n as i64))));
+            let cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            init_tracing(&cfg.log);
+            let (node_id, _) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
+            let node = ServerNode::start(&cfg, &node_id).await?;
+            print_credentials(&node, &cfg.data_dir)?;
+            wait_for_signal().await;
+            node.shutdown().await;
+            Ok(())
+        }
+        Cmd::Agent(a) => {
+            let mut o = common(&cli);
+            o.push(("agent.server_addr", s(a.server)));
+            o.push(("agent.fleet", s(a.fleet.clone())));
+            o.push(("agent.public_ip", s(a.public_ip.clone())));
+            o.push(("agent.host_id", s(a.host_id.clone())));
+            let cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            init_tracing(&cfg.log);
+            let (_, agent_id) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
+            let agent = AgentNode::start(&cfg, &agent_id, vec![cfg.agent.server_addr]).await?;
+            wait_for_signal().await;
+            agent.shutdown().await;
+            Ok(())
+        }
+        Cmd::Ctl(CtlCmd::Ticket { title_id, title_region_id, secret_id, secret_key, at }) => {
+            let ts = at.unwrap_or_else(|| respawn_types::now_millis() as i64 / 1000);
+            println!("{}", sign_ticket(secret_key, title_id, title_region_id, secret_id, ts));
+            Ok(())
+        }
+        Cmd::Bench(b) => bench::run(b.clone()).await,
+        Cmd::Openapi => {
+            println!("{}", respawn::edge::openapi_json());
+            Ok(())
+        }
+        Cmd::SampleDs { .. } => bail!("unreachable: handled before the runtime starts"),
+    }
+}
+
+async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the respawn executable")?;
+    let ds_args = vec!["sample-ds".to_string(), "--session-secs".to_string(), a.session_secs.to_string()];
+    let mut base = Config::dev(&exe.display().to_string(), ds_args);
+    if let Some(n) = a.processes {
+        base.fleets[0].processes_per_host = n;
+    }
+    let mut o = common(cli);
+    o.push(("server.http_addr", s(a.server.http_addr)));
+    o.push(("server.quic_addr", s(a.server.quic_addr)));
+    let mut cfg = Config::load(base, cli.config.as_deref(), &overrides(&o))?;
+    init_tracing(&cfg.log);
+    let (node_id, agent_id) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
+    let node = ServerNode::start(&cfg, &node_id).await?;
+    cfg.agent.server_addr = node.quic_addr;
+    let agent = AgentNode::start(&cfg, &agent_id, vec![node.quic_addr]).await?;
+    print_credentials(&node, &cfg.data_dir)?;
+    wait_for_signal().await;
+    agent.shutdown().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Prints each title region's credentials and writes them to
+/// `<data_dir>/credentials.env` for `source`-ing in a shell.
+fn print_credentials(node: &ServerNode, data_dir: &Path) -> anyhow::Result<()> {
+    let mut env = String::new();
+    println!("\nRespawn is up. HTTP edge: http://{}", node.http_addr);
+    for r in node.title_regions() {
+        println!("  title region {}  (title {})", r.id, r.title_id);
+        println!("    TitleId:       {}", r.title_id);
+        println!("    TitleRegionId: {}", r.id);
+        println!("    SecretId:      {}", r.secret_id);
+        println!("    SecretKey:     {}", r.secret_key);
+        env = format!(
+            "export RESPAWN_EDGE=http://{}\nexport RESPAWN_TITLE_ID={}\nexport RESPAWN_TITLE_REGION_ID={}\nexport RESPAWN_SECRET_ID={}\nexport RESPAWN_SECRET_KEY={}\n",
+            node.http_addr, r.title_id, r.id, r.secret_id, r.secret_key
+        );
+    }
+    let path = data_dir.join("credentials.env");
+    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
+    println!("  (also written to {}; `source` it, then `respawn ctl ticket` prints a ServerTicket)\n", path.display());
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -147,3 +147,48 @@ pub enum AgentReply {
     Ok,
     Err(WireError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn roundtrip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = bincode::serde::encode_to_vec(&v, bincode::config::standard()).unwrap();
+        let (back, _): (T, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(back, v);
+    }
+
+    /// Every wire message must survive bincode (no internally tagged enums).
+    #[test]
+    fn wire_messages_roundtrip_through_bincode() {
+        let fleet = Fleet {
+            id: FleetId::new_unchecked("f"),
+            title_region_id: TitleRegionId::new_unchecked("tr"),
+            name: "f".into(),
+            mode: ServerMode::Parallel { max_sessions: 3 },
+            runtime: RuntimeConfig {
+                launch_path: "/x".into(),
+                args: vec!["a".into()],
+                env: [("K".to_string(), "V".to_string())].into(),
+                processes_per_host: 2,
+            },
+            activation_timeout_ms: 1,
+            placement_timeout_ms: 2,
+            health_check_interval_ms: 3,
+            process_ending_grace_ms: 4,
+            max_placement_attempts: 5,
+        };
+        roundtrip(ServerReply::Welcome { fleet: fleet.clone() });
+        roundtrip(ServerToAgent::FleetUpdated { fleet });
+        for reason in [
+            ExitReason::Exited { code: Some(1), signal: None },
+            ExitReason::Unhealthy,
+            ExitReason::LaunchFailed { error: "x".into() },
+            ExitReason::Lost,
+        ] {
+            roundtrip(AgentToServer::ProcessExited { process_id: ProcessId::new_unchecked("p"), reason });
+        }
+        roundtrip(ServerReply::Err(WireError::new(ErrorCode::Forbidden, "no")));
+    }
+}

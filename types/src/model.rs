@@ -24,7 +24,7 @@ pub struct TitleRegion {
 
 /// How many battle sessions a DS process may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ServerMode {
     /// One battle session per process lifetime (the seed's simple mode).
     Simple,
@@ -95,7 +95,7 @@ pub enum ProcessStatus {
 
 /// Why a DS process is gone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ExitReason {
     /// The process exited by itself with this status (None: killed by a signal).
     Exited { code: Option<i32>, signal: Option<i32> },

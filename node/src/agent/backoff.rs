@@ -46,7 +46,9 @@ impl LaunchBackoff {
 /// 50 ms doubling up to 2 s.
 pub fn report_retry_delay(attempt: u32) -> Duration {
     let factor = 1u32 << attempt.min(16);
-    Duration::from_millis(50).saturating_mul(factor).min(Duration::from_secs(2))
+    Duration::from_millis(50)
+        .saturating_mul(factor)
+        .min(Duration::from_secs(2))
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ impl EventQueue {
     /// any older one not yet delivered.
     pub fn push(&mut self, event: SdkEvent) {
         if matches!(event, SdkEvent::HealthCheck { .. }) {
-            self.pending.retain(|e| !matches!(e, SdkEvent::HealthCheck { .. }));
+            self.pending
+                .retain(|e| !matches!(e, SdkEvent::HealthCheck { .. }));
         }
         if self.pending.len() >= MAX_PENDING_EVENTS {
             if let Some(dropped) = self.pending.pop_front() {
@@ -81,6 +82,7 @@ impl EventQueue {
     }
 
     /// Events not yet handed to a stream.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -92,7 +94,9 @@ mod tests {
     use respawn_types::BattleSessionId;
 
     fn term(id: &str) -> SdkEvent {
-        SdkEvent::TerminateBattleSession { battle_session_id: BattleSessionId::new_unchecked(id) }
+        SdkEvent::TerminateBattleSession {
+            battle_session_id: BattleSessionId::new_unchecked(id),
+        }
     }
 
     #[test]

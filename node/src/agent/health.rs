@@ -48,12 +48,23 @@ impl Default for HealthTracker {
 impl HealthTracker {
     /// A tracker for a process that has just become ready.
     pub fn new() -> Self {
-        Self { next_seq: 1, outstanding: None, failures: 0 }
+        Self {
+            next_seq: 1,
+            outstanding: None,
+            failures: 0,
+        }
     }
 
     /// Consecutive failed checks so far.
+    #[cfg(test)]
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Health checks sent so far.
+    #[cfg(test)]
+    pub fn sent(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// The check interval elapsed.
@@ -84,7 +95,9 @@ impl HealthTracker {
         if self.failures >= UNHEALTHY_THRESHOLD {
             Verdict::Terminate
         } else {
-            Verdict::Unhealthy { failures: self.failures }
+            Verdict::Unhealthy {
+                failures: self.failures,
+            }
         }
     }
 }
@@ -140,7 +153,9 @@ mod tests {
         assert_eq!(h.on_answer(s, false), Verdict::Unhealthy { failures: 1 });
         assert_eq!(h.on_answer(s, true), Verdict::Stale); // duplicate
         assert_eq!(h.failures(), 1);
-        let Tick::Send(s2) = h.on_tick() else { panic!() };
+        let Tick::Send(s2) = h.on_tick() else {
+            panic!()
+        };
         assert_eq!(h.on_answer(s, true), Verdict::Stale); // late answer to the old check
         assert_eq!(h.on_answer(s2, true), Verdict::Healthy);
     }

@@ -1,0 +1,536 @@
+//! The local SDK API DS processes call (HTTP/JSON on loopback). The
+//! normative description is `docs/sdk-protocol.md`.
+
+use super::events::Next;
+use super::health::{HealthTracker, Verdict};
+use super::{health_loop, Proc, Shared};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use respawn_types::agent::{AgentToServer, ErrorCode, ServerReply};
+use respawn_types::sdk::{
+    self as api, BattleSessionRequest, HealthAnswer, PlayerBattleSessionRequest,
+    ProcessReadyRequest, SdkError, SdkEvent, SdkOk,
+};
+use respawn_types::{validate_id, BattleSessionId, ExitReason, PlayerBattleSessionId, ProcessId};
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most log paths one ProcessReady may name, and longest path.
+const MAX_LOG_PATHS: usize = 64;
+const MAX_LOG_PATH_LEN: usize = 4096;
+/// How long a forwarded call may wait for the cluster.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest error message passed on from the cluster.
+const MAX_MESSAGE_LEN: usize = 1024;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(api::PATH_EVENTS, get(events))
+        .route(api::PATH_PROCESS_READY, post(process_ready))
+        .route(api::PATH_HEALTH, post(health))
+        .route(api::PATH_ACTIVATE, post(activate))
+        .route(api::PATH_ACCEPT_PLAYER, post(accept_player))
+        .route(api::PATH_DISCONNECT_PLAYER, post(disconnect_player))
+        .route(api::PATH_REMOVE_PLAYER, post(remove_player))
+        .route(
+            api::PATH_TERMINATE_BATTLE_SESSION,
+            post(terminate_battle_session),
+        )
+        .route(api::PATH_PROCESS_ENDING, post(process_ending))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+/// HTTP status for an error code.
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict | ErrorCode::InvalidState => StatusCode::CONFLICT,
+        ErrorCode::NotLeader | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An error answer: a status and an [`SdkError`] body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: SdkError,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_status(status_for(code), code, message)
+    }
+
+    fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: SdkError {
+                error: code,
+                message: message.into(),
+            },
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<SdkOk>, ApiError>;
+
+fn ok() -> ApiResult {
+    Ok(Json(SdkOk { ok: true }))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// The process a request comes from, by its bearer token.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ProcessId, ApiError> {
+    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing Authorization header; send `Authorization: Bearer <RESPAWN_PROCESS_TOKEN>`",
+        )
+    })?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "the Authorization header must be `Bearer <RESPAWN_PROCESS_TOKEN>`",
+            )
+        })?;
+    shared
+        .reg()
+        .tokens
+        .get(token)
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("unknown process token (has this process exited?)"))
+}
+
+/// Runs `f` on the process under the registry lock.
+fn with_proc<R>(
+    shared: &Shared,
+    id: &ProcessId,
+    f: impl FnOnce(&Shared, &mut Proc) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let mut reg = shared.reg();
+    let p = reg.procs.get_mut(id).ok_or_else(|| {
+        ApiError::unauthorized("unknown process token (has this process exited?)")
+    })?;
+    f(shared, p)
+}
+
+/// Parses a JSON body, with a 400 naming the problem.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = read(body)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadRequest,
+                format!("request body is larger than {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
+        }
+    })
+}
+
+fn check_id(field: &str, kind: &'static str, id: &str) -> Result<(), ApiError> {
+    validate_id(kind, id).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+fn check_bs(id: &BattleSessionId) -> Result<(), ApiError> {
+    check_id("battle_session_id", BattleSessionId::KIND, id.as_str())
+}
+
+fn check_pbs(id: &PlayerBattleSessionId) -> Result<(), ApiError> {
+    check_id(
+        "player_battle_session_id",
+        PlayerBattleSessionId::KIND,
+        id.as_str(),
+    )
+}
+
+/// Forwards a DS call to the cluster and answers with the cluster's reply.
+async fn forward(shared: &Shared, msg: AgentToServer) -> ApiResult {
+    match tokio::time::timeout(FORWARD_TIMEOUT, shared.link.call(msg)).await {
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the cluster did not answer in time",
+        )),
+        Ok(Err(down)) => Err(ApiError::new(ErrorCode::Unavailable, down.to_string())),
+        Ok(Ok(ServerReply::Ok)) => ok(),
+        Ok(Ok(ServerReply::Err(e))) => {
+            let mut message = e.message;
+            if message.len() > MAX_MESSAGE_LEN {
+                let mut cut = MAX_MESSAGE_LEN;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+            }
+            Err(ApiError::new(e.code, message))
+        }
+        Ok(Ok(ServerReply::Welcome { .. })) => Err(ApiError::new(
+            ErrorCode::Internal,
+            "unexpected reply from the cluster",
+        )),
+    }
+}
+
+async fn process_ready(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = authenticate(&shared, &headers)?;
+    let req: ProcessReadyRequest = parse(body)?;
+    if req.port == 0 {
+        return Err(ApiError::bad_request("port must be between 1 and 65535"));
+    }
+    if req.log_paths.len() > MAX_LOG_PATHS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_LOG_PATHS} log_paths are allowed"
+        )));
+    }
+    if let Some(bad) = req
+        .log_paths
+        .iter()
+        .find(|p| p.is_empty() || p.len() > MAX_LOG_PATH_LEN || p.contains('\0'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "log path {:?} is empty, longer than {MAX_LOG_PATH_LEN} bytes or contains NUL",
+            bad.chars().take(64).collect::<String>()
+        )));
+    }
+    let newly_ready = with_proc(&shared, &id, |shared, p| {
+        if p.ending || p.terminating {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                "the process is ending",
+            ));
+        }
+        match p.port {
+            Some(port) if port == req.port && p.log_paths == req.log_paths => return Ok(false),
+            Some(port) => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("ProcessReady was already called with port {port}"),
+                ))
+            }
+            None => {}
+        }
+        p.port = Some(req.port);
+        p.log_paths = req.log_paths.clone();
+        p.health = Some(HealthTracker::new());
+        shared.reporter.send(AgentToServer::ProcessReady {
+            process_id: p.id.clone(),
+            port: req.port,
+            log_paths: req.log_paths,
+        });
+        Ok(true)
+    })?;
+    if newly_ready {
+        tracing::info!(process_id = %id, port = req.port, "process ready");
+        tokio::spawn(health_loop(shared.clone(), id));
+    }
+    ok()
+}
+
+async fn events(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = authenticate(&shared, &headers)?;
+    let (generation, wake) = with_proc(&shared, &id, |_, p| Ok(p.events.attach()))?;
+    tracing::debug!(process_id = %id, generation, "event stream connected");
+    let stream = futures::stream::unfold((), move |()| {
+        let shared = shared.clone();
+        let id = id.clone();
+        let wake = wake.clone();
+        async move {
+            loop {
+                let next = match shared.reg().procs.get_mut(&id) {
+                    Some(p) => p.events.next_for(generation),
+                    None => Next::End,
+                };
+                match next {
+                    Next::Event(event) => {
+                        return Some((Ok::<_, Infallible>(event_line(&event)), ()))
+                    }
+                    Next::End => return None,
+                    Next::Wait => wake.notified().await,
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/x-ndjson")
+        .header(CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// One NDJSON line.
+fn event_line(event: &SdkEvent) -> Bytes {
+    // Serializing these plain structs cannot fail; an empty line is ignored
+    // by readers if it ever did.
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+async fn health(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = authenticate(&shared, &headers)?;
+    let answer: HealthAnswer = parse(body)?;
+    with_proc(&shared, &id, |shared, p| {
+        if p.terminating {
+            return ok();
+        }
+        let Some(tracker) = p.health.as_mut() else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                "no health check is outstanding: call ProcessReady first",
+            ));
+        };
+        match tracker.on_answer(answer.seq, answer.healthy) {
+            Verdict::Healthy => ok(),
+            Verdict::Unhealthy { failures } => {
+                tracing::info!(process_id = %p.id, failures, "process reports unhealthy");
+                ok()
+            }
+            Verdict::Terminate => {
+                shared.begin_terminate(
+                    p,
+                    format!(
+                        "unhealthy: {} consecutive failed health checks",
+                        super::health::UNHEALTHY_THRESHOLD
+                    ),
+                    ExitReason::Unhealthy,
+                );
+                ok()
+            }
+            Verdict::Stale => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "health check {} is not outstanding (late or unknown seq)",
+                    answer.seq
+                ),
+            )),
+        }
+    })
+}
+
+async fn activate(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let process_id = authenticate(&shared, &headers)?;
+    let req: BattleSessionRequest = parse(body)?;
+    check_bs(&req.battle_session_id)?;
+    forward(
+        &shared,
+        AgentToServer::ActivateBattleSession {
+            process_id,
+            battle_session_id: req.battle_session_id,
+        },
+    )
+    .await
+}
+
+async fn terminate_battle_session(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let process_id = authenticate(&shared, &headers)?;
+    let req: BattleSessionRequest = parse(body)?;
+    check_bs(&req.battle_session_id)?;
+    forward(
+        &shared,
+        AgentToServer::TerminateBattleSession {
+            process_id,
+            battle_session_id: req.battle_session_id,
+        },
+    )
+    .await
+}
+
+/// Which player call.
+#[derive(Clone, Copy)]
+enum PlayerCall {
+    Accept,
+    Disconnect,
+    Remove,
+}
+
+async fn player_call(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    call: PlayerCall,
+) -> ApiResult {
+    let process_id = authenticate(&shared, &headers)?;
+    let req: PlayerBattleSessionRequest = parse(body)?;
+    check_bs(&req.battle_session_id)?;
+    check_pbs(&req.player_battle_session_id)?;
+    let PlayerBattleSessionRequest {
+        battle_session_id,
+        player_battle_session_id,
+    } = req;
+    let msg = match call {
+        PlayerCall::Accept => AgentToServer::AcceptPlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        },
+        PlayerCall::Disconnect => AgentToServer::DisconnectPlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        },
+        PlayerCall::Remove => AgentToServer::RemovePlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        },
+    };
+    forward(&shared, msg).await
+}
+
+async fn accept_player(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    player_call(shared, headers, body, PlayerCall::Accept).await
+}
+
+async fn disconnect_player(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    player_call(shared, headers, body, PlayerCall::Disconnect).await
+}
+
+async fn remove_player(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    player_call(shared, headers, body, PlayerCall::Remove).await
+}
+
+async fn process_ending(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = authenticate(&shared, &headers)?;
+    let bytes = read(body)?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).map_err(
+            |e| ApiError::bad_request(format!("invalid JSON body (expected {{}}): {e}")),
+        )?;
+    }
+    with_proc(&shared, &id, |shared, p| {
+        if !p.ending {
+            tracing::info!(process_id = %p.id, "process ending");
+            p.ending = true;
+            shared.reporter.send(AgentToServer::ProcessEnding {
+                process_id: p.id.clone(),
+            });
+        }
+        ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_statuses() {
+        assert_eq!(status_for(ErrorCode::BadRequest), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status_for(ErrorCode::Unauthorized),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status_for(ErrorCode::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status_for(ErrorCode::InvalidState), StatusCode::CONFLICT);
+        assert_eq!(
+            status_for(ErrorCode::NotLeader),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status_for(ErrorCode::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status_for(ErrorCode::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn event_lines_are_one_json_object_per_line() {
+        let line = event_line(&SdkEvent::HealthCheck { seq: 3 });
+        assert_eq!(&line[..], b"{\"type\":\"health_check\",\"seq\":3}\n");
+    }
+}

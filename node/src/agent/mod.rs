@@ -1,0 +1,539 @@
+//! The agent runtime: everything a host does except its connection to the
+//! cluster.
+//!
+//! An [`Agent`] launches the fleet's DS processes and keeps
+//! `runtime.processes_per_host` of them running, serves them the local SDK
+//! API (HTTP/JSON on loopback, described in `docs/sdk-protocol.md`), checks
+//! their health, delivers the cluster's commands to them as SDK events, and
+//! reports their lifecycle to the cluster through a [`ServerLink`].
+//!
+//! Wiring, for the owner of the QUIC link:
+//!
+//! 1. [`Agent::start`] with an [`AgentConfig`] and the link;
+//! 2. on every (re)connection send [`Agent::hello`], then give the
+//!    `Welcome { fleet }` to [`Agent::apply_fleet`] and call
+//!    [`Agent::link_up`] so queued reports flow at once;
+//! 3. answer each [`ServerToAgent`] with [`Agent::handle_command`].
+//!
+//! Reports (ProcessStarted, ProcessReady, ProcessEnding, ProcessExited) are
+//! queued and delivered in order, each retried until the link takes it; the
+//! DS's other calls (activate, accept/disconnect/remove player, terminate
+//! battle session) are forwarded synchronously and answered 503 while the
+//! link is down.
+
+mod api;
+mod backoff;
+mod events;
+mod health;
+pub mod link;
+mod reporter;
+mod supervisor;
+
+#[cfg(test)]
+mod tests;
+
+pub use link::{LinkDown, ServerLink};
+
+use events::EventQueue;
+use health::HealthTracker;
+use reporter::Reporter;
+use respawn_types::agent::{
+    AgentHello, AgentReply, ErrorCode, LiveProcess, ServerToAgent, WireError, PROTOCOL_VERSION,
+};
+use respawn_types::sdk::SdkEvent;
+use respawn_types::{ExitReason, Fleet, FleetId, HostId, ProcessId};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+/// Most DS processes one host may be asked to run.
+pub const MAX_PROCESSES_PER_HOST: u32 = 1024;
+/// Health-check interval bounds the agent enforces whatever the fleet says.
+const MIN_HEALTH_INTERVAL: Duration = Duration::from_millis(50);
+const MAX_HEALTH_INTERVAL: Duration = Duration::from_secs(600);
+/// Health-check interval before any fleet is known.
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// This host's id.
+    pub host_id: HostId,
+    /// The fleet this host serves.
+    pub fleet_id: FleetId,
+    /// Address game clients use to reach this host's DS processes.
+    pub ip: String,
+    /// Where the agent keeps its files; DS logs go to `data_dir/logs/<process_id>/`.
+    pub data_dir: PathBuf,
+    /// Where the local SDK API listens; must be a loopback address.
+    /// Default `127.0.0.1:0` (any free port).
+    pub local_api_addr: SocketAddr,
+    /// After OnProcessTerminate, a process still alive this much later is
+    /// killed. Default 5 s.
+    pub kill_grace: Duration,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults for `local_api_addr` and `kill_grace`.
+    pub fn new(
+        host_id: HostId,
+        fleet_id: FleetId,
+        ip: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            host_id,
+            fleet_id,
+            ip: ip.into(),
+            data_dir: data_dir.into(),
+            local_api_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the agent could not start or refused a fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The local SDK API may only listen on loopback.
+    #[error("the local SDK API must listen on a loopback address, not {0}")]
+    NotLoopback(SocketAddr),
+    /// The local SDK API could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or directory could not be used.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster sent another fleet than the one this host serves.
+    #[error("fleet {got} is not this host's fleet {expected}")]
+    WrongFleet {
+        /// This host's fleet.
+        expected: FleetId,
+        /// The fleet received.
+        got: FleetId,
+    },
+    /// The fleet's runtime configuration cannot be run.
+    #[error("invalid fleet runtime configuration: {0}")]
+    InvalidFleet(String),
+}
+
+/// One DS process the agent runs.
+struct Proc {
+    id: ProcessId,
+    pid: u32,
+    token: String,
+    /// Set by ProcessReady.
+    port: Option<u16>,
+    log_paths: Vec<String>,
+    /// The DS called ProcessEnding.
+    ending: bool,
+    /// OnProcessTerminate was sent; the process is killed after the grace.
+    terminating: bool,
+    events: EventQueue,
+    /// Present once the process is ready.
+    health: Option<HealthTracker>,
+    /// Asks the process's watcher to SIGKILL it.
+    kill: mpsc::UnboundedSender<()>,
+    /// Reported instead of the exit status when the agent ended the process.
+    exit_reason: Option<ExitReason>,
+}
+
+impl Proc {
+    fn live(&self) -> LiveProcess {
+        LiveProcess {
+            process_id: self.id.clone(),
+            pid: self.pid,
+            port: self.port,
+            log_paths: self.log_paths.clone(),
+            ending: self.ending,
+        }
+    }
+}
+
+/// Mutable state of the agent, behind one lock held only briefly (never
+/// across an await).
+#[derive(Default)]
+struct Registry {
+    fleet: Option<Fleet>,
+    procs: HashMap<ProcessId, Proc>,
+    /// Process token → process.
+    tokens: HashMap<String, ProcessId>,
+    /// Shutting down: launch nothing more.
+    stopping: bool,
+}
+
+/// What the agent's tasks share.
+struct Shared {
+    config: AgentConfig,
+    /// `data_dir/logs`, absolute.
+    logs_dir: PathBuf,
+    /// Base URL of the local SDK API.
+    endpoint: String,
+    link: Arc<dyn ServerLink>,
+    reporter: Reporter,
+    registry: Mutex<Registry>,
+    supervisor: mpsc::UnboundedSender<supervisor::SupMsg>,
+    /// Notified whenever a process is gone.
+    exited: Notify,
+}
+
+impl Shared {
+    fn reg(&self) -> MutexGuard<'_, Registry> {
+        // The registry stays consistent even if a holder panicked: every
+        // critical section is a handful of map operations.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn health_interval(&self) -> Duration {
+        self.reg()
+            .fleet
+            .as_ref()
+            .map(|f| Duration::from_millis(f.health_check_interval_ms))
+            .unwrap_or(DEFAULT_HEALTH_INTERVAL)
+            .clamp(MIN_HEALTH_INTERVAL, MAX_HEALTH_INTERVAL)
+    }
+
+    /// Sends OnProcessTerminate and kills the process after the grace.
+    /// `exit` is what will be reported when it is gone.
+    fn begin_terminate(&self, proc: &mut Proc, reason: String, exit: ExitReason) {
+        if proc.terminating {
+            return;
+        }
+        tracing::info!(process_id = %proc.id, %reason, "terminating process");
+        proc.terminating = true;
+        proc.exit_reason = Some(exit);
+        proc.events.push(SdkEvent::ProcessTerminate { reason });
+        let kill = proc.kill.clone();
+        let grace = self.config.kill_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            // Fails harmlessly if the process is already gone.
+            let _ = kill.send(());
+        });
+    }
+}
+
+/// Sends health checks to a ready process until it is gone, ending or
+/// terminated.
+async fn health_loop(shared: Arc<Shared>, id: ProcessId) {
+    loop {
+        tokio::time::sleep(shared.health_interval()).await;
+        let mut reg = shared.reg();
+        let Some(p) = reg.procs.get_mut(&id) else {
+            return;
+        };
+        if p.terminating || p.ending {
+            return;
+        }
+        let Some(tracker) = p.health.as_mut() else {
+            return;
+        };
+        match tracker.on_tick() {
+            health::Tick::Send(seq) => p.events.push(SdkEvent::HealthCheck { seq }),
+            health::Tick::Terminate => {
+                tracing::warn!(process_id = %id, "process failed {} health checks in a row", health::UNHEALTHY_THRESHOLD);
+                shared.begin_terminate(
+                    p,
+                    format!(
+                        "unhealthy: {} consecutive failed health checks",
+                        health::UNHEALTHY_THRESHOLD
+                    ),
+                    ExitReason::Unhealthy,
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Background tasks, stopped when the last [`Agent`] handle is dropped.
+struct Tasks {
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+    supervisor: JoinHandle<()>,
+    reporter: JoinHandle<()>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.supervisor.abort();
+        self.reporter.abort();
+        let mut reg = self.shared.reg();
+        reg.stopping = true;
+        for p in reg.procs.values() {
+            let _ = p.kill.send(());
+        }
+    }
+}
+
+/// A running agent. Cheap to clone; the agent stops (and kills its DS
+/// processes) when the last clone is dropped or on [`Agent::shutdown`].
+#[derive(Clone)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    tasks: Arc<Tasks>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("host_id", &self.shared.config.host_id)
+            .field("endpoint", &self.shared.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Starts the local SDK API and the supervisor. Nothing is launched
+    /// until [`Agent::apply_fleet`] gives the fleet's runtime configuration.
+    pub async fn start(
+        config: AgentConfig,
+        link: Arc<dyn ServerLink>,
+    ) -> Result<Agent, AgentError> {
+        if !config.local_api_addr.ip().is_loopback() {
+            return Err(AgentError::NotLoopback(config.local_api_addr));
+        }
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| AgentError::Io { path, source }
+        };
+        let data_dir = std::path::absolute(&config.data_dir).map_err(io(&config.data_dir))?;
+        let logs_dir = data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir).map_err(io(&logs_dir))?;
+        let listener = tokio::net::TcpListener::bind(config.local_api_addr)
+            .await
+            .map_err(|source| AgentError::Bind {
+                addr: config.local_api_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| AgentError::Bind {
+            addr: config.local_api_addr,
+            source,
+        })?;
+        let (reporter, reporter_task) = Reporter::start(link.clone());
+        let (sup_tx, sup_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            config,
+            logs_dir,
+            endpoint: format!("http://{local_addr}"),
+            link,
+            reporter,
+            registry: Mutex::new(Registry::default()),
+            supervisor: sup_tx,
+            exited: Notify::new(),
+        });
+        let app = api::router(shared.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "local SDK API stopped");
+            }
+        });
+        let supervisor = tokio::spawn(supervisor::supervise(shared.clone(), sup_rx));
+        tracing::info!(endpoint = %shared.endpoint, "agent local SDK API listening");
+        let tasks = Arc::new(Tasks {
+            shared: shared.clone(),
+            server,
+            supervisor,
+            reporter: reporter_task,
+        });
+        Ok(Agent { shared, tasks })
+    }
+
+    /// Base URL of the local SDK API (what DS processes get in `RESPAWN_SDK_ENDPOINT`).
+    pub fn sdk_endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    /// Sets the fleet's configuration (after `Welcome`, and on
+    /// `FleetUpdated`). The supervisor then keeps
+    /// `runtime.processes_per_host` processes running; processes already
+    /// running keep running (a smaller count only stops relaunches, so a
+    /// process hosting a session is never stopped by scaling).
+    pub fn apply_fleet(&self, fleet: Fleet) -> Result<(), AgentError> {
+        let expected = &self.shared.config.fleet_id;
+        if &fleet.id != expected {
+            return Err(AgentError::WrongFleet {
+                expected: expected.clone(),
+                got: fleet.id,
+            });
+        }
+        let rt = &fleet.runtime;
+        if rt.launch_path.is_empty() {
+            return Err(AgentError::InvalidFleet("launch_path is empty".into()));
+        }
+        let has_nul = |s: &str| s.contains('\0');
+        if has_nul(&rt.launch_path)
+            || rt.args.iter().any(|a| has_nul(a))
+            || rt
+                .env
+                .iter()
+                .any(|(k, v)| has_nul(k) || has_nul(v) || k.is_empty() || k.contains('='))
+        {
+            return Err(AgentError::InvalidFleet(
+                "launch_path, args and env may not contain NUL; env names may not be empty or contain '='"
+                    .into(),
+            ));
+        }
+        if rt.processes_per_host > MAX_PROCESSES_PER_HOST {
+            return Err(AgentError::InvalidFleet(format!(
+                "processes_per_host {} is more than {MAX_PROCESSES_PER_HOST}",
+                rt.processes_per_host
+            )));
+        }
+        tracing::info!(fleet_id = %fleet.id, processes = rt.processes_per_host, "fleet configuration applied");
+        self.shared.reg().fleet = Some(fleet);
+        let _ = self.shared.supervisor.send(supervisor::SupMsg::Reconcile);
+        Ok(())
+    }
+
+    /// The processes running now, for the Hello on (re)connect.
+    pub fn live_processes(&self) -> Vec<LiveProcess> {
+        let mut live: Vec<LiveProcess> = self.shared.reg().procs.values().map(Proc::live).collect();
+        live.sort_by(|a, b| a.process_id.cmp(&b.process_id));
+        live
+    }
+
+    /// The Hello to send on every (re)connection.
+    pub fn hello(&self) -> AgentHello {
+        let c = &self.shared.config;
+        AgentHello {
+            protocol_version: PROTOCOL_VERSION,
+            host_id: c.host_id.clone(),
+            fleet_id: c.fleet_id.clone(),
+            ip: c.ip.clone(),
+            live_processes: self.live_processes(),
+        }
+    }
+
+    /// The link is (again) registered: deliver queued reports now.
+    pub fn link_up(&self) {
+        self.shared.reporter.nudge();
+    }
+
+    /// Reports queued or in flight.
+    pub fn pending_reports(&self) -> usize {
+        self.shared.reporter.pending()
+    }
+
+    /// Executes one command from the cluster.
+    pub async fn handle_command(&self, cmd: ServerToAgent) -> AgentReply {
+        match self.command(cmd) {
+            Ok(()) => AgentReply::Ok,
+            Err(e) => AgentReply::Err(e),
+        }
+    }
+
+    fn command(&self, cmd: ServerToAgent) -> Result<(), WireError> {
+        let shared = &self.shared;
+        let not_found = |id: &ProcessId| {
+            WireError::new(ErrorCode::NotFound, format!("no process {id} on this host"))
+        };
+        match cmd {
+            ServerToAgent::FleetUpdated { fleet } => self
+                .apply_fleet(fleet)
+                .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string())),
+            ServerToAgent::StartBattleSession {
+                process_id,
+                session,
+            } => {
+                let mut reg = shared.reg();
+                let p = reg
+                    .procs
+                    .get_mut(&process_id)
+                    .ok_or_else(|| not_found(&process_id))?;
+                if p.port.is_none() {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidState,
+                        format!("process {process_id} has not called ProcessReady"),
+                    ));
+                }
+                if p.ending || p.terminating {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidState,
+                        format!("process {process_id} is ending"),
+                    ));
+                }
+                tracing::info!(%process_id, battle_session_id = %session.battle_session_id, "starting battle session");
+                p.events.push(SdkEvent::StartBattleSession {
+                    battle_session: session,
+                });
+                Ok(())
+            }
+            ServerToAgent::TerminateBattleSession {
+                process_id,
+                battle_session_id,
+            } => {
+                let mut reg = shared.reg();
+                let p = reg
+                    .procs
+                    .get_mut(&process_id)
+                    .ok_or_else(|| not_found(&process_id))?;
+                p.events
+                    .push(SdkEvent::TerminateBattleSession { battle_session_id });
+                Ok(())
+            }
+            ServerToAgent::TerminateProcess { process_id, reason } => {
+                let mut reg = shared.reg();
+                let p = reg
+                    .procs
+                    .get_mut(&process_id)
+                    .ok_or_else(|| not_found(&process_id))?;
+                shared.begin_terminate(p, reason, ExitReason::Killed);
+                Ok(())
+            }
+            ServerToAgent::KillProcess { process_id } => {
+                let mut reg = shared.reg();
+                let p = reg
+                    .procs
+                    .get_mut(&process_id)
+                    .ok_or_else(|| not_found(&process_id))?;
+                tracing::info!(%process_id, "killing process (ProcessEnding grace expired)");
+                p.exit_reason = Some(ExitReason::EndingGraceExpired);
+                let _ = p.kill.send(());
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops launching, kills every DS process and waits (up to 10 s) until
+    /// they are gone. Their exits are queued as reports (`Killed`).
+    pub async fn shutdown(&self) {
+        {
+            let mut reg = self.shared.reg();
+            reg.stopping = true;
+            for p in reg.procs.values_mut() {
+                p.exit_reason.get_or_insert(ExitReason::Killed);
+                let _ = p.kill.send(());
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let exited = self.shared.exited.notified();
+            if self.shared.reg().procs.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, exited).await.is_err() {
+                tracing::warn!("some DS processes did not exit in time");
+                break;
+            }
+        }
+        self.tasks.server.abort();
+    }
+}

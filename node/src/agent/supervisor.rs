@@ -1,0 +1,240 @@
+//! Launching DS processes, watching them exit, and keeping the fleet's
+//! number of them running.
+
+use super::backoff::LaunchBackoff;
+use super::events::EventQueue;
+use super::{Proc, Shared};
+use respawn_types::agent::AgentToServer;
+use respawn_types::sdk::{
+    ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
+};
+use respawn_types::{ExitReason, Fleet, ProcessId};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Messages to the supervisor task.
+#[derive(Debug)]
+pub enum SupMsg {
+    /// The fleet changed: check the process count.
+    Reconcile,
+    /// A process is gone; `started` = it had called ProcessReady.
+    Exited { started: bool },
+}
+
+/// The supervisor: launches processes until `processes_per_host` run,
+/// backing off while they fail to start.
+pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupMsg>) {
+    let mut backoff = LaunchBackoff::default();
+    let mut not_before = Instant::now();
+    loop {
+        let mut missing;
+        loop {
+            let fleet = {
+                let reg = shared.reg();
+                missing = match (&reg.fleet, reg.stopping) {
+                    (Some(f), false) => {
+                        (f.runtime.processes_per_host as usize).saturating_sub(reg.procs.len())
+                    }
+                    _ => 0,
+                };
+                reg.fleet.clone()
+            };
+            let Some(fleet) = fleet else { break };
+            if missing == 0 || Instant::now() < not_before {
+                break;
+            }
+            if let Err((process_id, error)) = launch(&shared, &fleet) {
+                tracing::error!(%process_id, %error, launch_path = %fleet.runtime.launch_path, "cannot launch DS process");
+                shared.reporter.send(AgentToServer::ProcessExited {
+                    process_id,
+                    reason: ExitReason::LaunchFailed { error },
+                });
+                backoff.on_exit(false);
+                not_before = Instant::now() + backoff.delay();
+            }
+        }
+        let backing_off = missing > 0;
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                None => return,
+                Some(SupMsg::Reconcile) => {}
+                Some(SupMsg::Exited { started }) => {
+                    backoff.on_exit(started);
+                    not_before = not_before.max(Instant::now() + backoff.delay());
+                    if backoff.failures() > 0 {
+                        tracing::warn!(failures = backoff.failures(), delay = ?backoff.delay(), "DS processes fail to start; backing off");
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(not_before), if backing_off => {}
+        }
+    }
+}
+
+/// A fresh random bearer token (256 bits, hex).
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Makes the child get SIGKILL when the agent dies, so no DS outlives it.
+///
+/// The signal is tied to the thread that forks; the supervisor runs on a
+/// Tokio runtime thread, which lives as long as the runtime (the agent).
+#[allow(unsafe_code)]
+fn die_with_agent(cmd: &mut Command) {
+    let agent_pid = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe functions may be called. It calls prctl(2) and
+    // getppid(2), plain system calls, and builds io::Errors from raw OS
+    // codes, which does not allocate. It touches no locks and no memory
+    // shared with the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The agent died between fork and prctl: do not run orphaned.
+            if libc::getppid() as u32 != agent_pid {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Launches one process of `fleet`. On failure returns the id it would have
+/// had and why.
+fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)> {
+    let id = ProcessId::generate();
+    let token = new_token();
+    let log_dir = shared.logs_dir.join(id.as_str());
+    let fail = |what: &str, e: std::io::Error| (id.clone(), format!("{what}: {e}"));
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| fail(&format!("cannot create {}", log_dir.display()), e))?;
+    let stdout = std::fs::File::create(log_dir.join("stdout.log"))
+        .map_err(|e| fail("cannot create stdout.log", e))?;
+    let stderr = std::fs::File::create(log_dir.join("stderr.log"))
+        .map_err(|e| fail("cannot create stderr.log", e))?;
+
+    let rt = &fleet.runtime;
+    let config = &shared.config;
+    let mut cmd = Command::new(&rt.launch_path);
+    cmd.args(&rt.args)
+        .envs(&rt.env)
+        .env(ENV_SDK_ENDPOINT, &shared.endpoint)
+        .env(ENV_PROCESS_ID, id.as_str())
+        .env(ENV_PROCESS_TOKEN, &token)
+        .env(ENV_FLEET_ID, fleet.id.as_str())
+        .env(ENV_HOST_ID, config.host_id.as_str())
+        .env(ENV_LOG_DIR, &log_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true);
+    die_with_agent(&mut cmd);
+
+    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+    // Spawn, register and report under the registry lock, so the process
+    // cannot call the local API before it is known and ProcessStarted is
+    // queued before anything it causes.
+    let mut reg = shared.reg();
+    if reg.stopping {
+        return Ok(());
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| fail(&format!("cannot run {:?}", rt.launch_path), e))?;
+    let Some(pid) = child.id() else {
+        // Only None once the child has been reaped, which nothing did yet.
+        return Err((id, "process vanished at launch".into()));
+    };
+    reg.tokens.insert(token.clone(), id.clone());
+    reg.procs.insert(
+        id.clone(),
+        Proc {
+            id: id.clone(),
+            pid,
+            token,
+            port: None,
+            log_paths: Vec::new(),
+            ending: false,
+            terminating: false,
+            events: EventQueue::default(),
+            health: None,
+            kill: kill_tx,
+            exit_reason: None,
+        },
+    );
+    shared.reporter.send(AgentToServer::ProcessStarted {
+        process_id: id.clone(),
+        pid,
+    });
+    drop(reg);
+    tracing::info!(process_id = %id, pid, "DS process launched");
+    tokio::spawn(watch(shared.clone(), id, child, kill_rx));
+    Ok(())
+}
+
+/// Waits for the process to exit (killing it on request), then unregisters
+/// it, reports ProcessExited and tells the supervisor.
+async fn watch(
+    shared: Arc<Shared>,
+    id: ProcessId,
+    mut child: Child,
+    mut kill: mpsc::UnboundedReceiver<()>,
+) {
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(()) = kill.recv() => {
+                if let Err(e) = child.start_kill() {
+                    tracing::debug!(process_id = %id, error = %e, "kill failed (already exited?)");
+                }
+            }
+        }
+    };
+    let from_status = match status {
+        Ok(s) => ExitReason::Exited {
+            code: s.code(),
+            signal: s.signal(),
+        },
+        Err(e) => {
+            tracing::error!(process_id = %id, error = %e, "cannot wait for DS process");
+            ExitReason::Exited {
+                code: None,
+                signal: None,
+            }
+        }
+    };
+    let started = {
+        let mut reg = shared.reg();
+        let Some(mut p) = reg.procs.remove(&id) else {
+            return;
+        };
+        reg.tokens.remove(&p.token);
+        p.events.close();
+        let reason = p.exit_reason.take().unwrap_or(from_status);
+        tracing::info!(process_id = %id, ?reason, "DS process exited");
+        shared.reporter.send(AgentToServer::ProcessExited {
+            process_id: id,
+            reason,
+        });
+        p.port.is_some()
+    };
+    shared.exited.notify_waiters();
+    let _ = shared.supervisor.send(SupMsg::Exited { started });
+}

@@ -1,0 +1,45 @@
+//! A JSON body extractor whose rejections are [`ApiError`]s: malformed JSON,
+//! wrong types, a wrong content type or an oversized body each get their
+//! status (400, 422→400, 415, 413) and a message naming the problem.
+
+use super::error::ApiError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use respawn_types::agent::ErrorCode;
+use serde::de::DeserializeOwned;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    let status = rej.status();
+    let detail = rej.body_text();
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
+            "expected a JSON body with 'Content-Type: application/json'",
+        ),
+        JsonRejection::JsonDataError(_) => ApiError::bad_request(format!("invalid request body: {detail}")),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(format!("malformed JSON: {detail}")),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, ErrorCode::BadRequest, "request body is too large")
+        }
+        _ => ApiError::new(status, ErrorCode::BadRequest, detail),
+    }
+}

@@ -1,0 +1,192 @@
+//! The HTTP edge (axum): the standalone DS API under `/dsm/`, health and
+//! readiness, Prometheus metrics and the OpenAPI document generated from the
+//! handlers below.
+
+pub mod auth;
+pub mod dsm;
+pub mod error;
+pub mod json;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::ApiError;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use respawn_consensus::Consensus;
+use respawn_types::agent::ErrorCode;
+use respawn_types::{PlacementId, TitleRegionId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use utoipa::OpenApi;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct Edge {
+    pub consensus: Consensus,
+    /// ServerTicket validity window, seconds either side.
+    pub ticket_window: i64,
+    /// Set once the node has rebuilt its actors and can serve.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Edge {
+    fn placement(&self, tr: &TitleRegionId, id: &PlacementId) -> Result<Json<dsm::PlacementResponse>, ApiError> {
+        self.consensus
+            .read(|s| dsm::placement_view(s, tr, id))
+            .map(|placement| Json(dsm::PlacementResponse { placement }))
+            .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
+    }
+}
+
+/// The caller's title region, proven by its server ticket.
+pub struct Region(pub TitleRegionId);
+
+impl FromRequestParts<Edge> for Region {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, edge: &Edge) -> Result<Self, ApiError> {
+        let p = auth::presented(&parts.headers)?;
+        let now = respawn_types::now_millis() as i64 / 1000;
+        let id = edge.consensus.read(|s| {
+            let region = TitleRegionId::parse(p.title_region_id)
+                .ok()
+                .and_then(|id| s.title_regions.get(&id));
+            auth::verify(&p, region, now, edge.ticket_window)
+        })?;
+        Ok(Region(id))
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; several nodes in
+/// one test process share it).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then metrics
+        // go there and this handle renders an empty page.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Respawn HTTP API", description = "Standalone DS API (PGOS /dsm/*), health and metrics. \
+        Backend calls are authenticated with the TitleId, TitleRegionId, SecretId and ServerTicket headers; \
+        see docs/http-api.md."),
+    paths(
+        dsm::request_battle_session_id,
+        dsm::start_battle_session_placement,
+        dsm::describe_battle_session_placement,
+        dsm::cancel_battle_session_placement,
+        dsm::add_players_to_battle_session,
+        dsm::query_player_battle_sessions,
+        dsm::terminate_player_battle_session,
+        healthz, readyz, metrics_page,
+    ),
+    modifiers(&TicketScheme),
+    tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
+         (name = "Operations", description = "Health, readiness and metrics"))
+)]
+pub struct ApiDoc;
+
+struct TicketScheme;
+
+impl utoipa::Modify for TicketScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "server_ticket",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "ServerTicket",
+                "v1.<unix seconds>.<hex HMAC-SHA256>; also send TitleId, TitleRegionId and SecretId headers",
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "alive")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the node has a Raft leader and has rebuilt its actors.
+#[utoipa::path(get, path = "/readyz", tag = "Operations",
+    responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
+async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
+    if !edge.ready.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable("node is starting"));
+    }
+    if edge.consensus.leader().is_none() {
+        return Err(ApiError::unavailable("no Raft leader"));
+    }
+    Ok("ready")
+}
+
+/// Prometheus metrics in text format.
+#[utoipa::path(get, path = "/metrics", tag = "Operations", responses((status = 200, description = "Prometheus text")))]
+async fn metrics_page() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+}
+
+async fn openapi_page() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status();
+    metrics::histogram!("respawn_http_request_duration_seconds", "path" => path.clone())
+        .record(start.elapsed().as_secs_f64());
+    metrics::counter!("respawn_http_requests_total", "path" => path, "status" => status.as_u16().to_string())
+        .increment(1);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        return ApiError::new(status, ErrorCode::BadRequest, "method not allowed").into_response();
+    }
+    res
+}
+
+/// The edge's router.
+pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
+    prometheus();
+    Router::new()
+        .route("/dsm/request_battle_session_id", post(dsm::request_battle_session_id))
+        .route("/dsm/start_battle_session_placement", post(dsm::start_battle_session_placement))
+        .route("/dsm/describe_battle_session_placement", post(dsm::describe_battle_session_placement))
+        .route("/dsm/cancel_battle_session_placement", post(dsm::cancel_battle_session_placement))
+        .route("/dsm/add_players_to_battle_session", post(dsm::add_players_to_battle_session))
+        .route("/dsm/query_player_battle_sessions", post(dsm::query_player_battle_sessions))
+        .route("/dsm/terminate_player_battle_session", post(dsm::terminate_player_battle_session))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .route("/openapi.json", get(openapi_page))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(edge)
+}

@@ -1,0 +1,10 @@
+//! The `respawn` binary's library: wiring of consensus, actors, the QUIC
+//! links and the HTTP edge into a server node, and the agent runtime.
+
+pub mod agent;
+pub mod edge;
+pub mod links;
+pub mod node;
+pub mod uplink;
+
+pub use node::{AgentNode, NodeError, ServerNode};

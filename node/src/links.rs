@@ -1,0 +1,298 @@
+//! The server side of agent links: the QUIC accept loop, the Hello that
+//! registers a host, the translation of agent requests into Raft commands,
+//! and the [`AgentGateway`] the actors use to reach agents.
+//!
+//! Agents are untrusted. An agent's host id is the common name of its
+//! certificate (so one host cannot speak for another), every id it sends is
+//! validated, and a request about a process is refused unless that process
+//! runs on the agent's own host.
+
+use futures::future::BoxFuture;
+use respawn_actors::{AgentGateway, GatewayError, NodeMsg};
+use respawn_consensus::{Command, Consensus, ConsensusError, PlayerAction, Rejection};
+use respawn_net::{Endpoint, Link, PeerKind};
+use respawn_types::agent::*;
+use respawn_types::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How long the server waits for an agent to answer a command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection has to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Live agent links of this node, by host.
+#[derive(Default)]
+pub struct AgentLinks {
+    links: Mutex<HashMap<HostId, Link>>,
+    node: OnceLock<ractor::ActorRef<NodeMsg>>,
+}
+
+impl AgentLinks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<HostId, Link>> {
+        self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lets the links wake the fleets' placement policy when an agent arrives.
+    pub fn set_node(&self, node: ractor::ActorRef<NodeMsg>) {
+        let _ = self.node.set(node);
+    }
+
+    /// Hosts with a live link.
+    pub fn connected_hosts(&self) -> Vec<HostId> {
+        self.map().keys().cloned().collect()
+    }
+
+    fn insert(&self, host: HostId, link: Link) {
+        if let Some(old) = self.map().insert(host.clone(), link) {
+            old.close("replaced by a newer connection from the same host");
+        }
+        metrics::gauge!("respawn_agent_links").set(self.map().len() as f64);
+        if let Some(node) = self.node.get() {
+            let _ = node.cast(NodeMsg::KickFleets);
+        }
+    }
+
+    fn remove(&self, host: &HostId, link: &Link) {
+        let mut map = self.map();
+        if map.get(host).is_some_and(|l| l.id() == link.id()) {
+            map.remove(host);
+        }
+        metrics::gauge!("respawn_agent_links").set(map.len() as f64);
+    }
+
+    /// Closes every link (shutdown).
+    pub fn close_all(&self) {
+        for (_, l) in self.map().drain() {
+            l.close("server shutting down");
+        }
+    }
+}
+
+impl AgentGateway for AgentLinks {
+    fn send(&self, host: &HostId, command: ServerToAgent) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
+        let link = self.map().get(host).cloned();
+        let host = host.clone();
+        Box::pin(async move {
+            let link = link.ok_or_else(|| GatewayError::NotConnected(host.clone()))?;
+            link.request::<ServerToAgent, AgentReply>(&command, COMMAND_TIMEOUT)
+                .await
+                .map_err(|e| GatewayError::Link(host, e.to_string()))
+        })
+    }
+
+    fn is_connected(&self, host: &HostId) -> bool {
+        self.map().contains_key(host)
+    }
+}
+
+/// Accepts QUIC connections until the endpoint closes.
+pub async fn accept_loop(endpoint: Endpoint, consensus: Consensus, links: Arc<AgentLinks>) {
+    while let Some(incoming) = endpoint.accept().await {
+        match incoming {
+            Ok(link) => {
+                let consensus = consensus.clone();
+                let links = links.clone();
+                tokio::spawn(async move { serve_link(link, consensus, links).await });
+            }
+            Err(e) => tracing::warn!(error = %e, "refused a QUIC connection"),
+        }
+    }
+}
+
+fn wire(e: ConsensusError) -> WireError {
+    match e {
+        ConsensusError::Rejected(r) => rejection(r),
+        ConsensusError::NotLeader { .. } => WireError::new(ErrorCode::NotLeader, e.to_string()),
+        other => WireError::new(ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
+fn rejection(r: Rejection) -> WireError {
+    let code = match r {
+        Rejection::NotFound { .. } => ErrorCode::NotFound,
+        Rejection::Conflict(_) => ErrorCode::Conflict,
+        Rejection::InvalidState(_) => ErrorCode::InvalidState,
+        Rejection::BadRequest(_) => ErrorCode::BadRequest,
+    };
+    WireError::new(code, r.to_string())
+}
+
+fn bad(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, msg)
+}
+
+fn check_id(kind: &'static str, s: &str) -> Result<(), WireError> {
+    validate_id(kind, s).map_err(|e| bad(e.to_string()))
+}
+
+async fn serve_link(link: Link, consensus: Consensus, links: Arc<AgentLinks>) {
+    let peer = link.peer().clone();
+    if peer.kind != PeerKind::Agent {
+        // Node-to-node links arrive with the multi-node cluster.
+        link.close("this node accepts agent connections only");
+        return;
+    }
+    let host = match hello(&link, &consensus).await {
+        Ok(h) => h,
+        Err(reason) => {
+            tracing::warn!(peer = %peer.name, addr = %peer.addr, %reason, "agent hello failed");
+            link.close(&reason);
+            return;
+        }
+    };
+    tracing::info!(host = %host, addr = %peer.addr, "agent registered");
+    links.insert(host.clone(), link.clone());
+    let handler_host = host.clone();
+    let handler_consensus = consensus.clone();
+    let result = respawn_net::serve_requests(link.clone(), move |req: AgentToServer| {
+        let consensus = handler_consensus.clone();
+        let host = handler_host.clone();
+        async move {
+            match handle(&consensus, &host, req).await {
+                Ok(()) => ServerReply::Ok,
+                Err(e) => ServerReply::Err(e),
+            }
+        }
+    })
+    .await;
+    links.remove(&host, &link);
+    match result {
+        Ok(()) => tracing::info!(host = %host, "agent link closed"),
+        Err(e) => tracing::warn!(host = %host, error = %e, "agent link failed"),
+    }
+}
+
+/// Reads and answers the Hello; returns the registered host.
+async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
+    let (req, responder) = tokio::time::timeout(HELLO_TIMEOUT, link.accept_request::<AgentToServer>())
+        .await
+        .map_err(|_| "no Hello within 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let reply = match register(link, consensus, req).await {
+        Ok(fleet) => Ok(fleet),
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok((host, fleet)) => {
+            responder
+                .respond(&ServerReply::Welcome { fleet })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(host)
+        }
+        Err(e) => {
+            let msg = e.message.clone();
+            let _ = responder.respond(&ServerReply::Err(e)).await;
+            Err(msg)
+        }
+    }
+}
+
+async fn register(link: &Link, consensus: &Consensus, req: AgentToServer) -> Result<(HostId, Fleet), WireError> {
+    let AgentToServer::Hello(h) = req else {
+        return Err(bad("the first message on a link must be Hello"));
+    };
+    if h.protocol_version != PROTOCOL_VERSION {
+        return Err(bad(format!(
+            "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION})",
+            h.protocol_version
+        )));
+    }
+    check_id("host id", h.host_id.as_str())?;
+    check_id("fleet id", h.fleet_id.as_str())?;
+    if h.host_id.as_str() != link.peer().name {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!("host id {} does not match the certificate's name {}", h.host_id, link.peer().name),
+        ));
+    }
+    if h.ip.is_empty() || h.ip.len() > 253 {
+        return Err(bad("ip must be a non-empty address or host name"));
+    }
+    if h.live_processes.len() > 4096 {
+        return Err(bad("too many live processes"));
+    }
+    for lp in &h.live_processes {
+        check_id("process id", lp.process_id.as_str())?;
+    }
+    let host = Host { id: h.host_id.clone(), fleet_id: h.fleet_id.clone(), ip: h.ip, registered_at: 0 };
+    consensus
+        .propose(Command::RegisterHost { host, live: h.live_processes })
+        .await
+        .map_err(wire)?;
+    let fleet = consensus
+        .read(|s| s.fleets.get(&h.fleet_id).cloned())
+        .ok_or_else(|| WireError::new(ErrorCode::NotFound, format!("fleet {} not found", h.fleet_id)))?;
+    Ok((h.host_id, fleet))
+}
+
+/// Turns one agent request into a command, after checking that it is about
+/// a process of the agent's own host.
+async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Result<(), WireError> {
+    let own = |process: &ProcessId| -> Result<(), WireError> {
+        check_id("process id", process.as_str())?;
+        let owner = consensus.read(|s| s.processes.get(process).map(|p| p.host_id.clone()));
+        match owner {
+            Some(h) if &h == host => Ok(()),
+            Some(_) => Err(WireError::new(ErrorCode::Forbidden, format!("process {process} runs on another host"))),
+            None => Err(WireError::new(ErrorCode::NotFound, format!("process {process} not found"))),
+        }
+    };
+    let player = |process_id: ProcessId,
+                  battle_session_id: BattleSessionId,
+                  player_battle_session_id: PlayerBattleSessionId,
+                  action: PlayerAction|
+     -> Result<Command, WireError> {
+        own(&process_id)?;
+        check_id("battle session id", battle_session_id.as_str())?;
+        check_id("player battle session id", player_battle_session_id.as_str())?;
+        Ok(Command::PlayerUpdate { process_id, battle_session_id, player_battle_session_id, action })
+    };
+    let command = match req {
+        AgentToServer::Hello(_) => return Err(bad("Hello was already received on this link")),
+        AgentToServer::ProcessStarted { process_id, pid } => {
+            check_id("process id", process_id.as_str())?;
+            if consensus.read(|s| s.processes.contains_key(&process_id)) {
+                own(&process_id)?;
+            }
+            Command::ProcessStarted { process_id, host_id: host.clone(), pid }
+        }
+        AgentToServer::ProcessReady { process_id, port, log_paths } => {
+            own(&process_id)?;
+            if log_paths.len() > 64 || log_paths.iter().any(|p| p.len() > 4096) {
+                return Err(bad("log_paths: at most 64 paths of at most 4096 bytes"));
+            }
+            Command::ProcessReady { process_id, port, log_paths }
+        }
+        AgentToServer::ProcessExited { process_id, reason } => {
+            own(&process_id)?;
+            Command::ProcessExited { process_id, reason }
+        }
+        AgentToServer::ProcessEnding { process_id } => {
+            own(&process_id)?;
+            Command::ProcessEnding { process_id }
+        }
+        AgentToServer::ActivateBattleSession { process_id, battle_session_id } => {
+            own(&process_id)?;
+            check_id("battle session id", battle_session_id.as_str())?;
+            Command::ActivateBattleSession { process_id, battle_session_id }
+        }
+        AgentToServer::AcceptPlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
+            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Accept)?
+        }
+        AgentToServer::DisconnectPlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
+            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Disconnect)?
+        }
+        AgentToServer::RemovePlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
+            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Remove)?
+        }
+        AgentToServer::TerminateBattleSession { process_id, battle_session_id } => {
+            own(&process_id)?;
+            check_id("battle session id", battle_session_id.as_str())?;
+            Command::TerminateBattleSession { process_id, battle_session_id }
+        }
+    };
+    consensus.propose(command).await.map(|_| ()).map_err(wire)
+}

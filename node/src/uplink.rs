@@ -1,0 +1,132 @@
+//! The agent's side of its link to the cluster: connect over QUIC (mutual
+//! TLS), say Hello with the live processes, apply the fleet it is given,
+//! serve the cluster's commands, and on any loss reconnect with backoff and
+//! register again.
+
+use crate::agent::{Agent, LinkDown, ServerLink};
+use futures::future::BoxFuture;
+use respawn_net::{Endpoint, Link};
+use respawn_types::agent::*;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long an agent request may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The current registered connection, if any. `call` fails fast without one.
+#[derive(Default)]
+pub struct Uplink {
+    current: Mutex<Option<Link>>,
+}
+
+impl Uplink {
+    fn get(&self) -> Option<Link> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+    fn set(&self, link: Option<Link>) {
+        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+    }
+    /// Whether a registered connection exists now.
+    pub fn is_up(&self) -> bool {
+        self.get().is_some()
+    }
+    /// Closes the current connection (tests use it to cut the link).
+    pub fn cut(&self, reason: &str) {
+        if let Some(l) = self.get() {
+            l.close(reason);
+        }
+    }
+}
+
+impl ServerLink for Uplink {
+    fn call(&self, msg: AgentToServer) -> BoxFuture<'_, Result<ServerReply, LinkDown>> {
+        Box::pin(async move {
+            let link = self.get().ok_or_else(|| LinkDown("not connected".into()))?;
+            link.request::<AgentToServer, ServerReply>(&msg, CALL_TIMEOUT)
+                .await
+                .map_err(|e| LinkDown(e.to_string()))
+        })
+    }
+}
+
+/// Reconnect delay after `failures` consecutive failures: 200 ms doubling
+/// to 5 s.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    Duration::from_millis((200u64 << failures.min(5)).min(5_000))
+}
+
+/// Keeps the agent connected to `servers` (tried in turn) until the task is
+/// aborted.
+pub async fn run(endpoint: Endpoint, servers: Vec<SocketAddr>, agent: Agent, uplink: Arc<Uplink>) {
+    let mut failures = 0u32;
+    let mut next = 0usize;
+    loop {
+        let Some(&addr) = servers.get(next % servers.len().max(1)) else {
+            tracing::error!("no server address configured");
+            return;
+        };
+        next += 1;
+        match connect(&endpoint, addr, &agent).await {
+            Ok(link) => {
+                failures = 0;
+                tracing::info!(server = %addr, "connected to the cluster");
+                uplink.set(Some(link.clone()));
+                agent.link_up();
+                let a = agent.clone();
+                let served = respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
+                    let a = a.clone();
+                    async move { a.handle_command(cmd).await }
+                })
+                .await;
+                uplink.set(None);
+                match served {
+                    Ok(()) => tracing::warn!(server = %addr, "link to the cluster closed; reconnecting"),
+                    Err(e) => tracing::warn!(server = %addr, error = %e, "link to the cluster lost; reconnecting"),
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(server = %addr, error = %e, attempt = failures, "cannot reach the cluster");
+            }
+        }
+        tokio::time::sleep(reconnect_delay(failures)).await;
+    }
+}
+
+async fn connect(endpoint: &Endpoint, addr: SocketAddr, agent: &Agent) -> Result<Link, String> {
+    let link = endpoint
+        .connect_with_timeout(addr, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = link
+        .request::<AgentToServer, ServerReply>(&AgentToServer::Hello(agent.hello()), CALL_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    match reply {
+        ServerReply::Welcome { fleet } => {
+            agent.apply_fleet(fleet).map_err(|e| e.to_string())?;
+            Ok(link)
+        }
+        ServerReply::Err(e) => {
+            link.close("registration refused");
+            Err(format!("registration refused: {e}"))
+        }
+        ServerReply::Ok => {
+            link.close("unexpected reply");
+            Err("unexpected reply to Hello".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_grows_and_is_capped() {
+        assert_eq!(reconnect_delay(0), Duration::from_millis(200));
+        assert_eq!(reconnect_delay(2), Duration::from_millis(800));
+        assert_eq!(reconnect_delay(40), Duration::from_secs(5));
+    }
+}
