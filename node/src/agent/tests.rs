@@ -1073,3 +1073,56 @@ async fn the_python_example_ds_works_under_the_agent() {
         .collect();
     assert_eq!(names, vec!["accept", "remove", "ending"]);
 }
+
+#[test]
+fn the_protocol_document_matches_the_code() {
+    let root = workspace_root();
+    let doc = std::fs::read_to_string(root.join("docs/sdk-protocol.md")).unwrap();
+    // The Python DS listed in the document is the one the test above runs.
+    let script = std::fs::read_to_string(root.join("examples/python-ds/ds.py")).unwrap();
+    assert!(
+        doc.contains(&format!("```python\n{script}```")),
+        "docs/sdk-protocol.md must list examples/python-ds/ds.py verbatim"
+    );
+    // Every event example parses as the event the agent sends, and every
+    // event type is documented.
+    let mut documented = std::collections::BTreeSet::new();
+    for block in doc.split("```json\n").skip(1) {
+        let json = block.split("```").next().unwrap();
+        if json.contains("\"type\"") {
+            let event: SdkEvent =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            let tag = serde_json::to_value(&event).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            documented.insert(tag);
+        }
+    }
+    assert_eq!(
+        documented.into_iter().collect::<Vec<_>>(),
+        vec![
+            "health_check",
+            "process_terminate",
+            "start_battle_session",
+            "terminate_battle_session"
+        ]
+    );
+    // Every path the agent serves is documented.
+    for path in [
+        api::PATH_EVENTS,
+        api::PATH_PROCESS_READY,
+        api::PATH_HEALTH,
+        api::PATH_ACTIVATE,
+        api::PATH_ACCEPT_PLAYER,
+        api::PATH_DISCONNECT_PLAYER,
+        api::PATH_REMOVE_PLAYER,
+        api::PATH_TERMINATE_BATTLE_SESSION,
+        api::PATH_PROCESS_ENDING,
+    ] {
+        assert!(
+            doc.contains(&format!("`POST {path}`")) || doc.contains(&format!("`GET {path}`")),
+            "{path} is not documented"
+        );
+    }
+}
