@@ -14,19 +14,16 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The `respawn` binary of this workspace's target directory, built if missing.
+/// The `respawn` binary next to the running test (`target/<profile>/respawn`).
+///
+/// The tests using it are integration tests of the `respawn` package, so
+/// cargo builds that binary, up to date, before it runs them.
 pub fn respawn_bin() -> PathBuf {
     // target/<profile>/deps/<test-binary> → target/<profile>/respawn
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
     let bin = dir.join("respawn");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "respawn", "--bin", "respawn"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building respawn failed");
-    }
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test -p respawn`", bin.display());
     bin
 }
 

@@ -190,7 +190,7 @@ fn sdk(endpoint: &str) -> ServerSdk {
     ServerSdk::new(endpoint, ProcessId::new_unchecked("proc-1"), TOKEN).unwrap()
 }
 
-async fn wait_log(fake: &Fake, rec: &Recorder, entry: &str) {
+async fn wait_log(rec: &Recorder, entry: &str) {
     let changed = rec.changed.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -205,7 +205,6 @@ async fn wait_log(fake: &Fake, rec: &Recorder, entry: &str) {
             rec.log.lock().unwrap()
         );
         let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
-        let _ = fake;
     }
 }
 
@@ -239,7 +238,7 @@ async fn process_ready_posts_and_dispatches_events_in_order() {
     );
     let auth = fake.posts.lock().unwrap()[0].1.clone();
     assert_eq!(auth, format!("Bearer {TOKEN}"));
-    wait_log(&fake, &rec, "process_terminate bye").await;
+    wait_log(&rec, "process_terminate bye").await;
     assert_eq!(
         *rec.log.lock().unwrap(),
         vec!["start bs-1", "terminate bs-1", "process_terminate bye"]
@@ -287,7 +286,7 @@ async fn health_checks_are_answered_even_while_a_callback_blocks() {
         .iter()
         .any(|l| l == "start released"));
     rec.release_start.notify_one();
-    wait_log(&fake, &rec, "start released").await;
+    wait_log(&rec, "start released").await;
 }
 
 #[tokio::test]
@@ -317,7 +316,7 @@ async fn event_stream_reconnects_and_skips_garbage() {
         .process_ready(1, vec![], rec.clone())
         .await
         .unwrap();
-    wait_log(&fake, &rec, "terminate bs-b").await;
+    wait_log(&rec, "terminate bs-b").await;
     assert_eq!(
         *rec.log.lock().unwrap(),
         vec!["terminate bs-a", "terminate bs-b"]

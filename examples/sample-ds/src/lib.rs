@@ -168,8 +168,10 @@ impl Callbacks for Handler {
 
 /// Runs the sample DS with command-line `args` (the first is the program
 /// name). This is what the `sample-ds` binary and `respawn sample-ds` run.
+/// Like any command-line entry point, it exits the process after printing
+/// `--help`, or a usage error (status 2).
 pub fn run_with_args<I: IntoIterator<Item = String>>(args: I) -> anyhow::Result<()> {
-    let args = Args::try_parse_from(args)?;
+    let args = Args::try_parse_from(args).unwrap_or_else(|e| e.exit());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,8 +3,8 @@
 //! until the link takes it.
 
 use super::backoff::report_retry_delay;
-use super::link::ServerLink;
-use respawn_types::agent::{AgentToServer, ServerReply};
+use super::link::{LinkDown, ServerLink};
+use respawn_types::agent::{AgentToServer, ErrorCode, ServerReply, WireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -57,16 +57,16 @@ async fn deliver(
     while let Some(msg) = rx.recv().await {
         let mut attempt = 0u32;
         loop {
-            match link.call(msg.clone()).await {
-                Ok(ServerReply::Err(e)) => {
+            match outcome(link.call(msg.clone()).await) {
+                Outcome::Delivered => break,
+                Outcome::Refused(e) => {
                     // Delivered; the cluster refused it. Retrying cannot help.
                     tracing::warn!(?msg, error = %e, "cluster refused a report");
                     break;
                 }
-                Ok(_) => break,
-                Err(down) => {
+                Outcome::Retry(why) => {
                     if attempt == 0 {
-                        tracing::debug!(error = %down, "report not delivered; will retry");
+                        tracing::debug!(%why, "report not delivered; will retry");
                     }
                     let delay = report_retry_delay(attempt);
                     attempt = attempt.saturating_add(1);
@@ -78,5 +78,48 @@ async fn deliver(
             }
         }
         pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The cluster took the report.
+    Delivered,
+    /// The cluster answered with an error that retrying will not change.
+    Refused(WireError),
+    /// Not delivered, or the cluster is momentarily unable (no leader):
+    /// try again.
+    Retry(String),
+}
+
+fn outcome(result: Result<ServerReply, LinkDown>) -> Outcome {
+    match result {
+        Ok(ServerReply::Ok) | Ok(ServerReply::Welcome { .. }) => Outcome::Delivered,
+        Ok(ServerReply::Err(e)) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
+            Outcome::Retry(e.to_string())
+        }
+        Ok(ServerReply::Err(e)) => Outcome::Refused(e),
+        Err(down) => Outcome::Retry(down.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_retried_and_refusals_are_not() {
+        assert_eq!(outcome(Ok(ServerReply::Ok)), Outcome::Delivered);
+        assert!(matches!(outcome(Err(LinkDown("x".into()))), Outcome::Retry(_)));
+        for code in [ErrorCode::Unavailable, ErrorCode::NotLeader] {
+            assert!(matches!(outcome(Ok(ServerReply::Err(WireError::new(code, "no leader")))), Outcome::Retry(_)));
+        }
+        for code in [ErrorCode::NotFound, ErrorCode::BadRequest, ErrorCode::InvalidState, ErrorCode::Internal] {
+            assert_eq!(
+                outcome(Ok(ServerReply::Err(WireError::new(code, "no")))),
+                Outcome::Refused(WireError::new(code, "no"))
+            );
+        }
     }
 }

@@ -1126,3 +1126,62 @@ fn the_protocol_document_matches_the_code() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_sample_ds_ends_its_session_on_time_or_when_the_platform_ends_it() {
+    // --no-activate and a one-second session: it never activates, then ends.
+    let rt = RuntimeConfig {
+        launch_path: sample_ds().to_string_lossy().into_owned(),
+        args: vec!["--session-secs".into(), "1".into(), "--no-activate".into()],
+        env: Default::default(),
+        processes_per_host: 1,
+    };
+    let h = start(fleet(rt, 5_000), Duration::from_secs(5)).await;
+    let (id, port) = h.wait_ready(1).await.remove(0);
+    let start_cmd = |id: &ProcessId, bs: &str| ServerToAgent::StartBattleSession {
+        process_id: id.clone(),
+        session: spec(port, bs, &[]),
+    };
+    assert_eq!(
+        h.agent.handle_command(start_cmd(&id, "bs-1")).await,
+        AgentReply::Ok
+    );
+    assert_eq!(
+        h.wait_exited(&id).await,
+        ExitReason::Exited {
+            code: Some(0),
+            signal: None
+        }
+    );
+    let log = h.link.log.lock().unwrap().clone();
+    assert!(log
+        .iter()
+        .any(|m| matches!(m, AgentToServer::ProcessEnding { process_id } if process_id == &id)));
+    assert!(!log.iter().any(|m| matches!(m, AgentToServer::ActivateBattleSession { process_id, .. } if process_id == &id)));
+
+    // The platform terminating the session ends it too.
+    let h = start(fleet(sample_runtime(1, &[]), 5_000), Duration::from_secs(5)).await;
+    let (id, _) = h.wait_ready(1).await.remove(0);
+    assert_eq!(
+        h.agent.handle_command(start_cmd(&id, "bs-2")).await,
+        AgentReply::Ok
+    );
+    let reply = h
+        .agent
+        .handle_command(ServerToAgent::TerminateBattleSession {
+            process_id: id.clone(),
+            battle_session_id: BattleSessionId::new_unchecked("bs-2"),
+        })
+        .await;
+    assert_eq!(reply, AgentReply::Ok);
+    assert_eq!(
+        h.wait_exited(&id).await,
+        ExitReason::Exited {
+            code: Some(0),
+            signal: None
+        }
+    );
+    assert!(h
+        .index_of(|m| matches!(m, AgentToServer::ProcessEnding { process_id } if process_id == &id))
+        .is_some());
+}

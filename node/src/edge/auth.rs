@@ -158,9 +158,8 @@ mod tests {
     fn worked_example_is_stable() {
         // The example in docs/http-api.md.
         let t = sign_ticket("0123456789abcdef0123456789abcdef", "title-dev", "tr-dev", "sid-example", 1_700_000_000);
-        assert!(t.starts_with("v1.1700000000."));
-        assert_eq!(t.len(), "v1.1700000000.".len() + 64);
-        assert_eq!(t, sign_ticket("0123456789abcdef0123456789abcdef", "title-dev", "tr-dev", "sid-example", 1_700_000_000));
+        // Computed independently with Python's hmac module.
+        assert_eq!(t, "v1.1700000000.0fd93f01f9b6dfbee73f9feac2619bc21d24530a08cf9b57be7dd2051861ab6d");
     }
 
     #[test]

@@ -190,3 +190,19 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(edge)
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/openapi.json is generated from the code; it must not go stale.
+    /// Regenerate with `respawn openapi > docs/openapi.json`.
+    #[test]
+    fn committed_openapi_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            committed.trim(),
+            super::openapi_json().trim(),
+            "docs/openapi.json is stale: run `respawn openapi > docs/openapi.json`"
+        );
+    }
+}
