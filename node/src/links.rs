@@ -170,11 +170,7 @@ async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
         .await
         .map_err(|_| "no Hello within 10 s".to_string())?
         .map_err(|e| e.to_string())?;
-    let reply = match register(link, consensus, req).await {
-        Ok(fleet) => Ok(fleet),
-        Err(e) => Err(e),
-    };
-    match reply {
+    match register(link, consensus, req).await {
         Ok((host, fleet)) => {
             responder
                 .respond(&ServerReply::Welcome { fleet })

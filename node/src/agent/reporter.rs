@@ -96,7 +96,9 @@ enum Outcome {
 fn outcome(result: Result<ServerReply, LinkDown>) -> Outcome {
     match result {
         Ok(ServerReply::Ok) | Ok(ServerReply::Welcome { .. }) => Outcome::Delivered,
-        Ok(ServerReply::Err(e)) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
+        Ok(ServerReply::Err(e))
+            if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) =>
+        {
             Outcome::Retry(e.to_string())
         }
         Ok(ServerReply::Err(e)) => Outcome::Refused(e),
@@ -111,11 +113,22 @@ mod tests {
     #[test]
     fn transient_failures_are_retried_and_refusals_are_not() {
         assert_eq!(outcome(Ok(ServerReply::Ok)), Outcome::Delivered);
-        assert!(matches!(outcome(Err(LinkDown("x".into()))), Outcome::Retry(_)));
+        assert!(matches!(
+            outcome(Err(LinkDown("x".into()))),
+            Outcome::Retry(_)
+        ));
         for code in [ErrorCode::Unavailable, ErrorCode::NotLeader] {
-            assert!(matches!(outcome(Ok(ServerReply::Err(WireError::new(code, "no leader")))), Outcome::Retry(_)));
+            assert!(matches!(
+                outcome(Ok(ServerReply::Err(WireError::new(code, "no leader")))),
+                Outcome::Retry(_)
+            ));
         }
-        for code in [ErrorCode::NotFound, ErrorCode::BadRequest, ErrorCode::InvalidState, ErrorCode::Internal] {
+        for code in [
+            ErrorCode::NotFound,
+            ErrorCode::BadRequest,
+            ErrorCode::InvalidState,
+            ErrorCode::Internal,
+        ] {
             assert_eq!(
                 outcome(Ok(ServerReply::Err(WireError::new(code, "no")))),
                 Outcome::Refused(WireError::new(code, "no"))

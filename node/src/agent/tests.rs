@@ -1185,3 +1185,54 @@ async fn the_sample_ds_ends_its_session_on_time_or_when_the_platform_ends_it() {
         .index_of(|m| matches!(m, AgentToServer::ProcessEnding { process_id } if process_id == &id))
         .is_some());
 }
+
+#[tokio::test]
+async fn reports_refused_for_want_of_a_leader_are_retried_in_order() {
+    let h = start(
+        fleet(sh_runtime("exec sleep 600"), 5_000),
+        Duration::from_secs(1),
+    )
+    .await;
+    h.wait_state("a process", |reg| !reg.procs.is_empty()).await;
+    let id = h.agent.live_processes()[0].process_id.clone();
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let counter = refusals.clone();
+    *h.link.reply.lock().unwrap() = Some(Box::new(move |m| match m {
+        AgentToServer::ProcessExited { .. } if counter.fetch_add(1, Ordering::SeqCst) < 2 => Some(
+            ServerReply::Err(WireError::new(ErrorCode::NotLeader, "election in progress")),
+        ),
+        _ => None,
+    }));
+    assert_eq!(
+        h.agent
+            .handle_command(ServerToAgent::KillProcess {
+                process_id: id.clone()
+            })
+            .await,
+        AgentReply::Ok
+    );
+    // The replacement's ProcessStarted waits behind the retried ProcessExited.
+    let next = h
+        .wait_log("the replacement's ProcessStarted", |log| {
+            log.iter().find_map(|m| match m {
+                AgentToServer::ProcessStarted { process_id, .. } if process_id != &id => {
+                    Some(process_id.clone())
+                }
+                _ => None,
+            })
+        })
+        .await;
+    let log = h.link.log.lock().unwrap().clone();
+    let exits: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m, AgentToServer::ProcessExited { process_id, .. } if process_id == &id))
+        .map(|(i, _)| i)
+        .collect();
+    let started = log
+        .iter()
+        .position(|m| matches!(m, AgentToServer::ProcessStarted { process_id, .. } if process_id == &next))
+        .unwrap();
+    assert_eq!(exits.len(), 3, "two refusals, then accepted: {log:#?}");
+    assert!(exits.iter().all(|&i| i < started));
+}
