@@ -21,9 +21,17 @@ use std::time::Duration;
 pub fn respawn_bin() -> PathBuf {
     // target/<profile>/deps/<test-binary> → target/<profile>/respawn
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     let bin = dir.join("respawn");
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test -p respawn`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test -p respawn`",
+        bin.display()
+    );
     bin
 }
 
@@ -71,12 +79,23 @@ impl Backend {
     /// POSTs `body` to `path` with valid credentials; returns status and JSON.
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         let ts = now_millis() as i64 / 1000;
-        let ticket = sign_ticket(&self.secret_key, &self.title_id, &self.title_region_id, &self.secret_id, ts);
+        let ticket = sign_ticket(
+            &self.secret_key,
+            &self.title_id,
+            &self.title_region_id,
+            &self.secret_id,
+            ts,
+        );
         self.post_with(path, body.to_string(), &ticket).await
     }
 
     /// POSTs a raw body with a given ticket.
-    pub async fn post_with(&self, path: &str, body: String, ticket: &str) -> anyhow::Result<(u16, Value)> {
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: String,
+        ticket: &str,
+    ) -> anyhow::Result<(u16, Value)> {
         let res = self
             .client
             .post(format!("{}{}", self.base, path))
@@ -106,7 +125,10 @@ impl Backend {
     /// RequestBattleSessionID + StartBattleSessionPlacement; returns the placement id.
     pub async fn place(&self, fleet: &str, players: &[&str]) -> anyhow::Result<String> {
         let v = self.ok("/dsm/request_battle_session_id", json!({})).await?;
-        let bs = v["battle_session_id"].as_str().context("battle_session_id")?.to_string();
+        let bs = v["battle_session_id"]
+            .as_str()
+            .context("battle_session_id")?
+            .to_string();
         let players: Vec<Value> = players.iter().map(|p| json!({"player_id": p})).collect();
         let v = self
             .ok(
@@ -114,22 +136,37 @@ impl Backend {
                 json!({"fleet_id": fleet, "battle_session_id": bs, "max_players": 8, "players": players}),
             )
             .await?;
-        Ok(v["placement"]["placement_id"].as_str().context("placement_id")?.to_string())
+        Ok(v["placement"]["placement_id"]
+            .as_str()
+            .context("placement_id")?
+            .to_string())
     }
 
     pub async fn describe(&self, placement: &str) -> anyhow::Result<Value> {
         Ok(self
-            .ok("/dsm/describe_battle_session_placement", json!({"placement_id": placement}))
+            .ok(
+                "/dsm/describe_battle_session_placement",
+                json!({"placement_id": placement}),
+            )
             .await?["placement"]
             .clone())
     }
 
     /// Waits until the placement reaches `status`; returns its view.
-    pub async fn wait_status(&self, placement: &str, status: &str, deadline: Duration) -> anyhow::Result<Value> {
-        wait_for(&format!("placement {placement} to be {status}"), deadline, || async {
-            let v = self.describe(placement).await.ok()?;
-            (v["status"] == status).then_some(v)
-        })
+    pub async fn wait_status(
+        &self,
+        placement: &str,
+        status: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<Value> {
+        wait_for(
+            &format!("placement {placement} to be {status}"),
+            deadline,
+            || async {
+                let v = self.describe(placement).await.ok()?;
+                (v["status"] == status).then_some(v)
+            },
+        )
         .await
     }
 }
@@ -173,7 +210,9 @@ pub struct Cluster {
 
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -182,7 +221,11 @@ impl Cluster {
     pub async fn start(o: Options) -> anyhow::Result<Cluster> {
         init_logs();
         let dir = tempfile::tempdir()?;
-        let mut args = vec!["sample-ds".to_string(), "--session-secs".into(), o.session_secs.to_string()];
+        let mut args = vec![
+            "sample-ds".to_string(),
+            "--session-secs".into(),
+            o.session_secs.to_string(),
+        ];
         args.extend(o.ds_args.iter().cloned());
         let mut cfg = Config::dev(&respawn_bin().display().to_string(), args);
         cfg.data_dir = dir.path().to_path_buf();
@@ -258,10 +301,14 @@ impl Cluster {
 
     /// Waits until at least `n` processes are READY and returns them.
     pub async fn wait_ready(&self, n: usize) -> anyhow::Result<Vec<ProcessId>> {
-        wait_for(&format!("{n} ready processes"), Duration::from_secs(30), || async {
-            let r = self.ready_processes();
-            (r.len() >= n).then_some(r)
-        })
+        wait_for(
+            &format!("{n} ready processes"),
+            Duration::from_secs(30),
+            || async {
+                let r = self.ready_processes();
+                (r.len() >= n).then_some(r)
+            },
+        )
         .await
     }
 
@@ -273,7 +320,10 @@ impl Cluster {
     pub fn process_of(&self, placement: &str) -> Option<ProcessId> {
         self.read(|s| {
             let pl = s.placements.get(&PlacementId::new_unchecked(placement))?;
-            s.battle_sessions.get(&pl.battle_session_id)?.process_id.clone()
+            s.battle_sessions
+                .get(&pl.battle_session_id)?
+                .process_id
+                .clone()
         })
     }
 }
@@ -299,13 +349,18 @@ impl GameClient {
     pub async fn connect(ip: &str, port: u16) -> anyhow::Result<GameClient> {
         let s = tokio::net::TcpStream::connect((ip, port)).await?;
         let (r, w) = s.into_split();
-        Ok(GameClient { reader: tokio::io::BufReader::new(r), writer: w })
+        Ok(GameClient {
+            reader: tokio::io::BufReader::new(r),
+            writer: w,
+        })
     }
 
     /// Sends one line and returns the reply line.
     pub async fn say(&mut self, line: &str) -> anyhow::Result<String> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        self.writer.write_all(format!("{line}\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await?;
         let mut reply = String::new();
         tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut reply)).await??;
         Ok(reply.trim().to_string())
@@ -314,7 +369,9 @@ impl GameClient {
     /// Sends one line without waiting for a reply.
     pub async fn send(&mut self, line: &str) -> anyhow::Result<()> {
         use tokio::io::AsyncWriteExt;
-        self.writer.write_all(format!("{line}\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await?;
         Ok(())
     }
 }

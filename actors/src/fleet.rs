@@ -23,7 +23,11 @@ pub enum FleetMsg {
     /// The fleet's settings changed: tell its agents, then kick.
     Updated,
     /// An assignment proposal finished.
-    AssignDone { placement: PlacementId, process: ProcessId, result: Result<(), ProposeError> },
+    AssignDone {
+        placement: PlacementId,
+        process: ProcessId,
+        result: Result<(), ProposeError>,
+    },
 }
 
 pub struct FleetState {
@@ -56,7 +60,11 @@ impl Actor for FleetActor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<FleetMsg>, _st: &mut FleetState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<FleetMsg>,
+        _st: &mut FleetState,
+    ) -> Result<(), ActorProcessingErr> {
         let _ = myself.cast(FleetMsg::Kick);
         Ok(())
     }
@@ -80,8 +88,16 @@ impl Actor for FleetActor {
                     (s.fleets.get(&st.id).cloned(), hosts)
                 });
                 if let Some(fleet) = fleet {
-                    for host in hosts.into_iter().filter(|h| st.deps.gateway.is_connected(h)) {
-                        let send = st.deps.gateway.send(&host, ServerToAgent::FleetUpdated { fleet: fleet.clone() });
+                    for host in hosts
+                        .into_iter()
+                        .filter(|h| st.deps.gateway.is_connected(h))
+                    {
+                        let send = st.deps.gateway.send(
+                            &host,
+                            ServerToAgent::FleetUpdated {
+                                fleet: fleet.clone(),
+                            },
+                        );
                         tokio::spawn(async move {
                             if let Err(e) = send.await {
                                 tracing::warn!(%host, error = %e, "could not push fleet update");
@@ -91,7 +107,11 @@ impl Actor for FleetActor {
                 }
                 kick(&myself, st);
             }
-            FleetMsg::AssignDone { placement, process, result } => {
+            FleetMsg::AssignDone {
+                placement,
+                process,
+                result,
+            } => {
                 st.in_flight_placements.remove(&placement);
                 if let Some(n) = st.in_flight_processes.get_mut(&process) {
                     *n -= 1;
@@ -130,7 +150,11 @@ impl Actor for FleetActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<FleetMsg>, st: &mut FleetState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<FleetMsg>,
+        st: &mut FleetState,
+    ) -> Result<(), ActorProcessingErr> {
         st._ticker.abort();
         Ok(())
     }
@@ -155,10 +179,17 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
         let me = myself.clone();
         tokio::spawn(async move {
             let result = proposer
-                .propose(Command::AssignPlacement { placement_id: placement.clone(), process_id: process.clone() })
+                .propose(Command::AssignPlacement {
+                    placement_id: placement.clone(),
+                    process_id: process.clone(),
+                })
                 .await
                 .map(|_| ());
-            let _ = me.cast(FleetMsg::AssignDone { placement, process, result });
+            let _ = me.cast(FleetMsg::AssignDone {
+                placement,
+                process,
+                result,
+            });
         });
     }
 }

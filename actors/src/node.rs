@@ -75,7 +75,11 @@ impl Actor for NodeActor {
     type State = NodeState;
     type Arguments = Deps;
 
-    async fn pre_start(&self, _myself: ActorRef<NodeMsg>, deps: Deps) -> Result<NodeState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        deps: Deps,
+    ) -> Result<NodeState, ActorProcessingErr> {
         Ok(NodeState {
             deps,
             regions: HashMap::new(),
@@ -85,7 +89,11 @@ impl Actor for NodeActor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<NodeMsg>, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        st: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         // Rebuild from committed state: every fleet, every process that has
         // not exited, every session not yet over. Their timers re-arm from
         // the committed deadlines.
@@ -123,7 +131,12 @@ impl Actor for NodeActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<NodeMsg>, msg: NodeMsg, st: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        st: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Events(_, events) => {
                 for e in events {
@@ -180,9 +193,11 @@ impl NodeState {
                 }
             }
             Event::PlacementCreated { placement_id, .. } => {
-                let bs = self
-                    .deps
-                    .read(|s| s.placements.get(&placement_id).map(|p| p.battle_session_id.clone()));
+                let bs = self.deps.read(|s| {
+                    s.placements
+                        .get(&placement_id)
+                        .map(|p| p.battle_session_id.clone())
+                });
                 if let Some(bs) = bs {
                     self.session(myself, &bs).await;
                 }
@@ -192,16 +207,24 @@ impl NodeState {
                     let _ = f.cast(FleetMsg::Kick);
                 }
             }
-            Event::SessionAssigned { battle_session_id, process_id } => {
+            Event::SessionAssigned {
+                battle_session_id,
+                process_id,
+            } => {
                 if let Some(p) = self.process(myself, &process_id).await {
                     let _ = p.cast(ProcessMsg::StartSession(battle_session_id.clone()));
                 }
                 self.session_changed(myself, &battle_session_id).await;
             }
-            Event::SessionActivated { battle_session_id, .. } => {
+            Event::SessionActivated {
+                battle_session_id, ..
+            } => {
                 self.session_changed(myself, &battle_session_id).await;
             }
-            Event::SessionRevoked { battle_session_id, process_id } => {
+            Event::SessionRevoked {
+                battle_session_id,
+                process_id,
+            } => {
                 if let Some(p) = self.processes.get(&process_id) {
                     let _ = p.cast(ProcessMsg::RevokeSession(battle_session_id.clone()));
                 }
@@ -212,9 +235,11 @@ impl NodeState {
                     let _ = s.cast(SessionMsg::Changed);
                 }
                 // A parallel-mode process may have a free slot now.
-                let fleet = self
-                    .deps
-                    .read(|s| s.battle_sessions.get(&battle_session_id).map(|b| b.fleet_id.clone()));
+                let fleet = self.deps.read(|s| {
+                    s.battle_sessions
+                        .get(&battle_session_id)
+                        .map(|b| b.fleet_id.clone())
+                });
                 if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
                     let _ = f.cast(FleetMsg::Kick);
                 }
@@ -228,7 +253,9 @@ impl NodeState {
     }
 
     fn kick_fleet_of_process(&self, process_id: &ProcessId) {
-        let fleet = self.deps.read(|s| s.processes.get(process_id).map(|p| p.fleet_id.clone()));
+        let fleet = self
+            .deps
+            .read(|s| s.processes.get(process_id).map(|p| p.fleet_id.clone()));
         if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
             let _ = f.cast(FleetMsg::Kick);
         }
@@ -240,7 +267,11 @@ impl NodeState {
         }
     }
 
-    async fn region(&mut self, myself: &ActorRef<NodeMsg>, id: &TitleRegionId) -> Option<ActorRef<RegionMsg>> {
+    async fn region(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: &TitleRegionId,
+    ) -> Option<ActorRef<RegionMsg>> {
         if let Some(r) = self.regions.get(id).filter(|r| alive(r)) {
             return Some(r.clone());
         }
@@ -256,13 +287,26 @@ impl NodeState {
         }
     }
 
-    async fn fleet(&mut self, myself: &ActorRef<NodeMsg>, id: &FleetId) -> Option<ActorRef<FleetMsg>> {
+    async fn fleet(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: &FleetId,
+    ) -> Option<ActorRef<FleetMsg>> {
         if let Some(f) = self.fleets.get(id).filter(|f| alive(f)) {
             return Some(f.clone());
         }
-        let tr = self.deps.read(|s| s.fleets.get(id).map(|f| f.title_region_id.clone()))?;
+        let tr = self
+            .deps
+            .read(|s| s.fleets.get(id).map(|f| f.title_region_id.clone()))?;
         let region = self.region(myself, &tr).await?;
-        match Actor::spawn_linked(None, FleetActor, (id.clone(), self.deps.clone()), region.get_cell()).await {
+        match Actor::spawn_linked(
+            None,
+            FleetActor,
+            (id.clone(), self.deps.clone()),
+            region.get_cell(),
+        )
+        .await
+        {
             Ok((f, _)) => {
                 self.fleets.insert(id.clone(), f.clone());
                 Some(f)
@@ -274,7 +318,11 @@ impl NodeState {
         }
     }
 
-    async fn process(&mut self, myself: &ActorRef<NodeMsg>, id: &ProcessId) -> Option<ActorRef<ProcessMsg>> {
+    async fn process(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: &ProcessId,
+    ) -> Option<ActorRef<ProcessMsg>> {
         if let Some(p) = self.processes.get(id).filter(|p| alive(p)) {
             return Some(p.clone());
         }
@@ -285,7 +333,14 @@ impl NodeState {
                 .map(|p| p.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
-        match Actor::spawn_linked(None, ProcessActor, (id.clone(), self.deps.clone()), fleet.get_cell()).await {
+        match Actor::spawn_linked(
+            None,
+            ProcessActor,
+            (id.clone(), self.deps.clone()),
+            fleet.get_cell(),
+        )
+        .await
+        {
             Ok((p, _)) => {
                 self.processes.insert(id.clone(), p.clone());
                 Some(p)
@@ -297,7 +352,11 @@ impl NodeState {
         }
     }
 
-    async fn session(&mut self, myself: &ActorRef<NodeMsg>, id: &BattleSessionId) -> Option<ActorRef<SessionMsg>> {
+    async fn session(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: &BattleSessionId,
+    ) -> Option<ActorRef<SessionMsg>> {
         if let Some(s) = self.sessions.get(id).filter(|s| alive(s)) {
             return Some(s.clone());
         }
@@ -308,7 +367,14 @@ impl NodeState {
                 .map(|b| b.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
-        match Actor::spawn_linked(None, SessionActor, (id.clone(), self.deps.clone()), fleet.get_cell()).await {
+        match Actor::spawn_linked(
+            None,
+            SessionActor,
+            (id.clone(), self.deps.clone()),
+            fleet.get_cell(),
+        )
+        .await
+        {
             Ok((s, _)) => {
                 self.sessions.insert(id.clone(), s.clone());
                 Some(s)

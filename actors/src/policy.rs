@@ -28,7 +28,9 @@ pub fn plan_assignments(
     let capacity = |p: &DsProcess| -> u32 {
         let base = match fleet.mode {
             ServerMode::Simple => u32::from(p.sessions_hosted == 0),
-            ServerMode::Parallel { max_sessions } => max_sessions.saturating_sub(p.sessions_current),
+            ServerMode::Parallel { max_sessions } => {
+                max_sessions.saturating_sub(p.sessions_current)
+            }
         };
         base.saturating_sub(in_flight_processes.get(&p.id).copied().unwrap_or(0))
     };
@@ -53,7 +55,9 @@ pub fn plan_assignments(
         if plan.len() >= max {
             break;
         }
-        let Some((process, left)) = slot.peek_mut() else { break };
+        let Some((process, left)) = slot.peek_mut() else {
+            break;
+        };
         plan.push((placement.clone(), process.id.clone()));
         *left -= 1;
         if *left == 0 {
@@ -97,7 +101,9 @@ pub fn session_due(state: &PlacementState, id: &BattleSessionId, now: UnixMillis
         BattleSessionStatus::Pending => match placement {
             Some(pl) if pl.status == PlacementStatus::Pending => {
                 if now >= pl.deadline {
-                    SessionDue::Now(Command::PlacementTimedOut { placement_id: pl.id.clone() })
+                    SessionDue::Now(Command::PlacementTimedOut {
+                        placement_id: pl.id.clone(),
+                    })
                 } else {
                     SessionDue::At(pl.deadline)
                 }
@@ -205,7 +211,10 @@ mod tests {
 
     impl W {
         fn new(mode: ServerMode) -> Self {
-            let mut w = W { s: PlacementState::default(), at: T0 };
+            let mut w = W {
+                s: PlacementState::default(),
+                at: T0,
+            };
             w.ok(Command::PutTitleRegion(TitleRegion {
                 id: TitleRegionId::new_unchecked("tr"),
                 title_id: TitleId::new_unchecked("t"),
@@ -245,7 +254,10 @@ mod tests {
             w
         }
         fn ok(&mut self, c: Command) {
-            let (r, _) = self.s.apply(&Request { at: self.at, command: c });
+            let (r, _) = self.s.apply(&Request {
+                at: self.at,
+                command: c,
+            });
             assert!(r.is_ok(), "{r:?}");
             self.at += 1;
         }
@@ -277,7 +289,11 @@ mod tests {
                 timeout_ms: None,
             }));
         }
-        fn plan(&self, in_flight: &HashMap<ProcessId, u32>, connected: &[&str]) -> Vec<(String, String)> {
+        fn plan(
+            &self,
+            in_flight: &HashMap<ProcessId, u32>,
+            connected: &[&str],
+        ) -> Vec<(String, String)> {
             plan_assignments(
                 &self.s,
                 &FleetId::new_unchecked("f"),
@@ -301,12 +317,21 @@ mod tests {
         w.placement("b");
         w.placement("c");
         let plan = w.plan(&HashMap::new(), &["h1", "h2"]);
-        assert_eq!(plan, vec![("a".into(), "p1".into()), ("b".into(), "p2".into())]);
+        assert_eq!(
+            plan,
+            vec![("a".into(), "p1".into()), ("b".into(), "p2".into())]
+        );
         // In-flight assignments count as taken.
         let busy = HashMap::from([(ProcessId::new_unchecked("p1"), 1)]);
-        assert_eq!(w.plan(&busy, &["h1", "h2"]), vec![("a".into(), "p2".into())]);
+        assert_eq!(
+            w.plan(&busy, &["h1", "h2"]),
+            vec![("a".into(), "p2".into())]
+        );
         // Disconnected hosts are skipped.
-        assert_eq!(w.plan(&HashMap::new(), &["h2"]), vec![("a".into(), "p2".into())]);
+        assert_eq!(
+            w.plan(&HashMap::new(), &["h2"]),
+            vec![("a".into(), "p2".into())]
+        );
         assert!(w.plan(&HashMap::new(), &[]).is_empty());
         let _ = id(PlacementId::new_unchecked, "x");
     }
@@ -328,7 +353,11 @@ mod tests {
         // p2 holds one session already: it is filled first, then p1.
         assert_eq!(
             plan,
-            vec![("b".into(), "p2".into()), ("c".into(), "p1".into()), ("d".into(), "p1".into())]
+            vec![
+                ("b".into(), "p2".into()),
+                ("c".into(), "p1".into()),
+                ("d".into(), "p1".into())
+            ]
         );
     }
 
@@ -342,13 +371,17 @@ mod tests {
         assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(deadline));
         assert_eq!(
             session_due(&w.s, &bs, deadline),
-            SessionDue::Now(Command::PlacementTimedOut { placement_id: PlacementId::new_unchecked("a") })
+            SessionDue::Now(Command::PlacementTimedOut {
+                placement_id: PlacementId::new_unchecked("a")
+            })
         );
         w.ok(Command::AssignPlacement {
             placement_id: PlacementId::new_unchecked("a"),
             process_id: ProcessId::new_unchecked("p1"),
         });
-        let act = w.s.battle_sessions[&bs].activation_deadline.unwrap_or_default();
+        let act = w.s.battle_sessions[&bs]
+            .activation_deadline
+            .unwrap_or_default();
         assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(act));
         assert_eq!(
             session_due(&w.s, &bs, act + 1),
@@ -357,11 +390,19 @@ mod tests {
                 process_id: ProcessId::new_unchecked("p1")
             })
         );
-        w.ok(Command::ActivateBattleSession { process_id: ProcessId::new_unchecked("p1"), battle_session_id: bs.clone() });
+        w.ok(Command::ActivateBattleSession {
+            process_id: ProcessId::new_unchecked("p1"),
+            battle_session_id: bs.clone(),
+        });
         assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Idle);
-        w.ok(Command::ProcessEnding { process_id: ProcessId::new_unchecked("p1") });
+        w.ok(Command::ProcessEnding {
+            process_id: ProcessId::new_unchecked("p1"),
+        });
         assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Finished);
-        assert_eq!(session_due(&w.s, &BattleSessionId::new_unchecked("zz"), 0), SessionDue::Finished);
+        assert_eq!(
+            session_due(&w.s, &BattleSessionId::new_unchecked("zz"), 0),
+            SessionDue::Finished
+        );
     }
 
     #[test]
@@ -370,15 +411,29 @@ mod tests {
         w.process("p1", "h1");
         let p = ProcessId::new_unchecked("p1");
         assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Idle);
-        w.ok(Command::ProcessEnding { process_id: p.clone() });
+        w.ok(Command::ProcessEnding {
+            process_id: p.clone(),
+        });
         let since = w.s.processes[&p].ending_since.unwrap_or_default();
-        assert_eq!(process_due(&w.s, &p, since), ProcessDue::KillAt(since + 120_000));
+        assert_eq!(
+            process_due(&w.s, &p, since),
+            ProcessDue::KillAt(since + 120_000)
+        );
         assert_eq!(process_due(&w.s, &p, since + 120_000), ProcessDue::KillNow);
-        w.ok(Command::ProcessExited { process_id: p.clone(), reason: ExitReason::Killed });
+        w.ok(Command::ProcessExited {
+            process_id: p.clone(),
+            reason: ExitReason::Killed,
+        });
         assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Finished);
         w.process("p2", "h1");
-        w.ok(Command::ProcessTerminating { process_id: ProcessId::new_unchecked("p2"), reason: "x".into() });
-        assert_eq!(process_due(&w.s, &ProcessId::new_unchecked("p2"), w.at), ProcessDue::Terminate);
+        w.ok(Command::ProcessTerminating {
+            process_id: ProcessId::new_unchecked("p2"),
+            reason: "x".into(),
+        });
+        assert_eq!(
+            process_due(&w.s, &ProcessId::new_unchecked("p2"), w.at),
+            ProcessDue::Terminate
+        );
     }
 
     #[test]
@@ -392,7 +447,10 @@ mod tests {
             process_id: ProcessId::new_unchecked("p1"),
         });
         let (p, h, spec) = battle_session_spec(&w.s, &BattleSessionId::new_unchecked("a")).unwrap();
-        assert_eq!((p.as_str(), h.as_str(), spec.port, spec.ip.as_str()), ("p1", "h1", 9000, "1.2.3.4"));
+        assert_eq!(
+            (p.as_str(), h.as_str(), spec.port, spec.ip.as_str()),
+            ("p1", "h1", 9000, "1.2.3.4")
+        );
     }
 
     #[test]

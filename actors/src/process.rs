@@ -46,10 +46,21 @@ impl Actor for ProcessActor {
         (id, deps): Self::Arguments,
     ) -> Result<ProcessState, ActorProcessingErr> {
         let host = deps.read(|s| s.processes.get(&id).map(|p| p.host_id.clone()));
-        Ok(ProcessState { id, host, deps, timer: None, terminate_sent: false, kill_sent: false })
+        Ok(ProcessState {
+            id,
+            host,
+            deps,
+            timer: None,
+            terminate_sent: false,
+            kill_sent: false,
+        })
     }
 
-    async fn post_start(&self, myself: ActorRef<ProcessMsg>, st: &mut ProcessState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        st: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
         // Rebuilt after a restart: sessions still waiting for activation get
         // their callback again (the DS treats a repeat as a no-op).
         let activating: Vec<BattleSessionId> = st.deps.read(|s| {
@@ -85,11 +96,14 @@ impl Actor for ProcessActor {
                 let id = st.id.clone();
                 deliver(
                     st,
-                    ServerToAgent::TerminateBattleSession { process_id: id.clone(), battle_session_id: bs },
+                    ServerToAgent::TerminateBattleSession {
+                        process_id: id.clone(),
+                        battle_session_id: bs,
+                    },
                     move |s| {
-                        s.processes
-                            .get(&id)
-                            .is_some_and(|p| matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching))
+                        s.processes.get(&id).is_some_and(|p| {
+                            matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching)
+                        })
                     },
                 );
             }
@@ -97,7 +111,11 @@ impl Actor for ProcessActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<ProcessMsg>, st: &mut ProcessState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        st: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(t) = st.timer.take() {
             t.abort();
         }
@@ -113,11 +131,18 @@ fn start_session(st: &mut ProcessState, bs: BattleSessionId) {
         return;
     }
     let id = st.id.clone();
-    deliver(st, ServerToAgent::StartBattleSession { process_id: id.clone(), session: spec }, move |s| {
-        s.battle_sessions.get(&bs).is_some_and(|x| {
-            x.status == BattleSessionStatus::Activating && x.process_id.as_ref() == Some(&id)
-        })
-    });
+    deliver(
+        st,
+        ServerToAgent::StartBattleSession {
+            process_id: id.clone(),
+            session: spec,
+        },
+        move |s| {
+            s.battle_sessions.get(&bs).is_some_and(|x| {
+                x.status == BattleSessionStatus::Activating && x.process_id.as_ref() == Some(&id)
+            })
+        },
+    );
 }
 
 fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
@@ -137,9 +162,17 @@ fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
                 st.kill_sent = true;
                 tracing::info!(process = %st.id, "ProcessEnding grace expired; killing");
                 let id = st.id.clone();
-                deliver(st, ServerToAgent::KillProcess { process_id: id.clone() }, move |s| {
-                    s.processes.get(&id).is_some_and(|p| p.status != ProcessStatus::Exited)
-                });
+                deliver(
+                    st,
+                    ServerToAgent::KillProcess {
+                        process_id: id.clone(),
+                    },
+                    move |s| {
+                        s.processes
+                            .get(&id)
+                            .is_some_and(|p| p.status != ProcessStatus::Exited)
+                    },
+                );
             }
         }
         ProcessDue::Terminate => {
@@ -147,9 +180,18 @@ fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
                 st.terminate_sent = true;
                 let id = st.id.clone();
                 let reason = "the cluster no longer needs this process".to_string();
-                deliver(st, ServerToAgent::TerminateProcess { process_id: id.clone(), reason }, move |s| {
-                    s.processes.get(&id).is_some_and(|p| p.status == ProcessStatus::Terminating)
-                });
+                deliver(
+                    st,
+                    ServerToAgent::TerminateProcess {
+                        process_id: id.clone(),
+                        reason,
+                    },
+                    move |s| {
+                        s.processes
+                            .get(&id)
+                            .is_some_and(|p| p.status == ProcessStatus::Terminating)
+                    },
+                );
             }
         }
     }

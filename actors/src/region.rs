@@ -17,7 +17,11 @@ impl Actor for RegionActor {
     type State = RegionState;
     type Arguments = TitleRegionId;
 
-    async fn pre_start(&self, _myself: ActorRef<RegionMsg>, id: TitleRegionId) -> Result<RegionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RegionMsg>,
+        id: TitleRegionId,
+    ) -> Result<RegionState, ActorProcessingErr> {
         Ok(RegionState { id })
     }
 

@@ -38,10 +38,19 @@ impl Actor for SessionActor {
         _myself: ActorRef<SessionMsg>,
         (id, deps): Self::Arguments,
     ) -> Result<SessionState, ActorProcessingErr> {
-        Ok(SessionState { id, deps, timer: None, proposing: false })
+        Ok(SessionState {
+            id,
+            deps,
+            timer: None,
+            proposing: false,
+        })
     }
 
-    async fn post_start(&self, myself: ActorRef<SessionMsg>, st: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        st: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         evaluate(&myself, st);
         Ok(())
     }
@@ -57,7 +66,8 @@ impl Actor for SessionActor {
             SessionMsg::Proposed { retry } => {
                 st.proposing = false;
                 if retry {
-                    st.timer = Some(myself.send_after(Duration::from_millis(500), || SessionMsg::Tick));
+                    st.timer =
+                        Some(myself.send_after(Duration::from_millis(500), || SessionMsg::Tick));
                 } else {
                     evaluate(&myself, st);
                 }
@@ -66,7 +76,11 @@ impl Actor for SessionActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SessionMsg>, st: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        st: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(t) = st.timer.take() {
             t.abort();
         }

@@ -23,7 +23,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The whole configuration. Sections a mode does not use are ignored.
@@ -220,7 +223,10 @@ impl Config {
                 process_ending_grace_secs: 120,
                 max_placement_attempts: 3,
             }],
-            agent: AgentSection { host_id: Some(DEV_HOST.into()), ..Config::default().agent },
+            agent: AgentSection {
+                host_id: Some(DEV_HOST.into()),
+                ..Config::default().agent
+            },
             ..Config::default()
         }
     }
@@ -235,7 +241,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(base));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(invalid("config file", format!("{} does not exist", f.display())));
+                return Err(invalid(
+                    "config file",
+                    format!("{} does not exist", f.display()),
+                ));
             }
             fig = fig.merge(Toml::file(f));
         }
@@ -257,22 +266,35 @@ impl Config {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
         if !(10..=3600).contains(&self.server.ticket_window_secs) {
-            return Err(invalid("server.ticket_window_secs", "must be between 10 and 3600"));
+            return Err(invalid(
+                "server.ticket_window_secs",
+                "must be between 10 and 3600",
+            ));
         }
-        if self.server.heartbeat_ms == 0 || self.server.election_timeout_ms <= self.server.heartbeat_ms {
-            return Err(invalid("server.election_timeout_ms", "must exceed heartbeat_ms (> 0)"));
+        if self.server.heartbeat_ms == 0
+            || self.server.election_timeout_ms <= self.server.heartbeat_ms
+        {
+            return Err(invalid(
+                "server.election_timeout_ms",
+                "must exceed heartbeat_ms (> 0)",
+            ));
         }
         if !self.agent.local_api_addr.ip().is_loopback() {
-            return Err(invalid("agent.local_api_addr", "must be a loopback address"));
+            return Err(invalid(
+                "agent.local_api_addr",
+                "must be a loopback address",
+            ));
         }
-        FleetId::parse(self.agent.fleet.clone()).map_err(|e| invalid("agent.fleet", e.to_string()))?;
+        FleetId::parse(self.agent.fleet.clone())
+            .map_err(|e| invalid("agent.fleet", e.to_string()))?;
         if let Some(h) = &self.agent.host_id {
             HostId::parse(h.clone()).map_err(|e| invalid("agent.host_id", e.to_string()))?;
         }
         for (i, tr) in self.title_regions.iter().enumerate() {
             let f = |n: &str| format!("title_regions[{i}].{n}");
             TitleRegionId::parse(tr.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
-            TitleId::parse(tr.title_id.clone()).map_err(|e| invalid(f("title_id"), e.to_string()))?;
+            TitleId::parse(tr.title_id.clone())
+                .map_err(|e| invalid(f("title_id"), e.to_string()))?;
             if let Some(s) = &tr.secret_id {
                 SecretId::parse(s.clone()).map_err(|e| invalid(f("secret_id"), e.to_string()))?;
             }
@@ -284,21 +306,52 @@ impl Config {
             let f = |n: &str| format!("fleets[{i}].{n}");
             FleetId::parse(fl.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
             if !self.title_regions.iter().any(|t| t.id == fl.title_region) {
-                return Err(invalid(f("title_region"), format!("no title region '{}' is configured", fl.title_region)));
+                return Err(invalid(
+                    f("title_region"),
+                    format!("no title region '{}' is configured", fl.title_region),
+                ));
             }
             let range = |n: &str, v: u64, lo: u64, hi: u64| {
                 if (lo..=hi).contains(&v) {
                     Ok(())
                 } else {
-                    Err(invalid(f(n), format!("must be between {lo} and {hi}, got {v}")))
+                    Err(invalid(
+                        f(n),
+                        format!("must be between {lo} and {hi}, got {v}"),
+                    ))
                 }
             };
-            range("activation_timeout_secs", fl.activation_timeout_secs, 1, 600)?;
-            range("health_check_interval_secs", fl.health_check_interval_secs, 1, 60)?;
+            range(
+                "activation_timeout_secs",
+                fl.activation_timeout_secs,
+                1,
+                600,
+            )?;
+            range(
+                "health_check_interval_secs",
+                fl.health_check_interval_secs,
+                1,
+                60,
+            )?;
             range("placement_timeout_secs", fl.placement_timeout_secs, 1, 3600)?;
-            range("process_ending_grace_secs", fl.process_ending_grace_secs, 1, 3600)?;
-            range("processes_per_host", u64::from(fl.processes_per_host), 1, 1024)?;
-            range("max_placement_attempts", u64::from(fl.max_placement_attempts), 1, 100)?;
+            range(
+                "process_ending_grace_secs",
+                fl.process_ending_grace_secs,
+                1,
+                3600,
+            )?;
+            range(
+                "processes_per_host",
+                u64::from(fl.processes_per_host),
+                1,
+                1024,
+            )?;
+            range(
+                "max_placement_attempts",
+                u64::from(fl.max_placement_attempts),
+                1,
+                100,
+            )?;
             if fl.launch_path.trim().is_empty() {
                 return Err(invalid(f("launch_path"), "must not be empty"));
             }
@@ -313,10 +366,16 @@ impl FleetSpec {
         Fleet {
             id: FleetId::new_unchecked(self.id.clone()),
             title_region_id: TitleRegionId::new_unchecked(self.title_region.clone()),
-            name: if self.name.is_empty() { self.id.clone() } else { self.name.clone() },
+            name: if self.name.is_empty() {
+                self.id.clone()
+            } else {
+                self.name.clone()
+            },
             mode: match self.mode {
                 ModeSpec::Simple => ServerMode::Simple,
-                ModeSpec::Parallel => ServerMode::Parallel { max_sessions: self.max_sessions_per_process },
+                ModeSpec::Parallel => ServerMode::Parallel {
+                    max_sessions: self.max_sessions_per_process,
+                },
             },
             runtime: RuntimeConfig {
                 launch_path: self.launch_path.clone(),
@@ -351,9 +410,16 @@ mod tests {
     fn file_then_overrides_layer_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("respawn.toml");
-        std::fs::write(&path, "log = \"debug\"\n[server]\nnode_id = 7\nhttp_addr = \"127.0.0.1:9000\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "log = \"debug\"\n[server]\nnode_id = 7\nhttp_addr = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
         let mut o = BTreeMap::new();
-        o.insert("server.http_addr".to_string(), toml::Value::String("127.0.0.1:9001".into()));
+        o.insert(
+            "server.http_addr".to_string(),
+            toml::Value::String("127.0.0.1:9001".into()),
+        );
         let c = Config::load(Config::default(), Some(&path), &o).unwrap();
         assert_eq!(c.server.node_id, 7);
         assert_eq!(c.log, "debug");
@@ -372,11 +438,24 @@ mod tests {
         assert!(e.to_string().contains("node_idd"), "{e}");
         let mut c = Config::dev("/x", vec![]);
         c.fleets[0].activation_timeout_secs = 601;
-        assert!(c.validate().unwrap_err().to_string().contains("activation_timeout_secs"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("activation_timeout_secs"));
         let mut c = Config::dev("/x", vec![]);
         c.fleets[0].title_region = "nope".into();
-        assert!(c.validate().unwrap_err().to_string().contains("title_region"));
-        let e = Config::load(Config::default(), Some(Path::new("/nonexistent.toml")), &BTreeMap::new()).unwrap_err();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("title_region"));
+        let e = Config::load(
+            Config::default(),
+            Some(Path::new("/nonexistent.toml")),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("does not exist"));
     }
 }

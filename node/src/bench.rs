@@ -55,7 +55,10 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     }
     let (dir, cleanup) = match &a.data_dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::current_dir()?.join(format!(".respawn-bench-{}", std::process::id())), true),
+        None => (
+            std::env::current_dir()?.join(format!(".respawn-bench-{}", std::process::id())),
+            true,
+        ),
     };
     let mut cfg = Config::dev("/bin/false", vec![]);
     cfg.data_dir = dir.clone();
@@ -72,15 +75,30 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
 
     let started: Started = Arc::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let agent = SimAgent::connect(&agent_id, node.quic_addr, a.placements, started.clone(), done_tx).await?;
+    let agent = SimAgent::connect(
+        &agent_id,
+        node.quic_addr,
+        a.placements,
+        started.clone(),
+        done_tx,
+    )
+    .await?;
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .build()?;
     let base = format!("http://{}", node.http_addr);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, base, region, started, next) = (client.clone(), base.clone(), region.clone(), started.clone(), next.clone());
+        let (client, base, region, started, next) = (
+            client.clone(),
+            base.clone(),
+            region.clone(),
+            started.clone(),
+            next.clone(),
+        );
         let total = a.placements;
         workers.push(tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
@@ -93,7 +111,11 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     while latencies.len() < a.placements {
         match tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await {
             Ok(Some(d)) => latencies.push(d),
-            _ => bail!("placements stalled after {} of {}", latencies.len(), a.placements),
+            _ => bail!(
+                "placements stalled after {} of {}",
+                latencies.len(),
+                a.placements
+            ),
         }
     }
     let wall = t0.elapsed();
@@ -106,7 +128,10 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     println!("placements:        {}", a.placements);
     println!("concurrency:       {}", a.concurrency);
     println!("wall time:         {:.2} s", wall.as_secs_f64());
-    println!("throughput:        {:.0} placements/s", a.placements as f64 / wall.as_secs_f64());
+    println!(
+        "throughput:        {:.0} placements/s",
+        a.placements as f64 / wall.as_secs_f64()
+    );
     println!("p50 to FULFILLED:  {:.2} ms", pct(0.50).as_secs_f64() * 1e3);
     println!("p99 to FULFILLED:  {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
     println!("max to FULFILLED:  {:.2} ms", pct(1.0).as_secs_f64() * 1e3);
@@ -119,7 +144,12 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn place_one(client: &reqwest::Client, base: &str, r: &TitleRegion, started: &Started) -> anyhow::Result<()> {
+async fn place_one(
+    client: &reqwest::Client,
+    base: &str,
+    r: &TitleRegion,
+    started: &Started,
+) -> anyhow::Result<()> {
     let post = |path: &str, body: serde_json::Value| {
         let ts = now_millis() as i64 / 1000;
         client
@@ -127,17 +157,36 @@ async fn place_one(client: &reqwest::Client, base: &str, r: &TitleRegion, starte
             .header("TitleId", r.title_id.as_str())
             .header("TitleRegionId", r.id.as_str())
             .header("SecretId", r.secret_id.as_str())
-            .header("ServerTicket", sign_ticket(&r.secret_key, r.title_id.as_str(), r.id.as_str(), r.secret_id.as_str(), ts))
+            .header(
+                "ServerTicket",
+                sign_ticket(
+                    &r.secret_key,
+                    r.title_id.as_str(),
+                    r.id.as_str(),
+                    r.secret_id.as_str(),
+                    ts,
+                ),
+            )
             .json(&body)
             .send()
     };
     let res = post("/dsm/request_battle_session_id", serde_json::json!({})).await?;
     if !res.status().is_success() {
-        bail!("request_battle_session_id: {} {}", res.status(), res.text().await?);
+        bail!(
+            "request_battle_session_id: {} {}",
+            res.status(),
+            res.text().await?
+        );
     }
     let v: serde_json::Value = res.json().await?;
-    let bs = v["battle_session_id"].as_str().context("no battle_session_id")?.to_string();
-    started.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(BattleSessionId::new_unchecked(bs.clone()), Instant::now());
+    let bs = v["battle_session_id"]
+        .as_str()
+        .context("no battle_session_id")?
+        .to_string();
+    started
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .insert(BattleSessionId::new_unchecked(bs.clone()), Instant::now());
     let res = post(
         "/dsm/start_battle_session_placement",
         serde_json::json!({"fleet_id": DEV_FLEET, "battle_session_id": bs, "max_players": 4,
@@ -145,7 +194,11 @@ async fn place_one(client: &reqwest::Client, base: &str, r: &TitleRegion, starte
     )
     .await?;
     if !res.status().is_success() {
-        bail!("start_battle_session_placement: {} {}", res.status(), res.text().await?);
+        bail!(
+            "start_battle_session_placement: {} {}",
+            res.status(),
+            res.text().await?
+        );
     }
     Ok(())
 }
@@ -180,35 +233,55 @@ impl SimAgent {
             other => bail!("hello refused: {other:?}"),
         }
         let serve_link = link.clone();
-        tokio::spawn(respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
-            let link = serve_link.clone();
-            let started = started.clone();
-            let done = done.clone();
-            async move {
-                if let ServerToAgent::StartBattleSession { process_id, session } = cmd {
-                    let bs = session.battle_session_id.clone();
-                    tokio::spawn(async move {
-                        let msg = AgentToServer::ActivateBattleSession { process_id, battle_session_id: bs.clone() };
-                        if let Ok(ServerReply::Ok) = link.request::<_, ServerReply>(&msg, Duration::from_secs(30)).await {
-                            let t = started.lock().ok().and_then(|mut m| m.remove(&bs));
-                            if let Some(t) = t {
-                                let _ = done.send(t.elapsed());
+        tokio::spawn(respawn_net::serve_requests(
+            link.clone(),
+            move |cmd: ServerToAgent| {
+                let link = serve_link.clone();
+                let started = started.clone();
+                let done = done.clone();
+                async move {
+                    if let ServerToAgent::StartBattleSession {
+                        process_id,
+                        session,
+                    } = cmd
+                    {
+                        let bs = session.battle_session_id.clone();
+                        tokio::spawn(async move {
+                            let msg = AgentToServer::ActivateBattleSession {
+                                process_id,
+                                battle_session_id: bs.clone(),
+                            };
+                            if let Ok(ServerReply::Ok) = link
+                                .request::<_, ServerReply>(&msg, Duration::from_secs(30))
+                                .await
+                            {
+                                let t = started.lock().ok().and_then(|mut m| m.remove(&bs));
+                                if let Some(t) = t {
+                                    let _ = done.send(t.elapsed());
+                                }
                             }
-                        }
-                    });
+                        });
+                    }
+                    AgentReply::Ok
                 }
-                AgentReply::Ok
-            }
-        }));
+            },
+        ));
         // Register the pool of ready processes, many at a time.
         let mut set = tokio::task::JoinSet::new();
         for i in 0..processes {
             let link = link.clone();
             set.spawn(async move {
                 let process_id = ProcessId::new_unchecked(format!("proc-sim-{i:06}"));
-                let s = AgentToServer::ProcessStarted { process_id: process_id.clone(), pid: 1 };
+                let s = AgentToServer::ProcessStarted {
+                    process_id: process_id.clone(),
+                    pid: 1,
+                };
                 link.request::<_, ServerReply>(&s, timeout).await?;
-                let r = AgentToServer::ProcessReady { process_id, port: 7000 + (i % 1000) as u16, log_paths: vec![] };
+                let r = AgentToServer::ProcessReady {
+                    process_id,
+                    port: 7000 + (i % 1000) as u16,
+                    log_paths: vec![],
+                };
                 link.request::<_, ServerReply>(&r, timeout).await?;
                 anyhow::Ok(())
             });

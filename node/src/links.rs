@@ -31,7 +31,9 @@ pub struct AgentLinks {
 
 impl AgentLinks {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<HostId, Link>> {
-        self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Lets the links wake the fleets' placement policy when an agent arrives.
@@ -71,7 +73,11 @@ impl AgentLinks {
 }
 
 impl AgentGateway for AgentLinks {
-    fn send(&self, host: &HostId, command: ServerToAgent) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
+    fn send(
+        &self,
+        host: &HostId,
+        command: ServerToAgent,
+    ) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
         let link = self.map().get(host).cloned();
         let host = host.clone();
         Box::pin(async move {
@@ -166,10 +172,11 @@ async fn serve_link(link: Link, consensus: Consensus, links: Arc<AgentLinks>) {
 
 /// Reads and answers the Hello; returns the registered host.
 async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
-    let (req, responder) = tokio::time::timeout(HELLO_TIMEOUT, link.accept_request::<AgentToServer>())
-        .await
-        .map_err(|_| "no Hello within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
+    let (req, responder) =
+        tokio::time::timeout(HELLO_TIMEOUT, link.accept_request::<AgentToServer>())
+            .await
+            .map_err(|_| "no Hello within 10 s".to_string())?
+            .map_err(|e| e.to_string())?;
     match register(link, consensus, req).await {
         Ok((host, fleet)) => {
             responder
@@ -186,7 +193,11 @@ async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
     }
 }
 
-async fn register(link: &Link, consensus: &Consensus, req: AgentToServer) -> Result<(HostId, Fleet), WireError> {
+async fn register(
+    link: &Link,
+    consensus: &Consensus,
+    req: AgentToServer,
+) -> Result<(HostId, Fleet), WireError> {
     let AgentToServer::Hello(h) = req else {
         return Err(bad("the first message on a link must be Hello"));
     };
@@ -201,7 +212,11 @@ async fn register(link: &Link, consensus: &Consensus, req: AgentToServer) -> Res
     if h.host_id.as_str() != link.peer().name {
         return Err(WireError::new(
             ErrorCode::Forbidden,
-            format!("host id {} does not match the certificate's name {}", h.host_id, link.peer().name),
+            format!(
+                "host id {} does not match the certificate's name {}",
+                h.host_id,
+                link.peer().name
+            ),
         ));
     }
     if h.ip.is_empty() || h.ip.len() > 253 {
@@ -213,14 +228,27 @@ async fn register(link: &Link, consensus: &Consensus, req: AgentToServer) -> Res
     for lp in &h.live_processes {
         check_id("process id", lp.process_id.as_str())?;
     }
-    let host = Host { id: h.host_id.clone(), fleet_id: h.fleet_id.clone(), ip: h.ip, registered_at: 0 };
+    let host = Host {
+        id: h.host_id.clone(),
+        fleet_id: h.fleet_id.clone(),
+        ip: h.ip,
+        registered_at: 0,
+    };
     consensus
-        .propose(Command::RegisterHost { host, live: h.live_processes })
+        .propose(Command::RegisterHost {
+            host,
+            live: h.live_processes,
+        })
         .await
         .map_err(wire)?;
     let fleet = consensus
         .read(|s| s.fleets.get(&h.fleet_id).cloned())
-        .ok_or_else(|| WireError::new(ErrorCode::NotFound, format!("fleet {} not found", h.fleet_id)))?;
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NotFound,
+                format!("fleet {} not found", h.fleet_id),
+            )
+        })?;
     Ok((h.host_id, fleet))
 }
 
@@ -232,8 +260,14 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
         let owner = consensus.read(|s| s.processes.get(process).map(|p| p.host_id.clone()));
         match owner {
             Some(h) if &h == host => Ok(()),
-            Some(_) => Err(WireError::new(ErrorCode::Forbidden, format!("process {process} runs on another host"))),
-            None => Err(WireError::new(ErrorCode::NotFound, format!("process {process} not found"))),
+            Some(_) => Err(WireError::new(
+                ErrorCode::Forbidden,
+                format!("process {process} runs on another host"),
+            )),
+            None => Err(WireError::new(
+                ErrorCode::NotFound,
+                format!("process {process} not found"),
+            )),
         }
     };
     let player = |process_id: ProcessId,
@@ -243,8 +277,16 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
      -> Result<Command, WireError> {
         own(&process_id)?;
         check_id("battle session id", battle_session_id.as_str())?;
-        check_id("player battle session id", player_battle_session_id.as_str())?;
-        Ok(Command::PlayerUpdate { process_id, battle_session_id, player_battle_session_id, action })
+        check_id(
+            "player battle session id",
+            player_battle_session_id.as_str(),
+        )?;
+        Ok(Command::PlayerUpdate {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+            action,
+        })
     };
     let command = match req {
         AgentToServer::Hello(_) => return Err(bad("Hello was already received on this link")),
@@ -253,14 +295,26 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
             if consensus.read(|s| s.processes.contains_key(&process_id)) {
                 own(&process_id)?;
             }
-            Command::ProcessStarted { process_id, host_id: host.clone(), pid }
+            Command::ProcessStarted {
+                process_id,
+                host_id: host.clone(),
+                pid,
+            }
         }
-        AgentToServer::ProcessReady { process_id, port, log_paths } => {
+        AgentToServer::ProcessReady {
+            process_id,
+            port,
+            log_paths,
+        } => {
             own(&process_id)?;
             if log_paths.len() > 64 || log_paths.iter().any(|p| p.len() > 4096) {
                 return Err(bad("log_paths: at most 64 paths of at most 4096 bytes"));
             }
-            Command::ProcessReady { process_id, port, log_paths }
+            Command::ProcessReady {
+                process_id,
+                port,
+                log_paths,
+            }
         }
         AgentToServer::ProcessExited { process_id, reason } => {
             own(&process_id)?;
@@ -270,24 +324,57 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
             own(&process_id)?;
             Command::ProcessEnding { process_id }
         }
-        AgentToServer::ActivateBattleSession { process_id, battle_session_id } => {
+        AgentToServer::ActivateBattleSession {
+            process_id,
+            battle_session_id,
+        } => {
             own(&process_id)?;
             check_id("battle session id", battle_session_id.as_str())?;
-            Command::ActivateBattleSession { process_id, battle_session_id }
+            Command::ActivateBattleSession {
+                process_id,
+                battle_session_id,
+            }
         }
-        AgentToServer::AcceptPlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
-            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Accept)?
-        }
-        AgentToServer::DisconnectPlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
-            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Disconnect)?
-        }
-        AgentToServer::RemovePlayerBattleSession { process_id, battle_session_id, player_battle_session_id } => {
-            player(process_id, battle_session_id, player_battle_session_id, PlayerAction::Remove)?
-        }
-        AgentToServer::TerminateBattleSession { process_id, battle_session_id } => {
+        AgentToServer::AcceptPlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        } => player(
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+            PlayerAction::Accept,
+        )?,
+        AgentToServer::DisconnectPlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        } => player(
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+            PlayerAction::Disconnect,
+        )?,
+        AgentToServer::RemovePlayerBattleSession {
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+        } => player(
+            process_id,
+            battle_session_id,
+            player_battle_session_id,
+            PlayerAction::Remove,
+        )?,
+        AgentToServer::TerminateBattleSession {
+            process_id,
+            battle_session_id,
+        } => {
             own(&process_id)?;
             check_id("battle session id", battle_session_id.as_str())?;
-            Command::TerminateBattleSession { process_id, battle_session_id }
+            Command::TerminateBattleSession {
+                process_id,
+                battle_session_id,
+            }
         }
     };
     consensus.propose(command).await.map(|_| ()).map_err(wire)

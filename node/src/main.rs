@@ -12,11 +12,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "respawn", version, about = "Respawn: a self-hosted game backend (PGOS DS Hosting).",
+#[command(
+    name = "respawn",
+    version,
+    about = "Respawn: a self-hosted game backend (PGOS DS Hosting).",
     long_about = "Respawn hosts dedicated game servers (DS) on fleets of hosts and places battle sessions on them \
 through the PGOS standalone DS HTTP API.\n\nStart with `respawn dev`: one process with a server node, an agent and \
 a sample DS fleet, state under ./.respawn.\n\nConfiguration is layered: built-in defaults, then the TOML file of \
---config, then RESPAWN_* environment variables (RESPAWN_SERVER__HTTP_ADDR=..., `__` between levels), then flags.")]
+--config, then RESPAWN_* environment variables (RESPAWN_SERVER__HTTP_ADDR=..., `__` between levels), then flags."
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "RESPAWN_CONFIG")]
@@ -142,15 +146,22 @@ fn common(cli: &Cli) -> Vec<(&'static str, Option<toml::Value>)> {
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::SampleDs { args } = &cli.command {
-        return sample_ds::run_with_args(std::iter::once("sample-ds".to_string()).chain(args.iter().cloned()));
+        return sample_ds::run_with_args(
+            std::iter::once("sample-ds".to_string()).chain(args.iter().cloned()),
+        );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(cli))
 }
 
@@ -161,7 +172,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut o = common(&cli);
             o.push(("server.http_addr", s(a.server.http_addr)));
             o.push(("server.quic_addr", s(a.server.quic_addr)));
-            o.push(("server.node_id", a.node_id.map(|n| toml::Value::Integer(n as i64))));
+            o.push((
+                "server.node_id",
+                a.node_id.map(|n| toml::Value::Integer(n as i64)),
+            ));
             let cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
             init_tracing(&cfg.log);
             let (node_id, _) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
@@ -185,9 +199,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent.shutdown().await;
             Ok(())
         }
-        Cmd::Ctl(CtlCmd::Ticket { title_id, title_region_id, secret_id, secret_key, at }) => {
+        Cmd::Ctl(CtlCmd::Ticket {
+            title_id,
+            title_region_id,
+            secret_id,
+            secret_key,
+            at,
+        }) => {
             let ts = at.unwrap_or_else(|| respawn_types::now_millis() as i64 / 1000);
-            println!("{}", sign_ticket(secret_key, title_id, title_region_id, secret_id, ts));
+            println!(
+                "{}",
+                sign_ticket(secret_key, title_id, title_region_id, secret_id, ts)
+            );
             Ok(())
         }
         Cmd::Bench(b) => bench::run(b.clone()).await,
@@ -201,7 +224,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the respawn executable")?;
-    let ds_args = vec!["sample-ds".to_string(), "--session-secs".to_string(), a.session_secs.to_string()];
+    let ds_args = vec![
+        "sample-ds".to_string(),
+        "--session-secs".to_string(),
+        a.session_secs.to_string(),
+    ];
     let mut base = Config::dev(&exe.display().to_string(), ds_args);
     if let Some(n) = a.processes {
         base.fleets[0].processes_per_host = n;
@@ -240,7 +267,10 @@ fn print_credentials(node: &ServerNode, data_dir: &Path) -> anyhow::Result<()> {
     }
     let path = data_dir.join("credentials.env");
     std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
-    println!("  (also written to {}; `source` it, then `respawn ctl ticket` prints a ServerTicket)\n", path.display());
+    println!(
+        "  (also written to {}; `source` it, then `respawn ctl ticket` prints a ServerTicket)\n",
+        path.display()
+    );
     Ok(())
 }
 
@@ -248,13 +278,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use rand::RngCore;
 use respawn_actors::{Deps, ProposeError, Proposer, Runtime};
 use respawn_config::Config;
-use respawn_consensus::{Applied, Command, Consensus, ConsensusError, NodeInfo, RaftSettings, SingleNodeNetwork};
+use respawn_consensus::{
+    Applied, Command, Consensus, ConsensusError, NodeInfo, RaftSettings, SingleNodeNetwork,
+};
 use respawn_net::{Endpoint, Identity};
 use respawn_types::*;
 use std::net::SocketAddr;
@@ -26,7 +28,10 @@ pub enum NodeError {
     #[error("network: {0}")]
     Net(#[from] respawn_net::NetError),
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("agent: {0}")]
     Agent(#[from] AgentError),
     #[error("actors: {0}")]
@@ -79,22 +84,32 @@ impl ServerNode {
             heartbeat_interval_ms: cfg.server.heartbeat_ms,
             election_timeout_min_ms: cfg.server.election_timeout_ms,
             election_timeout_max_ms: cfg.server.election_timeout_ms * 2,
-            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(cfg.server.snapshot_every),
+            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(
+                cfg.server.snapshot_every,
+            ),
             ..RaftSettings::default()
         };
-        let consensus = Consensus::open(cfg.server.node_id, &raft_dir, settings, SingleNodeNetwork).await?;
+        let consensus =
+            Consensus::open(cfg.server.node_id, &raft_dir, settings, SingleNodeNetwork).await?;
 
         let endpoint = Endpoint::server(cfg.server.quic_addr, identity)?;
         let quic_addr = endpoint.local_addr()?;
         let listener = tokio::net::TcpListener::bind(cfg.server.http_addr)
             .await
-            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
+            .map_err(|source| NodeError::Bind {
+                addr: cfg.server.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: cfg.server.http_addr,
+            source,
+        })?;
 
         consensus
-            .initialize_single_node(NodeInfo { raft_addr: quic_addr.to_string(), http_addr: http_addr.to_string() })
+            .initialize_single_node(NodeInfo {
+                raft_addr: quic_addr.to_string(),
+                http_addr: http_addr.to_string(),
+            })
             .await?;
         consensus.wait_for_leader(Duration::from_secs(30)).await?;
         bootstrap(&consensus, cfg).await?;
@@ -113,22 +128,44 @@ impl ServerNode {
         links.set_node(runtime.node.clone());
 
         let ready = Arc::new(AtomicBool::new(false));
-        let edge = Edge { consensus: consensus.clone(), ticket_window: cfg.server.ticket_window_secs as i64, ready: ready.clone() };
+        let edge = Edge {
+            consensus: consensus.clone(),
+            ticket_window: cfg.server.ticket_window_secs as i64,
+            ready: ready.clone(),
+        };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         let http = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
+            if let Err(e) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            {
                 tracing::error!(error = %e, "HTTP edge stopped");
             }
         });
-        let accept = tokio::spawn(links::accept_loop(endpoint.clone(), consensus.clone(), links.clone()));
+        let accept = tokio::spawn(links::accept_loop(
+            endpoint.clone(),
+            consensus.clone(),
+            links.clone(),
+        ));
         ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %quic_addr, node_id = cfg.server.node_id, "server node ready");
-        Ok(ServerNode { consensus, links, http_addr, quic_addr, runtime, endpoint, tasks: vec![http, accept] })
+        Ok(ServerNode {
+            consensus,
+            links,
+            http_addr,
+            quic_addr,
+            runtime,
+            endpoint,
+            tasks: vec![http, accept],
+        })
     }
 
     /// The title regions and their keys.
     pub fn title_regions(&self) -> Vec<TitleRegion> {
-        self.consensus.read(|s| s.title_regions.values().cloned().collect())
+        self.consensus
+            .read(|s| s.title_regions.values().cloned().collect())
     }
 
     /// Stops serving and closes the stores.
@@ -154,7 +191,11 @@ async fn bootstrap(consensus: &Consensus, cfg: &Config) -> Result<(), NodeError>
         let region = TitleRegion {
             id: id.clone(),
             title_id: TitleId::new_unchecked(spec.title_id.clone()),
-            name: if spec.name.is_empty() { spec.id.clone() } else { spec.name.clone() },
+            name: if spec.name.is_empty() {
+                spec.id.clone()
+            } else {
+                spec.name.clone()
+            },
             title_name: spec.title_name.clone(),
             secret_id: match (&spec.secret_id, &existing) {
                 (Some(s), _) => SecretId::new_unchecked(s.clone()),
@@ -189,13 +230,19 @@ pub struct AgentNode {
 
 impl AgentNode {
     /// Starts the agent and keeps it connected to `servers`.
-    pub async fn start(cfg: &Config, identity: &Identity, servers: Vec<SocketAddr>) -> Result<AgentNode, NodeError> {
+    pub async fn start(
+        cfg: &Config,
+        identity: &Identity,
+        servers: Vec<SocketAddr>,
+    ) -> Result<AgentNode, NodeError> {
         let host = match &cfg.agent.host_id {
             Some(h) => h.clone(),
             None => identity.subject()?.name,
         };
-        let host_id = HostId::parse(host).map_err(|e| NodeError::Invalid(format!("host id: {e}")))?;
-        let fleet_id = FleetId::parse(cfg.agent.fleet.clone()).map_err(|e| NodeError::Invalid(format!("fleet: {e}")))?;
+        let host_id =
+            HostId::parse(host).map_err(|e| NodeError::Invalid(format!("host id: {e}")))?;
+        let fleet_id = FleetId::parse(cfg.agent.fleet.clone())
+            .map_err(|e| NodeError::Invalid(format!("fleet: {e}")))?;
         let dir: PathBuf = cfg.data_dir.join("agent");
         let mut ac = AgentConfig::new(host_id, fleet_id, cfg.agent.public_ip.clone(), dir);
         ac.local_api_addr = cfg.agent.local_api_addr;
@@ -203,8 +250,17 @@ impl AgentNode {
         let uplink = Arc::new(Uplink::default());
         let agent = Agent::start(ac, uplink.clone()).await?;
         let endpoint = Endpoint::client(identity)?;
-        let task = tokio::spawn(uplink::run(endpoint, servers, agent.clone(), uplink.clone()));
-        Ok(AgentNode { agent, uplink, task })
+        let task = tokio::spawn(uplink::run(
+            endpoint,
+            servers,
+            agent.clone(),
+            uplink.clone(),
+        ));
+        Ok(AgentNode {
+            agent,
+            uplink,
+            task,
+        })
     }
 
     /// Stops the link and the DS processes.

@@ -22,10 +22,16 @@ pub struct Uplink {
 
 impl Uplink {
     fn get(&self) -> Option<Link> {
-        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     fn set(&self, link: Option<Link>) {
-        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
     }
     /// Whether a registered connection exists now.
     pub fn is_up(&self) -> bool {
@@ -74,15 +80,20 @@ pub async fn run(endpoint: Endpoint, servers: Vec<SocketAddr>, agent: Agent, upl
                 uplink.set(Some(link.clone()));
                 agent.link_up();
                 let a = agent.clone();
-                let served = respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
-                    let a = a.clone();
-                    async move { a.handle_command(cmd).await }
-                })
-                .await;
+                let served =
+                    respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
+                        let a = a.clone();
+                        async move { a.handle_command(cmd).await }
+                    })
+                    .await;
                 uplink.set(None);
                 match served {
-                    Ok(()) => tracing::warn!(server = %addr, "link to the cluster closed; reconnecting"),
-                    Err(e) => tracing::warn!(server = %addr, error = %e, "link to the cluster lost; reconnecting"),
+                    Ok(()) => {
+                        tracing::warn!(server = %addr, "link to the cluster closed; reconnecting")
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %addr, error = %e, "link to the cluster lost; reconnecting")
+                    }
                 }
             }
             Err(e) => {

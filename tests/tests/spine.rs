@@ -12,7 +12,11 @@ const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
-    let c = Cluster::start(Options { processes: 1, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 1,
+        ..Options::default()
+    })
+    .await?;
     let ready = c.wait_ready(1).await?;
     let first_process = ready[0].clone();
 
@@ -27,7 +31,8 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
     assert_eq!(players.len(), 2);
     assert!(players.iter().all(|p| p["status"] == "RESERVED"));
     let bs = v["battle_session_id"].as_str().unwrap().to_string();
-    let alice = players.iter().find(|p| p["player_id"] == "alice").unwrap()["player_battle_session_id"]
+    let alice = players.iter().find(|p| p["player_id"] == "alice").unwrap()
+        ["player_battle_session_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -35,9 +40,15 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
     // A third player is added by the backend.
     let added = c
         .backend
-        .ok("/dsm/add_players_to_battle_session", json!({"battle_session_id": bs, "players": [{"player_id": "carol"}]}))
+        .ok(
+            "/dsm/add_players_to_battle_session",
+            json!({"battle_session_id": bs, "players": [{"player_id": "carol"}]}),
+        )
         .await?;
-    let carol = added["player_battle_sessions"][0]["player_battle_session_id"].as_str().unwrap().to_string();
+    let carol = added["player_battle_sessions"][0]["player_battle_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(added["player_battle_sessions"][0]["status"], "RESERVED");
 
     // Alice connects to the DS, which accepts her with the SDK.
@@ -46,7 +57,13 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
     // Carol joins too and stays, so the session outlives Alice's departure.
     let mut carol_game = GameClient::connect("127.0.0.1", port).await?;
     assert_eq!(carol_game.say(&format!("JOIN {carol}")).await?, "OK");
-    let q = c.backend.ok("/dsm/query_player_battle_sessions", json!({"player_id": "alice"})).await?;
+    let q = c
+        .backend
+        .ok(
+            "/dsm/query_player_battle_sessions",
+            json!({"player_id": "alice"}),
+        )
+        .await?;
     assert_eq!(q["player_battle_sessions"][0]["status"], "ACTIVE");
     assert_eq!(q["player_battle_sessions"][0]["port"], port);
     // An unknown player battle session is refused by the DS (the cluster says no).
@@ -56,15 +73,32 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
     // Alice leaves: COMPLETED, and her reservation is gone from queries.
     assert_eq!(game.say("LEAVE").await?, "OK");
     wait_for("alice completed", T, || async {
-        let q = c.backend.ok("/dsm/query_player_battle_sessions", json!({"player_id": "alice"})).await.ok()?;
-        q["player_battle_sessions"].as_array()?.is_empty().then_some(())
+        let q = c
+            .backend
+            .ok(
+                "/dsm/query_player_battle_sessions",
+                json!({"player_id": "alice"}),
+            )
+            .await
+            .ok()?;
+        q["player_battle_sessions"]
+            .as_array()?
+            .is_empty()
+            .then_some(())
     })
     .await?;
 
     // Carol disconnects (may come back), then reconnects.
     assert_eq!(carol_game.say("DISCONNECT").await?, "OK");
-    let st = |c: &Cluster| c.read(|s| s.player_battle_sessions[&PlayerBattleSessionId::new_unchecked(carol.clone())].status);
-    wait_for("carol disconnected", T, || async { (st(&c) == PlayerBattleSessionStatus::Disconnected).then_some(()) }).await?;
+    let st = |c: &Cluster| {
+        c.read(|s| {
+            s.player_battle_sessions[&PlayerBattleSessionId::new_unchecked(carol.clone())].status
+        })
+    };
+    wait_for("carol disconnected", T, || async {
+        (st(&c) == PlayerBattleSessionStatus::Disconnected).then_some(())
+    })
+    .await?;
     let mut carol_game = GameClient::connect("127.0.0.1", port).await?;
     assert_eq!(carol_game.say(&format!("JOIN {carol}")).await?, "OK");
     assert_eq!(st(&c), PlayerBattleSessionStatus::Active);
@@ -77,14 +111,21 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
     })
     .await?;
     let v = c.backend.describe(&pl).await?;
-    assert_eq!(v["status"], "FULFILLED", "a fulfilled placement stays fulfilled");
+    assert_eq!(
+        v["status"], "FULFILLED",
+        "a fulfilled placement stays fulfilled"
+    );
     assert_eq!(v["battle_session_status"], "TERMINATED");
-    let carol_status = c.read(|s| s.player_battle_sessions[&PlayerBattleSessionId::new_unchecked(carol.clone())].status);
+    let carol_status = c.read(|s| {
+        s.player_battle_sessions[&PlayerBattleSessionId::new_unchecked(carol.clone())].status
+    });
     assert_eq!(carol_status, PlayerBattleSessionStatus::Completed);
 
     // The agent relaunches a process; the next placement lands there, never on the old one.
     let fresh = wait_for("a relaunched process", T, || async {
-        c.ready_processes().into_iter().find(|p| p != &first_process)
+        c.ready_processes()
+            .into_iter()
+            .find(|p| p != &first_process)
     })
     .await?;
     let pl2 = c.backend.place(DEV_FLEET, &["dave"]).await?;
@@ -95,7 +136,12 @@ async fn placement_lifecycle_end_to_end() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_without_free_process_waits_then_times_out() -> anyhow::Result<()> {
-    let c = Cluster::start(Options { processes: 1, placement_timeout_secs: 2, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 1,
+        placement_timeout_secs: 2,
+        ..Options::default()
+    })
+    .await?;
     c.wait_ready(1).await?;
     let pl1 = c.backend.place(DEV_FLEET, &[]).await?;
     c.backend.wait_status(&pl1, "FULFILLED", T).await?;
@@ -106,7 +152,13 @@ async fn placement_without_free_process_waits_then_times_out() -> anyhow::Result
     assert_eq!(v["battle_session_status"], "TERMINATED");
     assert_eq!(v["players"][0]["status"], "COMPLETED");
     // Cancelling a terminal placement is refused and changes nothing.
-    let (status, body) = c.backend.post("/dsm/cancel_battle_session_placement", json!({"placement_id": pl2})).await?;
+    let (status, body) = c
+        .backend
+        .post(
+            "/dsm/cancel_battle_session_placement",
+            json!({"placement_id": pl2}),
+        )
+        .await?;
     assert_eq!(status, 409, "{body}");
     assert_eq!(c.backend.describe(&pl2).await?["status"], "TIMED_OUT");
     Ok(())
@@ -115,12 +167,22 @@ async fn placement_without_free_process_waits_then_times_out() -> anyhow::Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_pending_placement() -> anyhow::Result<()> {
     // No process ever becomes free: a DS that never activates holds the only slot.
-    let c = Cluster::start(Options { processes: 1, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 1,
+        ..Options::default()
+    })
+    .await?;
     c.wait_ready(1).await?;
     let pl1 = c.backend.place(DEV_FLEET, &[]).await?;
     c.backend.wait_status(&pl1, "FULFILLED", T).await?;
     let pl2 = c.backend.place(DEV_FLEET, &[]).await?;
-    let v = c.backend.ok("/dsm/cancel_battle_session_placement", json!({"placement_id": pl2})).await?;
+    let v = c
+        .backend
+        .ok(
+            "/dsm/cancel_battle_session_placement",
+            json!({"placement_id": pl2}),
+        )
+        .await?;
     assert_eq!(v["placement"]["status"], "CANCELLED");
     assert_eq!(c.backend.describe(&pl2).await?["status"], "CANCELLED");
     Ok(())
@@ -139,8 +201,17 @@ async fn activation_timeout_fails_placement_over_to_another_process() -> anyhow:
     .await?;
     let before = c.wait_ready(2).await?;
     let pl = c.backend.place(DEV_FLEET, &[]).await?;
-    let v = c.backend.wait_status(&pl, "FAILED", Duration::from_secs(60)).await?;
-    assert!(v["reason"].as_str().unwrap_or("").contains("activation timed out"), "{v}");
+    let v = c
+        .backend
+        .wait_status(&pl, "FAILED", Duration::from_secs(60))
+        .await?;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("activation timed out"),
+        "{v}"
+    );
     // The spent processes were told to terminate and have exited.
     for p in &before {
         wait_for("spent process exited", T, || async {
@@ -153,13 +224,20 @@ async fn activation_timeout_fails_placement_over_to_another_process() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ds_killed_mid_session() -> anyhow::Result<()> {
-    let c = Cluster::start(Options { processes: 2, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 2,
+        ..Options::default()
+    })
+    .await?;
     c.wait_ready(2).await?;
     let pl = c.backend.place(DEV_FLEET, &["p"]).await?;
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
     let victim = c.process_of(&pl).expect("process");
     let pid = c.process(&victim).and_then(|p| p.pid).expect("pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     wait_for("session terminated", T, || async {
         let v = c.backend.describe(&pl).await.ok()?;
         (v["battle_session_status"] == "TERMINATED").then_some(())
@@ -178,7 +256,12 @@ async fn ds_killed_mid_session() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_ds_is_terminated_and_replaced() -> anyhow::Result<()> {
-    let c = Cluster::start(Options { processes: 1, health_interval_secs: 1, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 1,
+        health_interval_secs: 1,
+        ..Options::default()
+    })
+    .await?;
     let p = c.wait_ready(1).await?[0].clone();
     let port = c.process(&p).and_then(|x| x.port).unwrap();
     let mut g = GameClient::connect("127.0.0.1", port).await?;
@@ -189,13 +272,20 @@ async fn unhealthy_ds_is_terminated_and_replaced() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(exited.exit, Some(ExitReason::Unhealthy));
-    wait_for("replacement", T, || async { c.ready_processes().into_iter().find(|x| x != &p) }).await?;
+    wait_for("replacement", T, || async {
+        c.ready_processes().into_iter().find(|x| x != &p)
+    })
+    .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_link_cut_and_restored() -> anyhow::Result<()> {
-    let c = Cluster::start(Options { processes: 2, ..Options::default() }).await?;
+    let c = Cluster::start(Options {
+        processes: 2,
+        ..Options::default()
+    })
+    .await?;
     c.wait_ready(2).await?;
     let pl = c.backend.place(DEV_FLEET, &["p"]).await?;
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
@@ -206,7 +296,10 @@ async fn agent_link_cut_and_restored() -> anyhow::Result<()> {
     })
     .await?;
     // The session continues, and new placements reach the agent.
-    assert_eq!(c.backend.describe(&pl).await?["battle_session_status"], "ACTIVE");
+    assert_eq!(
+        c.backend.describe(&pl).await?["battle_session_status"],
+        "ACTIVE"
+    );
     let pl2 = c.backend.place(DEV_FLEET, &[]).await?;
     c.backend.wait_status(&pl2, "FULFILLED", T).await?;
     Ok(())
@@ -214,15 +307,34 @@ async fn agent_link_cut_and_restored() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_committed_state_and_placements_continue() -> anyhow::Result<()> {
-    let mut c = Cluster::start(Options { processes: 1, ..Options::default() }).await?;
+    let mut c = Cluster::start(Options {
+        processes: 1,
+        ..Options::default()
+    })
+    .await?;
     c.wait_ready(1).await?;
     let pl = c.backend.place(DEV_FLEET, &["p"]).await?;
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
-    let before = c.read(|s| (s.placements.clone(), s.fleets.clone(), s.title_regions.clone()));
+    let before = c.read(|s| {
+        (
+            s.placements.clone(),
+            s.fleets.clone(),
+            s.title_regions.clone(),
+        )
+    });
     c.halt().await;
     c.boot().await?;
-    let after = c.read(|s| (s.placements.clone(), s.fleets.clone(), s.title_regions.clone()));
-    assert_eq!(before, after, "committed placements, fleets and keys survive a restart");
+    let after = c.read(|s| {
+        (
+            s.placements.clone(),
+            s.fleets.clone(),
+            s.title_regions.clone(),
+        )
+    });
+    assert_eq!(
+        before, after,
+        "committed placements, fleets and keys survive a restart"
+    );
     // The DS died with the agent: its session is reconciled, not forgotten.
     wait_for("session reconciled", T, || async {
         (c.backend.describe(&pl).await.ok()?["battle_session_status"] == "TERMINATED").then_some(())

@@ -66,11 +66,26 @@ pub struct PlayerSlot {
 pub enum AgentToServer {
     /// First message on every connection; answered by [`ServerReply::Welcome`].
     Hello(AgentHello),
-    ProcessStarted { process_id: ProcessId, pid: u32 },
-    ProcessReady { process_id: ProcessId, port: u16, log_paths: Vec<String> },
-    ProcessExited { process_id: ProcessId, reason: ExitReason },
-    ProcessEnding { process_id: ProcessId },
-    ActivateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    ProcessStarted {
+        process_id: ProcessId,
+        pid: u32,
+    },
+    ProcessReady {
+        process_id: ProcessId,
+        port: u16,
+        log_paths: Vec<String>,
+    },
+    ProcessExited {
+        process_id: ProcessId,
+        reason: ExitReason,
+    },
+    ProcessEnding {
+        process_id: ProcessId,
+    },
+    ActivateBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
     AcceptPlayerBattleSession {
         process_id: ProcessId,
         battle_session_id: BattleSessionId,
@@ -86,7 +101,10 @@ pub enum AgentToServer {
         battle_session_id: BattleSessionId,
         player_battle_session_id: PlayerBattleSessionId,
     },
-    TerminateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    TerminateBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
 }
 
 /// Machine-readable error kinds, shared by the wire protocol and the HTTP APIs.
@@ -113,7 +131,10 @@ pub struct WireError {
 
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -122,7 +143,9 @@ impl WireError {
 pub enum ServerReply {
     Ok,
     /// Answer to Hello: the fleet the host serves, with its runtime config.
-    Welcome { fleet: Fleet },
+    Welcome {
+        fleet: Fleet,
+    },
     Err(WireError),
 }
 
@@ -130,11 +153,20 @@ pub enum ServerReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerToAgent {
     /// Deliver OnStartBattleSession to the process.
-    StartBattleSession { process_id: ProcessId, session: BattleSessionSpec },
+    StartBattleSession {
+        process_id: ProcessId,
+        session: BattleSessionSpec,
+    },
     /// Deliver OnTerminateBattleSession to the process.
-    TerminateBattleSession { process_id: ProcessId, battle_session_id: BattleSessionId },
+    TerminateBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
     /// Deliver OnProcessTerminate, then kill the process if it does not exit.
-    TerminateProcess { process_id: ProcessId, reason: String },
+    TerminateProcess {
+        process_id: ProcessId,
+        reason: String,
+    },
     /// Kill now (ProcessEnding grace expired).
     KillProcess { process_id: ProcessId },
     /// The fleet's configuration changed.
@@ -155,7 +187,8 @@ mod tests {
 
     fn roundtrip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
         let bytes = bincode::serde::encode_to_vec(&v, bincode::config::standard()).unwrap();
-        let (back, _): (T, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        let (back, _): (T, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
         assert_eq!(back, v);
     }
 
@@ -179,15 +212,23 @@ mod tests {
             process_ending_grace_ms: 4,
             max_placement_attempts: 5,
         };
-        roundtrip(ServerReply::Welcome { fleet: fleet.clone() });
+        roundtrip(ServerReply::Welcome {
+            fleet: fleet.clone(),
+        });
         roundtrip(ServerToAgent::FleetUpdated { fleet });
         for reason in [
-            ExitReason::Exited { code: Some(1), signal: None },
+            ExitReason::Exited {
+                code: Some(1),
+                signal: None,
+            },
             ExitReason::Unhealthy,
             ExitReason::LaunchFailed { error: "x".into() },
             ExitReason::Lost,
         ] {
-            roundtrip(AgentToServer::ProcessExited { process_id: ProcessId::new_unchecked("p"), reason });
+            roundtrip(AgentToServer::ProcessExited {
+                process_id: ProcessId::new_unchecked("p"),
+                reason,
+            });
         }
         roundtrip(ServerReply::Err(WireError::new(ErrorCode::Forbidden, "no")));
     }

@@ -115,11 +115,11 @@ mod tests {
     #[test]
     fn ids_validate_and_roundtrip() {
         assert!(FleetId::parse("fleet-1.a_b").is_ok());
-        assert_eq!(
-            FleetId::parse(""),
-            Err(IdError::Empty { kind: "fleet id" })
-        );
-        assert!(matches!(FleetId::parse("a b"), Err(IdError::BadChar { .. })));
+        assert_eq!(FleetId::parse(""), Err(IdError::Empty { kind: "fleet id" }));
+        assert!(matches!(
+            FleetId::parse("a b"),
+            Err(IdError::BadChar { .. })
+        ));
         assert!(matches!(
             FleetId::parse("x".repeat(129)),
             Err(IdError::TooLong { .. })

@@ -98,7 +98,10 @@ pub enum ProcessStatus {
 #[serde(rename_all = "snake_case")]
 pub enum ExitReason {
     /// The process exited by itself with this status (None: killed by a signal).
-    Exited { code: Option<i32>, signal: Option<i32> },
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     /// Three consecutive failed health checks.
     Unhealthy,
     /// Still alive after the ProcessEnding grace.

@@ -26,7 +26,13 @@ pub const H_SERVER_TICKET: &str = "ServerTicket";
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret_key: &str, title_id: &str, title_region_id: &str, secret_id: &str, ts: i64) -> HmacSha256 {
+fn mac(
+    secret_key: &str,
+    title_id: &str,
+    title_region_id: &str,
+    secret_id: &str,
+    ts: i64,
+) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut m = match HmacSha256::new_from_slice(secret_key.as_bytes()) {
         Ok(m) => m,
@@ -37,8 +43,16 @@ fn mac(secret_key: &str, title_id: &str, title_region_id: &str, secret_id: &str,
 }
 
 /// Computes the ticket a backend sends at unix time `ts`.
-pub fn sign_ticket(secret_key: &str, title_id: &str, title_region_id: &str, secret_id: &str, ts: i64) -> String {
-    let tag = mac(secret_key, title_id, title_region_id, secret_id, ts).finalize().into_bytes();
+pub fn sign_ticket(
+    secret_key: &str,
+    title_id: &str,
+    title_region_id: &str,
+    secret_id: &str,
+    ts: i64,
+) -> String {
+    let tag = mac(secret_key, title_id, title_region_id, secret_id, ts)
+        .finalize()
+        .into_bytes();
     format!("v1.{ts}.{}", hex::encode(tag))
 }
 
@@ -88,7 +102,12 @@ pub fn presented(headers: &HeaderMap) -> Result<Presented<'_>, TicketError> {
 }
 
 /// Verifies a presented ticket against the title region it names.
-pub fn verify(p: &Presented<'_>, region: Option<&TitleRegion>, now: i64, window: i64) -> Result<TitleRegionId, TicketError> {
+pub fn verify(
+    p: &Presented<'_>,
+    region: Option<&TitleRegion>,
+    now: i64,
+    window: i64,
+) -> Result<TitleRegionId, TicketError> {
     let region = region.ok_or(TicketError::UnknownRegion)?;
     if region.title_id.as_str() != p.title_id {
         return Err(TicketError::WrongTitle);
@@ -108,9 +127,15 @@ pub fn verify(p: &Presented<'_>, region: Option<&TitleRegion>, now: i64, window:
     if (now - ts).abs() > window {
         return Err(TicketError::Expired { ts, now, window });
     }
-    mac(&region.secret_key, p.title_id, p.title_region_id, p.secret_id, ts)
-        .verify_slice(&tag)
-        .map_err(|_| TicketError::BadSignature)?;
+    mac(
+        &region.secret_key,
+        p.title_id,
+        p.title_region_id,
+        p.secret_id,
+        ts,
+    )
+    .verify_slice(&tag)
+    .map_err(|_| TicketError::BadSignature)?;
     Ok(region.id.clone())
 }
 
@@ -151,15 +176,27 @@ mod tests {
     fn good_ticket_verifies() {
         let r = region("tr-a", "key-a-0123456789abcdef");
         let t = sign_ticket(&r.secret_key, "title-1", "tr-a", "sid-tr-a", NOW - 10);
-        assert_eq!(verify(&present(&r, &t), Some(&r), NOW, 300), Ok(r.id.clone()));
+        assert_eq!(
+            verify(&present(&r, &t), Some(&r), NOW, 300),
+            Ok(r.id.clone())
+        );
     }
 
     #[test]
     fn worked_example_is_stable() {
         // The example in docs/http-api.md.
-        let t = sign_ticket("0123456789abcdef0123456789abcdef", "title-dev", "tr-dev", "sid-example", 1_700_000_000);
+        let t = sign_ticket(
+            "0123456789abcdef0123456789abcdef",
+            "title-dev",
+            "tr-dev",
+            "sid-example",
+            1_700_000_000,
+        );
         // Computed independently with Python's hmac module.
-        assert_eq!(t, "v1.1700000000.0fd93f01f9b6dfbee73f9feac2619bc21d24530a08cf9b57be7dd2051861ab6d");
+        assert_eq!(
+            t,
+            "v1.1700000000.0fd93f01f9b6dfbee73f9feac2619bc21d24530a08cf9b57be7dd2051861ab6d"
+        );
     }
 
     #[test]
@@ -171,12 +208,22 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
         let tampered = String::from_utf8(bytes).unwrap();
-        assert_eq!(verify(&present(&r, &tampered), Some(&r), NOW, 300), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(&present(&r, &tampered), Some(&r), NOW, 300),
+            Err(TicketError::BadSignature)
+        );
         // A changed timestamp with the old tag.
         let moved = t.replacen(&NOW.to_string(), &(NOW + 1).to_string(), 1);
-        assert_eq!(verify(&present(&r, &moved), Some(&r), NOW, 300), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(&present(&r, &moved), Some(&r), NOW, 300),
+            Err(TicketError::BadSignature)
+        );
         for junk in ["", "v1", "v2.1.00", "v1.x.00", "v1.1.zz", "v1.1.abcd"] {
-            assert_eq!(verify(&present(&r, junk), Some(&r), NOW, 300), Err(TicketError::Malformed), "{junk}");
+            assert_eq!(
+                verify(&present(&r, junk), Some(&r), NOW, 300),
+                Err(TicketError::Malformed),
+                "{junk}"
+            );
         }
     }
 
@@ -184,9 +231,15 @@ mod tests {
     fn expired_ticket_is_refused() {
         let r = region("tr-a", "key-a-0123456789abcdef");
         let old = sign_ticket(&r.secret_key, "title-1", "tr-a", "sid-tr-a", NOW - 301);
-        assert!(matches!(verify(&present(&r, &old), Some(&r), NOW, 300), Err(TicketError::Expired { .. })));
+        assert!(matches!(
+            verify(&present(&r, &old), Some(&r), NOW, 300),
+            Err(TicketError::Expired { .. })
+        ));
         let future = sign_ticket(&r.secret_key, "title-1", "tr-a", "sid-tr-a", NOW + 301);
-        assert!(matches!(verify(&present(&r, &future), Some(&r), NOW, 300), Err(TicketError::Expired { .. })));
+        assert!(matches!(
+            verify(&present(&r, &future), Some(&r), NOW, 300),
+            Err(TicketError::Expired { .. })
+        ));
     }
 
     #[test]
@@ -195,13 +248,32 @@ mod tests {
         let b = region("tr-b", "key-b-0123456789abcdef");
         // Signed with a's key but presented as region b (with b's secret id).
         let t = sign_ticket(&a.secret_key, "title-1", "tr-b", "sid-tr-b", NOW);
-        assert_eq!(verify(&present(&b, &t), Some(&b), NOW, 300), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(&present(&b, &t), Some(&b), NOW, 300),
+            Err(TicketError::BadSignature)
+        );
         // a's full credentials against region b.
         let t = sign_ticket(&a.secret_key, "title-1", "tr-a", "sid-tr-a", NOW);
-        let p = Presented { title_id: "title-1", title_region_id: "tr-b", secret_id: "sid-tr-a", ticket: &t };
-        assert_eq!(verify(&p, Some(&b), NOW, 300), Err(TicketError::WrongSecretId));
-        let p = Presented { title_id: "title-2", title_region_id: "tr-a", secret_id: "sid-tr-a", ticket: &t };
+        let p = Presented {
+            title_id: "title-1",
+            title_region_id: "tr-b",
+            secret_id: "sid-tr-a",
+            ticket: &t,
+        };
+        assert_eq!(
+            verify(&p, Some(&b), NOW, 300),
+            Err(TicketError::WrongSecretId)
+        );
+        let p = Presented {
+            title_id: "title-2",
+            title_region_id: "tr-a",
+            secret_id: "sid-tr-a",
+            ticket: &t,
+        };
         assert_eq!(verify(&p, Some(&a), NOW, 300), Err(TicketError::WrongTitle));
-        assert_eq!(verify(&present(&a, &t), None, NOW, 300), Err(TicketError::UnknownRegion));
+        assert_eq!(
+            verify(&present(&a, &t), None, NOW, 300),
+            Err(TicketError::UnknownRegion)
+        );
     }
 }

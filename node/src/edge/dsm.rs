@@ -163,8 +163,15 @@ fn player_view(state: &PlacementState, p: &PlayerBattleSession) -> PlayerBattleS
 }
 
 /// The view of a placement that a backend sees; `None` if it is not the caller's.
-pub fn placement_view(state: &PlacementState, tr: &TitleRegionId, id: &PlacementId) -> Option<PlacementView> {
-    let pl = state.placements.get(id).filter(|p| &p.title_region_id == tr)?;
+pub fn placement_view(
+    state: &PlacementState,
+    tr: &TitleRegionId,
+    id: &PlacementId,
+) -> Option<PlacementView> {
+    let pl = state
+        .placements
+        .get(id)
+        .filter(|p| &p.title_region_id == tr)?;
     let s = state.battle_sessions.get(&pl.battle_session_id)?;
     let fulfilled = pl.status == PlacementStatus::Fulfilled;
     Some(PlacementView {
@@ -190,7 +197,9 @@ pub fn placement_view(state: &PlacementState, tr: &TitleRegionId, id: &Placement
     })
 }
 
-fn players_input(players: &[PlayerInput]) -> Result<Vec<(PlayerBattleSessionId, PlayerSpec)>, ApiError> {
+fn players_input(
+    players: &[PlayerInput],
+) -> Result<Vec<(PlayerBattleSessionId, PlayerSpec)>, ApiError> {
     if players.len() > 1000 {
         return Err(ApiError::bad_request("at most 1000 players per request"));
     }
@@ -198,8 +207,17 @@ fn players_input(players: &[PlayerInput]) -> Result<Vec<(PlayerBattleSessionId, 
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let player_id = parse(&format!("players[{i}].player_id"), PlayerId::parse(p.player_id.clone()))?;
-            Ok((PlayerBattleSessionId::generate(), PlayerSpec { player_id, player_data: p.player_data.clone() }))
+            let player_id = parse(
+                &format!("players[{i}].player_id"),
+                PlayerId::parse(p.player_id.clone()),
+            )?;
+            Ok((
+                PlayerBattleSessionId::generate(),
+                PlayerSpec {
+                    player_id,
+                    player_data: p.player_data.clone(),
+                },
+            ))
         })
         .collect()
 }
@@ -216,9 +234,14 @@ pub async fn request_battle_session_id(
 ) -> Result<Json<RequestBattleSessionIdResponse>, ApiError> {
     let id = BattleSessionId::generate();
     edge.consensus
-        .propose(Command::IssueBattleSessionId { title_region_id: tr, battle_session_id: id.clone() })
+        .propose(Command::IssueBattleSessionId {
+            title_region_id: tr,
+            battle_session_id: id.clone(),
+        })
         .await?;
-    Ok(Json(RequestBattleSessionIdResponse { battle_session_id: id.to_string() }))
+    Ok(Json(RequestBattleSessionIdResponse {
+        battle_session_id: id.to_string(),
+    }))
 }
 
 /// StartBattleSessionPlacement: ask for a DS and place the battle session on it.
@@ -237,20 +260,32 @@ pub async fn start_battle_session_placement(
     ApiJson(req): ApiJson<StartPlacementRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let fleet_id = parse("fleet_id", FleetId::parse(req.fleet_id))?;
-    let battle_session_id = parse("battle_session_id", BattleSessionId::parse(req.battle_session_id))?;
+    let battle_session_id = parse(
+        "battle_session_id",
+        BattleSessionId::parse(req.battle_session_id),
+    )?;
     let placement_id = match req.placement_id {
         Some(p) => parse("placement_id", PlacementId::parse(p))?,
         None => PlacementId::generate(),
     };
     let timeout_ms = match req.placement_timeout_secs {
         Some(s) if !(1..=3600).contains(&s) => {
-            return Err(ApiError::bad_request("placement_timeout_secs must be between 1 and 3600"))
+            return Err(ApiError::bad_request(
+                "placement_timeout_secs must be between 1 and 3600",
+            ))
         }
         Some(s) => Some(s * 1000),
         None => None,
     };
-    if req.properties.len() > 64 || req.properties.iter().any(|(k, v)| k.len() > 128 || v.len() > 4096) {
-        return Err(ApiError::bad_request("properties: at most 64 entries, keys ≤128 and values ≤4096 bytes"));
+    if req.properties.len() > 64
+        || req
+            .properties
+            .iter()
+            .any(|(k, v)| k.len() > 128 || v.len() > 4096)
+    {
+        return Err(ApiError::bad_request(
+            "properties: at most 64 entries, keys ≤128 and values ≤4096 bytes",
+        ));
     }
     let players = players_input(&req.players)?;
     edge.consensus
@@ -297,7 +332,10 @@ pub async fn cancel_battle_session_placement(
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
     edge.consensus
-        .propose(Command::CancelPlacement { title_region_id: tr.clone(), placement_id: id.clone() })
+        .propose(Command::CancelPlacement {
+            title_region_id: tr.clone(),
+            placement_id: id.clone(),
+        })
         .await?;
     edge.placement(&tr, &id)
 }
@@ -314,11 +352,18 @@ pub async fn add_players_to_battle_session(
     Region(tr): Region,
     ApiJson(req): ApiJson<AddPlayersRequest>,
 ) -> Result<Json<PlayerBattleSessionsResponse>, ApiError> {
-    let bs = parse("battle_session_id", BattleSessionId::parse(req.battle_session_id))?;
+    let bs = parse(
+        "battle_session_id",
+        BattleSessionId::parse(req.battle_session_id),
+    )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
     edge.consensus
-        .propose(Command::AddPlayers { title_region_id: tr, battle_session_id: bs, players })
+        .propose(Command::AddPlayers {
+            title_region_id: tr,
+            battle_session_id: bs,
+            players,
+        })
         .await?;
     let views = edge.consensus.read(|s| {
         ids.iter()
@@ -326,7 +371,9 @@ pub async fn add_players_to_battle_session(
             .map(|p| player_view(s, p))
             .collect()
     });
-    Ok(Json(PlayerBattleSessionsResponse { player_battle_sessions: views }))
+    Ok(Json(PlayerBattleSessionsResponse {
+        player_battle_sessions: views,
+    }))
 }
 
 /// QueryPlayerBattleSessions: a player's current (not COMPLETED) player
@@ -351,7 +398,9 @@ pub async fn query_player_battle_sessions(
             .map(|p| player_view(s, p))
             .collect()
     });
-    Ok(Json(PlayerBattleSessionsResponse { player_battle_sessions: views }))
+    Ok(Json(PlayerBattleSessionsResponse {
+        player_battle_sessions: views,
+    }))
 }
 
 /// TerminatePlayerBattleSession: remove a player from a battle session; the
@@ -365,8 +414,14 @@ pub async fn terminate_player_battle_session(
     Region(tr): Region,
     ApiJson(req): ApiJson<TerminatePlayerRequest>,
 ) -> Result<Json<PlayerBattleSessionResponse>, ApiError> {
-    let bs = parse("battle_session_id", BattleSessionId::parse(req.battle_session_id))?;
-    let pbs = parse("player_battle_session_id", PlayerBattleSessionId::parse(req.player_battle_session_id))?;
+    let bs = parse(
+        "battle_session_id",
+        BattleSessionId::parse(req.battle_session_id),
+    )?;
+    let pbs = parse(
+        "player_battle_session_id",
+        PlayerBattleSessionId::parse(req.player_battle_session_id),
+    )?;
     edge.consensus
         .propose(Command::TerminatePlayerBattleSession {
             title_region_id: tr,
@@ -376,7 +431,13 @@ pub async fn terminate_player_battle_session(
         .await?;
     let view = edge
         .consensus
-        .read(|s| s.player_battle_sessions.get(&pbs).map(|p| player_view(s, p)))
+        .read(|s| {
+            s.player_battle_sessions
+                .get(&pbs)
+                .map(|p| player_view(s, p))
+        })
         .ok_or_else(|| ApiError::not_found(format!("player battle session '{pbs}' not found")))?;
-    Ok(Json(PlayerBattleSessionResponse { player_battle_session: view }))
+    Ok(Json(PlayerBattleSessionResponse {
+        player_battle_session: view,
+    }))
 }

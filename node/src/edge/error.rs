@@ -28,7 +28,11 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
@@ -40,7 +44,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
     }
 }
 
@@ -54,7 +62,10 @@ fn code_name(code: ErrorCode) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!("respawn_http_errors_total", "status" => self.status.as_u16().to_string()).increment(1);
-        let body = ErrorBody { error: code_name(self.code), message: self.message };
+        let body = ErrorBody {
+            error: code_name(self.code),
+            message: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -62,8 +73,12 @@ impl IntoResponse for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         match &r {
-            Rejection::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, r.to_string()),
-            Rejection::Conflict(_) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, r.to_string()),
+            Rejection::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, r.to_string())
+            }
+            Rejection::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, r.to_string())
+            }
             Rejection::InvalidState(_) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidState, r.to_string())
             }

@@ -35,8 +35,12 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
             ErrorCode::BadRequest,
             "expected a JSON body with 'Content-Type: application/json'",
         ),
-        JsonRejection::JsonDataError(_) => ApiError::bad_request(format!("invalid request body: {detail}")),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(format!("malformed JSON: {detail}")),
+        JsonRejection::JsonDataError(_) => {
+            ApiError::bad_request(format!("invalid request body: {detail}"))
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request(format!("malformed JSON: {detail}"))
+        }
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(status, ErrorCode::BadRequest, "request body is too large")
         }

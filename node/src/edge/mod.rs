@@ -35,7 +35,11 @@ pub struct Edge {
 }
 
 impl Edge {
-    fn placement(&self, tr: &TitleRegionId, id: &PlacementId) -> Result<Json<dsm::PlacementResponse>, ApiError> {
+    fn placement(
+        &self,
+        tr: &TitleRegionId,
+        id: &PlacementId,
+    ) -> Result<Json<dsm::PlacementResponse>, ApiError> {
         self.consensus
             .read(|s| dsm::placement_view(s, tr, id))
             .map(|placement| Json(dsm::PlacementResponse { placement }))
@@ -115,7 +119,9 @@ impl utoipa::Modify for TicketScheme {
 
 /// The OpenAPI document as pretty JSON.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// Liveness: the process answers.
@@ -140,11 +146,20 @@ async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
 /// Prometheus metrics in text format.
 #[utoipa::path(get, path = "/metrics", tag = "Operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics_page() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        prometheus().render(),
+    )
 }
 
 async fn openapi_page() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -174,13 +189,34 @@ async fn track(req: Request, next: Next) -> Response {
 pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
     prometheus();
     Router::new()
-        .route("/dsm/request_battle_session_id", post(dsm::request_battle_session_id))
-        .route("/dsm/start_battle_session_placement", post(dsm::start_battle_session_placement))
-        .route("/dsm/describe_battle_session_placement", post(dsm::describe_battle_session_placement))
-        .route("/dsm/cancel_battle_session_placement", post(dsm::cancel_battle_session_placement))
-        .route("/dsm/add_players_to_battle_session", post(dsm::add_players_to_battle_session))
-        .route("/dsm/query_player_battle_sessions", post(dsm::query_player_battle_sessions))
-        .route("/dsm/terminate_player_battle_session", post(dsm::terminate_player_battle_session))
+        .route(
+            "/dsm/request_battle_session_id",
+            post(dsm::request_battle_session_id),
+        )
+        .route(
+            "/dsm/start_battle_session_placement",
+            post(dsm::start_battle_session_placement),
+        )
+        .route(
+            "/dsm/describe_battle_session_placement",
+            post(dsm::describe_battle_session_placement),
+        )
+        .route(
+            "/dsm/cancel_battle_session_placement",
+            post(dsm::cancel_battle_session_placement),
+        )
+        .route(
+            "/dsm/add_players_to_battle_session",
+            post(dsm::add_players_to_battle_session),
+        )
+        .route(
+            "/dsm/query_player_battle_sessions",
+            post(dsm::query_player_battle_sessions),
+        )
+        .route(
+            "/dsm/terminate_player_battle_session",
+            post(dsm::terminate_player_battle_session),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
