@@ -345,3 +345,34 @@ async fn restart_keeps_committed_state_and_placements_continue() -> anyhow::Resu
     c.backend.wait_status(&pl2, "FULFILLED", T).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_lingering_after_ending_is_killed_after_the_grace() -> anyhow::Result<()> {
+    let c = Cluster::start(Options {
+        processes: 1,
+        ending_grace_secs: 1,
+        ds_args: vec!["--linger-secs".into(), "600".into()],
+        ..Options::default()
+    })
+    .await?;
+    let p = c.wait_ready(1).await?[0].clone();
+    let pl = c.backend.place(DEV_FLEET, &[]).await?;
+    c.backend.wait_status(&pl, "FULFILLED", T).await?;
+    let port = c.process(&p).and_then(|x| x.port).unwrap();
+    GameClient::connect("127.0.0.1", port)
+        .await?
+        .send("END")
+        .await?;
+    wait_for("process ending", T, || async {
+        (c.process(&p)?.status == ProcessStatus::Ending).then_some(())
+    })
+    .await?;
+    // It called ProcessEnding but stays alive: the grace timer kills it.
+    let gone = wait_for("lingering process killed", T, || async {
+        let x = c.process(&p)?;
+        (x.status == ProcessStatus::Exited).then_some(x)
+    })
+    .await?;
+    assert_eq!(gone.exit, Some(ExitReason::EndingGraceExpired));
+    Ok(())
+}

@@ -49,6 +49,10 @@ struct Args {
     /// Never call ActivateBattleSession (to test activation timeouts).
     #[arg(long)]
     no_activate: bool,
+    /// Stay alive this many seconds after ProcessEnding (to test the
+    /// platform's ProcessEnding grace, which kills a lingering process).
+    #[arg(long, default_value_t = 0)]
+    linger_secs: u64,
 }
 
 /// Why the process is about to exit.
@@ -205,12 +209,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(accept_players(listener, game.clone()));
 
+    let linger_secs = game.args.linger_secs;
     let exit = exit_rx.recv().await;
     match exit {
         Some(Exit::SessionOver(why)) => {
             tracing::info!(why, "battle session over; calling ProcessEnding");
             if let Err(e) = sdk.process_ending().await {
                 tracing::error!(error = %e, "ProcessEnding failed");
+            }
+            if linger_secs > 0 {
+                tracing::warn!(linger_secs, "lingering after ProcessEnding");
+                tokio::time::sleep(Duration::from_secs(linger_secs)).await;
             }
         }
         Some(Exit::Terminated) | None => {}
