@@ -272,19 +272,12 @@ impl NodeState {
         myself: &ActorRef<NodeMsg>,
         id: &TitleRegionId,
     ) -> Option<ActorRef<RegionMsg>> {
-        if let Some(r) = self.regions.get(id).filter(|r| alive(r)) {
-            return Some(r.clone());
+        if let Some(r) = live(&self.regions, id) {
+            return Some(r);
         }
-        match Actor::spawn_linked(None, RegionActor, id.clone(), myself.get_cell()).await {
-            Ok((r, _)) => {
-                self.regions.insert(id.clone(), r.clone());
-                Some(r)
-            }
-            Err(e) => {
-                tracing::error!(title_region = %id, error = %e, "cannot spawn region actor");
-                None
-            }
-        }
+        let r = spawn_child(RegionActor, id.clone(), myself.get_cell(), id).await?;
+        self.regions.insert(id.clone(), r.clone());
+        Some(r)
     }
 
     async fn fleet(
@@ -292,30 +285,17 @@ impl NodeState {
         myself: &ActorRef<NodeMsg>,
         id: &FleetId,
     ) -> Option<ActorRef<FleetMsg>> {
-        if let Some(f) = self.fleets.get(id).filter(|f| alive(f)) {
-            return Some(f.clone());
+        if let Some(f) = live(&self.fleets, id) {
+            return Some(f);
         }
         let tr = self
             .deps
             .read(|s| s.fleets.get(id).map(|f| f.title_region_id.clone()))?;
         let region = self.region(myself, &tr).await?;
-        match Actor::spawn_linked(
-            None,
-            FleetActor,
-            (id.clone(), self.deps.clone()),
-            region.get_cell(),
-        )
-        .await
-        {
-            Ok((f, _)) => {
-                self.fleets.insert(id.clone(), f.clone());
-                Some(f)
-            }
-            Err(e) => {
-                tracing::error!(fleet = %id, error = %e, "cannot spawn fleet actor");
-                None
-            }
-        }
+        let args = (id.clone(), self.deps.clone());
+        let f = spawn_child(FleetActor, args, region.get_cell(), id).await?;
+        self.fleets.insert(id.clone(), f.clone());
+        Some(f)
     }
 
     async fn process(
@@ -323,8 +303,8 @@ impl NodeState {
         myself: &ActorRef<NodeMsg>,
         id: &ProcessId,
     ) -> Option<ActorRef<ProcessMsg>> {
-        if let Some(p) = self.processes.get(id).filter(|p| alive(p)) {
-            return Some(p.clone());
+        if let Some(p) = live(&self.processes, id) {
+            return Some(p);
         }
         let fleet_id = self.deps.read(|s| {
             s.processes
@@ -333,23 +313,10 @@ impl NodeState {
                 .map(|p| p.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
-        match Actor::spawn_linked(
-            None,
-            ProcessActor,
-            (id.clone(), self.deps.clone()),
-            fleet.get_cell(),
-        )
-        .await
-        {
-            Ok((p, _)) => {
-                self.processes.insert(id.clone(), p.clone());
-                Some(p)
-            }
-            Err(e) => {
-                tracing::error!(process = %id, error = %e, "cannot spawn process actor");
-                None
-            }
-        }
+        let args = (id.clone(), self.deps.clone());
+        let p = spawn_child(ProcessActor, args, fleet.get_cell(), id).await?;
+        self.processes.insert(id.clone(), p.clone());
+        Some(p)
     }
 
     async fn session(
@@ -357,8 +324,8 @@ impl NodeState {
         myself: &ActorRef<NodeMsg>,
         id: &BattleSessionId,
     ) -> Option<ActorRef<SessionMsg>> {
-        if let Some(s) = self.sessions.get(id).filter(|s| alive(s)) {
-            return Some(s.clone());
+        if let Some(s) = live(&self.sessions, id) {
+            return Some(s);
         }
         let fleet_id = self.deps.read(|s| {
             s.battle_sessions
@@ -367,22 +334,30 @@ impl NodeState {
                 .map(|b| b.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
-        match Actor::spawn_linked(
-            None,
-            SessionActor,
-            (id.clone(), self.deps.clone()),
-            fleet.get_cell(),
-        )
-        .await
-        {
-            Ok((s, _)) => {
-                self.sessions.insert(id.clone(), s.clone());
-                Some(s)
-            }
-            Err(e) => {
-                tracing::error!(battle_session = %id, error = %e, "cannot spawn session actor");
-                None
-            }
+        let args = (id.clone(), self.deps.clone());
+        let s = spawn_child(SessionActor, args, fleet.get_cell(), id).await?;
+        self.sessions.insert(id.clone(), s.clone());
+        Some(s)
+    }
+}
+
+/// The running actor for `key`, if there is one.
+fn live<K: std::hash::Hash + Eq, M>(map: &HashMap<K, ActorRef<M>>, key: &K) -> Option<ActorRef<M>> {
+    map.get(key).filter(|r| alive(r)).cloned()
+}
+
+/// Spawns an actor (unnamed: never in the global registry) under `supervisor`.
+async fn spawn_child<A: Actor>(
+    handler: A,
+    args: A::Arguments,
+    supervisor: ractor::ActorCell,
+    key: &(dyn std::fmt::Display + Sync),
+) -> Option<ActorRef<A::Msg>> {
+    match Actor::spawn_linked(None, handler, args, supervisor).await {
+        Ok((r, _)) => Some(r),
+        Err(e) => {
+            tracing::error!(actor = %key, error = %e, "cannot spawn actor");
+            None
         }
     }
 }

@@ -336,35 +336,20 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
             }
         }
         AgentToServer::AcceptPlayerBattleSession {
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-        } => player(
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-            PlayerAction::Accept,
-        )?,
+            process_id: p,
+            battle_session_id: b,
+            player_battle_session_id: pbs,
+        } => player(p, b, pbs, PlayerAction::Accept)?,
         AgentToServer::DisconnectPlayerBattleSession {
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-        } => player(
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-            PlayerAction::Disconnect,
-        )?,
+            process_id: p,
+            battle_session_id: b,
+            player_battle_session_id: pbs,
+        } => player(p, b, pbs, PlayerAction::Disconnect)?,
         AgentToServer::RemovePlayerBattleSession {
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-        } => player(
-            process_id,
-            battle_session_id,
-            player_battle_session_id,
-            PlayerAction::Remove,
-        )?,
+            process_id: p,
+            battle_session_id: b,
+            player_battle_session_id: pbs,
+        } => player(p, b, pbs, PlayerAction::Remove)?,
         AgentToServer::TerminateBattleSession {
             process_id,
             battle_session_id,
