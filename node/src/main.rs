@@ -144,11 +144,15 @@ fn common(cli: &Cli) -> Vec<(&'static str, Option<toml::Value>)> {
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // openraft narrates every election at INFO; keep it to warnings unless asked.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        let spec = if filter.contains("openraft") { filter.to_string() } else { format!("{filter},openraft=warn") };
+        tracing_subscriber::EnvFilter::new(spec)
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
