@@ -146,7 +146,11 @@ fn common(cli: &Cli) -> Vec<(&'static str, Option<toml::Value>)> {
 fn init_tracing(filter: &str) {
     // openraft narrates every election at INFO; keep it to warnings unless asked.
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        let spec = if filter.contains("openraft") { filter.to_string() } else { format!("{filter},openraft=warn") };
+        let spec = if filter.contains("openraft") {
+            filter.to_string()
+        } else {
+            format!("{filter},openraft=warn")
+        };
         tracing_subscriber::EnvFilter::new(spec)
     });
     let _ = tracing_subscriber::fmt()
