@@ -419,3 +419,33 @@ async fn garbage_from_an_agent_closes_only_that_link() -> anyhow::Result<()> {
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
     Ok(())
 }
+
+/// Timers are rebuilt from committed deadlines: a placement whose timeout
+/// passes while the node is down times out after the restart, and the
+/// relaunched processes cannot take it (its deadline is part of the state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_timer_survives_a_restart() -> anyhow::Result<()> {
+    let mut c = Cluster::start(Options {
+        processes: 1,
+        placement_timeout_secs: 2,
+        ..Options::default()
+    })
+    .await?;
+    c.wait_ready(1).await?;
+    let busy = c.backend.place(DEV_FLEET, &[]).await?;
+    c.backend.wait_status(&busy, "FULFILLED", T).await?;
+    let waiting = c.backend.place(DEV_FLEET, &["x"]).await?;
+    let deadline = c.backend.describe(&waiting).await?["deadline"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(c.backend.describe(&waiting).await?["status"], "PENDING");
+    c.halt().await;
+    wait_for("the deadline to pass while down", T, || async {
+        (now_millis() > deadline).then_some(())
+    })
+    .await?;
+    c.boot().await?;
+    let v = c.backend.wait_status(&waiting, "TIMED_OUT", T).await?;
+    assert_eq!(v["players"][0]["status"], "COMPLETED");
+    Ok(())
+}
