@@ -10,7 +10,10 @@ use std::collections::{HashMap, HashSet};
 ///
 /// Processes are filled *packed*, like GameLift and Agones' default: the
 /// process already holding the most sessions first (parallel mode), then the
-/// one launched earliest, so idle capacity stays on few processes and hosts.
+/// one launched earliest (in simple mode, where every free process is empty,
+/// that is id order: process ids are time-ordered), so idle capacity stays
+/// on few processes and hosts. The work is bounded by the number of waiting
+/// placements in simple mode.
 /// Processes on hosts without a live agent link are skipped (the session
 /// could not be delivered). `in_flight_*` are assignments proposed but not
 /// yet applied; they count as taken.
@@ -25,36 +28,53 @@ pub fn plan_assignments(
     let Some(fleet) = state.fleets.get(fleet_id) else {
         return Vec::new();
     };
-    let capacity = |p: &DsProcess| -> u32 {
-        let base = match fleet.mode {
-            ServerMode::Simple => u32::from(p.sessions_hosted == 0),
-            ServerMode::Parallel { max_sessions } => {
-                max_sessions.saturating_sub(p.sessions_current)
-            }
-        };
-        base.saturating_sub(in_flight_processes.get(&p.id).copied().unwrap_or(0))
-    };
-    let mut slots: Vec<(&DsProcess, u32)> = state
-        .placeable_processes(fleet_id)
-        .filter(|p| connected(&p.host_id))
-        .map(|p| (p, capacity(p)))
-        .filter(|(_, c)| *c > 0)
-        .collect();
-    slots.sort_by(|(a, _), (b, _)| {
-        b.sessions_current
-            .cmp(&a.sessions_current)
-            .then(a.launched_at.cmp(&b.launched_at))
-            .then(a.id.cmp(&b.id))
-    });
-    let mut plan = Vec::new();
-    let mut slot = slots.into_iter().peekable();
-    for placement in state
+    let waiting: Vec<&PlacementId> = state
         .waiting_placements(fleet_id)
         .filter(|p| !in_flight_placements.contains(*p))
-    {
-        if plan.len() >= max {
-            break;
+        .take(max)
+        .collect();
+    if waiting.is_empty() {
+        return Vec::new();
+    }
+    let taken = |p: &DsProcess| in_flight_processes.get(&p.id).copied().unwrap_or(0);
+    // Free slots, best first.
+    let slots: Vec<(&DsProcess, u32)> = match fleet.mode {
+        // One session per process: every free process is alike, so take the
+        // first ones in id (= launch) order and stop as soon as there are
+        // enough — no scan of the whole fleet.
+        ServerMode::Simple => state
+            .placeable_processes(fleet_id)
+            .filter(|p| taken(p) == 0 && connected(&p.host_id))
+            .map(|p| (p, 1))
+            .take(waiting.len())
+            .collect(),
+        // Fill the busiest process first (packed).
+        ServerMode::Parallel { max_sessions } => {
+            let mut slots: Vec<(&DsProcess, u32)> = state
+                .placeable_processes(fleet_id)
+                .filter(|p| connected(&p.host_id))
+                .map(|p| {
+                    (
+                        p,
+                        max_sessions
+                            .saturating_sub(p.sessions_current)
+                            .saturating_sub(taken(p)),
+                    )
+                })
+                .filter(|(_, c)| *c > 0)
+                .collect();
+            slots.sort_by(|(a, _), (b, _)| {
+                b.sessions_current
+                    .cmp(&a.sessions_current)
+                    .then(a.launched_at.cmp(&b.launched_at))
+                    .then(a.id.cmp(&b.id))
+            });
+            slots
         }
+    };
+    let mut plan = Vec::with_capacity(waiting.len());
+    let mut slot = slots.into_iter().peekable();
+    for placement in waiting {
         let Some((process, left)) = slot.peek_mut() else {
             break;
         };

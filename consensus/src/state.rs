@@ -43,6 +43,10 @@ pub struct PlacementState {
     pub sessions_by_process: BTreeMap<ProcessId, BTreeSet<BattleSessionId>>,
     /// Index: fleet → its PENDING placements not yet assigned, oldest first.
     pub waiting_by_fleet: BTreeMap<FleetId, BTreeSet<(UnixMillis, PlacementId)>>,
+    /// Index: fleet → its processes that can take a session now
+    /// ([`PlacementState::is_placeable`]), in id order — launch order, as
+    /// process ids are time-ordered UUIDs.
+    pub placeable_by_fleet: BTreeMap<FleetId, BTreeSet<ProcessId>>,
 }
 
 type Step = Result<Applied, Rejection>;
@@ -65,7 +69,45 @@ impl PlacementState {
         if res.is_err() {
             events.clear();
         }
+        // Every change to a process emits an event naming it (directly, or
+        // through the session it held): refresh the placeable index there.
+        for e in &events {
+            match e {
+                Event::ProcessChanged { process_id, .. }
+                | Event::SessionAssigned { process_id, .. }
+                | Event::SessionRevoked { process_id, .. }
+                | Event::SessionActivated { process_id, .. } => self.refresh_placeable(process_id),
+                Event::SessionTerminated { battle_session_id } => {
+                    if let Some(p) = self
+                        .battle_sessions
+                        .get(battle_session_id)
+                        .and_then(|s| s.process_id.clone())
+                    {
+                        self.refresh_placeable(&p);
+                    }
+                }
+                _ => {}
+            }
+        }
         (res, events)
+    }
+
+    fn refresh_placeable(&mut self, id: &ProcessId) {
+        let Some(p) = self.processes.get(id) else {
+            return;
+        };
+        let fleet = p.fleet_id.clone();
+        if self.is_placeable(p) {
+            self.placeable_by_fleet
+                .entry(fleet)
+                .or_default()
+                .insert(id.clone());
+        } else if let Some(set) = self.placeable_by_fleet.get_mut(&fleet) {
+            set.remove(id);
+            if set.is_empty() {
+                self.placeable_by_fleet.remove(&fleet);
+            }
+        }
     }
 
     /// Can `process` take one more battle session now?
@@ -86,12 +128,11 @@ impl PlacementState {
         &'a self,
         fleet_id: &FleetId,
     ) -> impl Iterator<Item = &'a DsProcess> + 'a {
-        self.live_processes_by_fleet
+        self.placeable_by_fleet
             .get(fleet_id)
             .into_iter()
             .flatten()
             .filter_map(|id| self.processes.get(id))
-            .filter(|p| self.is_placeable(p))
     }
 
     /// Placements of a fleet waiting for a process, oldest first.

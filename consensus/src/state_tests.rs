@@ -3,6 +3,7 @@
 
 use super::*;
 use respawn_types::agent::LiveProcess;
+use std::collections::{BTreeMap, BTreeSet};
 
 const T0: UnixMillis = 1_000_000;
 
@@ -86,10 +87,23 @@ impl H {
         h
     }
     fn run(&mut self, c: Command) -> (Response, Vec<Event>) {
-        self.s.apply(&Request {
+        let out = self.s.apply(&Request {
             at: self.at,
             command: c,
-        })
+        });
+        // The placeable index always equals what it indexes.
+        let mut expected: BTreeMap<FleetId, BTreeSet<ProcessId>> = BTreeMap::new();
+        for p in self.s.processes.values().filter(|p| self.s.is_placeable(p)) {
+            expected
+                .entry(p.fleet_id.clone())
+                .or_default()
+                .insert(p.id.clone());
+        }
+        assert_eq!(
+            self.s.placeable_by_fleet, expected,
+            "placeable index out of date"
+        );
+        out
     }
     fn ok(&mut self, c: Command) -> Vec<Event> {
         let (r, e) = self.run(c.clone());
