@@ -3,7 +3,7 @@
 
 use super::events::Next;
 use super::health::{HealthTracker, Verdict};
-use super::{health_loop, Proc, Shared};
+use super::{HealthActor, Proc, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -281,7 +281,7 @@ async fn process_ready(
     })?;
     if newly_ready {
         tracing::info!(process_id = %id, port = req.port, "process ready");
-        tokio::spawn(health_loop(shared.clone(), id));
+        HealthActor::start(shared.clone(), id);
     }
     ok()
 }
