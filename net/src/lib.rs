@@ -20,6 +20,7 @@ pub mod frame;
 pub mod link;
 pub mod pki;
 pub mod tls;
+pub mod transport;
 
 pub use frame::{read_frame, write_frame};
 pub use link::{serve_requests, Endpoint, Link, PeerInfo, Responder};

@@ -1,0 +1,61 @@
+//! The node↔node transport seam.
+//!
+//! Server nodes talk to each other (Raft RPCs, snapshot chunks, forwarded
+//! proposals and reads, commands for agents connected elsewhere) only
+//! through [`Transport`]: one request, one reply, as bytes, addressed by
+//! node id and tagged with the [`Service`] that must handle it. Two
+//! implementations exist: [`QuicTransport`] (production: QUIC with mutual
+//! TLS, node certificates named `node-<id>`) and [`MemRouter`] (tests: in
+//! memory, able to partition any set of nodes, isolate one, delay or drop
+//! messages, and take a node away and bring it back).
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use respawn_types::NodeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which part of the receiving node handles a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Service {
+    /// openraft RPCs (append entries, vote, install snapshot).
+    Raft,
+    /// Everything else between nodes (forwarded proposals and reads, agent commands, joins).
+    Cluster,
+}
+
+/// Why a call failed. The request may or may not have been handled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("node {0} is unreachable: {1}")]
+    Unreachable(NodeId, String),
+    #[error("no answer from node {0} within {1:?}")]
+    Timeout(NodeId, Duration),
+    #[error("node {0} is unknown to this transport")]
+    UnknownNode(NodeId),
+}
+
+/// Sends requests to other nodes.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `payload` to node `to` for `service` and waits for the reply.
+    fn call(
+        &self,
+        to: NodeId,
+        service: Service,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>>;
+
+    /// Tells the transport where node `node` listens (`host:port`), as
+    /// learned from the Raft membership. In-memory transports ignore it.
+    fn set_address(&self, _node: NodeId, _addr: &str) {}
+}
+
+/// Handles requests arriving at a node. `from` is the sender's node id
+/// (authenticated by its certificate over QUIC).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, from: NodeId, service: Service, payload: Bytes) -> BoxFuture<'static, Bytes>;
+}
+
+/// Shared handle to a transport.
+pub type SharedTransport = Arc<dyn Transport>;
