@@ -3,6 +3,9 @@
 //! tickets, and waiting on conditions with deadlines (never fixed sleeps).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
+pub mod history;
+
 use anyhow::{bail, Context};
 use respawn::edge::auth::sign_ticket;
 use respawn::{AgentNode, ServerNode};
@@ -254,7 +257,8 @@ impl Cluster {
     pub async fn boot(&mut self) -> anyhow::Result<()> {
         let (node_id, agent_id) = respawn_net::ensure_dev_pki(&self.cfg.data_dir)?;
         let node = ServerNode::start(&self.cfg, &node_id).await?;
-        let agent = AgentNode::start(&self.cfg, &agent_id, vec![node.quic_addr]).await?;
+        self.cfg.agent.server_addr = node.quic_addr.to_string();
+        let agent = AgentNode::start(&self.cfg, &agent_id).await?;
         let region = node
             .title_regions()
             .into_iter()

@@ -249,6 +249,12 @@ impl NodeState {
                     .increment(1);
             }
             Event::PlayerChanged { .. } => {}
+            Event::HostLinked { .. } => {
+                // Capacity on that host may be reachable now.
+                for f in self.fleets.values() {
+                    let _ = f.cast(FleetMsg::Kick);
+                }
+            }
         }
     }
 

@@ -66,13 +66,76 @@ pub struct ServerSection {
     pub election_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
+    /// Address other nodes and agents use to reach this node's QUIC listener
+    /// (`host:port`; DNS names allowed). Default: `quic_addr`.
+    #[serde(default)]
+    pub advertise_quic: Option<String>,
+    /// Address others use for this node's HTTP edge. Default: `http_addr`.
+    #[serde(default)]
+    pub advertise_http: Option<String>,
+    /// Directory with this node's certificate (`cert.pem`, `key.pem`,
+    /// `ca.pem`, common name `node-<node_id>`); see `respawn ctl pki`.
+    /// Unset: a development CA and certificates under `<data_dir>/pki`.
+    #[serde(default)]
+    pub pki_dir: Option<std::path::PathBuf>,
+    /// How the cluster is formed on first start: `single` (this node alone),
+    /// `members` (the node with the lowest id in `members` initialises the
+    /// cluster with all of them), or `join` (ask `join_url` to add this node).
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
+    /// The initial voters, for `bootstrap = "members"`.
+    #[serde(default)]
+    pub members: Vec<MemberSpec>,
+    /// HTTP edge of any member, for `bootstrap = "join"`.
+    #[serde(default)]
+    pub join_url: Option<String>,
+    /// Take `node_id` from the host name's trailing ordinal plus one
+    /// (`respawn-0` → 1), as a Kubernetes StatefulSet names its pods.
+    #[serde(default)]
+    pub node_id_from_hostname: bool,
+    /// Bearer token for the admin API (`/admin/*`) and for joining.
+    /// Unset: generated at first start and kept in `<data_dir>/admin-token`.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+/// How a node's cluster is formed on first start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bootstrap {
+    /// A cluster of this node alone (dev, or the first node of a cluster grown with `join`).
+    #[default]
+    Single,
+    /// All of `members` at once.
+    Members,
+    /// Join an existing cluster through `join_url`.
+    Join,
+}
+
+/// An initial cluster member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    pub node_id: u64,
+    /// QUIC address (`host:port`).
+    pub quic: String,
+    /// HTTP edge address (`host:port`).
+    pub http: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
-    /// QUIC address of a server node.
-    pub server_addr: SocketAddr,
+    /// QUIC address of a server node (`host:port`; DNS names allowed).
+    pub server_addr: String,
+    /// More server nodes (`host:port`, DNS names allowed), tried in turn
+    /// after `server_addr` when a link is lost.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Directory with this agent's certificate (common name = host id).
+    /// Unset: the development certificates under `<data_dir>/pki`.
+    #[serde(default)]
+    pub pki_dir: Option<std::path::PathBuf>,
     /// This host's id; it must equal the common name of the agent's certificate.
     pub host_id: Option<String>,
     /// The fleet whose DS processes this host runs.
@@ -179,9 +242,19 @@ impl Default for Config {
                 heartbeat_ms: 250,
                 election_timeout_ms: 1_000,
                 snapshot_every: 5_000,
+                advertise_quic: None,
+                advertise_http: None,
+                pki_dir: None,
+                bootstrap: Bootstrap::Single,
+                members: Vec::new(),
+                join_url: None,
+                admin_token: None,
+                node_id_from_hostname: false,
             },
             agent: AgentSection {
-                server_addr: SocketAddr::from(([127, 0, 0, 1], 7600)),
+                server_addr: "127.0.0.1:7600".into(),
+                servers: Vec::new(),
+                pki_dir: None,
                 host_id: None,
                 fleet: DEV_FLEET.into(),
                 public_ip: "127.0.0.1".into(),
@@ -257,6 +330,28 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Resolves settings that depend on the environment: `node_id` from the
+    /// host name when `node_id_from_hostname` is set, and the `{node_id}` /
+    /// `{host_id}` placeholders of the `pki_dir`s.
+    pub fn resolve(&mut self, hostname: &str) -> Result<(), ConfigError> {
+        if self.server.node_id_from_hostname {
+            let ordinal = hostname
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| invalid("server.node_id_from_hostname", format!("host name '{hostname}' has no -<ordinal> suffix")))?;
+            self.server.node_id = ordinal + 1;
+        }
+        let node_id = self.server.node_id.to_string();
+        if let Some(dir) = &self.server.pki_dir {
+            self.server.pki_dir = Some(dir.to_string_lossy().replace("{node_id}", &node_id).into());
+        }
+        if let (Some(dir), Some(host)) = (&self.agent.pki_dir, &self.agent.host_id) {
+            self.agent.pki_dir = Some(dir.to_string_lossy().replace("{host_id}", host).into());
+        }
+        self.validate()
+    }
+
     /// Checks what serde cannot: ranges, ids, references between sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.node_id == 0 {
@@ -278,6 +373,23 @@ impl Config {
                 "server.election_timeout_ms",
                 "must exceed heartbeat_ms (> 0)",
             ));
+        }
+        match self.server.bootstrap {
+            Bootstrap::Members => {
+                if self.server.members.is_empty() {
+                    return Err(invalid("server.members", "bootstrap = \"members\" needs at least one member"));
+                }
+                if !self.server.members.iter().any(|m| m.node_id == self.server.node_id) {
+                    return Err(invalid("server.members", "must include this node's node_id"));
+                }
+            }
+            Bootstrap::Join if self.server.join_url.is_none() => {
+                return Err(invalid("server.join_url", "bootstrap = \"join\" needs join_url"));
+            }
+            _ => {}
+        }
+        if self.server.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("server.admin_token", "must be at least 16 characters"));
         }
         if !self.agent.local_api_addr.ip().is_loopback() {
             return Err(invalid(
@@ -424,6 +536,21 @@ mod tests {
         assert_eq!(c.server.node_id, 7);
         assert_eq!(c.log, "debug");
         assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:9001");
+    }
+
+    #[test]
+    fn resolve_takes_node_id_from_hostname_and_fills_pki_dirs() {
+        let mut c = Config::default();
+        c.server.node_id_from_hostname = true;
+        c.server.pki_dir = Some("/pki/node-{node_id}".into());
+        c.agent.host_id = Some("worker-7".into());
+        c.agent.pki_dir = Some("/pki/agent-{host_id}".into());
+        c.resolve("respawn-2").unwrap();
+        assert_eq!(c.server.node_id, 3);
+        assert_eq!(c.server.pki_dir, Some("/pki/node-3".into()));
+        assert_eq!(c.agent.pki_dir, Some("/pki/agent-worker-7".into()));
+        let e = c.resolve("respawn").unwrap_err();
+        assert!(e.to_string().contains("ordinal"), "{e}");
     }
 
     #[test]

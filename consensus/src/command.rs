@@ -28,6 +28,12 @@ pub enum Command {
         host: Host,
         live: Vec<LiveProcess>,
     },
+    /// The host's agent link is now held by server node `node_id` (commands
+    /// for the host's processes are delivered through that node).
+    HostLinked {
+        host_id: HostId,
+        node_id: NodeId,
+    },
     ProcessStarted {
         process_id: ProcessId,
         host_id: HostId,
@@ -165,6 +171,10 @@ pub enum Event {
     },
     FleetPut {
         fleet_id: FleetId,
+    },
+    HostLinked {
+        host_id: HostId,
+        node_id: NodeId,
     },
     ProcessChanged {
         process_id: ProcessId,

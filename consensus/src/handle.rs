@@ -5,15 +5,17 @@ use crate::command::{Applied, Command, Request};
 use crate::db::Closed;
 use crate::error::ConsensusError;
 use crate::log_store::{LogProbe, LogStore, LogStoreStats};
-use crate::proposer::{fatal, Proposer};
+use crate::proposer::{client_write_error, fatal, Proposer};
+use crate::rpc::{RaftRpc, WireReply, MAX_RPC_LEN};
 use crate::sm::{EventSink, StateHandle, StateMachineStore};
 use crate::state::PlacementState;
 use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
+use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
-use openraft::{RaftNetworkFactory, SnapshotPolicy};
+use openraft::{RaftNetworkFactory, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,13 @@ pub struct RaftSettings {
     pub max_in_snapshot_log_to_keep: u64,
     /// Most proposals packed into one log entry.
     pub max_batch: usize,
+    /// Largest piece of a snapshot sent to a follower in one RPC (bytes).
+    /// Must leave room in a node frame (16 MiB) for the RPC around it.
+    pub snapshot_chunk_bytes: u64,
+    /// Most log entries sent to a follower in one AppendEntries (each
+    /// entry holds up to `max_batch` requests). Requests above 1 MiB
+    /// encoded are split further (`rpc::APPEND_ENTRIES_BUDGET`).
+    pub max_payload_entries: u64,
 }
 
 impl Default for RaftSettings {
@@ -62,9 +71,15 @@ impl Default for RaftSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             max_in_snapshot_log_to_keep: 1000,
             max_batch: 512,
+            snapshot_chunk_bytes: 4 * 1024 * 1024,
+            max_payload_entries: 64,
         }
     }
 }
+
+/// Room left in a frame for the snapshot chunk's header (vote, snapshot
+/// meta with the membership).
+const SNAPSHOT_CHUNK_HEADROOM: u64 = 1024 * 1024;
 
 impl RaftSettings {
     /// The openraft configuration, validated.
@@ -77,8 +92,17 @@ impl RaftSettings {
             install_snapshot_timeout: self.install_snapshot_timeout_ms,
             snapshot_policy: self.snapshot_policy.clone(),
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            max_payload_entries: self.max_payload_entries,
             ..Default::default()
         };
+        let max_chunk = MAX_RPC_LEN as u64 - SNAPSHOT_CHUNK_HEADROOM;
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > max_chunk {
+            return Err(ConsensusError::Config(format!(
+                "snapshot_chunk_bytes must be in 1..={max_chunk}, not {}",
+                self.snapshot_chunk_bytes
+            )));
+        }
         config
             .validate()
             .map_err(|e| ConsensusError::Config(e.to_string()))
@@ -92,6 +116,21 @@ pub struct Committed {
     pub index: u64,
     /// What applying it answered.
     pub applied: Applied,
+}
+
+/// The cluster membership as this member last applied or appended it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipView {
+    /// Members that vote (during a joint change: of either config).
+    pub voters: BTreeSet<u64>,
+    /// Members that receive the log but do not vote.
+    pub learners: BTreeSet<u64>,
+    /// What every member (voter or learner) advertises.
+    pub nodes: BTreeMap<u64, NodeInfo>,
+    /// True during a joint change (old and new voter sets both count).
+    pub joint: bool,
+    /// Log index of the entry that set this membership.
+    pub log_index: Option<u64>,
 }
 
 /// One Raft member: the `openraft::Raft` node, its redb log and snapshot
@@ -178,6 +217,116 @@ impl Consensus {
         }
     }
 
+    /// Makes these members a new cluster (every member must be reachable
+    /// through the network given to [`Consensus::open`]). Call it on one
+    /// node, with the same map wherever it is called. Does nothing if this
+    /// node is already part of a cluster (e.g. after a restart, or when
+    /// another member initialised it first and replicated to it).
+    pub async fn initialize(&self, members: BTreeMap<u64, NodeInfo>) -> Result<(), ConsensusError> {
+        if self.raft.is_initialized().await.map_err(fatal)? {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Adds `id` as a learner (it receives the log, does not vote) and
+    /// waits until it has caught up with the leader's log. Leader only
+    /// ([`ConsensusError::NotLeader`] otherwise). Adding a member that is
+    /// already there updates its [`NodeInfo`].
+    pub async fn add_learner(&self, id: u64, node: NodeInfo) -> Result<(), ConsensusError> {
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(client_write_error)?;
+        Ok(())
+    }
+
+    /// Makes `voters` the voting members (a joint change, committed in two
+    /// steps; this returns after both). Every new voter must be a learner
+    /// already ([`Consensus::add_learner`]). Members left out are removed
+    /// from the cluster altogether. Leader only
+    /// ([`ConsensusError::NotLeader`] otherwise).
+    pub async fn change_membership(&self, voters: BTreeSet<u64>) -> Result<(), ConsensusError> {
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(client_write_error)?;
+        Ok(())
+    }
+
+    /// The membership this member knows (the latest one in its log, which
+    /// may not be committed yet).
+    pub fn membership(&self) -> MembershipView {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let stored = &m.membership_config;
+        let membership = stored.membership();
+        MembershipView {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            nodes: membership
+                .nodes()
+                .map(|(id, info)| (*id, info.clone()))
+                .collect(),
+            joint: membership.get_joint_config().len() > 1,
+            log_index: stored.log_id().map(|l| l.index),
+        }
+    }
+
+    /// True while this member believes it is the leader. Another member may
+    /// have been elected meanwhile; [`Consensus::read_index`] checks with a
+    /// quorum.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// Read index, on the leader: confirms with a quorum that this member
+    /// is still the leader and returns the log index a member must have
+    /// applied before its state reflects every write committed before this
+    /// call. A follower serves a linearizable read by asking the leader
+    /// for it and then [`Consensus::wait_applied`]`(index, ..)`.
+    ///
+    /// Errors: [`ConsensusError::NotLeader`] if another member leads (or
+    /// none is known); `Raft` if a quorum did not answer. Returns within a
+    /// few heartbeat timeouts; wrap it in a timeout for a hard bound.
+    pub async fn read_index(&self) -> Result<u64, ConsensusError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ConsensusError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+        }
+    }
+
+    /// Answers one Raft RPC sent by another member's
+    /// [`crate::TransportNetwork`]: route every `Service::Raft` request the
+    /// node receives here and send back what it returns. Undecodable input
+    /// gets a refusal, never a panic.
+    pub async fn handle_raft(&self, payload: Bytes) -> Bytes {
+        let reply = match RaftRpc::decode(&payload) {
+            Err(why) => {
+                tracing::warn!(reason = %why, "undecodable raft request");
+                WireReply::Refused(why)
+            }
+            Ok(RaftRpc::AppendEntries(req)) => WireReply::of(&self.raft.append_entries(req).await),
+            Ok(RaftRpc::Vote(req)) => WireReply::of(&self.raft.vote(req).await),
+            Ok(RaftRpc::InstallSnapshot(req)) => {
+                WireReply::of(&self.raft.install_snapshot(req).await)
+            }
+        };
+        Bytes::from(reply.encode())
+    }
+
     /// Commits `command`, stamped with this node's clock, and returns what
     /// applying it answered.
     ///
@@ -235,8 +384,22 @@ impl Consensus {
     }
 
     /// Starts event delivery to `sink`; see [`StateHandle::go_live`].
+    ///
+    /// The owner learns that delivery stopped when its receiver reports the
+    /// channel closed (`recv()` answers `None`), provided the sink was the
+    /// channel's only sender: this happens when a snapshot from the leader
+    /// replaces the whole state (a follower that fell behind), and the owner
+    /// must then rebuild from a new `go_live`.
     pub fn go_live(&self, sink: EventSink) -> PlacementState {
         self.state.go_live(sink)
+    }
+
+    /// Stops event delivery (for example when this node loses the
+    /// leadership and its actors stand down). Entries applied afterwards
+    /// send nothing; the sink is dropped, which closes the channel if it
+    /// was its only sender. [`Consensus::go_live`] starts again.
+    pub fn go_dark(&self) {
+        self.state.go_dark()
     }
 
     /// Waits until the entry at `index` has been applied on this node.

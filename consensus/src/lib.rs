@@ -15,18 +15,22 @@ pub mod handle;
 pub mod log_store;
 pub mod network;
 mod proposer;
+pub mod rpc;
 pub mod sm;
 pub mod types;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;
 
 pub use command::*;
 pub use error::ConsensusError;
-pub use handle::{Committed, Consensus, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
+pub use handle::{Committed, Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
 pub use log_store::{LogReader, LogStore, LogStoreStats};
-pub use network::{NoConnection, SingleNodeNetwork};
+pub use network::{NoConnection, SingleNodeNetwork, TransportClient, TransportNetwork};
 pub use openraft::SnapshotPolicy;
+pub use rpc::RaftRpc;
 pub use sm::{EventSink, SnapshotBuilder, StateHandle, StateMachineStore};
 pub use state::PlacementState;
 pub use types::{Batch, BatchResponse, NodeInfo, Raft, RaftMetrics, TypeConfig};

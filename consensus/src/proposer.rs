@@ -37,7 +37,7 @@ pub(crate) fn fatal(e: Fatal<u64>) -> ConsensusError {
     }
 }
 
-fn client_write_error(
+pub(crate) fn client_write_error(
     e: RaftError<u64, ClientWriteError<u64, crate::types::NodeInfo>>,
 ) -> ConsensusError {
     match e {

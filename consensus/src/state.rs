@@ -47,6 +47,9 @@ pub struct PlacementState {
     /// ([`PlacementState::is_placeable`]), in id order — launch order, as
     /// process ids are time-ordered UUIDs.
     pub placeable_by_fleet: BTreeMap<FleetId, BTreeSet<ProcessId>>,
+    /// Which server node holds each host's agent link (last registration wins).
+    #[serde(default)]
+    pub host_links: BTreeMap<HostId, NodeId>,
 }
 
 type Step = Result<Applied, Rejection>;
@@ -161,6 +164,20 @@ impl PlacementState {
             }
             Command::PutFleet(fleet) => self.put_fleet(fleet, ev),
             Command::RegisterHost { host, live } => self.register_host(at, host, live, ev),
+            Command::HostLinked { host_id, node_id } => {
+                if !self.hosts.contains_key(host_id) {
+                    return Err(Rejection::not_found("host", host_id));
+                }
+                if self.host_links.get(host_id) == Some(node_id) {
+                    return Ok(Applied::Unchanged);
+                }
+                self.host_links.insert(host_id.clone(), *node_id);
+                ev.push(Event::HostLinked {
+                    host_id: host_id.clone(),
+                    node_id: *node_id,
+                });
+                Ok(Applied::Done)
+            }
             Command::ProcessStarted {
                 process_id,
                 host_id,

@@ -965,3 +965,33 @@ fn apply_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn host_links_follow_the_latest_registration() {
+    let mut h = H::new(ServerMode::Simple);
+    assert!(matches!(
+        h.refused(Command::HostLinked {
+            host_id: HostId::new_unchecked("nope"),
+            node_id: 2
+        }),
+        Rejection::NotFound { .. }
+    ));
+    h.ok(Command::HostLinked {
+        host_id: host_id(),
+        node_id: 2,
+    });
+    assert_eq!(h.s.host_links[&host_id()], 2);
+    assert_eq!(
+        h.run(Command::HostLinked {
+            host_id: host_id(),
+            node_id: 2
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
+    h.ok(Command::HostLinked {
+        host_id: host_id(),
+        node_id: 3,
+    });
+    assert_eq!(h.s.host_links[&host_id()], 3);
+}

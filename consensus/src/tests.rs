@@ -12,12 +12,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 const NODE: u64 = 1;
 
 // ----- fixtures -----
 
-fn title_region(n: u32) -> TitleRegion {
+pub(crate) fn title_region(n: u32) -> TitleRegion {
     TitleRegion {
         id: TitleRegionId::new_unchecked(format!("tr-{n}")),
         title_id: TitleId::new_unchecked("title-1"),
@@ -28,7 +28,7 @@ fn title_region(n: u32) -> TitleRegion {
     }
 }
 
-fn put(n: u32) -> Command {
+pub(crate) fn put(n: u32) -> Command {
     Command::PutTitleRegion(title_region(n))
 }
 
@@ -54,7 +54,7 @@ fn fleet() -> Fleet {
 
 /// Commands touching the internally tagged enums (`ServerMode`,
 /// `ExitReason`) so that the codec is exercised on log and snapshot.
-fn tagged_enum_commands() -> Vec<Command> {
+pub(crate) fn tagged_enum_commands() -> Vec<Command> {
     let host = HostId::new_unchecked("host-1");
     let process = ProcessId::new_unchecked("proc-1");
     vec![
@@ -110,7 +110,7 @@ async fn open_single(dir: &Path, settings: RaftSettings) -> Consensus {
 }
 
 /// Waits (polling, with a deadline) until `cond` holds.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + T;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -8,10 +8,12 @@
 //! +----------------------------+------------------------------------+
 //! ```
 //!
-//! `length` counts the payload only and must not exceed
-//! [`MAX_FRAME_LEN`]. The payload must decode to exactly one message with no
-//! bytes left over. Decoding uses a bincode byte limit equal to
-//! [`MAX_FRAME_LEN`], so a length field inside the payload (a `Vec`, a
+//! `length` counts the payload only and must not exceed the link's limit:
+//! [`MAX_FRAME_LEN`] (1 MiB) by default and on every agent link,
+//! [`MAX_NODE_FRAME_LEN`] (16 MiB) on node↔node links, which carry Raft
+//! log batches and snapshot chunks. The payload must decode to exactly one
+//! message with no bytes left over. Decoding uses a bincode byte limit equal
+//! to the frame limit, so a length field inside the payload (a `Vec`, a
 //! `String`) cannot make the decoder allocate more than that.
 
 use crate::NetError;
@@ -20,12 +22,62 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A byte string inside a message, encoded as a length and the bytes
+/// (the same wire form as a `Vec<u8>`), but read and written in bulk
+/// rather than byte by byte. Use it for large opaque payloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Blob, A::Error> {
+                // Self-describing formats (JSON) write bytes as a sequence.
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
-/// The bincode configuration of every frame payload.
+/// Frame limit of node↔node links (16 MiB): Raft append-entries batches
+/// and snapshot chunks are bigger than agent messages. Agent links keep
+/// [`MAX_FRAME_LEN`]. No frame of any link may exceed this.
+pub const MAX_NODE_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// The bincode configuration of frame payloads on links limited to
+/// [`MAX_FRAME_LEN`].
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FRAME_LEN>()
+}
+
+/// The bincode configuration of frame payloads on node links.
+fn node_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_NODE_FRAME_LEN>()
 }
 
 /// Encodes `msg` as one complete frame (length prefix + payload).
@@ -33,25 +85,50 @@ fn config() -> impl bincode::config::Config {
 /// Fails with [`NetError::FrameTooLarge`] when the payload would exceed
 /// [`MAX_FRAME_LEN`].
 pub fn encode_frame<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, NetError> {
+    encode_frame_limited(msg, MAX_FRAME_LEN)
+}
+
+/// [`encode_frame`] with the limit `max_len`, itself capped at
+/// [`MAX_NODE_FRAME_LEN`].
+pub fn encode_frame_limited<T: Serialize + ?Sized>(
+    msg: &T,
+    max_len: usize,
+) -> Result<Vec<u8>, NetError> {
+    let max = max_len.min(MAX_NODE_FRAME_LEN);
     let mut buf = vec![0u8; HEADER_LEN];
-    bincode::serde::encode_into_std_write(msg, &mut buf, config())?;
-    let len = buf.len() - HEADER_LEN;
-    if len > MAX_FRAME_LEN {
-        return Err(NetError::FrameTooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
+    if max <= MAX_FRAME_LEN {
+        bincode::serde::encode_into_std_write(msg, &mut buf, config())?;
+    } else {
+        bincode::serde::encode_into_std_write(msg, &mut buf, node_config())?;
     }
-    // `len <= MAX_FRAME_LEN` (1 MiB) fits in a u32.
+    let len = buf.len() - HEADER_LEN;
+    if len > max {
+        return Err(NetError::FrameTooLarge { len, max });
+    }
+    // `len <= MAX_NODE_FRAME_LEN` (16 MiB) fits in a u32.
     let prefix = (len as u32).to_be_bytes();
     buf[..HEADER_LEN].copy_from_slice(&prefix);
     Ok(buf)
 }
 
 /// Decodes a frame payload (without its length prefix), rejecting trailing
-/// bytes.
+/// bytes. Inner lengths are limited to [`MAX_FRAME_LEN`].
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, NetError> {
-    let (msg, used) = bincode::serde::decode_from_slice::<T, _>(payload, config())?;
+    decode_payload_limited(payload, MAX_FRAME_LEN)
+}
+
+/// [`decode_payload`] for a frame read under the limit `max_len`: inner
+/// lengths are limited to [`MAX_FRAME_LEN`] when `max_len` is at most
+/// that, to [`MAX_NODE_FRAME_LEN`] otherwise.
+pub fn decode_payload_limited<T: DeserializeOwned>(
+    payload: &[u8],
+    max_len: usize,
+) -> Result<T, NetError> {
+    let (msg, used) = if max_len <= MAX_FRAME_LEN {
+        bincode::serde::decode_from_slice::<T, _>(payload, config())?
+    } else {
+        bincode::serde::decode_from_slice::<T, _>(payload, node_config())?
+    };
     if used != payload.len() {
         return Err(NetError::TrailingBytes {
             extra: payload.len() - used,
@@ -74,7 +151,9 @@ where
 
 /// Reads one frame and decodes it.
 ///
-/// `max_len` bounds the payload length; it is capped at [`MAX_FRAME_LEN`].
+/// `max_len` bounds the payload length; it is capped at
+/// [`MAX_NODE_FRAME_LEN`] (pass [`MAX_FRAME_LEN`] for anything an agent
+/// sends).
 /// The length prefix is checked before any payload byte is read or any
 /// buffer allocated. Reads exactly one frame: bytes after it are left in the
 /// reader.
@@ -83,7 +162,7 @@ where
     T: DeserializeOwned,
     R: AsyncRead + Unpin + ?Sized,
 {
-    let max = max_len.min(MAX_FRAME_LEN);
+    let max = max_len.min(MAX_NODE_FRAME_LEN);
     let mut header = [0u8; HEADER_LEN];
     read_part(r, &mut header, "length prefix").await?;
     let len = u32::from_be_bytes(header) as usize;
@@ -92,7 +171,7 @@ where
     }
     let mut payload = vec![0u8; len];
     read_part(r, &mut payload, "payload").await?;
-    decode_payload(&payload)
+    decode_payload_limited(&payload, max)
 }
 
 async fn read_part<R>(r: &mut R, buf: &mut [u8], part: &'static str) -> Result<(), NetError>
@@ -269,6 +348,45 @@ mod tests {
         write_frame(&mut buf, &fits).await.unwrap();
         let back: Vec<u8> = read_bytes(&buf).await.unwrap();
         assert_eq!(back, fits);
+    }
+
+    #[tokio::test]
+    async fn node_limit_allows_bigger_frames_only_when_asked() {
+        let big = vec![7u8; 2 * MAX_FRAME_LEN];
+        // The default (agent) limit refuses to encode it.
+        let err = encode_frame(&big).unwrap_err();
+        assert!(matches!(err, NetError::FrameTooLarge { .. }), "{err:?}");
+        let frame = encode_frame_limited(&big, MAX_NODE_FRAME_LEN).unwrap();
+        // Read under the agent limit: refused from the length prefix alone.
+        let err = read_bytes::<Vec<u8>>(&frame).await.unwrap_err();
+        assert!(
+            matches!(err, NetError::FrameTooLarge { max, .. } if max == MAX_FRAME_LEN),
+            "{err:?}"
+        );
+        // Read under the node limit: accepted.
+        let mut r = &frame[..];
+        let back: Vec<u8> = read_frame(&mut r, MAX_NODE_FRAME_LEN).await.unwrap();
+        assert_eq!(back, big);
+        // No limit goes above the node limit.
+        let huge = ((MAX_NODE_FRAME_LEN + 1) as u32).to_be_bytes();
+        let mut r = &huge[..];
+        let err = read_frame::<Vec<u8>, _>(&mut r, usize::MAX)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, NetError::FrameTooLarge { max, .. } if max == MAX_NODE_FRAME_LEN),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn blob_has_the_wire_form_of_a_vec() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let as_vec = encode_frame(&bytes).unwrap();
+        let as_blob = encode_frame(&Blob(bytes.clone())).unwrap();
+        assert_eq!(as_vec, as_blob);
+        let back: Blob = read_bytes(&as_vec).await.unwrap();
+        assert_eq!(back.0, bytes);
     }
 
     /// xorshift64*: deterministic pseudo-random bytes without a dependency.

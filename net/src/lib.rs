@@ -10,6 +10,9 @@
 //! - [`frame`]: the frame format (4-byte big-endian length + bincode 2).
 //! - [`link`]: endpoints, links (one QUIC connection each) and the
 //!   request/response helpers built on them.
+//! - [`transport`]: the node↔node seam ([`Transport`], [`Handler`]) and its
+//!   two implementations, [`QuicTransport`] and the in-memory
+//!   [`MemRouter`] with fault injection for tests.
 //!
 //! Everything received from a peer is untrusted: malformed input gives an
 //! error (and closes the link), never a panic.
@@ -18,13 +21,19 @@
 
 pub mod frame;
 pub mod link;
+mod mem;
+mod node_link;
 pub mod pki;
 pub mod tls;
 pub mod transport;
 
-pub use frame::{read_frame, write_frame};
+pub use frame::{read_frame, write_frame, Blob, MAX_NODE_FRAME_LEN};
 pub use link::{serve_requests, Endpoint, Link, PeerInfo, Responder};
 pub use pki::{ensure_dev_pki, CaBundle, Identity, PeerKind, PeerSubject, Pki};
+pub use transport::{
+    node_name, parse_node_name, serve_node_link, Handler, MemRouter, MemStats, QuicTransport,
+    Service, SharedTransport, Transport, TransportError,
+};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //! sender (timeout, cancellation) or a reply abandoned by a handler resets
 //! only that stream.
 
-use crate::frame::{encode_frame, read_frame};
+use crate::frame::{encode_frame_limited, read_frame, MAX_NODE_FRAME_LEN};
 use crate::pki::{Identity, PeerKind};
 use crate::{tls, NetError};
 use quinn::VarInt;
@@ -227,10 +227,16 @@ async fn handshake(incoming: quinn::Incoming) -> Result<Link, NetError> {
 
 /// One authenticated QUIC connection to a peer. Cheap to clone; all clones
 /// share the connection.
+///
+/// Frames on a link are limited to [`MAX_FRAME_LEN`] (1 MiB) in both
+/// directions unless the link was marked with
+/// [`with_max_frame_len`](Self::with_max_frame_len), which node↔node links
+/// are (agents are untrusted and keep the small limit).
 #[derive(Clone)]
 pub struct Link {
     conn: quinn::Connection,
     peer: Arc<PeerInfo>,
+    max_frame: usize,
 }
 
 impl std::fmt::Debug for Link {
@@ -259,7 +265,22 @@ impl Link {
         Ok(Link {
             conn,
             peer: Arc::new(peer),
+            max_frame: MAX_FRAME_LEN,
         })
+    }
+
+    /// This link with another frame limit (capped at
+    /// [`MAX_NODE_FRAME_LEN`]) for the requests and replies it sends and
+    /// receives, [`serve_requests`] included. Only for links to trusted
+    /// peers (other nodes); agent links keep [`MAX_FRAME_LEN`].
+    pub fn with_max_frame_len(mut self, max: usize) -> Link {
+        self.max_frame = max.min(MAX_NODE_FRAME_LEN);
+        self
+    }
+
+    /// The largest frame payload this link sends or accepts, in bytes.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame
     }
 
     /// The authenticated peer.
@@ -284,12 +305,12 @@ impl Link {
     {
         // Encode first: a message too large to send is a local error and
         // must not leave a half-open stream behind.
-        let bytes = encode_frame(req)?;
+        let bytes = encode_frame_limited(req, self.max_frame)?;
         let exchange = async {
             let (send, mut recv) = self.conn.open_bi().await?;
             let mut send = SendGuard::new(send, RESET_CANCELLED);
             send.write_all_and_finish(&bytes).await?;
-            match read_frame::<Resp, _>(&mut recv, MAX_FRAME_LEN).await {
+            match read_frame::<Resp, _>(&mut recv, self.max_frame).await {
                 Ok(resp) => Ok(resp),
                 Err(e) if e.is_malformed_frame() => {
                     self.close_malformed(&e);
@@ -319,8 +340,16 @@ impl Link {
         loop {
             let (send, mut recv) = self.conn.accept_bi().await?;
             let send = SendGuard::new(send, RESET_NO_RESPONSE);
-            match read_frame::<Req, _>(&mut recv, MAX_FRAME_LEN).await {
-                Ok(req) => return Ok((req, Responder { send })),
+            match read_frame::<Req, _>(&mut recv, self.max_frame).await {
+                Ok(req) => {
+                    return Ok((
+                        req,
+                        Responder {
+                            send,
+                            max_frame: self.max_frame,
+                        },
+                    ))
+                }
                 Err(e) if e.is_malformed_frame() => {
                     self.close_malformed(&e);
                     return Err(e);
@@ -352,6 +381,15 @@ impl Link {
     /// Why the link is closed, or `None` while it is open.
     pub fn close_reason(&self) -> Option<NetError> {
         self.conn.close_reason().map(NetError::Connection)
+    }
+
+    /// Closes the link with [`CLOSE_WRONG_PEER_KIND`]: the peer's
+    /// certificate is valid but does not name the peer expected.
+    pub(crate) fn close_wrong_peer(&self, reason: &str) {
+        self.conn.close(
+            VarInt::from_u32(CLOSE_WRONG_PEER_KIND),
+            truncate(reason, MAX_REASON_LEN).as_bytes(),
+        );
     }
 
     /// Closes the connection because the peer sent a malformed frame.
@@ -389,6 +427,7 @@ impl Link {
 /// so the requester fails at once instead of waiting for its timeout.
 pub struct Responder {
     send: SendGuard,
+    max_frame: usize,
 }
 
 impl Responder {
@@ -397,7 +436,7 @@ impl Responder {
     where
         Resp: Serialize + ?Sized,
     {
-        let bytes = encode_frame(resp)?;
+        let bytes = encode_frame_limited(resp, self.max_frame)?;
         self.send.write_all_and_finish(&bytes).await
     }
 }
@@ -546,10 +585,11 @@ where
 {
     let responder = Responder {
         send: SendGuard::new(send, RESET_NO_RESPONSE),
+        max_frame: link.max_frame,
     };
     let req = match tokio::time::timeout(
         REQUEST_READ_TIMEOUT,
-        read_frame::<Req, _>(&mut recv, MAX_FRAME_LEN),
+        read_frame::<Req, _>(&mut recv, link.max_frame),
     )
     .await
     {
@@ -568,7 +608,7 @@ where
     let resp = handler(req).await;
     // Encoded here rather than through `Responder::respond` so that no
     // reference to `resp` is held across an await (`Resp` need not be `Sync`).
-    let bytes = match encode_frame(&resp) {
+    let bytes = match encode_frame_limited(&resp, link.max_frame) {
         Ok(bytes) => bytes,
         Err(e) => {
             // Dropping the responder resets the stream: the requester fails

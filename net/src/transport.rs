@@ -9,6 +9,12 @@
 //! memory, able to partition any set of nodes, isolate one, delay or drop
 //! messages, and take a node away and bring it back).
 
+pub use crate::mem::{MemRouter, MemStats};
+pub use crate::node_link::{
+    node_name, parse_node_name, serve_node_link, NodeEnvelope, QuicTransport,
+    DEFAULT_NODE_CONNECT_TIMEOUT,
+};
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use respawn_types::NodeId;
@@ -27,10 +33,16 @@ pub enum Service {
 /// Why a call failed. The request may or may not have been handled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
+    /// The node could not be reached (down, partitioned away, refused the
+    /// connection, or the link broke), with why.
     #[error("node {0} is unreachable: {1}")]
     Unreachable(NodeId, String),
+    /// No reply within the call's timeout (the request or the reply may
+    /// have been lost, or the node is slow).
     #[error("no answer from node {0} within {1:?}")]
     Timeout(NodeId, Duration),
+    /// The transport has no address for the node (see
+    /// [`Transport::set_address`]).
     #[error("node {0} is unknown to this transport")]
     UnknownNode(NodeId),
 }
@@ -54,6 +66,8 @@ pub trait Transport: Send + Sync + 'static {
 /// Handles requests arriving at a node. `from` is the sender's node id
 /// (authenticated by its certificate over QUIC).
 pub trait Handler: Send + Sync + 'static {
+    /// Handles one request and returns the reply. It cannot fail at this
+    /// level: services encode their own errors in the reply bytes.
     fn handle(&self, from: NodeId, service: Service, payload: Bytes) -> BoxFuture<'static, Bytes>;
 }
 

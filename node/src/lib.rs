@@ -2,6 +2,7 @@
 //! links and the HTTP edge into a server node, and the agent runtime.
 
 pub mod agent;
+pub mod cluster;
 pub mod edge;
 pub mod links;
 pub mod node;

@@ -9,12 +9,14 @@
 
 use futures::future::BoxFuture;
 use respawn_actors::{AgentGateway, GatewayError, NodeMsg};
-use respawn_consensus::{Command, Consensus, ConsensusError, PlayerAction, Rejection};
+use crate::cluster::{wire_error as wire, Cluster};
+use respawn_consensus::{Command, PlayerAction, Rejection};
+use respawn_net::transport::Handler;
 use respawn_net::{Endpoint, Link, PeerKind};
 use respawn_types::agent::*;
 use respawn_types::*;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the server waits for an agent to answer a command.
@@ -26,7 +28,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct AgentLinks {
     links: Mutex<HashMap<HostId, Link>>,
-    node: OnceLock<ractor::ActorRef<NodeMsg>>,
+    node: Mutex<Option<ractor::ActorRef<NodeMsg>>>,
 }
 
 impl AgentLinks {
@@ -36,9 +38,24 @@ impl AgentLinks {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Lets the links wake the fleets' placement policy when an agent arrives.
+    /// Lets the links wake the fleets' placement policy when an agent
+    /// arrives (while this node runs the actors, i.e. leads).
     pub fn set_node(&self, node: ractor::ActorRef<NodeMsg>) {
-        let _ = self.node.set(node);
+        *self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
+    }
+
+    /// The actors stopped (leadership lost).
+    pub fn clear_node(&self) {
+        *self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Sends a command to a host's agent over this node's link.
+    pub async fn send(&self, host: &HostId, command: ServerToAgent) -> Result<AgentReply, GatewayError> {
+        let link = self.map().get(host).cloned();
+        let link = link.ok_or_else(|| GatewayError::NotConnected(host.clone()))?;
+        link.request::<ServerToAgent, AgentReply>(&command, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| GatewayError::Link(host.clone(), e.to_string()))
     }
 
     /// Hosts with a live link.
@@ -51,7 +68,8 @@ impl AgentLinks {
             old.close("replaced by a newer connection from the same host");
         }
         metrics::gauge!("respawn_agent_links").set(self.map().len() as f64);
-        if let Some(node) = self.node.get() {
+        let node = self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(node) = node {
             let _ = node.cast(NodeMsg::KickFleets);
         }
     }
@@ -93,29 +111,31 @@ impl AgentGateway for AgentLinks {
     }
 }
 
-/// Accepts QUIC connections until the endpoint closes.
-pub async fn accept_loop(endpoint: Endpoint, consensus: Consensus, links: Arc<AgentLinks>) {
+/// Accepts QUIC connections until the endpoint closes: agents are served
+/// here, other server nodes by `nodes` (the node transport's handler).
+pub async fn accept_loop(endpoint: Endpoint, cluster: Cluster, nodes: Arc<dyn Handler>) {
     while let Some(incoming) = endpoint.accept().await {
         match incoming {
+            Ok(link) if link.peer().kind == PeerKind::Node => {
+                let nodes = nodes.clone();
+                tokio::spawn(async move {
+                    let peer = link.peer().name.clone();
+                    if let Err(e) = respawn_net::transport::serve_node_link(link, nodes).await {
+                        tracing::debug!(%peer, error = %e, "node link ended");
+                    }
+                });
+            }
             Ok(link) => {
-                let consensus = consensus.clone();
-                let links = links.clone();
-                tokio::spawn(async move { serve_link(link, consensus, links).await });
+                let cluster = cluster.clone();
+                tokio::spawn(async move { serve_link(link, cluster).await });
             }
             Err(e) => tracing::warn!(error = %e, "refused a QUIC connection"),
         }
     }
 }
 
-fn wire(e: ConsensusError) -> WireError {
-    match e {
-        ConsensusError::Rejected(r) => rejection(r),
-        ConsensusError::NotLeader { .. } => WireError::new(ErrorCode::NotLeader, e.to_string()),
-        other => WireError::new(ErrorCode::Unavailable, other.to_string()),
-    }
-}
-
-fn rejection(r: Rejection) -> WireError {
+/// A rejection in the agent protocol's terms.
+pub fn rejection(r: Rejection) -> WireError {
     let code = match r {
         Rejection::NotFound { .. } => ErrorCode::NotFound,
         Rejection::Conflict(_) => ErrorCode::Conflict,
@@ -133,14 +153,10 @@ fn check_id(kind: &'static str, s: &str) -> Result<(), WireError> {
     validate_id(kind, s).map_err(|e| bad(e.to_string()))
 }
 
-async fn serve_link(link: Link, consensus: Consensus, links: Arc<AgentLinks>) {
+async fn serve_link(link: Link, cluster: Cluster) {
     let peer = link.peer().clone();
-    if peer.kind != PeerKind::Agent {
-        // Node-to-node links arrive with the multi-node cluster.
-        link.close("this node accepts agent connections only");
-        return;
-    }
-    let host = match hello(&link, &consensus).await {
+    let links = cluster.links.clone();
+    let host = match hello(&link, &cluster).await {
         Ok(h) => h,
         Err(reason) => {
             tracing::warn!(peer = %peer.name, addr = %peer.addr, %reason, "agent hello failed");
@@ -151,12 +167,12 @@ async fn serve_link(link: Link, consensus: Consensus, links: Arc<AgentLinks>) {
     tracing::info!(host = %host, addr = %peer.addr, "agent registered");
     links.insert(host.clone(), link.clone());
     let handler_host = host.clone();
-    let handler_consensus = consensus.clone();
+    let handler_cluster = cluster.clone();
     let result = respawn_net::serve_requests(link.clone(), move |req: AgentToServer| {
-        let consensus = handler_consensus.clone();
+        let cluster = handler_cluster.clone();
         let host = handler_host.clone();
         async move {
-            match handle(&consensus, &host, req).await {
+            match handle(&cluster, &host, req).await {
                 Ok(()) => ServerReply::Ok,
                 Err(e) => ServerReply::Err(e),
             }
@@ -171,13 +187,13 @@ async fn serve_link(link: Link, consensus: Consensus, links: Arc<AgentLinks>) {
 }
 
 /// Reads and answers the Hello; returns the registered host.
-async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
+async fn hello(link: &Link, cluster: &Cluster) -> Result<HostId, String> {
     let (req, responder) =
         tokio::time::timeout(HELLO_TIMEOUT, link.accept_request::<AgentToServer>())
             .await
             .map_err(|_| "no Hello within 10 s".to_string())?
             .map_err(|e| e.to_string())?;
-    match register(link, consensus, req).await {
+    match register(link, cluster, req).await {
         Ok((host, fleet)) => {
             responder
                 .respond(&ServerReply::Welcome { fleet })
@@ -195,7 +211,7 @@ async fn hello(link: &Link, consensus: &Consensus) -> Result<HostId, String> {
 
 async fn register(
     link: &Link,
-    consensus: &Consensus,
+    cluster: &Cluster,
     req: AgentToServer,
 ) -> Result<(HostId, Fleet), WireError> {
     let AgentToServer::Hello(h) = req else {
@@ -234,14 +250,22 @@ async fn register(
         ip: h.ip,
         registered_at: 0,
     };
-    consensus
+    cluster
         .propose(Command::RegisterHost {
             host,
             live: h.live_processes,
         })
         .await
         .map_err(wire)?;
-    let fleet = consensus
+    cluster
+        .propose(Command::HostLinked {
+            host_id: h.host_id.clone(),
+            node_id: cluster.node_id(),
+        })
+        .await
+        .map_err(wire)?;
+    let fleet = cluster
+        .consensus
         .read(|s| s.fleets.get(&h.fleet_id).cloned())
         .ok_or_else(|| {
             WireError::new(
@@ -254,7 +278,10 @@ async fn register(
 
 /// Turns one agent request into a command, after checking that it is about
 /// a process of the agent's own host.
-async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Result<(), WireError> {
+async fn handle(cluster: &Cluster, host: &HostId, req: AgentToServer) -> Result<(), WireError> {
+    // Proposals through `cluster` are applied locally before they return,
+    // so this node's state includes everything this agent reported before.
+    let consensus = &cluster.consensus;
     let own = |process: &ProcessId| -> Result<(), WireError> {
         check_id("process id", process.as_str())?;
         let owner = consensus.read(|s| s.processes.get(process).map(|p| p.host_id.clone()));
@@ -362,5 +389,5 @@ async fn handle(consensus: &Consensus, host: &HostId, req: AgentToServer) -> Res
             }
         }
     };
-    consensus.propose(command).await.map(|_| ()).map_err(wire)
+    cluster.propose(command).await.map(|_| ()).map_err(wire)
 }

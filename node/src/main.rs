@@ -93,9 +93,9 @@ struct ServerArgs {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// QUIC address of a server node [default: 127.0.0.1:7600].
+    /// QUIC address of a server node, `host:port` [default: 127.0.0.1:7600].
     #[arg(long)]
-    server: Option<SocketAddr>,
+    server: Option<String>,
     /// Fleet whose DS processes this host runs.
     #[arg(long)]
     fleet: Option<String>,
@@ -108,7 +108,33 @@ struct AgentArgs {
 }
 
 #[derive(Subcommand)]
+enum PkiCmd {
+    /// Create a cluster CA in `<dir>/ca/` (ca.pem, ca.key). Keep ca.key private.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a certificate signed by the CA in `<dir>/ca/`: for a server node
+    /// (`--node ID`, common name `node-ID`, into `<dir>/node-ID/`) or an agent
+    /// (`--agent HOST_ID`, common name HOST_ID, into `<dir>/agent-HOST_ID/`).
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, conflicts_with = "agent", required_unless_present = "agent")]
+        node: Option<u64>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// Extra DNS names or IP addresses for the certificate.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum CtlCmd {
+    /// Certificates: a cluster CA and node/agent certificates signed by it.
+    #[command(subcommand)]
+    Pki(PkiCmd),
     /// Print a ServerTicket for the backend API (valid ±5 minutes by default).
     Ticket {
         #[arg(long, env = "RESPAWN_TITLE_ID")]
@@ -184,10 +210,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "server.node_id",
                 a.node_id.map(|n| toml::Value::Integer(n as i64)),
             ));
-            let cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            let mut cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            cfg.resolve(&hostname())?;
             init_tracing(&cfg.log);
-            let (node_id, _) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
-            let node = ServerNode::start(&cfg, &node_id).await?;
+            let node = ServerNode::start(&cfg, &server_identity(&cfg)?).await?;
             print_credentials(&node, &cfg.data_dir)?;
             wait_for_signal().await;
             node.shutdown().await;
@@ -195,18 +221,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Agent(a) => {
             let mut o = common(&cli);
-            o.push(("agent.server_addr", s(a.server)));
+            o.push(("agent.server_addr", s(a.server.clone())));
             o.push(("agent.fleet", s(a.fleet.clone())));
             o.push(("agent.public_ip", s(a.public_ip.clone())));
             o.push(("agent.host_id", s(a.host_id.clone())));
-            let cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            let mut cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
+            cfg.resolve(&hostname())?;
             init_tracing(&cfg.log);
-            let (_, agent_id) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
-            let agent = AgentNode::start(&cfg, &agent_id, vec![cfg.agent.server_addr]).await?;
+            let agent = AgentNode::start(&cfg, &agent_identity(&cfg)?).await?;
             wait_for_signal().await;
             agent.shutdown().await;
             Ok(())
         }
+        Cmd::Ctl(CtlCmd::Pki(cmd)) => pki(cmd),
         Cmd::Ctl(CtlCmd::Ticket {
             title_id,
             title_region_id,
@@ -246,15 +273,67 @@ async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     o.push(("server.quic_addr", s(a.server.quic_addr)));
     let mut cfg = Config::load(base, cli.config.as_deref(), &overrides(&o))?;
     init_tracing(&cfg.log);
-    let (node_id, agent_id) = respawn_net::ensure_dev_pki(&cfg.data_dir)?;
-    let node = ServerNode::start(&cfg, &node_id).await?;
-    cfg.agent.server_addr = node.quic_addr;
-    let agent = AgentNode::start(&cfg, &agent_id, vec![node.quic_addr]).await?;
+    let node = ServerNode::start(&cfg, &server_identity(&cfg)?).await?;
+    cfg.agent.server_addr = node.quic_addr.to_string();
+    let agent = AgentNode::start(&cfg, &agent_identity(&cfg)?).await?;
     print_credentials(&node, &cfg.data_dir)?;
     wait_for_signal().await;
     agent.shutdown().await;
     node.shutdown().await;
     Ok(())
+}
+
+fn pki(cmd: &PkiCmd) -> anyhow::Result<()> {
+    use respawn_net::{CaBundle, PeerKind, Pki};
+    match cmd {
+        PkiCmd::Init { dir } => {
+            let ca_dir = dir.join("ca");
+            if ca_dir.join("ca.pem").exists() {
+                bail!("{} already holds a CA; refusing to overwrite it", ca_dir.display());
+            }
+            Pki::generate_ca("respawn cluster CA")?.write_dir(&ca_dir)?;
+            println!("CA written to {}", ca_dir.display());
+        }
+        PkiCmd::Issue { dir, node, agent, sans } => {
+            let ca = CaBundle::load_dir(&dir.join("ca"))?;
+            let (kind, name, out) = match (node, agent) {
+                (Some(id), _) => {
+                    let name = respawn_net::transport::node_name(*id);
+                    (PeerKind::Node, name.clone(), dir.join(name))
+                }
+                (None, Some(host)) => (PeerKind::Agent, host.clone(), dir.join(format!("agent-{host}"))),
+                (None, None) => bail!("give --node ID or --agent HOST_ID"),
+            };
+            ca.issue(kind, &name, sans)?.write_dir(&out)?;
+            println!("{kind} certificate '{name}' written to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// This machine's host name (`HOSTNAME`, else /etc/hostname, else empty).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The server's identity: from `server.pki_dir`, else the dev PKI.
+fn server_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
+    Ok(match &cfg.server.pki_dir {
+        Some(dir) => respawn_net::Identity::load_dir(dir).with_context(|| format!("loading {}", dir.display()))?,
+        None => respawn_net::ensure_dev_pki(&cfg.data_dir)?.0,
+    })
+}
+
+/// The agent's identity: from `agent.pki_dir`, else the dev PKI.
+fn agent_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
+    Ok(match &cfg.agent.pki_dir {
+        Some(dir) => respawn_net::Identity::load_dir(dir).with_context(|| format!("loading {}", dir.display()))?,
+        None => respawn_net::ensure_dev_pki(&cfg.data_dir)?.1,
+    })
 }
 
 /// Prints each title region's credentials and writes them to

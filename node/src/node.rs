@@ -1,17 +1,16 @@
 //! Assembly of a server node and of an agent from a [`Config`].
 
 use crate::agent::{Agent, AgentConfig, AgentError};
+use crate::cluster::{self, Cluster, NodeHandler};
 use crate::edge::{self, Edge};
 use crate::links::{self, AgentLinks};
 use crate::uplink::{self, Uplink};
-use futures::future::BoxFuture;
 use rand::RngCore;
-use respawn_actors::{Deps, ProposeError, Proposer, Runtime};
-use respawn_config::Config;
-use respawn_consensus::{
-    Applied, Command, Consensus, ConsensusError, NodeInfo, RaftSettings, SingleNodeNetwork,
-};
+use respawn_config::{Bootstrap, Config};
+use respawn_consensus::{Command, Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork};
+use respawn_net::transport::{QuicTransport, SharedTransport};
 use respawn_net::{Endpoint, Identity};
+use std::collections::BTreeMap;
 use respawn_types::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,31 +39,22 @@ pub enum NodeError {
     Invalid(String),
 }
 
-/// Adapts [`Consensus`] to the actors' [`Proposer`] port.
-struct ConsensusProposer(Consensus);
-
-impl Proposer for ConsensusProposer {
-    fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>> {
-        let c = self.0.clone();
-        Box::pin(async move {
-            c.propose(command).await.map_err(|e| match e {
-                ConsensusError::Rejected(r) => ProposeError::Rejected(r),
-                other => ProposeError::Unavailable(other.to_string()),
-            })
-        })
-    }
-}
-
-/// A running server node: Raft member, actors, QUIC listener, HTTP edge.
+/// A running server node: Raft member, actors (while it leads), QUIC
+/// listener for agents and other nodes, HTTP edge.
 pub struct ServerNode {
     pub consensus: Consensus,
+    pub cluster: Cluster,
     pub links: Arc<AgentLinks>,
+    /// Answers other nodes; a test transport registers it.
+    pub handler: Arc<NodeHandler>,
     /// Where the HTTP edge listens (the real port if 0 was asked for).
     pub http_addr: SocketAddr,
     /// Where the QUIC listener listens.
     pub quic_addr: SocketAddr,
-    runtime: Runtime,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
     endpoint: Endpoint,
+    shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -74,128 +64,201 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-impl ServerNode {
-    /// Opens (or creates) the node's state under `cfg.data_dir`, applies the
-    /// configured title regions and fleets, rebuilds the actors from the
-    /// committed state and starts serving.
-    pub async fn start(cfg: &Config, identity: &Identity) -> Result<ServerNode, NodeError> {
-        let raft_dir = cfg.data_dir.join("raft");
-        let settings = RaftSettings {
-            heartbeat_interval_ms: cfg.server.heartbeat_ms,
-            election_timeout_min_ms: cfg.server.election_timeout_ms,
-            election_timeout_max_ms: cfg.server.election_timeout_ms * 2,
-            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(
-                cfg.server.snapshot_every,
-            ),
-            ..RaftSettings::default()
-        };
-        let consensus =
-            Consensus::open(cfg.server.node_id, &raft_dir, settings, SingleNodeNetwork).await?;
+/// The admin token: configured, or generated once into `<data_dir>/admin-token`.
+fn admin_token(cfg: &Config) -> Result<String, NodeError> {
+    if let Some(t) = &cfg.server.admin_token {
+        return Ok(t.clone());
+    }
+    let path = cfg.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if t.trim().len() >= 16 {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let t = random_hex(24);
+    let io = |e: std::io::Error| NodeError::Invalid(format!("writing {}: {e}", path.display()));
+    std::fs::create_dir_all(&cfg.data_dir).map_err(io)?;
+    std::fs::write(&path, &t).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(t)
+}
 
+impl ServerNode {
+    /// Starts a node whose peers are reached over QUIC.
+    pub async fn start(cfg: &Config, identity: &Identity) -> Result<ServerNode, NodeError> {
+        Self::start_with(cfg, identity, None).await
+    }
+
+    /// Starts a node. `transport` replaces QUIC between nodes (tests pass an
+    /// in-memory router that can partition, delay and drop).
+    pub async fn start_with(
+        cfg: &Config,
+        identity: &Identity,
+        transport: Option<SharedTransport>,
+    ) -> Result<ServerNode, NodeError> {
+        let node_id = cfg.server.node_id;
         let endpoint = Endpoint::server(cfg.server.quic_addr, identity)?;
         let quic_addr = endpoint.local_addr()?;
         let listener = tokio::net::TcpListener::bind(cfg.server.http_addr)
             .await
-            .map_err(|source| NodeError::Bind {
-                addr: cfg.server.http_addr,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
-            addr: cfg.server.http_addr,
-            source,
-        })?;
-
-        consensus
-            .initialize_single_node(NodeInfo {
-                raft_addr: quic_addr.to_string(),
-                http_addr: http_addr.to_string(),
-            })
-            .await?;
-        consensus.wait_for_leader(Duration::from_secs(30)).await?;
-        bootstrap(&consensus, cfg).await?;
-
-        // Rebuild the actors from committed state, then feed them every
-        // later event: go_live is atomic with apply, so none is lost.
-        let links = Arc::new(AgentLinks::default());
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _ = consensus.go_live(tx);
-        let deps = Deps {
-            state: consensus.state(),
-            proposer: Arc::new(ConsensusProposer(consensus.clone())),
-            gateway: links.clone(),
+            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
+        let transport: SharedTransport = match transport {
+            Some(t) => t,
+            None => QuicTransport::new(node_id, Endpoint::client(identity)?),
         };
-        let runtime = respawn_actors::start_runtime(deps, rx).await?;
-        links.set_node(runtime.node.clone());
+        let settings = RaftSettings {
+            heartbeat_interval_ms: cfg.server.heartbeat_ms,
+            election_timeout_min_ms: cfg.server.election_timeout_ms,
+            election_timeout_max_ms: cfg.server.election_timeout_ms * 2,
+            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(cfg.server.snapshot_every),
+            ..RaftSettings::default()
+        };
+        let consensus = Consensus::open(
+            node_id,
+            &cfg.data_dir.join("raft"),
+            settings,
+            TransportNetwork::new(transport.clone()),
+        )
+        .await?;
+        let links = Arc::new(AgentLinks::default());
+        let cluster = Cluster { consensus: consensus.clone(), transport, links: links.clone() };
+        let handler = Arc::new(NodeHandler { cluster: cluster.clone() });
+        let accept = tokio::spawn(links::accept_loop(endpoint.clone(), cluster.clone(), handler.clone()));
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let me = NodeInfo {
+            raft_addr: cfg.server.advertise_quic.clone().unwrap_or_else(|| quic_addr.to_string()),
+            http_addr: cfg.server.advertise_http.clone().unwrap_or_else(|| http_addr.to_string()),
+        };
+        let admin_token = admin_token(cfg)?;
+        let mut tasks = vec![accept];
+        match cfg.server.bootstrap {
+            Bootstrap::Single => {
+                consensus.initialize_single_node(me.clone()).await?;
+                consensus.wait_for_leader(Duration::from_secs(30)).await?;
+                bootstrap_config(&cluster, cfg).await?;
+            }
+            Bootstrap::Members => {
+                let members: BTreeMap<NodeId, NodeInfo> = cfg
+                    .server
+                    .members
+                    .iter()
+                    .map(|m| (m.node_id, NodeInfo { raft_addr: m.quic.clone(), http_addr: m.http.clone() }))
+                    .collect();
+                // The lowest id initialises; the others wait to be contacted.
+                if members.keys().next() == Some(&node_id) {
+                    consensus.initialize(members).await?;
+                }
+            }
+            Bootstrap::Join => {
+                let url = cfg.server.join_url.clone().unwrap_or_default();
+                tasks.push(tokio::spawn(join_cluster(consensus.clone(), url, admin_token.clone(), node_id, me.clone())));
+            }
+        }
+
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        tasks.push(tokio::spawn(cluster::run_leader_actors(
+            cluster.clone(),
+            links.clone(),
+            Arc::new(cfg.clone()),
+            shutdown_rx,
+        )));
         let edge = Edge {
-            consensus: consensus.clone(),
+            cluster: cluster.clone(),
+            admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
-            ready: ready.clone(),
+            ready: Arc::new(AtomicBool::new(true)),
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
-        let http = tokio::spawn(async move {
-            if let Err(e) = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            {
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
                 tracing::error!(error = %e, "HTTP edge stopped");
             }
-        });
-        let accept = tokio::spawn(links::accept_loop(
-            endpoint.clone(),
-            consensus.clone(),
-            links.clone(),
-        ));
-        ready.store(true, Ordering::Release);
-        tracing::info!(%http_addr, %quic_addr, node_id = cfg.server.node_id, "server node ready");
+        }));
+        tracing::info!(%http_addr, %quic_addr, node_id, "server node started");
         Ok(ServerNode {
             consensus,
+            cluster,
             links,
+            handler,
             http_addr,
             quic_addr,
-            runtime,
+            admin_token,
             endpoint,
-            tasks: vec![http, accept],
+            shutdown,
+            tasks,
         })
     }
 
     /// The title regions and their keys.
     pub fn title_regions(&self) -> Vec<TitleRegion> {
-        self.consensus
-            .read(|s| s.title_regions.values().cloned().collect())
+        self.consensus.read(|s| s.title_regions.values().cloned().collect())
     }
 
     /// Stops serving and closes the stores.
     pub async fn shutdown(self) {
-        for t in &self.tasks {
+        let _ = self.shutdown.send(true);
+        // The leader loop stops the actors when told; give it the chance.
+        let leader_loop = self.tasks.last().map(|t| t.abort_handle());
+        for t in &self.tasks[..self.tasks.len().saturating_sub(1)] {
             t.abort();
         }
         self.links.close_all();
         self.endpoint.close();
-        self.runtime.stop();
+        if let Some(t) = self.tasks.into_iter().last() {
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                if let Some(h) = leader_loop {
+                    h.abort();
+                }
+            }
+        }
         if let Err(e) = self.consensus.shutdown().await {
             tracing::warn!(error = %e, "consensus shutdown");
         }
     }
 }
 
+/// Asks a member's admin API to add this node, until it is a member.
+async fn join_cluster(consensus: Consensus, url: String, token: String, node_id: NodeId, me: NodeInfo) {
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"node_id": node_id, "quic_addr": me.raft_addr, "http_addr": me.http_addr});
+    let mut attempt = 0u32;
+    while !consensus.membership().voters.contains(&node_id) {
+        let res = client
+            .post(format!("{}/admin/cluster/join", url.trim_end_matches('/')))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(%url, "joined the cluster");
+                return;
+            }
+            Ok(r) => tracing::warn!(%url, status = %r.status(), "join refused; retrying"),
+            Err(e) => tracing::warn!(%url, error = %e, "join failed; retrying"),
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis((200u64 << attempt.min(5)).min(5_000))).await;
+    }
+}
+
 /// Creates the configured title regions (generating keys once) and creates
-/// or updates the configured fleets.
-async fn bootstrap(consensus: &Consensus, cfg: &Config) -> Result<(), NodeError> {
+/// or updates the configured fleets. Run by each new leader: idempotent.
+pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<(), NodeError> {
     for spec in &cfg.title_regions {
         let id = TitleRegionId::new_unchecked(spec.id.clone());
-        let existing = consensus.read(|s| s.title_regions.get(&id).cloned());
+        let existing = cluster.read(|s| s.title_regions.get(&id).cloned()).await?;
         let region = TitleRegion {
             id: id.clone(),
             title_id: TitleId::new_unchecked(spec.title_id.clone()),
-            name: if spec.name.is_empty() {
-                spec.id.clone()
-            } else {
-                spec.name.clone()
-            },
+            name: if spec.name.is_empty() { spec.id.clone() } else { spec.name.clone() },
             title_name: spec.title_name.clone(),
             secret_id: match (&spec.secret_id, &existing) {
                 (Some(s), _) => SecretId::new_unchecked(s.clone()),
@@ -209,13 +272,13 @@ async fn bootstrap(consensus: &Consensus, cfg: &Config) -> Result<(), NodeError>
             },
         };
         if existing.as_ref() != Some(&region) {
-            consensus.propose(Command::PutTitleRegion(region)).await?;
+            cluster.propose(Command::PutTitleRegion(region)).await?;
         }
     }
     for spec in &cfg.fleets {
         let fleet = spec.to_fleet();
-        if consensus.read(|s| s.fleets.get(&fleet.id) != Some(&fleet)) {
-            consensus.propose(Command::PutFleet(fleet)).await?;
+        if cluster.read(|s| s.fleets.get(&fleet.id) != Some(&fleet)).await? {
+            cluster.propose(Command::PutFleet(fleet)).await?;
         }
     }
     Ok(())
@@ -229,12 +292,11 @@ pub struct AgentNode {
 }
 
 impl AgentNode {
-    /// Starts the agent and keeps it connected to `servers`.
-    pub async fn start(
-        cfg: &Config,
-        identity: &Identity,
-        servers: Vec<SocketAddr>,
-    ) -> Result<AgentNode, NodeError> {
+    /// Starts the agent and keeps it connected to `agent.server_addr`, or
+    /// to the next of `agent.servers` when a link is lost.
+    pub async fn start(cfg: &Config, identity: &Identity) -> Result<AgentNode, NodeError> {
+        let mut servers = vec![cfg.agent.server_addr.clone()];
+        servers.extend(cfg.agent.servers.iter().cloned());
         let host = match &cfg.agent.host_id {
             Some(h) => h.clone(),
             None => identity.subject()?.name,

@@ -62,17 +62,27 @@ pub fn reconnect_delay(failures: u32) -> Duration {
     Duration::from_millis((200u64 << failures.min(5)).min(5_000))
 }
 
-/// Keeps the agent connected to `servers` (tried in turn) until the task is
-/// aborted.
-pub async fn run(endpoint: Endpoint, servers: Vec<SocketAddr>, agent: Agent, uplink: Arc<Uplink>) {
+/// Keeps the agent connected to one of `servers` (`host:port`, tried in
+/// turn; DNS names are resolved at each attempt) until the task is aborted.
+pub async fn run(endpoint: Endpoint, servers: Vec<String>, agent: Agent, uplink: Arc<Uplink>) {
     let mut failures = 0u32;
     let mut next = 0usize;
     loop {
-        let Some(&addr) = servers.get(next % servers.len().max(1)) else {
+        let Some(server) = servers.get(next % servers.len().max(1)).cloned() else {
             tracing::error!("no server address configured");
             return;
         };
         next += 1;
+        let resolved = tokio::net::lookup_host(server.as_str()).await.map(|mut a| a.next());
+        let addr = match resolved {
+            Ok(Some(a)) => a,
+            Ok(None) | Err(_) => {
+                failures += 1;
+                tracing::warn!(%server, "cannot resolve server address");
+                tokio::time::sleep(reconnect_delay(failures)).await;
+                continue;
+            }
+        };
         match connect(&endpoint, addr, &agent).await {
             Ok(link) => {
                 failures = 0;

@@ -233,7 +233,7 @@ pub async fn request_battle_session_id(
     ApiJson(_req): ApiJson<RequestBattleSessionIdRequest>,
 ) -> Result<Json<RequestBattleSessionIdResponse>, ApiError> {
     let id = BattleSessionId::generate();
-    edge.consensus
+    edge.cluster
         .propose(Command::IssueBattleSessionId {
             title_region_id: tr,
             battle_session_id: id.clone(),
@@ -288,7 +288,7 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    edge.consensus
+    edge.cluster
         .propose(Command::StartPlacement(StartPlacement {
             placement_id: placement_id.clone(),
             title_region_id: tr.clone(),
@@ -301,7 +301,7 @@ pub async fn start_battle_session_placement(
         }))
         .await?;
     metrics::counter!("respawn_placements_started_total").increment(1);
-    edge.placement(&tr, &placement_id)
+    edge.placement(&tr, &placement_id).await
 }
 
 /// DescribeBattleSessionPlacement: status of a placement; when FULFILLED, the
@@ -316,7 +316,7 @@ pub async fn describe_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.placement(&tr, &id)
+    edge.placement(&tr, &id).await
 }
 
 /// CancelBattleSessionPlacement: cancel a PENDING placement.
@@ -331,13 +331,13 @@ pub async fn cancel_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.consensus
+    edge.cluster
         .propose(Command::CancelPlacement {
             title_region_id: tr.clone(),
             placement_id: id.clone(),
         })
         .await?;
-    edge.placement(&tr, &id)
+    edge.placement(&tr, &id).await
 }
 
 /// AddPlayersToBattleSession: reserve slots for more players.
@@ -358,19 +358,20 @@ pub async fn add_players_to_battle_session(
     )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
-    edge.consensus
+    edge.cluster
         .propose(Command::AddPlayers {
             title_region_id: tr,
             battle_session_id: bs,
             players,
         })
         .await?;
-    let views = edge.consensus.read(|s| {
+    let views = edge.cluster.read(|s| {
         ids.iter()
             .filter_map(|id| s.player_battle_sessions.get(id))
             .map(|p| player_view(s, p))
             .collect()
-    });
+    })
+    .await?;
     Ok(Json(PlayerBattleSessionsResponse {
         player_battle_sessions: views,
     }))
@@ -388,7 +389,9 @@ pub async fn query_player_battle_sessions(
     ApiJson(req): ApiJson<QueryPlayerRequest>,
 ) -> Result<Json<PlayerBattleSessionsResponse>, ApiError> {
     let player = parse("player_id", PlayerId::parse(req.player_id))?;
-    let views = edge.consensus.read(|s| {
+    let views = edge
+        .cluster
+        .read(|s| {
         s.sessions_by_player
             .get(&player)
             .into_iter()
@@ -397,7 +400,8 @@ pub async fn query_player_battle_sessions(
             .filter(|p| p.title_region_id == tr)
             .map(|p| player_view(s, p))
             .collect()
-    });
+    })
+    .await?;
     Ok(Json(PlayerBattleSessionsResponse {
         player_battle_sessions: views,
     }))
@@ -422,7 +426,7 @@ pub async fn terminate_player_battle_session(
         "player_battle_session_id",
         PlayerBattleSessionId::parse(req.player_battle_session_id),
     )?;
-    edge.consensus
+    edge.cluster
         .propose(Command::TerminatePlayerBattleSession {
             title_region_id: tr,
             battle_session_id: bs,
@@ -430,12 +434,13 @@ pub async fn terminate_player_battle_session(
         })
         .await?;
     let view = edge
-        .consensus
+        .cluster
         .read(|s| {
             s.player_battle_sessions
                 .get(&pbs)
                 .map(|p| player_view(s, p))
         })
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("player battle session '{pbs}' not found")))?;
     Ok(Json(PlayerBattleSessionResponse {
         player_battle_session: view,

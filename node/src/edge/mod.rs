@@ -2,6 +2,7 @@
 //! readiness, Prometheus metrics and the OpenAPI document generated from the
 //! handlers below.
 
+pub mod admin;
 pub mod auth;
 pub mod dsm;
 pub mod error;
@@ -16,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use respawn_consensus::Consensus;
+use crate::cluster::Cluster;
 use respawn_types::agent::ErrorCode;
 use respawn_types::{PlacementId, TitleRegionId};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,11 @@ use utoipa::OpenApi;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct Edge {
-    pub consensus: Consensus,
+    /// Writes go to the leader through it; reads that must not be stale use
+    /// its read index.
+    pub cluster: Cluster,
+    /// Bearer token of the admin API.
+    pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
     /// Set once the node has rebuilt its actors and can serve.
@@ -35,13 +40,15 @@ pub struct Edge {
 }
 
 impl Edge {
-    fn placement(
+    /// A linearizable view of a placement.
+    async fn placement(
         &self,
         tr: &TitleRegionId,
         id: &PlacementId,
     ) -> Result<Json<dsm::PlacementResponse>, ApiError> {
-        self.consensus
+        self.cluster
             .read(|s| dsm::placement_view(s, tr, id))
+            .await?
             .map(|placement| Json(dsm::PlacementResponse { placement }))
             .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
     }
@@ -56,7 +63,8 @@ impl FromRequestParts<Edge> for Region {
     async fn from_request_parts(parts: &mut Parts, edge: &Edge) -> Result<Self, ApiError> {
         let p = auth::presented(&parts.headers)?;
         let now = respawn_types::now_millis() as i64 / 1000;
-        let id = edge.consensus.read(|s| {
+        // Keys change rarely; this node's applied state is enough to check one.
+        let id = edge.cluster.consensus.read(|s| {
             let region = TitleRegionId::parse(p.title_region_id)
                 .ok()
                 .and_then(|id| s.title_regions.get(&id));
@@ -94,10 +102,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
         dsm::query_player_battle_sessions,
         dsm::terminate_player_battle_session,
         healthz, readyz, metrics_page,
+        admin::status, admin::add_learner, admin::promote, admin::remove, admin::join,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
-         (name = "Operations", description = "Health, readiness and metrics"))
+         (name = "Operations", description = "Health, readiness and metrics"),
+         (name = "Admin", description = "Cluster membership; Authorization: Bearer <admin token>"))
 )]
 pub struct ApiDoc;
 
@@ -113,6 +123,12 @@ impl utoipa::Modify for TicketScheme {
                 "ServerTicket",
                 "v1.<unix seconds>.<hex HMAC-SHA256>; also send TitleId, TitleRegionId and SecretId headers",
             ))),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(
+                utoipa::openapi::security::HttpAuthScheme::Bearer,
+            )),
         );
     }
 }
@@ -137,7 +153,7 @@ async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
     if !edge.ready.load(Ordering::Acquire) {
         return Err(ApiError::unavailable("node is starting"));
     }
-    if edge.consensus.leader().is_none() {
+    if edge.cluster.consensus.leader().is_none() {
         return Err(ApiError::unavailable("no Raft leader"));
     }
     Ok("ready")
@@ -217,6 +233,11 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             "/dsm/terminate_player_battle_session",
             post(dsm::terminate_player_battle_session),
         )
+        .route("/admin/cluster", get(admin::status))
+        .route("/admin/cluster/add_learner", post(admin::add_learner))
+        .route("/admin/cluster/promote", post(admin::promote))
+        .route("/admin/cluster/remove", post(admin::remove))
+        .route("/admin/cluster/join", post(admin::join))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))

@@ -1,0 +1,389 @@
+//! What makes a node one member of a cluster:
+//!
+//! - [`Cluster::propose`]: a write from any node goes to the leader (locally
+//!   if this node leads, otherwise forwarded over the transport).
+//! - [`Cluster::read`]: a linearizable read from any node, by **read index**:
+//!   the leader confirms it still leads (a heartbeat round to a quorum,
+//!   openraft's `ensure_linearizable`) and names its commit index; this node
+//!   waits until it has applied that index, then reads locally. Read index
+//!   rather than a leader lease because a lease depends on bounded clock
+//!   drift between machines, which nothing here guarantees.
+//! - [`NodeHandler`]: answers other nodes (Raft RPCs, forwarded proposals and
+//!   reads, commands for the agents linked to this node, membership changes).
+//! - [`ClusterGateway`]: the actors' way to reach an agent, wherever its
+//!   link is held (the replicated `host_links` says which node).
+//! - [`run_leader_actors`]: the actors run on the leader only; a node that
+//!   becomes leader rebuilds them from the committed state, and stops them
+//!   when it loses leadership.
+
+use crate::links::AgentLinks;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use respawn_actors::{AgentGateway, Deps, GatewayError, ProposeError, Proposer};
+use respawn_consensus::{Applied, Command, Consensus, ConsensusError, NodeInfo, Rejection, Request};
+use respawn_net::transport::{Handler, Service, SharedTransport};
+use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent, WireError};
+use respawn_types::{HostId, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a proposal keeps looking for a leader (during an election).
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Requests between nodes on [`Service::Cluster`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClusterMsg {
+    /// Commit this command (sent to the leader).
+    Propose(Command),
+    /// Confirm leadership and return the index a linearizable read must wait for.
+    ReadIndex,
+    /// Deliver a command to an agent whose link this node holds.
+    ToAgent { host: HostId, command: ServerToAgent },
+    /// Change the membership (sent to the leader).
+    Membership(MembershipOp),
+}
+
+/// A membership change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum MembershipOp {
+    AddLearner { node_id: NodeId, info: NodeInfo },
+    Promote { node_id: NodeId },
+    Remove { node_id: NodeId },
+}
+
+/// Answers on [`Service::Cluster`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClusterReply {
+    /// Committed at this log index.
+    Applied(Applied, u64),
+    Index(u64),
+    Agent(AgentReply),
+    Done,
+    Err(RemoteError),
+}
+
+/// An error carried back from another node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteError {
+    Rejected(Rejection),
+    NotLeader(Option<NodeId>),
+    Unavailable(String),
+}
+
+impl From<ConsensusError> for RemoteError {
+    fn from(e: ConsensusError) -> Self {
+        match e {
+            ConsensusError::Rejected(r) => RemoteError::Rejected(r),
+            ConsensusError::NotLeader { leader } => RemoteError::NotLeader(leader),
+            other => RemoteError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteError> for ConsensusError {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            RemoteError::Rejected(r) => ConsensusError::Rejected(r),
+            RemoteError::NotLeader(leader) => ConsensusError::NotLeader { leader },
+            RemoteError::Unavailable(m) => ConsensusError::Raft(m),
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Bytes {
+    // Encoding our own enums into a Vec cannot fail (no I/O, no limit).
+    Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
+    let limit = bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>();
+    bincode::serde::decode_from_slice(b, limit).ok().map(|(v, _)| v)
+}
+
+/// This node's view of the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    pub consensus: Consensus,
+    pub transport: SharedTransport,
+    pub links: Arc<AgentLinks>,
+}
+
+impl Cluster {
+    pub fn node_id(&self) -> NodeId {
+        self.consensus.node_id()
+    }
+
+    async fn ask(&self, to: NodeId, msg: &ClusterMsg) -> Result<ClusterReply, ConsensusError> {
+        let raw = self
+            .transport
+            .call(to, Service::Cluster, encode(msg), FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| ConsensusError::Unreachable { node: to, reason: e.to_string() })?;
+        decode(&raw).ok_or_else(|| ConsensusError::Raft(format!("undecodable reply from node {to}")))
+    }
+
+    /// Commits `command` through the leader, wherever it is, and returns once
+    /// this node has applied it too (so a caller reads its own writes here).
+    /// Retries only while no leader is known or the answer is "not the
+    /// leader" (then the command was certainly not committed); any other
+    /// failure is returned.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let req = Request { at: respawn_types::now_millis(), command: command.clone() };
+            let leader = match self.consensus.propose_request(req).await {
+                Err(ConsensusError::NotLeader { leader }) => leader,
+                other => return other.map(|c| c.applied),
+            };
+            if let Some(l) = leader.filter(|l| *l != self.node_id()) {
+                match self.ask(l, &ClusterMsg::Propose(command.clone())).await? {
+                    ClusterReply::Applied(a, index) => {
+                        self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
+                        return Ok(a);
+                    }
+                    ClusterReply::Err(RemoteError::NotLeader(_)) => {}
+                    ClusterReply::Err(e) => return Err(e.into()),
+                    other => return Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConsensusError::NotLeader { leader });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Linearizable read (read index; see the module docs).
+    pub async fn read<T>(&self, f: impl FnOnce(&respawn_consensus::PlacementState) -> T) -> Result<T, ConsensusError> {
+        let index = if self.consensus.is_leader() {
+            self.consensus.read_index().await?
+        } else {
+            let leader = self
+                .consensus
+                .leader()
+                .map(|(id, _)| id)
+                .ok_or(ConsensusError::NotLeader { leader: None })?;
+            match self.ask(leader, &ClusterMsg::ReadIndex).await? {
+                ClusterReply::Index(i) => i,
+                ClusterReply::Err(e) => return Err(e.into()),
+                other => return Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
+            }
+        };
+        self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
+        Ok(self.consensus.read(f))
+    }
+
+    /// Applies a membership change on the leader.
+    pub async fn change_membership(&self, op: MembershipOp) -> Result<(), ConsensusError> {
+        if !self.consensus.is_leader() {
+            let leader = self
+                .consensus
+                .leader()
+                .map(|(id, _)| id)
+                .ok_or(ConsensusError::NotLeader { leader: None })?;
+            return match self.ask(leader, &ClusterMsg::Membership(op)).await? {
+                ClusterReply::Done => Ok(()),
+                ClusterReply::Err(e) => Err(e.into()),
+                other => Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
+            };
+        }
+        let voters = self.consensus.membership().voters;
+        match op {
+            MembershipOp::AddLearner { node_id, info } => self.consensus.add_learner(node_id, info).await,
+            MembershipOp::Promote { node_id } => {
+                let mut v: BTreeSet<NodeId> = voters;
+                v.insert(node_id);
+                self.consensus.change_membership(v).await
+            }
+            MembershipOp::Remove { node_id } => {
+                let mut v: BTreeSet<NodeId> = voters;
+                v.remove(&node_id);
+                if v.is_empty() {
+                    return Err(ConsensusError::Rejected(Rejection::BadRequest(
+                        "cannot remove the last voter".into(),
+                    )));
+                }
+                self.consensus.change_membership(v).await
+            }
+        }
+    }
+}
+
+/// Answers other nodes.
+pub struct NodeHandler {
+    pub cluster: Cluster,
+}
+
+impl Handler for NodeHandler {
+    fn handle(&self, _from: NodeId, service: Service, payload: Bytes) -> BoxFuture<'static, Bytes> {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            match service {
+                Service::Raft => cluster.consensus.handle_raft(payload).await,
+                Service::Cluster => {
+                    let reply = match decode::<ClusterMsg>(&payload) {
+                        None => ClusterReply::Err(RemoteError::Unavailable("undecodable request".into())),
+                        Some(msg) => serve(&cluster, msg).await,
+                    };
+                    encode(&reply)
+                }
+            }
+        })
+    }
+}
+
+async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
+    let c = &cluster.consensus;
+    let done = |r: Result<(), ConsensusError>| match r {
+        Ok(()) => ClusterReply::Done,
+        Err(e) => ClusterReply::Err(e.into()),
+    };
+    match msg {
+        // Local only: a forwarded proposal is never forwarded again.
+        ClusterMsg::Propose(command) => match c.propose_request(Request { at: respawn_types::now_millis(), command }).await {
+            Ok(done) => ClusterReply::Applied(done.applied, done.index),
+            Err(e) => ClusterReply::Err(e.into()),
+        },
+        ClusterMsg::ReadIndex => match c.read_index().await {
+            Ok(i) => ClusterReply::Index(i),
+            Err(e) => ClusterReply::Err(e.into()),
+        },
+        ClusterMsg::ToAgent { host, command } => match cluster.links.send(&host, command).await {
+            Ok(r) => ClusterReply::Agent(r),
+            Err(e) => ClusterReply::Err(RemoteError::Unavailable(e.to_string())),
+        },
+        ClusterMsg::Membership(op) => {
+            if c.is_leader() {
+                done(cluster.change_membership(op).await)
+            } else {
+                ClusterReply::Err(RemoteError::NotLeader(c.leader().map(|(id, _)| id)))
+            }
+        }
+    }
+}
+
+/// The actors' [`Proposer`]: proposals go through the leader.
+pub struct ClusterProposer(pub Cluster);
+
+impl Proposer for ClusterProposer {
+    fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>> {
+        let c = self.0.clone();
+        Box::pin(async move {
+            c.propose(command).await.map_err(|e| match e {
+                ConsensusError::Rejected(r) => ProposeError::Rejected(r),
+                other => ProposeError::Unavailable(other.to_string()),
+            })
+        })
+    }
+}
+
+/// The actors' [`AgentGateway`]: local link, else the node that holds it.
+pub struct ClusterGateway(pub Cluster);
+
+impl AgentGateway for ClusterGateway {
+    fn send(&self, host: &HostId, command: ServerToAgent) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
+        let c = self.0.clone();
+        let host = host.clone();
+        Box::pin(async move {
+            if c.links.is_connected(&host) {
+                return c.links.send(&host, command).await;
+            }
+            let holder = c.consensus.read(|s| s.host_links.get(&host).copied());
+            let Some(node) = holder.filter(|n| *n != c.node_id()) else {
+                return Err(GatewayError::NotConnected(host));
+            };
+            match c.ask(node, &ClusterMsg::ToAgent { host: host.clone(), command }).await {
+                Ok(ClusterReply::Agent(r)) => Ok(r),
+                Ok(ClusterReply::Err(e)) => Err(GatewayError::Link(host, format!("{e:?}"))),
+                Ok(other) => Err(GatewayError::Link(host, format!("unexpected reply {other:?}"))),
+                Err(e) => Err(GatewayError::Link(host, e.to_string())),
+            }
+        })
+    }
+
+    fn is_connected(&self, host: &HostId) -> bool {
+        let c = &self.0;
+        c.links.is_connected(host)
+            || c.consensus.read(|s| {
+                s.host_links
+                    .get(host)
+                    .is_some_and(|n| *n != c.node_id())
+            })
+    }
+}
+
+/// Keeps the actors running on this node exactly while it is the leader:
+/// on gaining leadership it applies everything committed (read index),
+/// applies the configured title regions and fleets, rebuilds the actors
+/// from the committed state and feeds them every later event; on losing it
+/// (or on shutdown) it stops them.
+pub async fn run_leader_actors(
+    cluster: Cluster,
+    links: Arc<AgentLinks>,
+    cfg: Arc<respawn_config::Config>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut metrics = cluster.consensus.metrics();
+    loop {
+        // Wait to become leader.
+        while !cluster.consensus.is_leader() {
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+        if let Err(e) = cluster.consensus.read_index().await {
+            tracing::warn!(error = %e, "new leader could not confirm its state; retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if let Err(e) = crate::node::bootstrap_config(&cluster, &cfg).await {
+            tracing::warn!(error = %e, "could not apply the configured title regions and fleets");
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = cluster.consensus.go_live(tx);
+        let deps = Deps {
+            state: cluster.consensus.state(),
+            proposer: Arc::new(ClusterProposer(cluster.clone())),
+            gateway: Arc::new(ClusterGateway(cluster.clone())),
+        };
+        let runtime = match respawn_actors::start_runtime(deps, rx).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the actors");
+                cluster.consensus.state().go_dark();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        links.set_node(runtime.node.clone());
+        tracing::info!(node = cluster.node_id(), "leader: actors running");
+        let mut stop = false;
+        while cluster.consensus.is_leader() {
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { stop = true; break },
+                _ = shutdown.changed() => { stop = true; break },
+            }
+        }
+        runtime.stop();
+        cluster.consensus.state().go_dark();
+        links.clear_node();
+        tracing::info!(node = cluster.node_id(), "actors stopped");
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Converts a cluster error for the agent protocol.
+pub fn wire_error(e: ConsensusError) -> WireError {
+    match e {
+        ConsensusError::Rejected(r) => crate::links::rejection(r),
+        ConsensusError::NotLeader { .. } => WireError::new(ErrorCode::NotLeader, e.to_string()),
+        other => WireError::new(ErrorCode::Unavailable, other.to_string()),
+    }
+}

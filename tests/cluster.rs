@@ -1,0 +1,532 @@
+//! A harness for multi-node tests: N server nodes in this process over one
+//! transport seam (in memory, or real QUIC on loopback), M simulated agents
+//! on real QUIC links, and fault injection: partition any sets of nodes,
+//! isolate one, delay or drop messages, kill a node and restart it with its
+//! data. Everything outside observers see is recorded in a [`History`].
+
+use crate::history::{History, Observation};
+use crate::{wait_for, Backend};
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use respawn::ServerNode;
+use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
+use respawn_consensus::PlacementState;
+use respawn_net::transport::{MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError};
+use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
+use respawn_types::agent::*;
+use respawn_types::*;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const TITLE_REGION: &str = "tr-cluster";
+pub const FLEET: &str = "fleet-cluster";
+const KEY: &str = "cluster-test-secret-key-0123456789";
+
+/// How nodes reach each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// [`MemRouter`]: partitions, delays, drops.
+    Memory,
+    /// Real QUIC with mutual TLS on loopback; partitions applied at the sender.
+    Quic,
+}
+
+/// Partitions for the QUIC mode: a call from `a` to `b` fails while they are cut.
+#[derive(Default)]
+pub struct Cuts(Mutex<BTreeSet<(NodeId, NodeId)>>);
+
+impl Cuts {
+    fn cut(&self, a: NodeId, b: NodeId) -> bool {
+        self.0.lock().unwrap().contains(&(a, b))
+    }
+}
+
+/// Wraps a transport with the [`Cuts`] (the sender refuses cut pairs).
+struct CutTransport {
+    me: NodeId,
+    inner: SharedTransport,
+    cuts: Arc<Cuts>,
+}
+
+impl Transport for CutTransport {
+    fn call(&self, to: NodeId, service: Service, payload: Bytes, timeout: Duration) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        if self.cuts.cut(self.me, to) {
+            return Box::pin(async move { Err(TransportError::Unreachable(to, "partitioned".into())) });
+        }
+        self.inner.call(to, service, payload, timeout)
+    }
+    fn set_address(&self, node: NodeId, addr: &str) {
+        self.inner.set_address(node, addr)
+    }
+}
+
+/// Options of a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    pub net: Net,
+    /// Build a snapshot (and compact) after this many log entries.
+    pub snapshot_every: u64,
+    pub placement_timeout_secs: u64,
+    pub activation_timeout_secs: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, net: Net::Memory, snapshot_every: 5_000, placement_timeout_secs: 60, activation_timeout_secs: 10 }
+    }
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+fn free_tcp() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// N server nodes in this process.
+pub struct TestCluster {
+    pub opts: ClusterOptions,
+    pub router: Arc<MemRouter>,
+    pub cuts: Arc<Cuts>,
+    pub ca: CaBundle,
+    pub dirs: Vec<tempfile::TempDir>,
+    pub cfgs: Vec<Config>,
+    pub nodes: Vec<Option<ServerNode>>,
+    pub history: History,
+}
+
+impl TestCluster {
+    pub async fn start(opts: ClusterOptions) -> anyhow::Result<TestCluster> {
+        crate::init_logs();
+        let ca = Pki::generate_ca("test cluster CA")?;
+        let ids: Vec<NodeId> = (1..=opts.nodes as u64).collect();
+        let ports: Vec<(u16, u16)> = ids.iter().map(|_| (free_udp(), free_tcp())).collect();
+        let members: Vec<MemberSpec> = ids
+            .iter()
+            .zip(&ports)
+            .map(|(id, (q, h))| MemberSpec { node_id: *id, quic: format!("127.0.0.1:{q}"), http: format!("127.0.0.1:{h}") })
+            .collect();
+        let mut dirs = Vec::new();
+        let mut cfgs = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let dir = tempfile::tempdir()?;
+            let mut cfg = Config::default();
+            cfg.data_dir = dir.path().to_path_buf();
+            cfg.log = "warn".into();
+            cfg.server.node_id = *id;
+            cfg.server.quic_addr = format!("127.0.0.1:{}", ports[i].0).parse()?;
+            cfg.server.http_addr = format!("127.0.0.1:{}", ports[i].1).parse()?;
+            cfg.server.heartbeat_ms = 100;
+            cfg.server.election_timeout_ms = 500;
+            cfg.server.snapshot_every = opts.snapshot_every;
+            cfg.server.bootstrap = Bootstrap::Members;
+            cfg.server.members = members.clone();
+            cfg.server.admin_token = Some("test-admin-token-0123456789".into());
+            let pki = dir.path().join("pki-node");
+            ca.issue(PeerKind::Node, &respawn_net::transport::node_name(*id), &[])?.write_dir(&pki)?;
+            cfg.server.pki_dir = Some(pki);
+            cfg.title_regions = vec![TitleRegionSpec {
+                id: TITLE_REGION.into(),
+                title_id: "title-cluster".into(),
+                name: String::new(),
+                title_name: String::new(),
+                secret_id: Some("sid-cluster".into()),
+                secret_key: Some(KEY.into()),
+            }];
+            cfg.fleets = vec![FleetSpec {
+                id: FLEET.into(),
+                title_region: TITLE_REGION.into(),
+                name: String::new(),
+                mode: ModeSpec::Simple,
+                max_sessions_per_process: 1,
+                launch_path: "/bin/false".into(),
+                args: vec![],
+                env: Default::default(),
+                processes_per_host: 1,
+                activation_timeout_secs: opts.activation_timeout_secs,
+                placement_timeout_secs: opts.placement_timeout_secs,
+                health_check_interval_secs: 5,
+                process_ending_grace_secs: 120,
+                max_placement_attempts: 3,
+            }];
+            cfg.validate()?;
+            dirs.push(dir);
+            cfgs.push(cfg);
+        }
+        let mut c = TestCluster {
+            opts,
+            router: MemRouter::with_seed(7),
+            cuts: Arc::default(),
+            ca,
+            dirs,
+            cfgs,
+            nodes: ids.iter().map(|_| None).collect(),
+            history: History::new(),
+        };
+        for id in ids {
+            c.start_node(id).await?;
+        }
+        c.wait_leader().await?;
+        Ok(c)
+    }
+
+    fn idx(id: NodeId) -> usize {
+        (id - 1) as usize
+    }
+
+    /// Starts (or restarts, with its data) node `id`.
+    pub async fn start_node(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let cfg = self.cfgs[Self::idx(id)].clone();
+        let identity = Identity::load_dir(cfg.server.pki_dir.as_ref().context("pki dir")?)?;
+        let transport: SharedTransport = match self.opts.net {
+            Net::Memory => self.router.transport(id),
+            Net::Quic => Arc::new(CutTransport {
+                me: id,
+                inner: QuicTransport::new(id, Endpoint::client(&identity)?),
+                cuts: self.cuts.clone(),
+            }),
+        };
+        let node = ServerNode::start_with(&cfg, &identity, Some(transport)).await?;
+        if self.opts.net == Net::Memory {
+            self.router.register(id, node.handler.clone());
+        }
+        self.nodes[Self::idx(id)] = Some(node);
+        Ok(())
+    }
+
+    /// Stops node `id` (its data stays for a restart).
+    pub async fn kill(&mut self, id: NodeId) {
+        self.router.unregister(id);
+        if let Some(n) = self.nodes[Self::idx(id)].take() {
+            n.shutdown().await;
+        }
+    }
+
+    pub fn node(&self, id: NodeId) -> &ServerNode {
+        self.nodes[Self::idx(id)].as_ref().expect("node running")
+    }
+
+    pub fn alive(&self) -> Vec<NodeId> {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.is_some()).map(|(i, _)| i as NodeId + 1).collect()
+    }
+
+    /// The leader as seen by a majority-side running node, once one is known.
+    pub async fn wait_leader(&self) -> anyhow::Result<NodeId> {
+        wait_for("a leader", Duration::from_secs(30), || async {
+            let alive = self.alive();
+            alive.iter().find_map(|id| {
+                let n = self.node(*id);
+                let l = n.consensus.leader().map(|(l, _)| l)?;
+                (alive.contains(&l) && self.node(l).consensus.is_leader()).then_some(l)
+            })
+        })
+        .await
+    }
+
+    /// Waits until a leader other than `old` leads.
+    pub async fn wait_new_leader(&self, old: NodeId) -> anyhow::Result<NodeId> {
+        wait_for("a new leader", Duration::from_secs(30), || async {
+            let alive = self.alive();
+            alive.iter().copied().find(|id| *id != old && self.node(*id).consensus.is_leader())
+        })
+        .await
+    }
+
+    /// A backend calling node `id`'s edge.
+    pub fn backend(&self, id: NodeId) -> Backend {
+        let r = TitleRegion {
+            id: TitleRegionId::new_unchecked(TITLE_REGION),
+            title_id: TitleId::new_unchecked("title-cluster"),
+            name: String::new(),
+            title_name: String::new(),
+            secret_id: SecretId::new_unchecked("sid-cluster"),
+            secret_key: KEY.into(),
+        };
+        Backend::new(format!("http://{}", self.cfgs[Self::idx(id)].server.http_addr), &r)
+    }
+
+    /// QUIC addresses of all nodes (fixed across restarts).
+    pub fn quic_addrs(&self) -> Vec<SocketAddr> {
+        self.cfgs.iter().map(|c| c.server.quic_addr).collect()
+    }
+
+    /// Cuts every link between the two groups (both directions).
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        match self.opts.net {
+            Net::Memory => self.router.partition(a, b),
+            Net::Quic => {
+                let mut cuts = self.cuts.0.lock().unwrap();
+                for x in a {
+                    for y in b {
+                        cuts.insert((*x, *y));
+                        cuts.insert((*y, *x));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn isolate(&self, id: NodeId) {
+        let others: Vec<NodeId> = (1..=self.opts.nodes as u64).filter(|n| *n != id).collect();
+        self.partition(&[id], &others);
+    }
+
+    pub fn heal(&self) {
+        self.router.heal();
+        self.cuts.0.lock().unwrap().clear();
+    }
+
+    /// Reads node `id`'s applied state.
+    pub fn read<T>(&self, id: NodeId, f: impl FnOnce(&PlacementState) -> T) -> T {
+        self.node(id).consensus.read(f)
+    }
+
+    /// Waits until every running node has applied the same state as the leader.
+    pub async fn wait_converged(&self) -> anyhow::Result<PlacementState> {
+        let leader = self.wait_leader().await?;
+        wait_for("all nodes to converge", Duration::from_secs(60), || async {
+            let want = self.read(leader, |s| s.clone());
+            self.alive().iter().all(|id| self.read(*id, |s| s == &want)).then_some(want)
+        })
+        .await
+    }
+
+    /// Issues an agent certificate for `host`.
+    pub fn agent_identity(&self, host: &str) -> anyhow::Result<Identity> {
+        Ok(self.ca.issue(PeerKind::Agent, host, &[])?)
+    }
+}
+
+/// A simulated agent: `processes` simple-mode DS processes that activate a
+/// session as soon as it arrives and end `session` after activating, each
+/// replaced by a fresh process. It keeps one QUIC link, moving to the next
+/// server when its node goes away, and records what its processes see.
+pub struct SimAgent {
+    pub host: HostId,
+    inner: Arc<SimInner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct SimInner {
+    host: HostId,
+    link: Mutex<Option<respawn_net::Link>>,
+    procs: Mutex<HashMap<ProcessId, LiveProcess>>,
+    next: std::sync::atomic::AtomicU64,
+    history: History,
+    session: Duration,
+    connected_to: Mutex<Option<SocketAddr>>,
+}
+
+const CALL: Duration = Duration::from_secs(5);
+
+impl SimInner {
+    fn link(&self) -> Option<respawn_net::Link> {
+        self.link.lock().unwrap().clone()
+    }
+
+    /// Sends a report until the cluster answers it (any answer).
+    async fn report(&self, msg: AgentToServer) -> ServerReply {
+        loop {
+            if let Some(l) = self.link() {
+                if let Ok(r) = l.request::<_, ServerReply>(&msg, CALL).await {
+                    match &r {
+                        ServerReply::Err(e) if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) => {}
+                        _ => return r,
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn new_process_id(&self) -> ProcessId {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ProcessId::new_unchecked(format!("proc-{}-{n:05}", self.host))
+    }
+
+    /// Launches one process: Started + Ready.
+    async fn launch(self: &Arc<Self>) {
+        let id = self.new_process_id();
+        let port = 20_000 + (self.next.load(std::sync::atomic::Ordering::Relaxed) % 20_000) as u16;
+        self.procs.lock().unwrap().insert(
+            id.clone(),
+            LiveProcess { process_id: id.clone(), pid: 1, port: Some(port), log_paths: vec![], ending: false },
+        );
+        self.report(AgentToServer::ProcessStarted { process_id: id.clone(), pid: 1 }).await;
+        self.report(AgentToServer::ProcessReady { process_id: id, port, log_paths: vec![] }).await;
+    }
+
+    /// Ends a process and launches its replacement.
+    async fn end(self: &Arc<Self>, id: ProcessId, reason: ExitReason, ending: bool) {
+        if self.procs.lock().unwrap().remove(&id).is_none() {
+            return;
+        }
+        self.history.record(Observation::ProcessEnded { process: id.clone() });
+        if ending {
+            self.report(AgentToServer::ProcessEnding { process_id: id.clone() }).await;
+        }
+        self.report(AgentToServer::ProcessExited { process_id: id, reason }).await;
+        self.launch().await;
+    }
+
+    async fn on_command(self: &Arc<Self>, cmd: ServerToAgent) -> AgentReply {
+        match cmd {
+            ServerToAgent::StartBattleSession { process_id, session } => {
+                if !self.procs.lock().unwrap().contains_key(&process_id) {
+                    return AgentReply::Err(WireError::new(ErrorCode::NotFound, "no such process"));
+                }
+                self.history.record(Observation::SessionDelivered {
+                    process: process_id.clone(),
+                    battle_session: session.battle_session_id.clone(),
+                });
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let bs = session.battle_session_id.clone();
+                    let r = me
+                        .report(AgentToServer::ActivateBattleSession { process_id: process_id.clone(), battle_session_id: bs.clone() })
+                        .await;
+                    if r == ServerReply::Ok {
+                        me.history.record(Observation::SessionActivated { process: process_id.clone(), battle_session: bs });
+                        tokio::time::sleep(me.session).await;
+                        me.end(process_id, ExitReason::Exited { code: Some(0), signal: None }, true).await;
+                    }
+                });
+                AgentReply::Ok
+            }
+            ServerToAgent::TerminateBattleSession { process_id, battle_session_id } => {
+                self.history.record(Observation::SessionEnded { process: process_id, battle_session: battle_session_id });
+                AgentReply::Ok
+            }
+            ServerToAgent::TerminateProcess { process_id, .. } => {
+                let me = self.clone();
+                tokio::spawn(async move { me.end(process_id, ExitReason::Killed, false).await });
+                AgentReply::Ok
+            }
+            ServerToAgent::KillProcess { process_id } => {
+                let me = self.clone();
+                tokio::spawn(async move { me.end(process_id, ExitReason::EndingGraceExpired, false).await });
+                AgentReply::Ok
+            }
+            ServerToAgent::FleetUpdated { .. } => AgentReply::Ok,
+        }
+    }
+}
+
+impl SimAgent {
+    /// Starts an agent for `host` with `processes` processes, linked to
+    /// `servers` (tried in turn from the first).
+    pub async fn start(
+        cluster: &TestCluster,
+        host: &str,
+        processes: usize,
+        session: Duration,
+        servers: Vec<SocketAddr>,
+    ) -> anyhow::Result<SimAgent> {
+        let identity = cluster.agent_identity(host)?;
+        let endpoint = Endpoint::client(&identity)?;
+        let inner = Arc::new(SimInner {
+            host: HostId::new_unchecked(host),
+            link: Mutex::new(None),
+            procs: Mutex::new(HashMap::new()),
+            next: Default::default(),
+            history: cluster.history.clone(),
+            session,
+            connected_to: Mutex::new(None),
+        });
+        let run = inner.clone();
+        let task = tokio::spawn(async move {
+            let mut i = 0usize;
+            loop {
+                let addr = servers[i % servers.len()];
+                i += 1;
+                let Ok(link) = endpoint.connect_with_timeout(addr, Duration::from_secs(2)).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let live: Vec<LiveProcess> = run.procs.lock().unwrap().values().cloned().collect();
+                let hello = AgentToServer::Hello(AgentHello {
+                    protocol_version: PROTOCOL_VERSION,
+                    host_id: run.host.clone(),
+                    fleet_id: FleetId::new_unchecked(FLEET),
+                    ip: "127.0.0.1".into(),
+                    live_processes: live,
+                });
+                match link.request::<_, ServerReply>(&hello, CALL).await {
+                    Ok(ServerReply::Welcome { .. }) => {}
+                    _ => {
+                        link.close("hello failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+                *run.link.lock().unwrap() = Some(link.clone());
+                *run.connected_to.lock().unwrap() = Some(addr);
+                let serve = run.clone();
+                let _ = respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
+                    let s = serve.clone();
+                    async move { s.on_command(cmd).await }
+                })
+                .await;
+                *run.link.lock().unwrap() = None;
+                *run.connected_to.lock().unwrap() = None;
+            }
+        });
+        let agent = SimAgent { host: HostId::new_unchecked(host), inner, task };
+        wait_for("sim agent linked", Duration::from_secs(30), || async { agent.inner.link().map(|_| ()) }).await?;
+        let mut launches = Vec::new();
+        for _ in 0..processes {
+            let i = agent.inner.clone();
+            launches.push(tokio::spawn(async move { i.launch().await }));
+        }
+        for l in launches {
+            l.await?;
+        }
+        Ok(agent)
+    }
+
+    /// The server address the agent is linked to now.
+    pub fn connected_to(&self) -> Option<SocketAddr> {
+        *self.inner.connected_to.lock().unwrap()
+    }
+
+    /// Ids of its running processes.
+    pub fn processes(&self) -> BTreeSet<ProcessId> {
+        self.inner.procs.lock().unwrap().keys().cloned().collect()
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+        if let Some(l) = self.inner.link() {
+            l.close("sim agent stopped");
+        }
+    }
+}
+
+/// Places a battle session through `backend`, recording the outcome.
+pub async fn place_recorded(backend: &Backend, history: &History) -> anyhow::Result<Option<String>> {
+    let v = match backend.post("/dsm/request_battle_session_id", serde_json::json!({})).await {
+        Ok((200, v)) => v,
+        _ => return Ok(None),
+    };
+    let bs = v["battle_session_id"].as_str().context("id")?.to_string();
+    let body = serde_json::json!({"fleet_id": FLEET, "battle_session_id": bs, "max_players": 2});
+    match backend.post("/dsm/start_battle_session_placement", body).await {
+        Ok((200, v)) => {
+            let pl = v["placement"]["placement_id"].as_str().context("placement_id")?.to_string();
+            history.record(Observation::PlacementAccepted {
+                placement: PlacementId::new_unchecked(pl.clone()),
+                battle_session: BattleSessionId::new_unchecked(bs),
+            });
+            Ok(Some(pl))
+        }
+        Ok((status, v)) if status < 500 => bail!("placement refused: {status} {v}"),
+        _ => {
+            history.record(Observation::PlacementIndeterminate { battle_session: BattleSessionId::new_unchecked(bs) });
+            Ok(None)
+        }
+    }
+}

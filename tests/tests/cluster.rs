@@ -1,0 +1,217 @@
+//! The cluster: three server nodes in one process over the transport seam,
+//! simulated agents on real QUIC links, faults injected. Each property the
+//! design promises is a test that fails if it breaks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use respawn_tests::cluster::*;
+use respawn_tests::history::{check, summary, FinalState, Observation};
+use respawn_tests::*;
+use respawn_types::*;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+async fn fulfilled(b: &Backend, history: &respawn_tests::history::History) -> anyhow::Result<String> {
+    let pl = wait_for("an accepted placement", T, || async { place_recorded(b, history).await.ok().flatten() }).await?;
+    let v = b.wait_status(&pl, "FULFILLED", T).await?;
+    history.record(Observation::PlacementStatusSeen {
+        placement: PlacementId::new_unchecked(pl.clone()),
+        status: PlacementStatus::Fulfilled,
+    });
+    assert_eq!(v["battle_session_status"], "ACTIVE");
+    Ok(pl)
+}
+
+async fn place_through_every_node(net: Net) -> anyhow::Result<()> {
+    let c = TestCluster::start(ClusterOptions { net, ..Default::default() }).await?;
+    let leader = c.wait_leader().await?;
+    let follower = c.alive().into_iter().find(|n| *n != leader).unwrap();
+    // The agent links to a follower: callbacks must reach it through that node.
+    let agent = SimAgent::start(&c, "host-a", 6, Duration::from_secs(600), vec![c.quic_addrs()[(follower - 1) as usize]]).await?;
+    for id in c.alive() {
+        fulfilled(&c.backend(id), &c.history).await?;
+    }
+    let state = c.wait_converged().await?;
+    assert_eq!(state.host_links[&agent.host], follower);
+    let v = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    assert!(v.is_empty(), "{}", summary(&v));
+    agent.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_through_any_node_in_memory() -> anyhow::Result<()> {
+    place_through_every_node(Net::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_through_any_node_over_quic() -> anyhow::Result<()> {
+    place_through_every_node(Net::Quic).await
+}
+
+async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions { net, ..Default::default() }).await?;
+    let agents = [
+        SimAgent::start(&c, "host-a", 20, Duration::from_millis(300), c.quic_addrs()).await?,
+        SimAgent::start(&c, "host-b", 20, Duration::from_millis(300), c.quic_addrs().into_iter().rev().collect()).await?,
+    ];
+    let old = c.wait_leader().await?;
+    let survivors: Vec<NodeId> = c.alive().into_iter().filter(|n| *n != old).collect();
+    // Backends place concurrently through the surviving nodes while the leader dies.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut placers = Vec::new();
+    for (i, id) in survivors.iter().cycle().take(4).enumerate() {
+        let (b, h, stop) = (c.backend(*id), c.history.clone(), stop.clone());
+        placers.push(tokio::spawn(async move {
+            let mut placed = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Some(pl)) = place_recorded(&b, &h).await {
+                    placed.push(pl);
+                }
+                tokio::time::sleep(Duration::from_millis(20 + i as u64)).await;
+            }
+            placed
+        }));
+    }
+    wait_for("some placements before the kill", T, || async {
+        (c.history.snapshot().iter().filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. })).count() >= 5).then_some(())
+    })
+    .await?;
+    c.kill(old).await;
+    let new = c.wait_new_leader(old).await?;
+    let before = c.history.len();
+    // Placements resume on the new leader.
+    wait_for("placements after the failover", T, || async {
+        let accepted_after = c.history.snapshot()[before..]
+            .iter()
+            .filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. }))
+            .count();
+        (accepted_after >= 5).then_some(())
+    })
+    .await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for p in placers {
+        all.extend(p.await?);
+    }
+    // Every accepted placement reaches exactly one terminal state.
+    let b = c.backend(new);
+    for pl in &all {
+        wait_for(&format!("placement {pl} terminal"), Duration::from_secs(60), || async {
+            let v = b.describe(pl).await.ok()?;
+            (v["status"] != "PENDING").then_some(())
+        })
+        .await?;
+    }
+    let state = c.wait_converged().await?;
+    let v = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    assert!(v.is_empty(), "{}", summary(&v));
+    for a in agents {
+        a.stop();
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_during_placements_in_memory() -> anyhow::Result<()> {
+    leader_killed_during_placements(Net::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_during_placements_over_quic() -> anyhow::Result<()> {
+    leader_killed_during_placements(Net::Quic).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_partition_refuses_writes_and_catches_up() -> anyhow::Result<()> {
+    let c = TestCluster::start(ClusterOptions::default()).await?;
+    let agent = SimAgent::start(&c, "host-a", 10, Duration::from_secs(600), c.quic_addrs()).await?;
+    let old = c.wait_leader().await?;
+    c.isolate(old);
+    let new = c.wait_new_leader(old).await?;
+    // The majority keeps placing.
+    fulfilled(&c.backend(new), &c.history).await?;
+    // The minority refuses writes with a clear error, and commits nothing.
+    let before = c.read(old, |s| s.placements.len());
+    let (status, body) = c.backend(old).post("/dsm/request_battle_session_id", serde_json::json!({})).await?;
+    assert!(status == 503, "{status} {body}");
+    assert!(["not_leader", "unavailable"].contains(&body["error"].as_str().unwrap_or("")), "{body}");
+    assert_eq!(c.read(old, |s| s.placements.len()), before);
+    // After healing, the old leader catches up.
+    c.heal();
+    let state = c.wait_converged().await?;
+    assert!(state.placements.len() > before);
+    agent.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions { snapshot_every: 20, ..Default::default() }).await?;
+    let agent = SimAgent::start(&c, "host-a", 30, Duration::from_millis(100), c.quic_addrs()).await?;
+    let leader = c.wait_leader().await?;
+    let follower = c.alive().into_iter().find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to()).unwrap();
+    c.kill(follower).await;
+    for _ in 0..15 {
+        fulfilled(&c.backend(leader), &c.history).await?;
+    }
+    let purged = c.node(leader).consensus.metrics().borrow().purged.map(|l| l.index).unwrap_or(0);
+    assert!(purged > 0, "the leader compacted its log");
+    c.start_node(follower).await?;
+    let state = c.wait_converged().await?;
+    assert_eq!(c.read(follower, |s| s.clone()), state);
+    agent.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_nodes_restarted_keep_committed_state() -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions::default()).await?;
+    let agent = SimAgent::start(&c, "host-a", 5, Duration::from_secs(600), c.quic_addrs()).await?;
+    let leader = c.wait_leader().await?;
+    for _ in 0..3 {
+        fulfilled(&c.backend(leader), &c.history).await?;
+    }
+    agent.stop();
+    let before = c.wait_converged().await?;
+    for id in c.alive() {
+        c.kill(id).await;
+    }
+    for id in 1..=3 {
+        c.start_node(id).await?;
+    }
+    c.wait_leader().await?;
+    for id in 1..=3 {
+        assert_eq!(c.read(id, |s| (s.placements.clone(), s.title_regions.clone(), s.fleets.clone())),
+                   (before.placements.clone(), before.title_regions.clone(), before.fleets.clone()),
+                   "node {id}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_node_killed_agent_moves_and_keeps_working() -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions::default()).await?;
+    let leader = c.wait_leader().await?;
+    let follower = c.alive().into_iter().find(|n| *n != leader).unwrap();
+    let addrs = c.quic_addrs();
+    let mut order = vec![addrs[(follower - 1) as usize]];
+    order.extend(addrs.iter().copied().filter(|a| *a != addrs[(follower - 1) as usize]));
+    let agent = SimAgent::start(&c, "host-a", 4, Duration::from_secs(600), order).await?;
+    let pl = fulfilled(&c.backend(leader), &c.history).await?;
+    c.kill(follower).await;
+    wait_for("agent relinked", T, || async {
+        let to = agent.connected_to()?;
+        (to != addrs[(follower - 1) as usize]).then_some(())
+    })
+    .await?;
+    // Its session continues; new placements reach it through its new node.
+    assert_eq!(c.backend(leader).describe(&pl).await?["battle_session_status"], "ACTIVE");
+    fulfilled(&c.backend(leader), &c.history).await?;
+    let state = c.wait_converged().await?;
+    assert_ne!(state.host_links[&agent.host], follower);
+    let v = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    assert!(v.is_empty(), "{}", summary(&v));
+    agent.stop();
+    Ok(())
+}
