@@ -12,7 +12,9 @@ use futures::future::BoxFuture;
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
 use respawn_consensus::PlacementState;
-use respawn_net::transport::{MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError};
+use respawn_net::transport::{
+    MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError,
+};
 use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
 use respawn_types::agent::*;
 use respawn_types::*;
@@ -52,9 +54,17 @@ struct CutTransport {
 }
 
 impl Transport for CutTransport {
-    fn call(&self, to: NodeId, service: Service, payload: Bytes, timeout: Duration) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+    fn call(
+        &self,
+        to: NodeId,
+        service: Service,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
         if self.cuts.cut(self.me, to) {
-            return Box::pin(async move { Err(TransportError::Unreachable(to, "partitioned".into())) });
+            return Box::pin(
+                async move { Err(TransportError::Unreachable(to, "partitioned".into())) },
+            );
         }
         self.inner.call(to, service, payload, timeout)
     }
@@ -76,15 +86,29 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { nodes: 3, net: Net::Memory, snapshot_every: 5_000, placement_timeout_secs: 60, activation_timeout_secs: 10 }
+        ClusterOptions {
+            nodes: 3,
+            net: Net::Memory,
+            snapshot_every: 5_000,
+            placement_timeout_secs: 60,
+            activation_timeout_secs: 10,
+        }
     }
 }
 
 fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 fn free_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// N server nodes in this process.
@@ -108,7 +132,11 @@ impl TestCluster {
         let members: Vec<MemberSpec> = ids
             .iter()
             .zip(&ports)
-            .map(|(id, (q, h))| MemberSpec { node_id: *id, quic: format!("127.0.0.1:{q}"), http: format!("127.0.0.1:{h}") })
+            .map(|(id, (q, h))| MemberSpec {
+                node_id: *id,
+                quic: format!("127.0.0.1:{q}"),
+                http: format!("127.0.0.1:{h}"),
+            })
             .collect();
         let mut dirs = Vec::new();
         let mut cfgs = Vec::new();
@@ -127,7 +155,8 @@ impl TestCluster {
             cfg.server.members = members.clone();
             cfg.server.admin_token = Some("test-admin-token-0123456789".into());
             let pki = dir.path().join("pki-node");
-            ca.issue(PeerKind::Node, &respawn_net::transport::node_name(*id), &[])?.write_dir(&pki)?;
+            ca.issue(PeerKind::Node, &respawn_net::transport::node_name(*id), &[])?
+                .write_dir(&pki)?;
             cfg.server.pki_dir = Some(pki);
             cfg.title_regions = vec![TitleRegionSpec {
                 id: TITLE_REGION.into(),
@@ -211,7 +240,12 @@ impl TestCluster {
     }
 
     pub fn alive(&self) -> Vec<NodeId> {
-        self.nodes.iter().enumerate().filter(|(_, n)| n.is_some()).map(|(i, _)| i as NodeId + 1).collect()
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_some())
+            .map(|(i, _)| i as NodeId + 1)
+            .collect()
     }
 
     /// The leader as seen by a majority-side running node, once one is known.
@@ -231,7 +265,10 @@ impl TestCluster {
     pub async fn wait_new_leader(&self, old: NodeId) -> anyhow::Result<NodeId> {
         wait_for("a new leader", Duration::from_secs(30), || async {
             let alive = self.alive();
-            alive.iter().copied().find(|id| *id != old && self.node(*id).consensus.is_leader())
+            alive
+                .iter()
+                .copied()
+                .find(|id| *id != old && self.node(*id).consensus.is_leader())
         })
         .await
     }
@@ -246,7 +283,10 @@ impl TestCluster {
             secret_id: SecretId::new_unchecked("sid-cluster"),
             secret_key: KEY.into(),
         };
-        Backend::new(format!("http://{}", self.cfgs[Self::idx(id)].server.http_addr), &r)
+        Backend::new(
+            format!("http://{}", self.cfgs[Self::idx(id)].server.http_addr),
+            &r,
+        )
     }
 
     /// QUIC addresses of all nodes (fixed across restarts).
@@ -290,7 +330,10 @@ impl TestCluster {
         let leader = self.wait_leader().await?;
         wait_for("all nodes to converge", Duration::from_secs(60), || async {
             let want = self.read(leader, |s| s.clone());
-            self.alive().iter().all(|id| self.read(*id, |s| s == &want)).then_some(want)
+            self.alive()
+                .iter()
+                .all(|id| self.read(*id, |s| s == &want))
+                .then_some(want)
         })
         .await
     }
@@ -334,7 +377,8 @@ impl SimInner {
             if let Some(l) = self.link() {
                 if let Ok(r) = l.request::<_, ServerReply>(&msg, CALL).await {
                     match &r {
-                        ServerReply::Err(e) if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) => {}
+                        ServerReply::Err(e)
+                            if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) => {}
                         _ => return r,
                     }
                 }
@@ -354,10 +398,25 @@ impl SimInner {
         let port = 20_000 + (self.next.load(std::sync::atomic::Ordering::Relaxed) % 20_000) as u16;
         self.procs.lock().unwrap().insert(
             id.clone(),
-            LiveProcess { process_id: id.clone(), pid: 1, port: Some(port), log_paths: vec![], ending: false },
+            LiveProcess {
+                process_id: id.clone(),
+                pid: 1,
+                port: Some(port),
+                log_paths: vec![],
+                ending: false,
+            },
         );
-        self.report(AgentToServer::ProcessStarted { process_id: id.clone(), pid: 1 }).await;
-        self.report(AgentToServer::ProcessReady { process_id: id, port, log_paths: vec![] }).await;
+        self.report(AgentToServer::ProcessStarted {
+            process_id: id.clone(),
+            pid: 1,
+        })
+        .await;
+        self.report(AgentToServer::ProcessReady {
+            process_id: id,
+            port,
+            log_paths: vec![],
+        })
+        .await;
     }
 
     /// Ends a process and launches its replacement.
@@ -365,17 +424,29 @@ impl SimInner {
         if self.procs.lock().unwrap().remove(&id).is_none() {
             return;
         }
-        self.history.record(Observation::ProcessEnded { process: id.clone() });
+        self.history.record(Observation::ProcessEnded {
+            process: id.clone(),
+        });
         if ending {
-            self.report(AgentToServer::ProcessEnding { process_id: id.clone() }).await;
+            self.report(AgentToServer::ProcessEnding {
+                process_id: id.clone(),
+            })
+            .await;
         }
-        self.report(AgentToServer::ProcessExited { process_id: id, reason }).await;
+        self.report(AgentToServer::ProcessExited {
+            process_id: id,
+            reason,
+        })
+        .await;
         self.launch().await;
     }
 
     async fn on_command(self: &Arc<Self>, cmd: ServerToAgent) -> AgentReply {
         match cmd {
-            ServerToAgent::StartBattleSession { process_id, session } => {
+            ServerToAgent::StartBattleSession {
+                process_id,
+                session,
+            } => {
                 if !self.procs.lock().unwrap().contains_key(&process_id) {
                     return AgentReply::Err(WireError::new(ErrorCode::NotFound, "no such process"));
                 }
@@ -387,18 +458,38 @@ impl SimInner {
                 tokio::spawn(async move {
                     let bs = session.battle_session_id.clone();
                     let r = me
-                        .report(AgentToServer::ActivateBattleSession { process_id: process_id.clone(), battle_session_id: bs.clone() })
+                        .report(AgentToServer::ActivateBattleSession {
+                            process_id: process_id.clone(),
+                            battle_session_id: bs.clone(),
+                        })
                         .await;
                     if r == ServerReply::Ok {
-                        me.history.record(Observation::SessionActivated { process: process_id.clone(), battle_session: bs });
+                        me.history.record(Observation::SessionActivated {
+                            process: process_id.clone(),
+                            battle_session: bs,
+                        });
                         tokio::time::sleep(me.session).await;
-                        me.end(process_id, ExitReason::Exited { code: Some(0), signal: None }, true).await;
+                        me.end(
+                            process_id,
+                            ExitReason::Exited {
+                                code: Some(0),
+                                signal: None,
+                            },
+                            true,
+                        )
+                        .await;
                     }
                 });
                 AgentReply::Ok
             }
-            ServerToAgent::TerminateBattleSession { process_id, battle_session_id } => {
-                self.history.record(Observation::SessionEnded { process: process_id, battle_session: battle_session_id });
+            ServerToAgent::TerminateBattleSession {
+                process_id,
+                battle_session_id,
+            } => {
+                self.history.record(Observation::SessionEnded {
+                    process: process_id,
+                    battle_session: battle_session_id,
+                });
                 AgentReply::Ok
             }
             ServerToAgent::TerminateProcess { process_id, .. } => {
@@ -408,7 +499,10 @@ impl SimInner {
             }
             ServerToAgent::KillProcess { process_id } => {
                 let me = self.clone();
-                tokio::spawn(async move { me.end(process_id, ExitReason::EndingGraceExpired, false).await });
+                tokio::spawn(async move {
+                    me.end(process_id, ExitReason::EndingGraceExpired, false)
+                        .await
+                });
                 AgentReply::Ok
             }
             ServerToAgent::FleetUpdated { .. } => AgentReply::Ok,
@@ -443,7 +537,10 @@ impl SimAgent {
             loop {
                 let addr = servers[i % servers.len()];
                 i += 1;
-                let Ok(link) = endpoint.connect_with_timeout(addr, Duration::from_secs(2)).await else {
+                let Ok(link) = endpoint
+                    .connect_with_timeout(addr, Duration::from_secs(2))
+                    .await
+                else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
@@ -475,8 +572,15 @@ impl SimAgent {
                 *run.connected_to.lock().unwrap() = None;
             }
         });
-        let agent = SimAgent { host: HostId::new_unchecked(host), inner, task };
-        wait_for("sim agent linked", Duration::from_secs(30), || async { agent.inner.link().map(|_| ()) }).await?;
+        let agent = SimAgent {
+            host: HostId::new_unchecked(host),
+            inner,
+            task,
+        };
+        wait_for("sim agent linked", Duration::from_secs(30), || async {
+            agent.inner.link().map(|_| ())
+        })
+        .await?;
         let mut launches = Vec::new();
         for _ in 0..processes {
             let i = agent.inner.clone();
@@ -507,16 +611,28 @@ impl SimAgent {
 }
 
 /// Places a battle session through `backend`, recording the outcome.
-pub async fn place_recorded(backend: &Backend, history: &History) -> anyhow::Result<Option<String>> {
-    let v = match backend.post("/dsm/request_battle_session_id", serde_json::json!({})).await {
+pub async fn place_recorded(
+    backend: &Backend,
+    history: &History,
+) -> anyhow::Result<Option<String>> {
+    let v = match backend
+        .post("/dsm/request_battle_session_id", serde_json::json!({}))
+        .await
+    {
         Ok((200, v)) => v,
         _ => return Ok(None),
     };
     let bs = v["battle_session_id"].as_str().context("id")?.to_string();
     let body = serde_json::json!({"fleet_id": FLEET, "battle_session_id": bs, "max_players": 2});
-    match backend.post("/dsm/start_battle_session_placement", body).await {
+    match backend
+        .post("/dsm/start_battle_session_placement", body)
+        .await
+    {
         Ok((200, v)) => {
-            let pl = v["placement"]["placement_id"].as_str().context("placement_id")?.to_string();
+            let pl = v["placement"]["placement_id"]
+                .as_str()
+                .context("placement_id")?
+                .to_string();
             history.record(Observation::PlacementAccepted {
                 placement: PlacementId::new_unchecked(pl.clone()),
                 battle_session: BattleSessionId::new_unchecked(bs),
@@ -525,7 +641,9 @@ pub async fn place_recorded(backend: &Backend, history: &History) -> anyhow::Res
         }
         Ok((status, v)) if status < 500 => bail!("placement refused: {status} {v}"),
         _ => {
-            history.record(Observation::PlacementIndeterminate { battle_session: BattleSessionId::new_unchecked(bs) });
+            history.record(Observation::PlacementIndeterminate {
+                battle_session: BattleSessionId::new_unchecked(bs),
+            });
             Ok(None)
         }
     }

@@ -1451,8 +1451,20 @@ mod tests {
 
     #[test]
     fn random_valid_runs_pass() {
+        // Over all seeds, the runs must exercise every kind of observation
+        // and every terminal status, or passing proves little.
+        let mut kinds = BTreeSet::new();
         for seed in 0..64 {
             let (h, f) = Sim::run(seed, 400);
+            for e in &h {
+                let k = format!("{:?}", e.obs);
+                kinds.insert(k.split([' ', '{']).next().unwrap_or("").to_string());
+                if let Observation::PlacementStatusSeen { status, .. }
+                | Observation::EventDelivered { status, .. } = &e.obs
+                {
+                    kinds.insert(status_name(*status).to_string());
+                }
+            }
             assert!(
                 h.iter()
                     .any(|e| matches!(e.obs, Observation::SessionActivated { .. })),
@@ -1462,6 +1474,24 @@ mod tests {
             assert!(v.is_empty(), "seed {seed}: {}", summary(&v));
             // Deterministic.
             assert_eq!(check(&h, &f), v);
+        }
+        let want = [
+            "PlacementAccepted",
+            "PlacementIndeterminate",
+            "PlacementStatusSeen",
+            "SessionDelivered",
+            "SessionActivated",
+            "SessionEnded",
+            "ProcessEnded",
+            "EventDelivered",
+            "PENDING",
+            "FULFILLED",
+            "CANCELLED",
+            "TIMED_OUT",
+            "FAILED",
+        ];
+        for k in want {
+            assert!(kinds.contains(k), "no {k} in any run: {kinds:?}");
         }
     }
 

@@ -75,7 +75,13 @@ impl Backend {
             title_region_id: r.id.to_string(),
             secret_id: r.secret_id.to_string(),
             secret_key: r.secret_key.clone(),
-            client: reqwest::Client::new(),
+            // No idle pooling: a server may close a connection after an
+            // error answer (413 with the body unread), and a pooled client
+            // would send its next request into the closed connection.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("HTTP client"),
         }
     }
 

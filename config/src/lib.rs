@@ -339,7 +339,12 @@ impl Config {
                 .rsplit('-')
                 .next()
                 .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| invalid("server.node_id_from_hostname", format!("host name '{hostname}' has no -<ordinal> suffix")))?;
+                .ok_or_else(|| {
+                    invalid(
+                        "server.node_id_from_hostname",
+                        format!("host name '{hostname}' has no -<ordinal> suffix"),
+                    )
+                })?;
             self.server.node_id = ordinal + 1;
         }
         let node_id = self.server.node_id.to_string();
@@ -377,19 +382,41 @@ impl Config {
         match self.server.bootstrap {
             Bootstrap::Members => {
                 if self.server.members.is_empty() {
-                    return Err(invalid("server.members", "bootstrap = \"members\" needs at least one member"));
+                    return Err(invalid(
+                        "server.members",
+                        "bootstrap = \"members\" needs at least one member",
+                    ));
                 }
-                if !self.server.members.iter().any(|m| m.node_id == self.server.node_id) {
-                    return Err(invalid("server.members", "must include this node's node_id"));
+                if !self
+                    .server
+                    .members
+                    .iter()
+                    .any(|m| m.node_id == self.server.node_id)
+                {
+                    return Err(invalid(
+                        "server.members",
+                        "must include this node's node_id",
+                    ));
                 }
             }
             Bootstrap::Join if self.server.join_url.is_none() => {
-                return Err(invalid("server.join_url", "bootstrap = \"join\" needs join_url"));
+                return Err(invalid(
+                    "server.join_url",
+                    "bootstrap = \"join\" needs join_url",
+                ));
             }
             _ => {}
         }
-        if self.server.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
-            return Err(invalid("server.admin_token", "must be at least 16 characters"));
+        if self
+            .server
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return Err(invalid(
+                "server.admin_token",
+                "must be at least 16 characters",
+            ));
         }
         if !self.agent.local_api_addr.ip().is_loopback() {
             return Err(invalid(

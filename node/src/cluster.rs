@@ -20,7 +20,9 @@ use crate::links::AgentLinks;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use respawn_actors::{AgentGateway, Deps, GatewayError, ProposeError, Proposer};
-use respawn_consensus::{Applied, Command, Consensus, ConsensusError, NodeInfo, Rejection, Request};
+use respawn_consensus::{
+    Applied, Command, Consensus, ConsensusError, NodeInfo, Rejection, Request,
+};
 use respawn_net::transport::{Handler, Service, SharedTransport};
 use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent, WireError};
 use respawn_types::{HostId, NodeId};
@@ -42,7 +44,10 @@ pub enum ClusterMsg {
     /// Confirm leadership and return the index a linearizable read must wait for.
     ReadIndex,
     /// Deliver a command to an agent whose link this node holds.
-    ToAgent { host: HostId, command: ServerToAgent },
+    ToAgent {
+        host: HostId,
+        command: ServerToAgent,
+    },
     /// Change the membership (sent to the leader).
     Membership(MembershipOp),
 }
@@ -101,7 +106,9 @@ fn encode<T: Serialize>(v: &T) -> Bytes {
 
 fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
     let limit = bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>();
-    bincode::serde::decode_from_slice(b, limit).ok().map(|(v, _)| v)
+    bincode::serde::decode_from_slice(b, limit)
+        .ok()
+        .map(|(v, _)| v)
 }
 
 /// This node's view of the cluster.
@@ -122,8 +129,12 @@ impl Cluster {
             .transport
             .call(to, Service::Cluster, encode(msg), FORWARD_TIMEOUT)
             .await
-            .map_err(|e| ConsensusError::Unreachable { node: to, reason: e.to_string() })?;
-        decode(&raw).ok_or_else(|| ConsensusError::Raft(format!("undecodable reply from node {to}")))
+            .map_err(|e| ConsensusError::Unreachable {
+                node: to,
+                reason: e.to_string(),
+            })?;
+        decode(&raw)
+            .ok_or_else(|| ConsensusError::Raft(format!("undecodable reply from node {to}")))
     }
 
     /// Commits `command` through the leader, wherever it is, and returns once
@@ -134,7 +145,10 @@ impl Cluster {
     pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let req = Request { at: respawn_types::now_millis(), command: command.clone() };
+            let req = Request {
+                at: respawn_types::now_millis(),
+                command: command.clone(),
+            };
             let leader = match self.consensus.propose_request(req).await {
                 Err(ConsensusError::NotLeader { leader }) => leader,
                 other => return other.map(|c| c.applied),
@@ -147,7 +161,9 @@ impl Cluster {
                     }
                     ClusterReply::Err(RemoteError::NotLeader(_)) => {}
                     ClusterReply::Err(e) => return Err(e.into()),
-                    other => return Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
+                    other => {
+                        return Err(ConsensusError::Raft(format!("unexpected reply {other:?}")))
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -158,7 +174,10 @@ impl Cluster {
     }
 
     /// Linearizable read (read index; see the module docs).
-    pub async fn read<T>(&self, f: impl FnOnce(&respawn_consensus::PlacementState) -> T) -> Result<T, ConsensusError> {
+    pub async fn read<T>(
+        &self,
+        f: impl FnOnce(&respawn_consensus::PlacementState) -> T,
+    ) -> Result<T, ConsensusError> {
         let index = if self.consensus.is_leader() {
             self.consensus.read_index().await?
         } else {
@@ -193,7 +212,9 @@ impl Cluster {
         }
         let voters = self.consensus.membership().voters;
         match op {
-            MembershipOp::AddLearner { node_id, info } => self.consensus.add_learner(node_id, info).await,
+            MembershipOp::AddLearner { node_id, info } => {
+                self.consensus.add_learner(node_id, info).await
+            }
             MembershipOp::Promote { node_id } => {
                 let mut v: BTreeSet<NodeId> = voters;
                 v.insert(node_id);
@@ -226,7 +247,9 @@ impl Handler for NodeHandler {
                 Service::Raft => cluster.consensus.handle_raft(payload).await,
                 Service::Cluster => {
                     let reply = match decode::<ClusterMsg>(&payload) {
-                        None => ClusterReply::Err(RemoteError::Unavailable("undecodable request".into())),
+                        None => ClusterReply::Err(RemoteError::Unavailable(
+                            "undecodable request".into(),
+                        )),
                         Some(msg) => serve(&cluster, msg).await,
                     };
                     encode(&reply)
@@ -244,7 +267,13 @@ async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
     };
     match msg {
         // Local only: a forwarded proposal is never forwarded again.
-        ClusterMsg::Propose(command) => match c.propose_request(Request { at: respawn_types::now_millis(), command }).await {
+        ClusterMsg::Propose(command) => match c
+            .propose_request(Request {
+                at: respawn_types::now_millis(),
+                command,
+            })
+            .await
+        {
             Ok(done) => ClusterReply::Applied(done.applied, done.index),
             Err(e) => ClusterReply::Err(e.into()),
         },
@@ -285,7 +314,11 @@ impl Proposer for ClusterProposer {
 pub struct ClusterGateway(pub Cluster);
 
 impl AgentGateway for ClusterGateway {
-    fn send(&self, host: &HostId, command: ServerToAgent) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
+    fn send(
+        &self,
+        host: &HostId,
+        command: ServerToAgent,
+    ) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
         let c = self.0.clone();
         let host = host.clone();
         Box::pin(async move {
@@ -296,10 +329,22 @@ impl AgentGateway for ClusterGateway {
             let Some(node) = holder.filter(|n| *n != c.node_id()) else {
                 return Err(GatewayError::NotConnected(host));
             };
-            match c.ask(node, &ClusterMsg::ToAgent { host: host.clone(), command }).await {
+            match c
+                .ask(
+                    node,
+                    &ClusterMsg::ToAgent {
+                        host: host.clone(),
+                        command,
+                    },
+                )
+                .await
+            {
                 Ok(ClusterReply::Agent(r)) => Ok(r),
                 Ok(ClusterReply::Err(e)) => Err(GatewayError::Link(host, format!("{e:?}"))),
-                Ok(other) => Err(GatewayError::Link(host, format!("unexpected reply {other:?}"))),
+                Ok(other) => Err(GatewayError::Link(
+                    host,
+                    format!("unexpected reply {other:?}"),
+                )),
                 Err(e) => Err(GatewayError::Link(host, e.to_string())),
             }
         })
@@ -308,11 +353,8 @@ impl AgentGateway for ClusterGateway {
     fn is_connected(&self, host: &HostId) -> bool {
         let c = &self.0;
         c.links.is_connected(host)
-            || c.consensus.read(|s| {
-                s.host_links
-                    .get(host)
-                    .is_some_and(|n| *n != c.node_id())
-            })
+            || c.consensus
+                .read(|s| s.host_links.get(host).is_some_and(|n| *n != c.node_id()))
     }
 }
 

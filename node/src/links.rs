@@ -7,9 +7,9 @@
 //! validated, and a request about a process is refused unless that process
 //! runs on the agent's own host.
 
+use crate::cluster::{wire_error as wire, Cluster};
 use futures::future::BoxFuture;
 use respawn_actors::{AgentGateway, GatewayError, NodeMsg};
-use crate::cluster::{wire_error as wire, Cluster};
 use respawn_consensus::{Command, PlayerAction, Rejection};
 use respawn_net::transport::Handler;
 use respawn_net::{Endpoint, Link, PeerKind};
@@ -41,16 +41,26 @@ impl AgentLinks {
     /// Lets the links wake the fleets' placement policy when an agent
     /// arrives (while this node runs the actors, i.e. leads).
     pub fn set_node(&self, node: ractor::ActorRef<NodeMsg>) {
-        *self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
+        *self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
     }
 
     /// The actors stopped (leadership lost).
     pub fn clear_node(&self) {
-        *self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Sends a command to a host's agent over this node's link.
-    pub async fn send(&self, host: &HostId, command: ServerToAgent) -> Result<AgentReply, GatewayError> {
+    pub async fn send(
+        &self,
+        host: &HostId,
+        command: ServerToAgent,
+    ) -> Result<AgentReply, GatewayError> {
         let link = self.map().get(host).cloned();
         let link = link.ok_or_else(|| GatewayError::NotConnected(host.clone()))?;
         link.request::<ServerToAgent, AgentReply>(&command, COMMAND_TIMEOUT)
@@ -68,7 +78,11 @@ impl AgentLinks {
             old.close("replaced by a newer connection from the same host");
         }
         metrics::gauge!("respawn_agent_links").set(self.map().len() as f64);
-        let node = self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let node = self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         if let Some(node) = node {
             let _ = node.cast(NodeMsg::KickFleets);
         }

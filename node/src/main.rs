@@ -289,19 +289,31 @@ fn pki(cmd: &PkiCmd) -> anyhow::Result<()> {
         PkiCmd::Init { dir } => {
             let ca_dir = dir.join("ca");
             if ca_dir.join("ca.pem").exists() {
-                bail!("{} already holds a CA; refusing to overwrite it", ca_dir.display());
+                bail!(
+                    "{} already holds a CA; refusing to overwrite it",
+                    ca_dir.display()
+                );
             }
             Pki::generate_ca("respawn cluster CA")?.write_dir(&ca_dir)?;
             println!("CA written to {}", ca_dir.display());
         }
-        PkiCmd::Issue { dir, node, agent, sans } => {
+        PkiCmd::Issue {
+            dir,
+            node,
+            agent,
+            sans,
+        } => {
             let ca = CaBundle::load_dir(&dir.join("ca"))?;
             let (kind, name, out) = match (node, agent) {
                 (Some(id), _) => {
                     let name = respawn_net::transport::node_name(*id);
                     (PeerKind::Node, name.clone(), dir.join(name))
                 }
-                (None, Some(host)) => (PeerKind::Agent, host.clone(), dir.join(format!("agent-{host}"))),
+                (None, Some(host)) => (
+                    PeerKind::Agent,
+                    host.clone(),
+                    dir.join(format!("agent-{host}")),
+                ),
                 (None, None) => bail!("give --node ID or --agent HOST_ID"),
             };
             ca.issue(kind, &name, sans)?.write_dir(&out)?;
@@ -323,7 +335,8 @@ fn hostname() -> String {
 /// The server's identity: from `server.pki_dir`, else the dev PKI.
 fn server_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
     Ok(match &cfg.server.pki_dir {
-        Some(dir) => respawn_net::Identity::load_dir(dir).with_context(|| format!("loading {}", dir.display()))?,
+        Some(dir) => respawn_net::Identity::load_dir(dir)
+            .with_context(|| format!("loading {}", dir.display()))?,
         None => respawn_net::ensure_dev_pki(&cfg.data_dir)?.0,
     })
 }
@@ -331,7 +344,8 @@ fn server_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
 /// The agent's identity: from `agent.pki_dir`, else the dev PKI.
 fn agent_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
     Ok(match &cfg.agent.pki_dir {
-        Some(dir) => respawn_net::Identity::load_dir(dir).with_context(|| format!("loading {}", dir.display()))?,
+        Some(dir) => respawn_net::Identity::load_dir(dir)
+            .with_context(|| format!("loading {}", dir.display()))?,
         None => respawn_net::ensure_dev_pki(&cfg.data_dir)?.1,
     })
 }

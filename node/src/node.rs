@@ -7,14 +7,16 @@ use crate::links::{self, AgentLinks};
 use crate::uplink::{self, Uplink};
 use rand::RngCore;
 use respawn_config::{Bootstrap, Config};
-use respawn_consensus::{Command, Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork};
+use respawn_consensus::{
+    Command, Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork,
+};
 use respawn_net::transport::{QuicTransport, SharedTransport};
 use respawn_net::{Endpoint, Identity};
-use std::collections::BTreeMap;
 use respawn_types::*;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -105,10 +107,14 @@ impl ServerNode {
         let quic_addr = endpoint.local_addr()?;
         let listener = tokio::net::TcpListener::bind(cfg.server.http_addr)
             .await
-            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| NodeError::Bind { addr: cfg.server.http_addr, source })?;
+            .map_err(|source| NodeError::Bind {
+                addr: cfg.server.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: cfg.server.http_addr,
+            source,
+        })?;
         let transport: SharedTransport = match transport {
             Some(t) => t,
             None => QuicTransport::new(node_id, Endpoint::client(identity)?),
@@ -117,7 +123,9 @@ impl ServerNode {
             heartbeat_interval_ms: cfg.server.heartbeat_ms,
             election_timeout_min_ms: cfg.server.election_timeout_ms,
             election_timeout_max_ms: cfg.server.election_timeout_ms * 2,
-            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(cfg.server.snapshot_every),
+            snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(
+                cfg.server.snapshot_every,
+            ),
             ..RaftSettings::default()
         };
         let consensus = Consensus::open(
@@ -128,13 +136,31 @@ impl ServerNode {
         )
         .await?;
         let links = Arc::new(AgentLinks::default());
-        let cluster = Cluster { consensus: consensus.clone(), transport, links: links.clone() };
-        let handler = Arc::new(NodeHandler { cluster: cluster.clone() });
-        let accept = tokio::spawn(links::accept_loop(endpoint.clone(), cluster.clone(), handler.clone()));
+        let cluster = Cluster {
+            consensus: consensus.clone(),
+            transport,
+            links: links.clone(),
+        };
+        let handler = Arc::new(NodeHandler {
+            cluster: cluster.clone(),
+        });
+        let accept = tokio::spawn(links::accept_loop(
+            endpoint.clone(),
+            cluster.clone(),
+            handler.clone(),
+        ));
 
         let me = NodeInfo {
-            raft_addr: cfg.server.advertise_quic.clone().unwrap_or_else(|| quic_addr.to_string()),
-            http_addr: cfg.server.advertise_http.clone().unwrap_or_else(|| http_addr.to_string()),
+            raft_addr: cfg
+                .server
+                .advertise_quic
+                .clone()
+                .unwrap_or_else(|| quic_addr.to_string()),
+            http_addr: cfg
+                .server
+                .advertise_http
+                .clone()
+                .unwrap_or_else(|| http_addr.to_string()),
         };
         let admin_token = admin_token(cfg)?;
         let mut tasks = vec![accept];
@@ -149,7 +175,15 @@ impl ServerNode {
                     .server
                     .members
                     .iter()
-                    .map(|m| (m.node_id, NodeInfo { raft_addr: m.quic.clone(), http_addr: m.http.clone() }))
+                    .map(|m| {
+                        (
+                            m.node_id,
+                            NodeInfo {
+                                raft_addr: m.quic.clone(),
+                                http_addr: m.http.clone(),
+                            },
+                        )
+                    })
                     .collect();
                 // The lowest id initialises; the others wait to be contacted.
                 if members.keys().next() == Some(&node_id) {
@@ -158,7 +192,13 @@ impl ServerNode {
             }
             Bootstrap::Join => {
                 let url = cfg.server.join_url.clone().unwrap_or_default();
-                tasks.push(tokio::spawn(join_cluster(consensus.clone(), url, admin_token.clone(), node_id, me.clone())));
+                tasks.push(tokio::spawn(join_cluster(
+                    consensus.clone(),
+                    url,
+                    admin_token.clone(),
+                    node_id,
+                    me.clone(),
+                )));
             }
         }
 
@@ -177,7 +217,12 @@ impl ServerNode {
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
+            if let Err(e) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            {
                 tracing::error!(error = %e, "HTTP edge stopped");
             }
         }));
@@ -198,7 +243,8 @@ impl ServerNode {
 
     /// The title regions and their keys.
     pub fn title_regions(&self) -> Vec<TitleRegion> {
-        self.consensus.read(|s| s.title_regions.values().cloned().collect())
+        self.consensus
+            .read(|s| s.title_regions.values().cloned().collect())
     }
 
     /// Stops serving and closes the stores.
@@ -212,7 +258,10 @@ impl ServerNode {
         self.links.close_all();
         self.endpoint.close();
         if let Some(t) = self.tasks.into_iter().last() {
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 if let Some(h) = leader_loop {
                     h.abort();
                 }
@@ -225,7 +274,13 @@ impl ServerNode {
 }
 
 /// Asks a member's admin API to add this node, until it is a member.
-async fn join_cluster(consensus: Consensus, url: String, token: String, node_id: NodeId, me: NodeInfo) {
+async fn join_cluster(
+    consensus: Consensus,
+    url: String,
+    token: String,
+    node_id: NodeId,
+    me: NodeInfo,
+) {
     let client = reqwest::Client::new();
     let body = serde_json::json!({"node_id": node_id, "quic_addr": me.raft_addr, "http_addr": me.http_addr});
     let mut attempt = 0u32;
@@ -258,7 +313,11 @@ pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<
         let region = TitleRegion {
             id: id.clone(),
             title_id: TitleId::new_unchecked(spec.title_id.clone()),
-            name: if spec.name.is_empty() { spec.id.clone() } else { spec.name.clone() },
+            name: if spec.name.is_empty() {
+                spec.id.clone()
+            } else {
+                spec.name.clone()
+            },
             title_name: spec.title_name.clone(),
             secret_id: match (&spec.secret_id, &existing) {
                 (Some(s), _) => SecretId::new_unchecked(s.clone()),
@@ -277,7 +336,10 @@ pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<
     }
     for spec in &cfg.fleets {
         let fleet = spec.to_fleet();
-        if cluster.read(|s| s.fleets.get(&fleet.id) != Some(&fleet)).await? {
+        if cluster
+            .read(|s| s.fleets.get(&fleet.id) != Some(&fleet))
+            .await?
+        {
             cluster.propose(Command::PutFleet(fleet)).await?;
         }
     }

@@ -73,7 +73,9 @@ pub async fn run(endpoint: Endpoint, servers: Vec<String>, agent: Agent, uplink:
             return;
         };
         next += 1;
-        let resolved = tokio::net::lookup_host(server.as_str()).await.map(|mut a| a.next());
+        let resolved = tokio::net::lookup_host(server.as_str())
+            .await
+            .map(|mut a| a.next());
         let addr = match resolved {
             Ok(Some(a)) => a,
             Ok(None) | Err(_) => {

@@ -11,8 +11,14 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-async fn fulfilled(b: &Backend, history: &respawn_tests::history::History) -> anyhow::Result<String> {
-    let pl = wait_for("an accepted placement", T, || async { place_recorded(b, history).await.ok().flatten() }).await?;
+async fn fulfilled(
+    b: &Backend,
+    history: &respawn_tests::history::History,
+) -> anyhow::Result<String> {
+    let pl = wait_for("an accepted placement", T, || async {
+        place_recorded(b, history).await.ok().flatten()
+    })
+    .await?;
     let v = b.wait_status(&pl, "FULFILLED", T).await?;
     history.record(Observation::PlacementStatusSeen {
         placement: PlacementId::new_unchecked(pl.clone()),
@@ -23,11 +29,22 @@ async fn fulfilled(b: &Backend, history: &respawn_tests::history::History) -> an
 }
 
 async fn place_through_every_node(net: Net) -> anyhow::Result<()> {
-    let c = TestCluster::start(ClusterOptions { net, ..Default::default() }).await?;
+    let c = TestCluster::start(ClusterOptions {
+        net,
+        ..Default::default()
+    })
+    .await?;
     let leader = c.wait_leader().await?;
     let follower = c.alive().into_iter().find(|n| *n != leader).unwrap();
     // The agent links to a follower: callbacks must reach it through that node.
-    let agent = SimAgent::start(&c, "host-a", 6, Duration::from_secs(600), vec![c.quic_addrs()[(follower - 1) as usize]]).await?;
+    let agent = SimAgent::start(
+        &c,
+        "host-a",
+        6,
+        Duration::from_secs(600),
+        vec![c.quic_addrs()[(follower - 1) as usize]],
+    )
+    .await?;
     for id in c.alive() {
         fulfilled(&c.backend(id), &c.history).await?;
     }
@@ -50,10 +67,21 @@ async fn placements_through_any_node_over_quic() -> anyhow::Result<()> {
 }
 
 async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
-    let mut c = TestCluster::start(ClusterOptions { net, ..Default::default() }).await?;
+    let mut c = TestCluster::start(ClusterOptions {
+        net,
+        ..Default::default()
+    })
+    .await?;
     let agents = [
         SimAgent::start(&c, "host-a", 20, Duration::from_millis(300), c.quic_addrs()).await?,
-        SimAgent::start(&c, "host-b", 20, Duration::from_millis(300), c.quic_addrs().into_iter().rev().collect()).await?,
+        SimAgent::start(
+            &c,
+            "host-b",
+            20,
+            Duration::from_millis(300),
+            c.quic_addrs().into_iter().rev().collect(),
+        )
+        .await?,
     ];
     let old = c.wait_leader().await?;
     let survivors: Vec<NodeId> = c.alive().into_iter().filter(|n| *n != old).collect();
@@ -74,7 +102,13 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
         }));
     }
     wait_for("some placements before the kill", T, || async {
-        (c.history.snapshot().iter().filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. })).count() >= 5).then_some(())
+        (c.history
+            .snapshot()
+            .iter()
+            .filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. }))
+            .count()
+            >= 5)
+            .then_some(())
     })
     .await?;
     c.kill(old).await;
@@ -97,10 +131,14 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
     // Every accepted placement reaches exactly one terminal state.
     let b = c.backend(new);
     for pl in &all {
-        wait_for(&format!("placement {pl} terminal"), Duration::from_secs(60), || async {
-            let v = b.describe(pl).await.ok()?;
-            (v["status"] != "PENDING").then_some(())
-        })
+        wait_for(
+            &format!("placement {pl} terminal"),
+            Duration::from_secs(60),
+            || async {
+                let v = b.describe(pl).await.ok()?;
+                (v["status"] != "PENDING").then_some(())
+            },
+        )
         .await?;
     }
     let state = c.wait_converged().await?;
@@ -133,9 +171,15 @@ async fn minority_partition_refuses_writes_and_catches_up() -> anyhow::Result<()
     fulfilled(&c.backend(new), &c.history).await?;
     // The minority refuses writes with a clear error, and commits nothing.
     let before = c.read(old, |s| s.placements.len());
-    let (status, body) = c.backend(old).post("/dsm/request_battle_session_id", serde_json::json!({})).await?;
+    let (status, body) = c
+        .backend(old)
+        .post("/dsm/request_battle_session_id", serde_json::json!({}))
+        .await?;
     assert!(status == 503, "{status} {body}");
-    assert!(["not_leader", "unavailable"].contains(&body["error"].as_str().unwrap_or("")), "{body}");
+    assert!(
+        ["not_leader", "unavailable"].contains(&body["error"].as_str().unwrap_or("")),
+        "{body}"
+    );
     assert_eq!(c.read(old, |s| s.placements.len()), before);
     // After healing, the old leader catches up.
     c.heal();
@@ -147,15 +191,31 @@ async fn minority_partition_refuses_writes_and_catches_up() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Result<()> {
-    let mut c = TestCluster::start(ClusterOptions { snapshot_every: 20, ..Default::default() }).await?;
-    let agent = SimAgent::start(&c, "host-a", 30, Duration::from_millis(100), c.quic_addrs()).await?;
+    let mut c = TestCluster::start(ClusterOptions {
+        snapshot_every: 20,
+        ..Default::default()
+    })
+    .await?;
+    let agent =
+        SimAgent::start(&c, "host-a", 30, Duration::from_millis(100), c.quic_addrs()).await?;
     let leader = c.wait_leader().await?;
-    let follower = c.alive().into_iter().find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to()).unwrap();
+    let follower = c
+        .alive()
+        .into_iter()
+        .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to())
+        .unwrap();
     c.kill(follower).await;
     for _ in 0..15 {
         fulfilled(&c.backend(leader), &c.history).await?;
     }
-    let purged = c.node(leader).consensus.metrics().borrow().purged.map(|l| l.index).unwrap_or(0);
+    let purged = c
+        .node(leader)
+        .consensus
+        .metrics()
+        .borrow()
+        .purged
+        .map(|l| l.index)
+        .unwrap_or(0);
     assert!(purged > 0, "the leader compacted its log");
     c.start_node(follower).await?;
     let state = c.wait_converged().await?;
@@ -182,9 +242,19 @@ async fn all_nodes_restarted_keep_committed_state() -> anyhow::Result<()> {
     }
     c.wait_leader().await?;
     for id in 1..=3 {
-        assert_eq!(c.read(id, |s| (s.placements.clone(), s.title_regions.clone(), s.fleets.clone())),
-                   (before.placements.clone(), before.title_regions.clone(), before.fleets.clone()),
-                   "node {id}");
+        assert_eq!(
+            c.read(id, |s| (
+                s.placements.clone(),
+                s.title_regions.clone(),
+                s.fleets.clone()
+            )),
+            (
+                before.placements.clone(),
+                before.title_regions.clone(),
+                before.fleets.clone()
+            ),
+            "node {id}"
+        );
     }
     Ok(())
 }
@@ -196,7 +266,12 @@ async fn agents_node_killed_agent_moves_and_keeps_working() -> anyhow::Result<()
     let follower = c.alive().into_iter().find(|n| *n != leader).unwrap();
     let addrs = c.quic_addrs();
     let mut order = vec![addrs[(follower - 1) as usize]];
-    order.extend(addrs.iter().copied().filter(|a| *a != addrs[(follower - 1) as usize]));
+    order.extend(
+        addrs
+            .iter()
+            .copied()
+            .filter(|a| *a != addrs[(follower - 1) as usize]),
+    );
     let agent = SimAgent::start(&c, "host-a", 4, Duration::from_secs(600), order).await?;
     let pl = fulfilled(&c.backend(leader), &c.history).await?;
     c.kill(follower).await;
@@ -206,7 +281,10 @@ async fn agents_node_killed_agent_moves_and_keeps_working() -> anyhow::Result<()
     })
     .await?;
     // Its session continues; new placements reach it through its new node.
-    assert_eq!(c.backend(leader).describe(&pl).await?["battle_session_status"], "ACTIVE");
+    assert_eq!(
+        c.backend(leader).describe(&pl).await?["battle_session_status"],
+        "ACTIVE"
+    );
     fulfilled(&c.backend(leader), &c.history).await?;
     let state = c.wait_converged().await?;
     assert_ne!(state.host_links[&agent.host], follower);

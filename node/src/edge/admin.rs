@@ -27,7 +27,9 @@ impl FromRequestParts<Edge> for Admin {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized("missing 'Authorization: Bearer <admin token>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing 'Authorization: Bearer <admin token>'")
+            })?;
         if bool::from(presented.as_bytes().ct_eq(edge.admin_token.as_bytes())) {
             Ok(Admin)
         } else {
@@ -81,12 +83,19 @@ fn check_spec(n: &NodeSpec) -> Result<NodeInfo, ApiError> {
         return Err(ApiError::bad_request("node_id must not be 0"));
     }
     for (field, v) in [("quic_addr", &n.quic_addr), ("http_addr", &n.http_addr)] {
-        let ok = v.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+        let ok = v
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
         if !ok {
-            return Err(ApiError::bad_request(format!("{field} must be host:port, got '{v}'")));
+            return Err(ApiError::bad_request(format!(
+                "{field} must be host:port, got '{v}'"
+            )));
         }
     }
-    Ok(NodeInfo { raft_addr: n.quic_addr.clone(), http_addr: n.http_addr.clone() })
+    Ok(NodeInfo {
+        raft_addr: n.quic_addr.clone(),
+        http_addr: n.http_addr.clone(),
+    })
 }
 
 /// Cluster status as this node sees it.
@@ -105,7 +114,11 @@ pub async fn status(State(edge): State<Edge>, _: Admin) -> Json<ClusterStatus> {
                 node_id: *id,
                 quic_addr: info.raft_addr.clone(),
                 http_addr: info.http_addr.clone(),
-                role: if m.voters.contains(id) { "voter".into() } else { "learner".into() },
+                role: if m.voters.contains(id) {
+                    "voter".into()
+                } else {
+                    "learner".into()
+                },
             },
         );
     }
@@ -127,18 +140,42 @@ async fn apply(edge: &Edge, op: MembershipOp) -> Result<Json<ClusterStatus>, Api
 #[utoipa::path(post, path = "/admin/cluster/add_learner", tag = "Admin", request_body = NodeSpec,
     responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
-pub async fn add_learner(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<NodeSpec>) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn add_learner(
+    State(edge): State<Edge>,
+    _: Admin,
+    ApiJson(n): ApiJson<NodeSpec>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     let info = check_spec(&n)?;
-    apply(&edge, MembershipOp::AddLearner { node_id: n.node_id, info }).await
+    apply(
+        &edge,
+        MembershipOp::AddLearner {
+            node_id: n.node_id,
+            info,
+        },
+    )
+    .await
 }
 
 /// Make a learner a voter.
 #[utoipa::path(post, path = "/admin/cluster/promote", tag = "Admin", request_body = NodeIdRequest,
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
-pub async fn promote(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<NodeIdRequest>) -> Result<Json<ClusterStatus>, ApiError> {
-    if !edge.cluster.consensus.membership().nodes.contains_key(&n.node_id) {
-        return Err(ApiError::not_found(format!("node {} is not a member; add it as a learner first", n.node_id)));
+pub async fn promote(
+    State(edge): State<Edge>,
+    _: Admin,
+    ApiJson(n): ApiJson<NodeIdRequest>,
+) -> Result<Json<ClusterStatus>, ApiError> {
+    if !edge
+        .cluster
+        .consensus
+        .membership()
+        .nodes
+        .contains_key(&n.node_id)
+    {
+        return Err(ApiError::not_found(format!(
+            "node {} is not a member; add it as a learner first",
+            n.node_id
+        )));
     }
     apply(&edge, MembershipOp::Promote { node_id: n.node_id }).await
 }
@@ -148,7 +185,11 @@ pub async fn promote(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<Nod
 #[utoipa::path(post, path = "/admin/cluster/remove", tag = "Admin", request_body = NodeIdRequest,
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
-pub async fn remove(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<NodeIdRequest>) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn remove(
+    State(edge): State<Edge>,
+    _: Admin,
+    ApiJson(n): ApiJson<NodeIdRequest>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     apply(&edge, MembershipOp::Remove { node_id: n.node_id }).await
 }
 
@@ -156,8 +197,17 @@ pub async fn remove(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<Node
 #[utoipa::path(post, path = "/admin/cluster/join", tag = "Admin", request_body = NodeSpec,
     responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
-pub async fn join(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<NodeSpec>) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn join(
+    State(edge): State<Edge>,
+    _: Admin,
+    ApiJson(n): ApiJson<NodeSpec>,
+) -> Result<Json<ClusterStatus>, ApiError> {
     let info = check_spec(&n)?;
-    edge.cluster.change_membership(MembershipOp::AddLearner { node_id: n.node_id, info }).await?;
+    edge.cluster
+        .change_membership(MembershipOp::AddLearner {
+            node_id: n.node_id,
+            info,
+        })
+        .await?;
     apply(&edge, MembershipOp::Promote { node_id: n.node_id }).await
 }

@@ -365,13 +365,15 @@ pub async fn add_players_to_battle_session(
             players,
         })
         .await?;
-    let views = edge.cluster.read(|s| {
-        ids.iter()
-            .filter_map(|id| s.player_battle_sessions.get(id))
-            .map(|p| player_view(s, p))
-            .collect()
-    })
-    .await?;
+    let views = edge
+        .cluster
+        .read(|s| {
+            ids.iter()
+                .filter_map(|id| s.player_battle_sessions.get(id))
+                .map(|p| player_view(s, p))
+                .collect()
+        })
+        .await?;
     Ok(Json(PlayerBattleSessionsResponse {
         player_battle_sessions: views,
     }))
@@ -392,16 +394,16 @@ pub async fn query_player_battle_sessions(
     let views = edge
         .cluster
         .read(|s| {
-        s.sessions_by_player
-            .get(&player)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.player_battle_sessions.get(id))
-            .filter(|p| p.title_region_id == tr)
-            .map(|p| player_view(s, p))
-            .collect()
-    })
-    .await?;
+            s.sessions_by_player
+                .get(&player)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| s.player_battle_sessions.get(id))
+                .filter(|p| p.title_region_id == tr)
+                .map(|p| player_view(s, p))
+                .collect()
+        })
+        .await?;
     Ok(Json(PlayerBattleSessionsResponse {
         player_battle_sessions: views,
     }))

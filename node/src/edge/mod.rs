@@ -8,6 +8,7 @@ pub mod dsm;
 pub mod error;
 pub mod json;
 
+use crate::cluster::Cluster;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -17,7 +18,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use crate::cluster::Cluster;
 use respawn_types::agent::ErrorCode;
 use respawn_types::{PlacementId, TitleRegionId};
 use std::sync::atomic::{AtomicBool, Ordering};
