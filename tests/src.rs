@@ -80,6 +80,7 @@ impl Backend {
             // would send its next request into the closed connection.
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(20))
                 .build()
                 .expect("HTTP client"),
         }

@@ -125,6 +125,11 @@ impl Cluster {
     }
 
     async fn ask(&self, to: NodeId, msg: &ClusterMsg) -> Result<ClusterReply, ConsensusError> {
+        // Followers' Raft never dials the others: tell the transport where
+        // the target listens, from the membership.
+        if let Some(info) = self.consensus.membership().nodes.get(&to) {
+            self.transport.set_address(to, &info.raft_addr);
+        }
         let raw = self
             .transport
             .call(to, Service::Cluster, encode(msg), FORWARD_TIMEOUT)
@@ -149,12 +154,36 @@ impl Cluster {
                 at: respawn_types::now_millis(),
                 command: command.clone(),
             };
-            let leader = match self.consensus.propose_request(req).await {
-                Err(ConsensusError::NotLeader { leader }) => leader,
-                other => return other.map(|c| c.applied),
+            // A leader cut off from its quorum would hold the proposal open
+            // until the partition heals: bound it. (The outcome is then
+            // unknown to the caller, as with any timeout.)
+            let left = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(100));
+            let leader = match tokio::time::timeout(left, self.consensus.propose_request(req)).await
+            {
+                Err(_) => {
+                    tracing::debug!(node = self.node_id(), "proposal timed out: no quorum");
+                    return Err(ConsensusError::Timeout("no quorum answered in time".into()));
+                }
+                Ok(Err(ConsensusError::NotLeader { leader })) => leader,
+                Ok(other) => return other.map(|c| c.applied),
             };
+            tracing::debug!(node = self.node_id(), ?leader, "not the leader: forwarding");
             if let Some(l) = leader.filter(|l| *l != self.node_id()) {
-                match self.ask(l, &ClusterMsg::Propose(command.clone())).await? {
+                let reply = match self.ask(l, &ClusterMsg::Propose(command.clone())).await {
+                    Ok(r) => r,
+                    // Not delivered (refused or partitioned): the leader
+                    // hint may be stale during an election; retry below.
+                    Err(ConsensusError::Unreachable { .. })
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match reply {
                     ClusterReply::Applied(a, index) => {
                         self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
                         return Ok(a);
@@ -171,6 +200,24 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether this node can reach a quorum now: a read-index round (the
+    /// leader's heartbeat to a quorum), bounded by `within`.
+    pub async fn in_quorum(&self, within: Duration) -> bool {
+        let probe = async {
+            if self.consensus.is_leader() {
+                self.consensus.read_index().await.is_ok()
+            } else if let Some((leader, _)) = self.consensus.leader() {
+                matches!(
+                    self.ask(leader, &ClusterMsg::ReadIndex).await,
+                    Ok(ClusterReply::Index(_))
+                )
+            } else {
+                false
+            }
+        };
+        tokio::time::timeout(within, probe).await.unwrap_or(false)
     }
 
     /// Linearizable read (read index; see the module docs).
@@ -417,6 +464,25 @@ pub async fn run_leader_actors(
         tracing::info!(node = cluster.node_id(), "actors stopped");
         if stop {
             return;
+        }
+    }
+}
+
+/// Closes this node's agent links while it cannot reach a quorum for longer
+/// than `cutoff`, so that agents move to a node on the majority side (their
+/// reports could not be committed here, and the leader could not reach them).
+pub async fn quorum_watchdog(cluster: Cluster, cutoff: Duration) {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if cluster.in_quorum(Duration::from_secs(1)).await {
+            last_ok = tokio::time::Instant::now();
+        } else if last_ok.elapsed() > cutoff && !cluster.links.connected_hosts().is_empty() {
+            tracing::warn!(
+                node = cluster.node_id(),
+                "cut off from the cluster majority: closing agent links"
+            );
+            cluster.links.close_all();
         }
     }
 }

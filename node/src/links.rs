@@ -96,10 +96,11 @@ impl AgentLinks {
         metrics::gauge!("respawn_agent_links").set(map.len() as f64);
     }
 
-    /// Closes every link (shutdown).
+    /// Closes every link (shutdown, or this node lost the majority); the
+    /// agents reconnect to another node.
     pub fn close_all(&self) {
         for (_, l) in self.map().drain() {
-            l.close("server shutting down");
+            l.close("this server node is leaving or cut off; connect to another");
         }
     }
 }

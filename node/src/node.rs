@@ -126,6 +126,8 @@ impl ServerNode {
             snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(
                 cfg.server.snapshot_every,
             ),
+            // Keep about one snapshot interval of log for followers that lag a little.
+            max_in_snapshot_log_to_keep: cfg.server.snapshot_every.min(1_000),
             ..RaftSettings::default()
         };
         let consensus = Consensus::open(
@@ -202,6 +204,11 @@ impl ServerNode {
             }
         }
 
+        let cutoff = Duration::from_millis((cfg.server.election_timeout_ms * 3).max(2_000));
+        tasks.insert(
+            0,
+            tokio::spawn(cluster::quorum_watchdog(cluster.clone(), cutoff)),
+        );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         tasks.push(tokio::spawn(cluster::run_leader_actors(
             cluster.clone(),
