@@ -250,12 +250,24 @@ impl Consensus {
     /// already ([`Consensus::add_learner`]). Members left out are removed
     /// from the cluster altogether. Leader only
     /// ([`ConsensusError::NotLeader`] otherwise).
+    ///
+    /// A change still in its joint phase makes openraft refuse the next one;
+    /// that resolves by itself, so this waits (up to 10 s) and retries.
     pub async fn change_membership(&self, voters: BTreeSet<u64>) -> Result<(), ConsensusError> {
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map_err(client_write_error)?;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.raft.change_membership(voters.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::InProgress(_),
+                    ),
+                )) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(client_write_error(e)),
+            }
+        }
     }
 
     /// The membership this member knows (the latest one in its log, which

@@ -130,8 +130,54 @@ enum PkiCmd {
     },
 }
 
+#[derive(Args)]
+struct AdminFlags {
+    /// HTTP edge of any server node.
+    #[arg(long, env = "RESPAWN_EDGE", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Admin token (printed at start-up; `<data_dir>/admin-token`).
+    #[arg(long, env = "RESPAWN_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members, roles, leader and this node's Raft state.
+    Status(AdminFlags),
+    /// Add a node as a learner (it replicates the log but does not vote).
+    AddLearner {
+        #[command(flatten)]
+        admin: AdminFlags,
+        #[arg(long)]
+        node_id: u64,
+        /// The node's QUIC address, `host:port`.
+        #[arg(long)]
+        quic_addr: String,
+        /// The node's HTTP edge address, `host:port`.
+        #[arg(long)]
+        http_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[command(flatten)]
+        admin: AdminFlags,
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Remove a node from the cluster (then add its replacement).
+    Remove {
+        #[command(flatten)]
+        admin: AdminFlags,
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
 #[derive(Subcommand)]
 enum CtlCmd {
+    /// Cluster membership, over the admin API of any node.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Certificates: a cluster CA and node/agent certificates signed by it.
     #[command(subcommand)]
     Pki(PkiCmd),
@@ -234,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Ctl(CtlCmd::Pki(cmd)) => pki(cmd),
+        Cmd::Ctl(CtlCmd::Cluster(cmd)) => cluster_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Ticket {
             title_id,
             title_region_id,
@@ -280,6 +327,39 @@ async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     agent.shutdown().await;
     node.shutdown().await;
+    Ok(())
+}
+
+async fn cluster_ctl(cmd: &ClusterCmd) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let (admin, req) = match cmd {
+        ClusterCmd::Status(a) => (a, client.get(format!("{}/admin/cluster", a.server.trim_end_matches('/')))),
+        ClusterCmd::AddLearner { admin, node_id, quic_addr, http_addr } => (
+            admin,
+            client
+                .post(format!("{}/admin/cluster/add_learner", admin.server.trim_end_matches('/')))
+                .json(&serde_json::json!({"node_id": node_id, "quic_addr": quic_addr, "http_addr": http_addr})),
+        ),
+        ClusterCmd::Promote { admin, node_id } => (
+            admin,
+            client
+                .post(format!("{}/admin/cluster/promote", admin.server.trim_end_matches('/')))
+                .json(&serde_json::json!({"node_id": node_id})),
+        ),
+        ClusterCmd::Remove { admin, node_id } => (
+            admin,
+            client
+                .post(format!("{}/admin/cluster/remove", admin.server.trim_end_matches('/')))
+                .json(&serde_json::json!({"node_id": node_id})),
+        ),
+    };
+    let res = req.bearer_auth(&admin.token).send().await?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if !status.is_success() {
+        bail!("the server answered {status}");
+    }
     Ok(())
 }
 
@@ -362,10 +442,14 @@ fn print_credentials(node: &ServerNode, data_dir: &Path) -> anyhow::Result<()> {
         println!("    SecretId:      {}", r.secret_id);
         println!("    SecretKey:     {}", r.secret_key);
         env = format!(
-            "export RESPAWN_EDGE=http://{}\nexport RESPAWN_TITLE_ID={}\nexport RESPAWN_TITLE_REGION_ID={}\nexport RESPAWN_SECRET_ID={}\nexport RESPAWN_SECRET_KEY={}\n",
-            node.http_addr, r.title_id, r.id, r.secret_id, r.secret_key
+            "export RESPAWN_EDGE=http://{}\nexport RESPAWN_TITLE_ID={}\nexport RESPAWN_TITLE_REGION_ID={}\nexport RESPAWN_SECRET_ID={}\nexport RESPAWN_SECRET_KEY={}\nexport RESPAWN_ADMIN_TOKEN={}\n",
+            node.http_addr, r.title_id, r.id, r.secret_id, r.secret_key, node.admin_token
         );
     }
+    println!(
+        "  admin token (for /admin/* and `respawn ctl cluster`): {}",
+        node.admin_token
+    );
     let path = data_dir.join("credentials.env");
     std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
     println!(
