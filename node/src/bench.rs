@@ -26,6 +26,23 @@ use std::time::{Duration, Instant};
 pub enum BenchCmd {
     /// Concurrent placements against a single node with simulated DS processes.
     Placement(PlacementArgs),
+    /// The same load against a 3-node cluster (real QUIC between the nodes),
+    /// then repeated leader kills timing the first placement fulfilled by the
+    /// new leader.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ClusterArgs {
+    /// Placements to run in the throughput phase.
+    #[arg(long, default_value_t = 2000)]
+    pub placements: usize,
+    /// Backends placing at once (spread over the three nodes).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Leader kills to time.
+    #[arg(long, default_value_t = 7)]
+    pub trials: usize,
 }
 
 #[derive(Args, Clone)]
@@ -44,6 +61,7 @@ pub struct PlacementArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Placement(a) => placement(a).await,
+        BenchCmd::Cluster(a) => cluster(a).await,
     }
 }
 
@@ -84,37 +102,72 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let bases = vec![format!("http://{}", node.http_addr)];
+    let (wall, mut latencies) = run_load(
+        &bases,
+        &region,
+        &started,
+        &mut done_rx,
+        a.placements,
+        a.concurrency,
+    )
+    .await?;
+    let entries = node.consensus.log_stats();
+    report(
+        "single node",
+        a.placements,
+        a.concurrency,
+        wall,
+        &mut latencies,
+    );
+    println!("log store:         {entries:?}");
+    agent.close();
+    node.shutdown().await;
+    if cleanup {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// Runs `placements` placements with `concurrency` backends spread over
+/// `bases`; returns the wall time and each placement's latency.
+async fn run_load(
+    bases: &[String],
+    region: &TitleRegion,
+    started: &Started,
+    done_rx: &mut tokio::sync::mpsc::UnboundedReceiver<Duration>,
+    placements: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .build()?;
-    let base = format!("http://{}", node.http_addr);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t0 = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..a.concurrency {
+    for w in 0..concurrency {
         let (client, base, region, started, next) = (
             client.clone(),
-            base.clone(),
+            bases[w % bases.len()].clone(),
             region.clone(),
             started.clone(),
             next.clone(),
         );
-        let total = a.placements;
         workers.push(tokio::spawn(async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < placements {
                 place_one(&client, &base, &region, &started).await?;
             }
             anyhow::Ok(())
         }));
     }
-    let mut latencies = Vec::with_capacity(a.placements);
-    while latencies.len() < a.placements {
+    let mut latencies = Vec::with_capacity(placements);
+    while latencies.len() < placements {
         match tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await {
             Ok(Some(d)) => latencies.push(d),
             _ => bail!(
                 "placements stalled after {} of {}",
                 latencies.len(),
-                a.placements
+                placements
             ),
         }
     }
@@ -122,25 +175,227 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     for w in workers {
         w.await??;
     }
+    Ok((wall, latencies))
+}
+
+fn report(
+    what: &str,
+    placements: usize,
+    concurrency: usize,
+    wall: Duration,
+    latencies: &mut [Duration],
+) {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let entries = node.consensus.log_stats();
-    println!("placements:        {}", a.placements);
-    println!("concurrency:       {}", a.concurrency);
+    println!("== {what}: {placements} placements, {concurrency} concurrent backends");
     println!("wall time:         {:.2} s", wall.as_secs_f64());
     println!(
         "throughput:        {:.0} placements/s",
-        a.placements as f64 / wall.as_secs_f64()
+        placements as f64 / wall.as_secs_f64()
     );
     println!("p50 to FULFILLED:  {:.2} ms", pct(0.50).as_secs_f64() * 1e3);
     println!("p99 to FULFILLED:  {:.2} ms", pct(0.99).as_secs_f64() * 1e3);
     println!("max to FULFILLED:  {:.2} ms", pct(1.0).as_secs_f64() * 1e3);
-    println!("log store:         {entries:?}");
-    agent.close();
-    node.shutdown().await;
-    if cleanup {
-        let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port(udp: bool) -> anyhow::Result<u16> {
+    Ok(if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    })
+}
+
+/// The 3-node benchmark.
+async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
+    use respawn_config::{Bootstrap, MemberSpec};
+    let root =
+        std::env::current_dir()?.join(format!(".respawn-bench-cluster-{}", std::process::id()));
+    let ca = respawn_net::Pki::generate_ca("bench CA")?;
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| Ok((free_port(true)?, free_port(false)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let members: Vec<MemberSpec> = (0..3)
+        .map(|i| MemberSpec {
+            node_id: i as u64 + 1,
+            quic: format!("127.0.0.1:{}", ports[i].0),
+            http: format!("127.0.0.1:{}", ports[i].1),
+        })
+        .collect();
+    let mut cfgs = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let mut cfg = Config::dev("/bin/false", vec![]);
+        cfg.data_dir = root.join(format!("n{}", i + 1));
+        cfg.log = "warn".into();
+        cfg.server.node_id = i as u64 + 1;
+        cfg.server.quic_addr = format!("127.0.0.1:{}", ports[i].0).parse()?;
+        cfg.server.http_addr = format!("127.0.0.1:{}", ports[i].1).parse()?;
+        cfg.server.bootstrap = Bootstrap::Members;
+        cfg.server.members = members.clone();
+        cfg.title_regions[0].secret_id = Some("sid-bench".into());
+        cfg.title_regions[0].secret_key = Some("bench-secret-key-0123456789abcdef".into());
+        cfgs.push(cfg);
+        ids.push(ca.issue(
+            respawn_net::PeerKind::Node,
+            &respawn_net::transport::node_name(i as u64 + 1),
+            &[],
+        )?);
     }
+    let mut nodes: Vec<Option<ServerNode>> = Vec::new();
+    for i in 0..3 {
+        nodes.push(Some(ServerNode::start(&cfgs[i], &ids[i]).await?));
+    }
+    let leader_of = |nodes: &[Option<ServerNode>]| {
+        nodes
+            .iter()
+            .flatten()
+            .find(|n| n.consensus.is_leader())
+            .map(|n| n.consensus.node_id())
+    };
+    let wait_leader = |nodes: &[Option<ServerNode>], not: Option<u64>| {
+        let l = leader_of(nodes).filter(|l| Some(*l) != not);
+        l
+    };
+    let t = Instant::now();
+    let mut leader = None;
+    while leader.is_none() {
+        leader = wait_leader(&nodes, None);
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("no leader");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let region = loop {
+        if let Some(r) = nodes.iter().flatten().next().and_then(|n| {
+            n.title_regions()
+                .into_iter()
+                .find(|r| r.id.as_str() == DEV_TITLE_REGION)
+        }) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let agent_identity = ca.issue(respawn_net::PeerKind::Agent, respawn_config::DEV_HOST, &[])?;
+
+    // Throughput: backends on all three nodes, the agent on a follower.
+    let follower = |nodes: &[Option<ServerNode>]| {
+        nodes
+            .iter()
+            .flatten()
+            .find(|n| !n.consensus.is_leader())
+            .map(|n| n.quic_addr)
+    };
+    let started: Started = Arc::default();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let agent = SimAgent::connect(
+        &agent_identity,
+        follower(&nodes).context("follower")?,
+        a.placements,
+        started.clone(),
+        done_tx,
+    )
+    .await?;
+    let bases: Vec<String> = cfgs
+        .iter()
+        .map(|c| format!("http://{}", c.server.http_addr))
+        .collect();
+    let (wall, mut latencies) = run_load(
+        &bases,
+        &region,
+        &started,
+        &mut done_rx,
+        a.placements,
+        a.concurrency,
+    )
+    .await?;
+    report(
+        "3-node cluster",
+        a.placements,
+        a.concurrency,
+        wall,
+        &mut latencies,
+    );
+    agent.close();
+
+    // Failover: kill the leader, time the first placement fulfilled after.
+    let mut times = Vec::new();
+    for trial in 0..a.trials {
+        let old = leader_of(&nodes).context("leader")?;
+        let started: Started = Arc::default();
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+        let agent = SimAgent::connect(
+            &agent_identity,
+            follower(&nodes).context("follower")?,
+            50,
+            started.clone(),
+            done_tx,
+        )
+        .await?;
+        let survivor = nodes
+            .iter()
+            .flatten()
+            .find(|n| !n.consensus.is_leader())
+            .map(|n| format!("http://{}", n.http_addr))
+            .context("survivor")?;
+        let idx = (old - 1) as usize;
+        let killed = Instant::now();
+        if let Some(n) = nodes[idx].take() {
+            n.shutdown().await;
+        }
+        let client = reqwest::Client::new();
+        let elapsed = loop {
+            if killed.elapsed() > Duration::from_secs(60) {
+                bail!("no placement fulfilled within 60 s of killing the leader");
+            }
+            // Keep trying until a placement is accepted; its activation arrives on done_rx.
+            if place_one(&client, &survivor, &region, &started)
+                .await
+                .is_ok()
+            {
+                if let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await
+                {
+                    break killed.elapsed();
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        println!(
+            "trial {trial}: killed leader {old}, first placement FULFILLED after {:.0} ms",
+            elapsed.as_secs_f64() * 1e3
+        );
+        times.push(elapsed);
+        agent.close();
+        nodes[idx] = Some(ServerNode::start(&cfgs[idx], &ids[idx]).await?);
+        let t = Instant::now();
+        while leader_of(&nodes).is_none()
+            || nodes
+                .iter()
+                .flatten()
+                .any(|n| n.consensus.leader().is_none())
+        {
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("cluster did not settle after a restart");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    times.sort();
+    if let Some(m) = times.get(times.len() / 2) {
+        println!("leader kill → first placement FULFILLED by the new leader: median {:.0} ms over {} trials (min {:.0}, max {:.0})",
+            m.as_secs_f64() * 1e3, times.len(),
+            times[0].as_secs_f64() * 1e3, times[times.len() - 1].as_secs_f64() * 1e3);
+    }
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
 
@@ -266,12 +521,15 @@ impl SimAgent {
                 }
             },
         ));
-        // Register the pool of ready processes, many at a time.
+        // Register the pool of ready processes, many at a time; ids are
+        // fresh for every simulated agent (a process id is never reused).
+        let run = uuid::Uuid::now_v7().simple().to_string();
         let mut set = tokio::task::JoinSet::new();
         for i in 0..processes {
             let link = link.clone();
+            let run = run.clone();
             set.spawn(async move {
-                let process_id = ProcessId::new_unchecked(format!("proc-sim-{i:06}"));
+                let process_id = ProcessId::new_unchecked(format!("proc-sim-{run}-{i:06}"));
                 let s = AgentToServer::ProcessStarted {
                     process_id: process_id.clone(),
                     pid: 1,

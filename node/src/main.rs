@@ -295,7 +295,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Bench(b) => bench::run(b.clone()).await,
+        Cmd::Bench(b) => {
+            init_tracing(cli.log.as_deref().unwrap_or("warn"));
+            bench::run(b.clone()).await
+        }
         Cmd::Openapi => {
             println!("{}", respawn::edge::openapi_json());
             Ok(())

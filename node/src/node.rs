@@ -57,6 +57,8 @@ pub struct ServerNode {
     pub admin_token: String,
     endpoint: Endpoint,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Runs the actors while this node leads; stopped first on shutdown.
+    leader_loop: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -117,7 +119,14 @@ impl ServerNode {
         })?;
         let transport: SharedTransport = match transport {
             Some(t) => t,
-            None => QuicTransport::new(node_id, Endpoint::client(identity)?),
+            // Nodes of one cluster are a LAN apart: a peer that does not
+            // answer a handshake within 1 s is treated as down (a stale
+            // leader hint then costs 1 s, not 5).
+            None => QuicTransport::with_connect_timeout(
+                node_id,
+                Endpoint::client(identity)?,
+                Duration::from_secs(1),
+            ),
         };
         let settings = RaftSettings {
             heartbeat_interval_ms: cfg.server.heartbeat_ms,
@@ -204,18 +213,19 @@ impl ServerNode {
             }
         }
 
-        let cutoff = Duration::from_millis((cfg.server.election_timeout_ms * 3).max(2_000));
+        // Probes fail during every election: the cutoff must be well past one.
+        let cutoff = Duration::from_millis((cfg.server.election_timeout_ms * 10).max(5_000));
         tasks.insert(
             0,
             tokio::spawn(cluster::quorum_watchdog(cluster.clone(), cutoff)),
         );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        tasks.push(tokio::spawn(cluster::run_leader_actors(
+        let leader_loop = tokio::spawn(cluster::run_leader_actors(
             cluster.clone(),
             links.clone(),
             Arc::new(cfg.clone()),
             shutdown_rx,
-        )));
+        ));
         let edge = Edge {
             cluster: cluster.clone(),
             admin_token: Arc::new(admin_token.clone()),
@@ -244,6 +254,7 @@ impl ServerNode {
             admin_token,
             endpoint,
             shutdown,
+            leader_loop,
             tasks,
         })
     }
@@ -254,26 +265,23 @@ impl ServerNode {
             .read(|s| s.title_regions.values().cloned().collect())
     }
 
-    /// Stops serving and closes the stores.
+    /// Stops serving and closes the stores: the actors first (so nothing
+    /// acts on behalf of a node that is going away), then every task and
+    /// link, then Raft.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        // The leader loop stops the actors when told; give it the chance.
-        let leader_loop = self.tasks.last().map(|t| t.abort_handle());
-        for t in &self.tasks[..self.tasks.len().saturating_sub(1)] {
+        let mut leader_loop = self.leader_loop;
+        if tokio::time::timeout(Duration::from_secs(5), &mut leader_loop)
+            .await
+            .is_err()
+        {
+            leader_loop.abort();
+        }
+        for t in &self.tasks {
             t.abort();
         }
         self.links.close_all();
         self.endpoint.close();
-        if let Some(t) = self.tasks.into_iter().last() {
-            if tokio::time::timeout(Duration::from_secs(5), t)
-                .await
-                .is_err()
-            {
-                if let Some(h) = leader_loop {
-                    h.abort();
-                }
-            }
-        }
         if let Err(e) = self.consensus.shutdown().await {
             tracing::warn!(error = %e, "consensus shutdown");
         }
