@@ -3,6 +3,7 @@
 //! on real QUIC links, and fault injection: partition any sets of nodes,
 //! isolate one, delay or drop messages, kill a node and restart it with its
 //! data. Everything outside observers see is recorded in a [`History`].
+#![allow(clippy::field_reassign_with_default)]
 
 use crate::history::{History, Observation};
 use crate::{wait_for, Backend};

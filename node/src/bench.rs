@@ -228,13 +228,13 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         .collect();
     let mut cfgs = Vec::new();
     let mut ids = Vec::new();
-    for i in 0..3 {
+    for (i, (quic, http)) in ports.iter().enumerate() {
         let mut cfg = Config::dev("/bin/false", vec![]);
         cfg.data_dir = root.join(format!("n{}", i + 1));
         cfg.log = "warn".into();
         cfg.server.node_id = i as u64 + 1;
-        cfg.server.quic_addr = format!("127.0.0.1:{}", ports[i].0).parse()?;
-        cfg.server.http_addr = format!("127.0.0.1:{}", ports[i].1).parse()?;
+        cfg.server.quic_addr = format!("127.0.0.1:{quic}").parse()?;
+        cfg.server.http_addr = format!("127.0.0.1:{http}").parse()?;
         cfg.server.bootstrap = Bootstrap::Members;
         cfg.server.members = members.clone();
         cfg.title_regions[0].secret_id = Some("sid-bench".into());
@@ -247,8 +247,8 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         )?);
     }
     let mut nodes: Vec<Option<ServerNode>> = Vec::new();
-    for i in 0..3 {
-        nodes.push(Some(ServerNode::start(&cfgs[i], &ids[i]).await?));
+    for (cfg, id) in cfgs.iter().zip(&ids) {
+        nodes.push(Some(ServerNode::start(cfg, id).await?));
     }
     let leader_of = |nodes: &[Option<ServerNode>]| {
         nodes
@@ -257,14 +257,10 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
             .find(|n| n.consensus.is_leader())
             .map(|n| n.consensus.node_id())
     };
-    let wait_leader = |nodes: &[Option<ServerNode>], not: Option<u64>| {
-        let l = leader_of(nodes).filter(|l| Some(*l) != not);
-        l
-    };
     let t = Instant::now();
     let mut leader = None;
     while leader.is_none() {
-        leader = wait_leader(&nodes, None);
+        leader = leader_of(&nodes);
         if t.elapsed() > Duration::from_secs(30) {
             bail!("no leader");
         }
