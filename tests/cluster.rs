@@ -220,7 +220,21 @@ impl TestCluster {
                 cuts: self.cuts.clone(),
             }),
         };
-        let node = ServerNode::start_with(&cfg, &identity, Some(transport)).await?;
+        // A restarted node reuses its ports; the previous instance's UDP
+        // socket may take a moment to be released.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let node = loop {
+            match ServerNode::start_with(&cfg, &identity, Some(transport.clone())).await {
+                Ok(n) => break n,
+                Err(e)
+                    if e.to_string().contains("in use")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if self.opts.net == Net::Memory {
             self.router.register(id, node.handler.clone());
         }

@@ -280,6 +280,11 @@ impl ServerNode {
         for t in &self.tasks {
             t.abort();
         }
+        // Wait for the aborted tasks to drop what they hold (the HTTP
+        // listener among them), so the ports are free when this returns.
+        for t in self.tasks {
+            let _ = t.await;
+        }
         self.links.close_all();
         self.endpoint.close();
         if let Err(e) = self.consensus.shutdown().await {
