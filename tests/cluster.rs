@@ -353,6 +353,24 @@ impl TestCluster {
         .await
     }
 
+    /// Waits until every one of `placements` has left PENDING (asking the
+    /// leader), then until all running nodes have converged; returns the state.
+    pub async fn settle(&self, placements: &[String]) -> anyhow::Result<PlacementState> {
+        let b = self.backend(self.wait_leader().await?);
+        for pl in placements {
+            wait_for(
+                &format!("placement {pl} terminal"),
+                Duration::from_secs(60),
+                || async {
+                    let v = b.describe(pl).await.ok()?;
+                    (v["status"] != "PENDING").then_some(())
+                },
+            )
+            .await?;
+        }
+        self.wait_converged().await
+    }
+
     /// Issues an agent certificate for `host`.
     pub fn agent_identity(&self, host: &str) -> anyhow::Result<Identity> {
         Ok(self.ca.issue(PeerKind::Agent, host, &[])?)

@@ -129,19 +129,8 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
         all.extend(p.await?);
     }
     // Every accepted placement reaches exactly one terminal state.
-    let b = c.backend(new);
-    for pl in &all {
-        wait_for(
-            &format!("placement {pl} terminal"),
-            Duration::from_secs(60),
-            || async {
-                let v = b.describe(pl).await.ok()?;
-                (v["status"] != "PENDING").then_some(())
-            },
-        )
-        .await?;
-    }
-    let state = c.wait_converged().await?;
+    assert_eq!(c.wait_leader().await?, new);
+    let state = c.settle(&all).await?;
     let v = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
     assert!(v.is_empty(), "{}", summary(&v));
     for a in agents {
@@ -410,20 +399,7 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
     for p in placers {
         placed.extend(p.await?);
     }
-    let leader = c.wait_leader().await?;
-    let b = c.backend(leader);
-    for pl in &placed {
-        wait_for(
-            &format!("placement {pl} terminal"),
-            Duration::from_secs(60),
-            || async {
-                let v = b.describe(pl).await.ok()?;
-                (v["status"] != "PENDING").then_some(())
-            },
-        )
-        .await?;
-    }
-    let state = c.wait_converged().await?;
+    let state = c.settle(&placed).await?;
     let accepted = c
         .history
         .snapshot()
