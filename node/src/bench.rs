@@ -369,12 +369,21 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         times.push(elapsed);
         agent.close();
         nodes[idx] = Some(ServerNode::start(&cfgs[idx], &ids[idx]).await?);
+        // The next trial starts once every node has applied the same log.
         let t = Instant::now();
+        let applied = |n: &ServerNode| n.consensus.metrics().borrow().last_applied.map(|l| l.index);
         while leader_of(&nodes).is_none()
             || nodes
                 .iter()
                 .flatten()
                 .any(|n| n.consensus.leader().is_none())
+            || nodes
+                .iter()
+                .flatten()
+                .map(applied)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
         {
             if t.elapsed() > Duration::from_secs(30) {
                 bail!("cluster did not settle after a restart");
@@ -502,10 +511,27 @@ impl SimAgent {
                                 process_id,
                                 battle_session_id: bs.clone(),
                             };
-                            if let Ok(ServerReply::Ok) = link
-                                .request::<_, ServerReply>(&msg, Duration::from_secs(30))
-                                .await
-                            {
+                            // Like a real agent, retry while the cluster is electing a leader.
+                            let deadline = Instant::now() + Duration::from_secs(30);
+                            let mut ok = false;
+                            while !ok && Instant::now() < deadline {
+                                match link
+                                    .request::<_, ServerReply>(&msg, Duration::from_secs(10))
+                                    .await
+                                {
+                                    Ok(ServerReply::Ok) => ok = true,
+                                    Ok(ServerReply::Err(e))
+                                        if !matches!(
+                                            e.code,
+                                            ErrorCode::NotLeader | ErrorCode::Unavailable
+                                        ) =>
+                                    {
+                                        break
+                                    }
+                                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                                }
+                            }
+                            if ok {
                                 let t = started.lock().ok().and_then(|mut m| m.remove(&bs));
                                 if let Some(t) = t {
                                     let _ = done.send(t.elapsed());
