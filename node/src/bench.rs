@@ -368,7 +368,20 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         );
         times.push(elapsed);
         agent.close();
-        nodes[idx] = Some(ServerNode::start(&cfgs[idx], &ids[idx]).await?);
+        // Restart on the same ports; the old UDP socket may take a moment to go.
+        let t = Instant::now();
+        nodes[idx] = Some(loop {
+            match ServerNode::start(&cfgs[idx], &ids[idx]).await {
+                Ok(n) => break n,
+                Err(e)
+                    if e.to_string().contains("in use")
+                        && t.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        });
         // The next trial starts once every node has applied the same log.
         let t = Instant::now();
         let applied = |n: &ServerNode| n.consensus.metrics().borrow().last_applied.map(|l| l.index);
