@@ -1,6 +1,6 @@
 //! The server side of agent links: the QUIC accept loop, the Hello that
 //! registers a host, the translation of agent requests into Raft commands,
-//! and the [`AgentGateway`] the actors use to reach agents.
+//! and the links the actors' gateway (`cluster::ClusterGateway`) uses to reach agents.
 //!
 //! Agents are untrusted. An agent's host id is the common name of its
 //! certificate (so one host cannot speak for another), every id it sends is
@@ -8,8 +8,7 @@
 //! runs on the agent's own host.
 
 use crate::cluster::{wire_error as wire, Cluster};
-use futures::future::BoxFuture;
-use respawn_actors::{AgentGateway, GatewayError, NodeMsg};
+use respawn_actors::{GatewayError, NodeMsg};
 use respawn_consensus::{Command, PlayerAction, Rejection};
 use respawn_net::transport::Handler;
 use respawn_net::{Endpoint, Link, PeerKind};
@@ -96,33 +95,17 @@ impl AgentLinks {
         metrics::gauge!("respawn_agent_links").set(map.len() as f64);
     }
 
+    /// Whether this node holds a link to the host's agent.
+    pub fn is_connected(&self, host: &HostId) -> bool {
+        self.map().contains_key(host)
+    }
+
     /// Closes every link (shutdown, or this node lost the majority); the
     /// agents reconnect to another node.
     pub fn close_all(&self) {
         for (_, l) in self.map().drain() {
             l.close("this server node is leaving or cut off; connect to another");
         }
-    }
-}
-
-impl AgentGateway for AgentLinks {
-    fn send(
-        &self,
-        host: &HostId,
-        command: ServerToAgent,
-    ) -> BoxFuture<'static, Result<AgentReply, GatewayError>> {
-        let link = self.map().get(host).cloned();
-        let host = host.clone();
-        Box::pin(async move {
-            let link = link.ok_or_else(|| GatewayError::NotConnected(host.clone()))?;
-            link.request::<ServerToAgent, AgentReply>(&command, COMMAND_TIMEOUT)
-                .await
-                .map_err(|e| GatewayError::Link(host, e.to_string()))
-        })
-    }
-
-    fn is_connected(&self, host: &HostId) -> bool {
-        self.map().contains_key(host)
     }
 }
 

@@ -16,7 +16,6 @@ use respawn_types::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -230,7 +229,6 @@ impl ServerNode {
             cluster: cluster.clone(),
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
-            ready: Arc::new(AtomicBool::new(true)),
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         tasks.push(tokio::spawn(async move {

@@ -20,7 +20,6 @@ use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use respawn_types::agent::ErrorCode;
 use respawn_types::{PlacementId, TitleRegionId};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use utoipa::OpenApi;
@@ -35,8 +34,6 @@ pub struct Edge {
     pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
-    /// Set once the node has rebuilt its actors and can serve.
-    pub ready: Arc<AtomicBool>,
 }
 
 impl Edge {
@@ -146,13 +143,10 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the node has a Raft leader and has rebuilt its actors.
+/// Readiness: the node knows a Raft leader (the edge serves only after start-up).
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
 async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
-    if !edge.ready.load(Ordering::Acquire) {
-        return Err(ApiError::unavailable("node is starting"));
-    }
     if edge.cluster.consensus.leader().is_none() {
         return Err(ApiError::unavailable("no Raft leader"));
     }
