@@ -1,0 +1,1 @@
+//! Invoke-edge reverse proxy (work in progress).

@@ -1,0 +1,1 @@
+//! Virtual-server instance runtime (work in progress).
