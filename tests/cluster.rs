@@ -72,6 +72,9 @@ impl Transport for CutTransport {
     fn set_address(&self, node: NodeId, addr: &str) {
         self.inner.set_address(node, addr)
     }
+    fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
+        self.inner.close(within)
+    }
 }
 
 /// Options of a test cluster.
@@ -584,6 +587,7 @@ impl SimAgent {
                     fleet_id: FleetId::new_unchecked(FLEET),
                     ip: "127.0.0.1".into(),
                     live_processes: live,
+                    live_vs: Vec::new(),
                 });
                 match link.request::<_, ServerReply>(&hello, CALL).await {
                     Ok(ServerReply::Welcome { .. }) => {}

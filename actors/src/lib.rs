@@ -16,9 +16,12 @@ pub mod ports;
 pub mod process;
 pub mod region;
 pub mod session;
+pub mod vs;
+pub mod vs_policy;
 
 pub use node::{start_runtime, NodeMsg, Runtime};
-pub use ports::{AgentGateway, Deps, GatewayError, ProposeError, Proposer, SharedState};
+pub use ports::{AgentGateway, Deps, GatewayError, ProposeError, Proposer, SharedState, VsPorts};
+pub use vs::{Delivery, Site};
 
 /// Errors of the actor runtime.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use crate::ports::Deps;
 use crate::process::{ProcessActor, ProcessMsg};
 use crate::region::{RegionActor, RegionMsg};
 use crate::session::{SessionActor, SessionMsg};
+use crate::vs::{VsActor, VsMsg};
 use crate::ActorsError;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use respawn_consensus::{Event, PlacementState};
@@ -33,6 +34,8 @@ pub struct NodeState {
     fleets: HashMap<FleetId, ActorRef<FleetMsg>>,
     processes: HashMap<ProcessId, ActorRef<ProcessMsg>>,
     sessions: HashMap<BattleSessionId, ActorRef<SessionMsg>>,
+    /// Virtual-server actors, one per title region.
+    vs: HashMap<TitleRegionId, ActorRef<VsMsg>>,
 }
 
 /// The running actor system of one node.
@@ -86,6 +89,7 @@ impl Actor for NodeActor {
             fleets: HashMap::new(),
             processes: HashMap::new(),
             sessions: HashMap::new(),
+            vs: HashMap::new(),
         })
     }
 
@@ -119,6 +123,10 @@ impl Actor for NodeActor {
             sessions = sessions.len(),
             "rebuilding actors from committed state"
         );
+        let regions: Vec<TitleRegionId> = st.deps.read(|s| s.title_regions.keys().cloned().collect());
+        for r in regions {
+            st.vs_region(&myself, &r).await;
+        }
         for f in fleets {
             st.fleet(&myself, &f).await;
         }
@@ -174,6 +182,53 @@ impl NodeState {
         match e {
             Event::TitleRegionPut { title_region_id } => {
                 self.region(myself, &title_region_id).await;
+                self.vs_region(myself, &title_region_id).await;
+            }
+            Event::VsChanged {
+                title_region_id, ..
+            }
+            | Event::OutboxAppended { title_region_id }
+            | Event::TriggersChanged { title_region_id } => {
+                if let Some(a) = self.vs_region(myself, &title_region_id).await {
+                    let _ = a.cast(VsMsg::Kick);
+                }
+            }
+            Event::VsInstanceChanged {
+                instance_id,
+                host_id,
+                status,
+                removed,
+            } => {
+                let tr = self.deps.read(|s| {
+                    s.vs_instances
+                        .get(&instance_id)
+                        .map(|i| i.title_region_id.clone())
+                });
+                // A removed instance's region is unknown now: tell every region actor.
+                let targets: Vec<ActorRef<VsMsg>> = match tr {
+                    Some(tr) => self.vs_region(myself, &tr).await.into_iter().collect(),
+                    None => self.vs.values().cloned().collect(),
+                };
+                for a in targets {
+                    let _ = a.cast(VsMsg::InstanceChanged {
+                        instance_id: instance_id.clone(),
+                        host_id: host_id.clone(),
+                        status,
+                        removed,
+                    });
+                    let _ = a.cast(VsMsg::Kick);
+                }
+            }
+            Event::VsInstanceOrphaned {
+                instance_id,
+                host_id,
+            } => {
+                if let Some(a) = self.vs.values().next() {
+                    let _ = a.cast(VsMsg::Orphan {
+                        instance_id,
+                        host_id,
+                    });
+                }
             }
             Event::FleetPut { fleet_id } => {
                 if let Some(f) = self.fleet(myself, &fleet_id).await {
@@ -254,6 +309,39 @@ impl NodeState {
                 for f in self.fleets.values() {
                     let _ = f.cast(FleetMsg::Kick);
                 }
+                for a in self.vs.values() {
+                    let _ = a.cast(VsMsg::Kick);
+                }
+            }
+        }
+    }
+
+    async fn vs_region(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        tr: &TitleRegionId,
+    ) -> Option<ActorRef<VsMsg>> {
+        if let Some(a) = self.vs.get(tr).filter(|a| alive(a)) {
+            return Some(a.clone());
+        }
+        if !self.deps.read(|s| s.title_regions.contains_key(tr)) {
+            return None;
+        }
+        match Actor::spawn_linked(
+            None,
+            VsActor,
+            (tr.clone(), self.deps.clone()),
+            myself.get_cell(),
+        )
+        .await
+        {
+            Ok((a, _)) => {
+                self.vs.insert(tr.clone(), a.clone());
+                Some(a)
+            }
+            Err(e) => {
+                tracing::error!(title_region = %tr, error = %e, "cannot start the virtual server actor");
+                None
             }
         }
     }

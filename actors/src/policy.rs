@@ -269,6 +269,7 @@ mod tests {
                         registered_at: 0,
                     },
                     live: vec![],
+                    live_vs: vec![],
                 });
             }
             w

@@ -4,8 +4,11 @@
 use futures::future::BoxFuture;
 use respawn_consensus::{Applied, Command, PlacementState, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
-use respawn_types::HostId;
+use crate::vs::{Delivery, Site};
+use respawn_types::{HostId, TitleRegionId, VsName};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The applied placement state, shared with the Raft state machine.
 pub type SharedState = respawn_consensus::StateHandle;
@@ -44,12 +47,33 @@ pub trait AgentGateway: Send + Sync + 'static {
     fn is_connected(&self, host: &HostId) -> bool;
 }
 
+/// What the virtual-server actors need from the node's edge.
+pub trait VsPorts: Send + Sync + 'static {
+    /// Peak in-flight requests per virtual server over the last few
+    /// seconds, summed over the cluster's edges.
+    fn load(&self) -> HashMap<(TitleRegionId, VsName), u32>;
+    /// POSTs a JSON `body` to `path` of a VS with the given `Invoker`
+    /// (event or task delivery), within `timeout`.
+    fn deliver(
+        &self,
+        tr: &TitleRegionId,
+        vs: &VsName,
+        path: &'static str,
+        invoker: &'static str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Delivery>;
+    /// This deployment's facts for the system environment variables.
+    fn site(&self) -> Site;
+}
+
 /// Everything an actor is given at spawn time.
 #[derive(Clone)]
 pub struct Deps {
     pub state: SharedState,
     pub proposer: Arc<dyn Proposer>,
     pub gateway: Arc<dyn AgentGateway>,
+    pub vs: Arc<dyn VsPorts>,
 }
 
 impl Deps {

@@ -45,6 +45,9 @@ pub struct Config {
     /// Fleets created (or updated) at start-up.
     #[serde(default)]
     pub fleets: Vec<FleetSpec>,
+    /// Virtual servers created at start-up if absent.
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServerSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +100,21 @@ pub struct ServerSection {
     /// Unset: generated at first start and kept in `<data_dir>/admin-token`.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// `PGOS_Title_Region_Type` for virtual servers: dev, test or release.
+    #[serde(default = "default_region_type")]
+    pub region_type: String,
+    /// `PGOS_Title_Region_Backend_API_Domain` for virtual servers (host[:port]
+    /// of this cluster's edge). Unset: `advertise_http`, else `http_addr`.
+    #[serde(default)]
+    pub backend_api_domain: Option<String>,
+}
+
+fn default_region_type() -> String {
+    "dev".into()
+}
+
+fn default_intranet_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// How a node's cluster is formed on first start.
@@ -146,6 +164,25 @@ pub struct AgentSection {
     pub local_api_addr: SocketAddr,
     /// After OnProcessTerminate, kill a process still alive after this long (ms).
     pub kill_grace_ms: u64,
+    /// Where virtual server instances on this host reach other virtual
+    /// servers (`PGOS_VS_Intranet_Endpoint`); port 0 picks a free one.
+    #[serde(default = "default_intranet_addr")]
+    pub intranet_addr: SocketAddr,
+    /// Address Docker containers use to reach `intranet_addr` (e.g. the
+    /// docker0 gateway, with `intranet_addr` bound to it or to 0.0.0.0).
+    /// Unset: Docker instances get no intranet endpoint.
+    #[serde(default)]
+    pub docker_intranet_host: Option<String>,
+}
+
+/// A virtual server created at start-up if absent (later changes through
+/// the admin API are kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServerSpec {
+    pub title_region: String,
+    pub name: String,
+    pub spec: VsSpec,
 }
 
 /// A title region to create at start-up. A missing key is generated once and
@@ -250,6 +287,8 @@ impl Default for Config {
                 join_url: None,
                 admin_token: None,
                 node_id_from_hostname: false,
+                region_type: default_region_type(),
+                backend_api_domain: None,
             },
             agent: AgentSection {
                 server_addr: "127.0.0.1:7600".into(),
@@ -260,9 +299,12 @@ impl Default for Config {
                 public_ip: "127.0.0.1".into(),
                 local_api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 kill_grace_ms: 5_000,
+                intranet_addr: default_intranet_addr(),
+                docker_intranet_host: None,
             },
             title_regions: Vec::new(),
             fleets: Vec::new(),
+            virtual_servers: Vec::new(),
         }
     }
 }
@@ -361,6 +403,19 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.node_id == 0 {
             return Err(invalid("server.node_id", "must not be 0"));
+        }
+        if !["dev", "test", "release"].contains(&self.server.region_type.as_str()) {
+            return Err(invalid(
+                "server.region_type",
+                "must be dev, test or release",
+            ));
+        }
+        for (i, v) in self.virtual_servers.iter().enumerate() {
+            let field = format!("virtual_servers[{i}]");
+            VsName::parse(v.name.clone()).map_err(|e| invalid(&field, e.to_string()))?;
+            TitleRegionId::parse(v.title_region.clone())
+                .map_err(|e| invalid(&field, e.to_string()))?;
+            v.spec.validate().map_err(|e| invalid(&field, e))?;
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));

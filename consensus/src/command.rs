@@ -27,6 +27,9 @@ pub enum Command {
     RegisterHost {
         host: Host,
         live: Vec<LiveProcess>,
+        /// Virtual server instances the agent is running.
+        #[serde(default)]
+        live_vs: Vec<VsInstanceId>,
     },
     /// The host's agent link is now held by server node `node_id` (commands
     /// for the host's processes are delivered through that node).
@@ -106,6 +109,73 @@ pub enum Command {
     TerminateBattleSession {
         process_id: ProcessId,
         battle_session_id: BattleSessionId,
+    },
+    /// Create a virtual server (version 1, running) or update it (a new version).
+    PutVirtualServer {
+        title_region_id: TitleRegionId,
+        name: VsName,
+        spec: VsSpec,
+    },
+    /// Start or stop a virtual server.
+    SetVirtualServerDesired {
+        title_region_id: TitleRegionId,
+        name: VsName,
+        desired: VsDesired,
+    },
+    DeleteVirtualServer {
+        title_region_id: TitleRegionId,
+        name: VsName,
+    },
+    /// The autoscaler's decision: this many instances (clamped to 1..=max).
+    ScaleVirtualServer {
+        title_region_id: TitleRegionId,
+        name: VsName,
+        scale: u32,
+    },
+    /// The scheduler chose `host_id` for a new instance of the current version.
+    PlaceVsInstance {
+        instance_id: VsInstanceId,
+        title_region_id: TitleRegionId,
+        name: VsName,
+        version: u64,
+        host_id: HostId,
+    },
+    /// The scheduler wants an instance gone (surplus, old version, stopped VS).
+    RetireVsInstance {
+        instance_id: VsInstanceId,
+        reason: String,
+    },
+    /// An agent reports an instance's state.
+    ReportVsInstance {
+        instance_id: VsInstanceId,
+        host_id: HostId,
+        report: VsInstanceReport,
+    },
+    PutEventHandler(EventHandler),
+    DeleteEventHandler {
+        title_region_id: TitleRegionId,
+        name: VsName,
+    },
+    PutTask {
+        title_region_id: TitleRegionId,
+        name: VsName,
+        vs: VsName,
+        schedule: TaskSchedule,
+        args: String,
+        enabled: bool,
+    },
+    DeleteTask {
+        title_region_id: TitleRegionId,
+        name: VsName,
+    },
+    /// One delivery attempt of an event or a task. `pop_seq` removes the
+    /// outbox head with that sequence number (delivered, or given up).
+    RecordTrigger {
+        title_region_id: TitleRegionId,
+        record: TriggerRecord,
+        pop_seq: Option<u64>,
+        /// The task that fired (its `last_fired_at` becomes `record.at`).
+        task: Option<VsName>,
     },
 }
 
@@ -214,5 +284,32 @@ pub enum Event {
     PlayerChanged {
         player_battle_session_id: PlayerBattleSessionId,
         status: PlayerBattleSessionStatus,
+    },
+    /// A virtual server's definition, desired state or scale changed (or it was deleted).
+    VsChanged {
+        title_region_id: TitleRegionId,
+        name: VsName,
+    },
+    /// An instance changed status. `Deploying` right after placement means
+    /// "start it on the host"; `Stopping` means "stop it"; `removed` means
+    /// the record is gone.
+    VsInstanceChanged {
+        instance_id: VsInstanceId,
+        host_id: HostId,
+        status: VsInstanceStatus,
+        removed: bool,
+    },
+    /// The agent of `host_id` runs an instance the state does not know: stop it.
+    VsInstanceOrphaned {
+        instance_id: VsInstanceId,
+        host_id: HostId,
+    },
+    /// A title region's event outbox has new events.
+    OutboxAppended {
+        title_region_id: TitleRegionId,
+    },
+    /// Event handlers or tasks of a title region changed.
+    TriggersChanged {
+        title_region_id: TitleRegionId,
     },
 }

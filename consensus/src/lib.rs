@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod state;
+pub mod vs_state;
 
 mod codec;
 mod db;

@@ -10,7 +10,7 @@
 use crate::command::*;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Fleet settings must lie within these bounds (milliseconds).
 pub const ACTIVATION_TIMEOUT_RANGE: (u64, u64) = (1_000, 600_000);
@@ -50,6 +50,24 @@ pub struct PlacementState {
     /// Which server node holds each host's agent link (last registration wins).
     #[serde(default)]
     pub host_links: BTreeMap<HostId, NodeId>,
+    /// Virtual servers by title region and name.
+    #[serde(default)]
+    pub virtual_servers: BTreeMap<TitleRegionId, BTreeMap<VsName, VirtualServer>>,
+    #[serde(default)]
+    pub vs_instances: BTreeMap<VsInstanceId, VsInstance>,
+    #[serde(default)]
+    pub event_handlers: BTreeMap<TitleRegionId, BTreeMap<VsName, EventHandler>>,
+    #[serde(default)]
+    pub tasks: BTreeMap<TitleRegionId, BTreeMap<VsName, VsTask>>,
+    /// Events waiting for delivery to `/pgos_event`, per title region, in order.
+    #[serde(default)]
+    pub outbox: BTreeMap<TitleRegionId, VecDeque<OutboxEvent>>,
+    /// Last event sequence number used per title region (never reused).
+    #[serde(default)]
+    pub outbox_seq: BTreeMap<TitleRegionId, u64>,
+    /// Recent delivery attempts of events and tasks, per title region.
+    #[serde(default)]
+    pub trigger_log: BTreeMap<TitleRegionId, VecDeque<TriggerRecord>>,
 }
 
 type Step = Result<Applied, Rejection>;
@@ -71,6 +89,9 @@ impl PlacementState {
         let res = self.apply_inner(req.at, &req.command, &mut events);
         if res.is_err() {
             events.clear();
+        }
+        if res.is_ok() {
+            self.emit_pgos_events(req.at, &mut events);
         }
         // Every change to a process emits an event naming it (directly, or
         // through the session it held): refresh the placeable index there.
@@ -163,7 +184,15 @@ impl PlacementState {
                 Ok(Applied::Done)
             }
             Command::PutFleet(fleet) => self.put_fleet(fleet, ev),
-            Command::RegisterHost { host, live } => self.register_host(at, host, live, ev),
+            Command::RegisterHost {
+                host,
+                live,
+                live_vs,
+            } => {
+                let r = self.register_host(at, host, live, ev)?;
+                self.reconcile_vs_host(at, &host.id, live_vs, ev);
+                Ok(r)
+            }
             Command::HostLinked { host_id, node_id } => {
                 if !self.hosts.contains_key(host_id) {
                     return Err(Rejection::not_found("host", host_id));
@@ -401,6 +430,18 @@ impl PlacementState {
                     ev,
                 )
             }
+            Command::PutVirtualServer { .. }
+            | Command::SetVirtualServerDesired { .. }
+            | Command::DeleteVirtualServer { .. }
+            | Command::ScaleVirtualServer { .. }
+            | Command::PlaceVsInstance { .. }
+            | Command::RetireVsInstance { .. }
+            | Command::ReportVsInstance { .. }
+            | Command::PutEventHandler(_)
+            | Command::DeleteEventHandler { .. }
+            | Command::PutTask { .. }
+            | Command::DeleteTask { .. }
+            | Command::RecordTrigger { .. } => self.apply_vs(at, cmd, ev),
             Command::TerminateBattleSession {
                 process_id,
                 battle_session_id,
@@ -427,7 +468,7 @@ impl PlacementState {
 
     // ----- lookups -----
 
-    fn title_region(&self, id: &TitleRegionId) -> Result<&TitleRegion, Rejection> {
+    pub(crate) fn title_region(&self, id: &TitleRegionId) -> Result<&TitleRegion, Rejection> {
         self.title_regions
             .get(id)
             .ok_or_else(|| Rejection::not_found("title region", id))

@@ -83,6 +83,7 @@ impl H {
                 registered_at: 0,
             },
             live: vec![],
+            live_vs: vec![],
         });
         h
     }
@@ -861,6 +862,7 @@ fn register_host_reconciles_lost_and_adopts_live() {
     h.ok(Command::RegisterHost {
         host: host.clone(),
         live,
+        live_vs: vec![],
     });
     assert_eq!(h.process(1).status, ProcessStatus::Exited);
     assert_eq!(h.process(1).exit, Some(ExitReason::Lost));
@@ -874,7 +876,8 @@ fn register_host_reconciles_lost_and_adopts_live() {
     assert!(matches!(
         h.refused(Command::RegisterHost {
             host: other,
-            live: vec![]
+            live: vec![],
+            live_vs: vec![],
         }),
         Rejection::NotFound { .. }
     ));

@@ -68,6 +68,7 @@ pub(crate) fn tagged_enum_commands() -> Vec<Command> {
                 registered_at: 1,
             },
             live: vec![],
+            live_vs: vec![],
         },
         Command::ProcessStarted {
             process_id: process.clone(),

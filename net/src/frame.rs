@@ -192,7 +192,7 @@ where
 mod tests {
     use super::*;
     use respawn_types::agent::{AgentHello, AgentToServer, LiveProcess, PROTOCOL_VERSION};
-    use respawn_types::{FleetId, HostId, ProcessId};
+    use respawn_types::{FleetId, HostId, ProcessId, VsInstanceId};
 
     fn hello() -> AgentToServer {
         AgentToServer::Hello(AgentHello {
@@ -207,6 +207,7 @@ mod tests {
                 log_paths: vec!["/tmp/a.log".into()],
                 ending: false,
             }],
+            live_vs: vec![VsInstanceId::new_unchecked("vsi-1")],
         })
     }
 

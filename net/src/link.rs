@@ -20,10 +20,13 @@ use respawn_types::agent::MAX_FRAME_LEN;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Connection close code: normal close.
@@ -64,6 +67,12 @@ pub struct PeerInfo {
 ///
 /// Cheap to clone; the listener stops when the last clone is dropped or
 /// [`Endpoint::close`] is called.
+///
+/// The UDP socket is closed only once every clone of the endpoint **and
+/// every [`Link`] it carries** (clones included) are dropped and the
+/// closed connections have drained: a link kept anywhere keeps the port
+/// bound. [`Endpoint::shutdown`] closes everything and waits for the
+/// socket to be released; [`Endpoint::released`] observes it.
 #[derive(Clone)]
 pub struct Endpoint {
     inner: Arc<EndpointInner>,
@@ -73,12 +82,18 @@ struct EndpointInner {
     quic: quinn::Endpoint,
     /// Handshaken incoming links; `None` for a client-only endpoint.
     incoming: Option<Mutex<mpsc::Receiver<Result<Link, NetError>>>>,
-    accept_task: Option<JoinHandle<()>>,
+    accept_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Closed (its sender dropped) once the UDP socket is closed.
+    released: watch::Receiver<()>,
 }
 
 impl Drop for EndpointInner {
     fn drop(&mut self) {
-        if let Some(task) = &self.accept_task {
+        let task = self
+            .accept_task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = task.take() {
             task.abort();
         }
     }
@@ -90,8 +105,8 @@ impl Endpoint {
     /// [`connect`](Self::connect) to other servers. Must be called inside a
     /// tokio runtime.
     pub fn server(bind: SocketAddr, identity: &Identity) -> Result<Endpoint, NetError> {
-        let mut quic = quinn::Endpoint::server(tls::server_config(identity)?, bind)
-            .map_err(NetError::Socket)?;
+        let socket = std::net::UdpSocket::bind(bind).map_err(NetError::Socket)?;
+        let (mut quic, released) = quinn_endpoint(socket, Some(tls::server_config(identity)?))?;
         quic.set_default_client_config(tls::client_config(identity)?);
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let task = tokio::spawn(accept_loop(quic.clone(), tx));
@@ -99,7 +114,8 @@ impl Endpoint {
             inner: Arc::new(EndpointInner {
                 quic,
                 incoming: Some(Mutex::new(rx)),
-                accept_task: Some(task),
+                accept_task: std::sync::Mutex::new(Some(task)),
+                released,
             }),
         })
     }
@@ -110,15 +126,25 @@ impl Endpoint {
     }
 
     /// A client endpoint bound to `bind` (use `[::]:0` to reach IPv6
-    /// servers).
+    /// servers; an IPv6 socket is made dual-stack where the system allows).
     pub fn client_on(bind: SocketAddr, identity: &Identity) -> Result<Endpoint, NetError> {
-        let mut quic = quinn::Endpoint::client(bind).map_err(NetError::Socket)?;
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(NetError::Socket)?;
+        if bind.is_ipv6() {
+            if let Err(e) = socket.set_only_v6(false) {
+                tracing::debug!(error = %e, "cannot make the client socket dual-stack");
+            }
+        }
+        socket.bind(&bind.into()).map_err(NetError::Socket)?;
+        let (mut quic, released) = quinn_endpoint(socket.into(), None)?;
         quic.set_default_client_config(tls::client_config(identity)?);
         Ok(Endpoint {
             inner: Arc::new(EndpointInner {
                 quic,
                 incoming: None,
-                accept_task: None,
+                accept_task: std::sync::Mutex::new(None),
+                released,
             }),
         })
     }
@@ -126,6 +152,12 @@ impl Endpoint {
     /// The local UDP address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
         self.inner.quic.local_addr().map_err(NetError::Socket)
+    }
+
+    /// Connections of this endpoint not yet drained (closed ones count
+    /// until their draining period ends).
+    pub fn open_connections(&self) -> usize {
+        self.inner.quic.open_connections()
     }
 
     /// The next incoming link, handshake done and peer certificate verified.
@@ -175,13 +207,173 @@ impl Endpoint {
     }
 
     /// Closes every connection of this endpoint and stops listening.
+    ///
+    /// The socket stays bound until every clone of the endpoint and of its
+    /// links is dropped; see [`shutdown`](Self::shutdown).
     pub fn close(&self) {
         self.inner
             .quic
             .close(VarInt::from_u32(CLOSE_NORMAL), b"endpoint closed");
-        if let Some(task) = &self.inner.accept_task {
+        if let Some(task) = lock_task(&self.inner.accept_task).as_ref() {
             task.abort();
         }
+    }
+
+    /// Resolves once the endpoint's UDP socket is closed (its port free
+    /// again). Holding this future does not keep the socket open.
+    pub fn released(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut released = self.inner.released.clone();
+        async move {
+            // Nothing is ever sent: `changed` fails once the sender (owned
+            // by the socket) is dropped.
+            while released.changed().await.is_ok() {}
+        }
+    }
+
+    /// Closes the endpoint and waits, at most `within`, until its UDP
+    /// socket is closed: every connection closed (peers are told at once)
+    /// and drained, the accept loop and its handshakes stopped, links not
+    /// yet accepted dropped, then this handle dropped.
+    ///
+    /// The socket can only be released once every other clone of this
+    /// endpoint and every [`Link`] it carries are dropped too: the caller
+    /// must have stopped whatever holds them. Fails with
+    /// [`NetError::Timeout`] if the socket is still open after `within`
+    /// (something still holds a clone).
+    pub async fn shutdown(self, within: Duration) -> Result<(), NetError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let released = self.released();
+        self.close();
+        // The accept loop ends once the endpoint is closed; it drops its
+        // handshakes (and their connections) on the way out.
+        let task = lock_task(&self.inner.accept_task).take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        // Links accepted but never taken by `accept`: drop them, and make
+        // later `accept` calls return `None` at once.
+        if let Some(incoming) = &self.inner.incoming {
+            if let Ok(mut rx) = tokio::time::timeout_at(deadline, incoming.lock()).await {
+                rx.close();
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        // Closed connections drain (3 PTOs: milliseconds on a LAN) so that
+        // the peers hear of the close; quinn frees the socket after that.
+        let _ = tokio::time::timeout_at(deadline, self.inner.quic.wait_idle()).await;
+        let open = self.inner.quic.open_connections();
+        drop(self);
+        match tokio::time::timeout_at(deadline, released).await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                tracing::warn!(
+                    open_connections = open,
+                    "QUIC endpoint closed but its UDP socket is still held \
+                     (a clone of the endpoint or of one of its links is alive)"
+                );
+                Err(NetError::Timeout {
+                    what: "release of the UDP socket",
+                    after: within,
+                })
+            }
+        }
+    }
+}
+
+fn lock_task(
+    m: &std::sync::Mutex<Option<JoinHandle<()>>>,
+) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A quinn endpoint on `socket`, and a receiver closed when the socket is.
+fn quinn_endpoint(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<(quinn::Endpoint, watch::Receiver<()>), NetError> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| NetError::Socket(io::Error::other("no async runtime found")))?;
+    let (released_tx, released) = watch::channel(());
+    let socket = TrackedSocket {
+        inner: runtime.wrap_udp_socket(socket).map_err(NetError::Socket)?,
+        _released: released_tx,
+    };
+    let quic = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        server,
+        Arc::new(socket),
+        runtime,
+    )
+    .map_err(NetError::Socket)?;
+    Ok((quic, released))
+}
+
+/// The runtime's UDP socket, shared by the endpoint driver and every
+/// connection of the endpoint, that tells when it is closed: when the last
+/// reference goes, `inner` is dropped (closing the file descriptor), then
+/// `_released` (fields drop in declaration order), which closes the watch
+/// channel that [`Endpoint::released`] waits on.
+#[derive(Debug)]
+struct TrackedSocket {
+    inner: Arc<dyn quinn::AsyncUdpSocket>,
+    _released: watch::Sender<()>,
+}
+
+impl quinn::AsyncUdpSocket for TrackedSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        // The runtime's poller holds its own reference to `inner`: keep
+        // this socket alive as long as the poller, so that `inner` is
+        // really gone when `_released` fires.
+        Box::pin(TrackedPoller {
+            poller: self.inner.clone().create_io_poller(),
+            _socket: self,
+        })
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit) -> io::Result<()> {
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
+}
+
+/// The runtime's write-readiness poller, dropped before the socket
+/// reference it keeps (declaration order).
+#[derive(Debug)]
+struct TrackedPoller {
+    poller: Pin<Box<dyn quinn::UdpPoller>>,
+    _socket: Arc<TrackedSocket>,
+}
+
+impl quinn::UdpPoller for TrackedPoller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        self.get_mut().poller.as_mut().poll_writable(cx)
     }
 }
 
@@ -212,6 +404,9 @@ async fn accept_loop(quic: quinn::Endpoint, tx: mpsc::Sender<Result<Link, NetErr
             }
         }
     }
+    // Handshakes in progress hold connections (and so the socket): end
+    // them before the endpoint handle goes.
+    handshakes.shutdown().await;
 }
 
 async fn handshake(incoming: quinn::Incoming) -> Result<Link, NetError> {
@@ -528,11 +723,13 @@ fn truncate(s: &str, max: usize) -> &str {
 /// does not arrive within [`REQUEST_READ_TIMEOUT`], is dropped alone. A
 /// malformed or oversized frame closes the whole connection with
 /// [`CLOSE_MALFORMED_FRAME`] and the reason, is logged with
-/// `tracing::warn!`, and makes this function return that error; handlers
-/// still running are then cancelled.
+/// `tracing::warn!`, and makes this function return that error.
 ///
 /// Returns `Ok(())` when the link is closed normally (by either side,
-/// with [`CLOSE_NORMAL`]) and `Err` for any other end.
+/// with [`CLOSE_NORMAL`]) and `Err` for any other end. Either way, the
+/// handlers still running are cancelled, and have dropped their clones of
+/// the link, by the time it returns (a link kept alive keeps its
+/// endpoint's UDP socket bound).
 pub async fn serve_requests<Req, Resp, F, Fut>(link: Link, handler: F) -> Result<(), NetError>
 where
     Req: DeserializeOwned + Send + 'static,
@@ -551,6 +748,7 @@ where
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     link.close_malformed(&e);
+                    tasks.shutdown().await;
                     return Err(e);
                 }
                 Err(e) => {
@@ -563,7 +761,13 @@ where
                 Ok((send, recv)) => {
                     tasks.spawn(serve_one(link.clone(), handler.clone(), send, recv));
                 }
-                Err(e) => return link.ended(e),
+                Err(e) => {
+                    // The handlers still running hold clones of the link
+                    // (and so the endpoint's socket): stop them before
+                    // returning.
+                    tasks.shutdown().await;
+                    return link.ended(e);
+                }
             },
         }
     }

@@ -24,7 +24,7 @@ use respawn_types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -148,15 +148,20 @@ impl Peer {
 /// when it fails, when the peer's address changes, or after
 /// three calls in a row on it time out. Addresses are `host:port`;
 /// host names are resolved at each connection attempt.
+///
+/// [`Transport::close`] closes the links, forgets the peers and shuts the
+/// endpoint down (its socket released); the transport is unusable after.
 pub struct QuicTransport {
     inner: Arc<QuicInner>,
 }
 
 struct QuicInner {
     self_id: NodeId,
-    endpoint: Endpoint,
+    /// `None` once the transport is closed.
+    endpoint: Mutex<Option<Endpoint>>,
     connect_timeout: Duration,
     peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for QuicTransport {
@@ -184,9 +189,10 @@ impl QuicTransport {
         Arc::new(QuicTransport {
             inner: Arc::new(QuicInner {
                 self_id,
-                endpoint,
+                endpoint: Mutex::new(Some(endpoint)),
                 connect_timeout,
                 peers: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -226,8 +232,11 @@ impl QuicInner {
             match connecting.as_ref() {
                 Some(attempt) => attempt.clone(),
                 None => {
+                    let Some(endpoint) = lock(&self.endpoint).clone() else {
+                        return Err(TransportError::Unreachable(to, "transport closed".into()));
+                    };
                     let task = tokio::spawn(connect(
-                        self.endpoint.clone(),
+                        endpoint,
                         Arc::clone(peer),
                         to,
                         self.connect_timeout,
@@ -258,6 +267,9 @@ impl QuicInner {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Bytes, TransportError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TransportError::Unreachable(to, "transport closed".into()));
+        }
         let peer = self.peer(to).ok_or(TransportError::UnknownNode(to))?;
         let link = self.link(to, &peer).await?;
         let envelope = NodeEnvelope {
@@ -373,6 +385,9 @@ impl Transport for QuicTransport {
     }
 
     fn set_address(&self, node: NodeId, addr: &str) {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return;
+        }
         let mut peers = lock(&self.inner.peers);
         if peers.get(&node).is_some_and(|p| p.addr == addr) {
             return;
@@ -386,5 +401,28 @@ impl Transport for QuicTransport {
                 timeouts: AtomicU32::new(0),
             }),
         );
+    }
+
+    fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            inner.closed.store(true, Ordering::Release);
+            let endpoint = lock(&inner.endpoint).take();
+            // Forget every peer: cached links and attempts in progress
+            // hold connections, and so the endpoint's socket.
+            let peers: Vec<Arc<Peer>> = lock(&inner.peers).drain().map(|(_, p)| p).collect();
+            for peer in peers {
+                if let Some(link) = lock(&peer.link).take() {
+                    link.close("node shutting down");
+                }
+                lock(&peer.connecting).take();
+            }
+            if let Some(endpoint) = endpoint {
+                if let Err(e) = endpoint.shutdown(within).await {
+                    tracing::warn!(node = inner.self_id, error = %e, "node transport not released");
+                }
+            }
+        }
+        .boxed()
     }
 }

@@ -61,6 +61,14 @@ pub trait Transport: Send + Sync + 'static {
     /// Tells the transport where node `node` listens (`host:port`), as
     /// learned from the Raft membership. In-memory transports ignore it.
     fn set_address(&self, _node: NodeId, _addr: &str) {}
+
+    /// Closes the transport for good (its node is shutting down): drops
+    /// its connections and releases its sockets; later calls fail with
+    /// `Unreachable`. Resolves once the resources are released, or after
+    /// `within`. In-memory transports hold nothing and ignore it.
+    fn close(&self, _within: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Handles requests arriving at a node. `from` is the sender's node id

@@ -487,3 +487,55 @@ async fn dropped_responder_timeout_and_oversized_request_leave_the_link_up() {
     assert_eq!(reply, ServerReply::Ok);
     assert!(client_link.close_reason().is_none());
 }
+
+/// `Endpoint::shutdown` returns once the UDP socket is closed, with links
+/// open and a request in progress when it is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_port_with_links_open() {
+    let c = cluster();
+    let server = Endpoint::server(loopback(), &c.node).unwrap();
+    let addr = server.local_addr().unwrap();
+    // A server whose link tasks belong to its accept loop, with a handler
+    // that never answers.
+    let accept = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut links = tokio::task::JoinSet::new();
+            while let Some(accepted) = server.accept().await {
+                let Ok(link) = accepted else { continue };
+                links.spawn(serve_requests(link, |_: AgentToServer| async {
+                    std::future::pending::<ServerReply>().await
+                }));
+            }
+            links.shutdown().await;
+        })
+    };
+    let client = Endpoint::client(&c.agent).unwrap();
+    let mut links = Vec::new();
+    for _ in 0..3 {
+        links.push(within("connect", client.connect(addr)).await.unwrap());
+    }
+    let stuck = {
+        let link = links[0].clone();
+        tokio::spawn(async move {
+            link.request::<_, ServerReply>(
+                &AgentToServer::ProcessEnding { process_id: pid(1) },
+                DEADLINE,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    within("shutdown", server.shutdown(DEADLINE)).await.unwrap();
+    // Bound again at once, no retry.
+    let again = std::net::UdpSocket::bind(addr).unwrap();
+    drop(again);
+    within("accept loop end", accept).await.unwrap();
+    // The client side learnt of the close at once.
+    let res = within("stuck request", stuck).await.unwrap();
+    assert!(res.is_err(), "{res:?}");
+    for link in &links {
+        within("client sees close", link.closed()).await;
+    }
+}

@@ -590,9 +590,18 @@ async fn quic_reconnects_after_the_server_restarts() {
     let t: Arc<dyn Transport> = a.transport.clone();
     assert!(within("first call", ping(&t, 2)).await.is_ok());
 
-    // Node 2 goes away: its endpoint closes every connection.
-    b.endpoint.close();
-    drop(b);
+    // Node 2 goes away: its endpoint closes every connection, and its
+    // socket is released when `shutdown` returns (node 2's accept loop and
+    // link tasks hold clones until they see the close).
+    let QuicNode {
+        endpoint,
+        transport,
+        ..
+    } = b;
+    drop(transport);
+    within("shutdown", endpoint.shutdown(DEADLINE))
+        .await
+        .unwrap();
     let err = within("call to a stopped node", ping(&t, 2))
         .await
         .unwrap_err();
@@ -604,22 +613,10 @@ async fn quic_reconnects_after_the_server_restarts() {
         "{err:?}"
     );
 
-    // It comes back on the same address (the port is free once the old
-    // socket is released).
+    // It comes back on the same address at once.
     let identity = ca.issue(PeerKind::Node, &node_name(2), &[]).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let _b2 = loop {
-        match Endpoint::server(addr, &identity) {
-            Ok(ep) => {
-                let _ = spawn_accept_loop(ep.clone(), Echo::new(2));
-                break ep;
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot rebind {addr}: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let _b2 = Endpoint::server(addr, &identity).unwrap();
+    let _ = spawn_accept_loop(_b2.clone(), Echo::new(2));
     // The transport reconnects on demand.
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -635,4 +632,41 @@ async fn quic_reconnects_after_the_server_restarts() {
         }
     }
     assert!(DEFAULT_NODE_CONNECT_TIMEOUT > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_close_drops_the_links_and_releases_the_socket() {
+    let ca = Pki::generate_ca("cluster CA").unwrap();
+    let a = quic_node(&ca, 1, loopback());
+    let b = quic_node(&ca, 2, loopback());
+    a.transport.set_address(2, &b.addr.to_string());
+    b.transport.set_address(1, &a.addr.to_string());
+    let ta: Arc<dyn Transport> = a.transport.clone();
+    let tb: Arc<dyn Transport> = b.transport.clone();
+    // Links both ways: node 1's endpoint dialled node 2 and serves node 2's
+    // link.
+    assert!(within("1 -> 2", ping(&ta, 2)).await.is_ok());
+    assert!(within("2 -> 1", ping(&tb, 1)).await.is_ok());
+
+    let QuicNode { endpoint, addr, .. } = a;
+    drop(endpoint);
+    within("close", ta.close(DEADLINE)).await;
+    // The port is free as soon as `close` returns.
+    std::net::UdpSocket::bind(addr).unwrap();
+    let err = ping(&ta, 2).await.unwrap_err();
+    assert!(
+        matches!(&err, TransportError::Unreachable(2, why) if why.contains("closed")),
+        "{err:?}"
+    );
+    // Node 2's calls fail (its link was closed, nothing answers now).
+    let err = within("2 -> 1 after close", ping(&tb, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::Unreachable(1, _) | TransportError::Timeout(1, _)
+        ),
+        "{err:?}"
+    );
 }

@@ -499,6 +499,7 @@ impl SimAgent {
             fleet_id: FleetId::new_unchecked(DEV_FLEET),
             ip: "127.0.0.1".into(),
             live_processes: Vec::new(),
+            live_vs: Vec::new(),
         });
         let timeout = Duration::from_secs(10);
         match link.request::<_, ServerReply>(&hello, timeout).await? {

@@ -25,7 +25,7 @@ use respawn_consensus::{
 };
 use respawn_net::transport::{Handler, Service, SharedTransport};
 use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent, WireError};
-use respawn_types::{HostId, NodeId};
+use respawn_types::{HostId, NodeId, TitleRegionId, VsName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -50,6 +50,11 @@ pub enum ClusterMsg {
     },
     /// Change the membership (sent to the leader).
     Membership(MembershipOp),
+    /// A follower's edge load, for the leader's autoscaler.
+    VsLoad {
+        node: NodeId,
+        peaks: Vec<(TitleRegionId, VsName, u32)>,
+    },
 }
 
 /// A membership change.
@@ -117,11 +122,22 @@ pub struct Cluster {
     pub consensus: Consensus,
     pub transport: SharedTransport,
     pub links: Arc<AgentLinks>,
+    /// Virtual servers: proxy, access logs, load board.
+    pub vs: Arc<crate::vs::VsHub>,
 }
 
 impl Cluster {
     pub fn node_id(&self) -> NodeId {
         self.consensus.node_id()
+    }
+
+    /// Sends one message to another node and waits for its answer.
+    pub async fn ask_node(
+        &self,
+        to: NodeId,
+        msg: &ClusterMsg,
+    ) -> Result<ClusterReply, ConsensusError> {
+        self.ask(to, msg).await
     }
 
     async fn ask(&self, to: NodeId, msg: &ClusterMsg) -> Result<ClusterReply, ConsensusError> {
@@ -332,6 +348,10 @@ async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
             Ok(r) => ClusterReply::Agent(r),
             Err(e) => ClusterReply::Err(RemoteError::Unavailable(e.to_string())),
         },
+        ClusterMsg::VsLoad { node, peaks } => {
+            cluster.vs.load.record_remote(node, peaks.into_iter().take(10_000).collect());
+            ClusterReply::Done
+        }
         ClusterMsg::Membership(op) => {
             if c.is_leader() {
                 done(cluster.change_membership(op).await)
@@ -439,6 +459,7 @@ pub async fn run_leader_actors(
             state: cluster.consensus.state(),
             proposer: Arc::new(ClusterProposer(cluster.clone())),
             gateway: Arc::new(ClusterGateway(cluster.clone())),
+            vs: Arc::new(crate::vs::ClusterVsPorts(cluster.clone())),
         };
         let runtime = match respawn_actors::start_runtime(deps, rx).await {
             Ok(r) => r,

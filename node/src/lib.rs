@@ -7,5 +7,6 @@ pub mod edge;
 pub mod links;
 pub mod node;
 pub mod uplink;
+pub mod vs;
 
 pub use node::{AgentNode, NodeError, ServerNode};

@@ -111,12 +111,24 @@ impl AgentLinks {
 
 /// Accepts QUIC connections until the endpoint closes: agents are served
 /// here, other server nodes by `nodes` (the node transport's handler).
+///
+/// Every link's task belongs to this loop: when it ends (the endpoint
+/// closed) it stops them and waits for them, and when it is cancelled
+/// (aborted on shutdown) they are aborted with it. So no task outlives it
+/// holding a link (a live link keeps the endpoint's UDP socket bound).
 pub async fn accept_loop(endpoint: Endpoint, cluster: Cluster, nodes: Arc<dyn Handler>) {
-    while let Some(incoming) = endpoint.accept().await {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            // Reap the tasks of links that ended.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Some(incoming) = incoming else { break };
         match incoming {
             Ok(link) if link.peer().kind == PeerKind::Node => {
                 let nodes = nodes.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let peer = link.peer().name.clone();
                     if let Err(e) = respawn_net::transport::serve_node_link(link, nodes).await {
                         tracing::debug!(%peer, error = %e, "node link ended");
@@ -124,12 +136,13 @@ pub async fn accept_loop(endpoint: Endpoint, cluster: Cluster, nodes: Arc<dyn Ha
                 });
             }
             Ok(link) => {
-                let cluster = cluster.clone();
-                tokio::spawn(async move { serve_link(link, cluster).await });
+                conns.spawn(serve_link(link, cluster.clone()));
             }
             Err(e) => tracing::warn!(error = %e, "refused a QUIC connection"),
         }
     }
+    drop(endpoint);
+    conns.shutdown().await;
 }
 
 /// A rejection in the agent protocol's terms.
@@ -171,7 +184,7 @@ async fn serve_link(link: Link, cluster: Cluster) {
         let host = handler_host.clone();
         async move {
             match handle(&cluster, &host, req).await {
-                Ok(()) => ServerReply::Ok,
+                Ok(reply) => reply,
                 Err(e) => ServerReply::Err(e),
             }
         }
@@ -242,6 +255,12 @@ async fn register(
     for lp in &h.live_processes {
         check_id("process id", lp.process_id.as_str())?;
     }
+    if h.live_vs.len() > 4096 {
+        return Err(bad("too many live virtual server instances"));
+    }
+    for id in &h.live_vs {
+        check_id("instance id", id.as_str())?;
+    }
     let host = Host {
         id: h.host_id.clone(),
         fleet_id: h.fleet_id.clone(),
@@ -252,6 +271,7 @@ async fn register(
         .propose(Command::RegisterHost {
             host,
             live: h.live_processes,
+            live_vs: h.live_vs,
         })
         .await
         .map_err(wire)?;
@@ -276,7 +296,11 @@ async fn register(
 
 /// Turns one agent request into a command, after checking that it is about
 /// a process of the agent's own host.
-async fn handle(cluster: &Cluster, host: &HostId, req: AgentToServer) -> Result<(), WireError> {
+async fn handle(
+    cluster: &Cluster,
+    host: &HostId,
+    req: AgentToServer,
+) -> Result<ServerReply, WireError> {
     // Proposals through `cluster` are applied locally before they return,
     // so this node's state includes everything this agent reported before.
     let consensus = &cluster.consensus;
@@ -315,6 +339,36 @@ async fn handle(cluster: &Cluster, host: &HostId, req: AgentToServer) -> Result<
     };
     let command = match req {
         AgentToServer::Hello(_) => return Err(bad("Hello was already received on this link")),
+        AgentToServer::VsInstanceReport {
+            instance_id,
+            report,
+        } => {
+            check_id("instance id", instance_id.as_str())?;
+            if let VsInstanceReport::Abnormal { reason, detail } = &report {
+                if reason.len() > 256 || detail.len() > 4096 {
+                    return Err(bad("reason/detail too long"));
+                }
+            }
+            if let VsInstanceReport::Running { limits, .. } = &report {
+                if limits.len() > 64 {
+                    return Err(bad("limits too long"));
+                }
+            }
+            // The state checks that the instance runs on this host.
+            Command::ReportVsInstance {
+                instance_id,
+                host_id: host.clone(),
+                report,
+            }
+        }
+        AgentToServer::VsUsage { samples } => {
+            crate::vs::record_usage(cluster, host, &samples);
+            return Ok(ServerReply::Ok);
+        }
+        AgentToServer::ResolveVs { title_region_id, vs } => {
+            check_id("title region id", title_region_id.as_str())?;
+            return Ok(crate::vs::resolve_for_agent(cluster, &title_region_id, &vs));
+        }
         AgentToServer::ProcessStarted { process_id, pid } => {
             check_id("process id", process_id.as_str())?;
             if consensus.read(|s| s.processes.contains_key(&process_id)) {
@@ -387,5 +441,9 @@ async fn handle(cluster: &Cluster, host: &HostId, req: AgentToServer) -> Result<
             }
         }
     };
-    cluster.propose(command).await.map(|_| ()).map_err(wire)
+    cluster
+        .propose(command)
+        .await
+        .map(|_| ServerReply::Ok)
+        .map_err(wire)
 }

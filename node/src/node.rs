@@ -146,10 +146,28 @@ impl ServerNode {
         )
         .await?;
         let links = Arc::new(AgentLinks::default());
+        let site = respawn_actors::Site {
+            region_type: cfg.server.region_type.clone(),
+            backend_api_domain: cfg
+                .server
+                .backend_api_domain
+                .clone()
+                .or_else(|| cfg.server.advertise_http.clone())
+                .unwrap_or_else(|| http_addr.to_string()),
+            cloud_provider: "respawn".into(),
+        };
+        let vs = Arc::new(crate::vs::VsHub {
+            proxy: respawn_proxy::Proxy::new(),
+            access_logs: respawn_proxy::AccessLogStore::open(cfg.data_dir.join("access-logs"))
+                .map_err(|e| NodeError::Invalid(format!("access logs: {e}")))?,
+            load: Arc::new(crate::vs::LoadBoard::default()),
+            site,
+        });
         let cluster = Cluster {
             consensus: consensus.clone(),
             transport,
             links: links.clone(),
+            vs,
         };
         let handler = Arc::new(NodeHandler {
             cluster: cluster.clone(),
@@ -223,8 +241,12 @@ impl ServerNode {
             cluster.clone(),
             links.clone(),
             Arc::new(cfg.clone()),
-            shutdown_rx,
+            shutdown_rx.clone(),
         ));
+        tasks.push(tokio::spawn(crate::vs::report_load(
+            cluster.clone(),
+            shutdown_rx,
+        )));
         let edge = Edge {
             cluster: cluster.clone(),
             admin_token: Arc::new(admin_token.clone()),
@@ -264,9 +286,20 @@ impl ServerNode {
     }
 
     /// Stops serving and closes the stores: the actors first (so nothing
-    /// acts on behalf of a node that is going away), then every task and
-    /// link, then Raft.
+    /// acts on behalf of a node that is going away), then the QUIC
+    /// endpoint (every agent and peer link closed at once, so agents move
+    /// on and peers stop forwarding here), every task and the links they
+    /// hold, Raft, and the node transport.
+    ///
+    /// Returns once the QUIC (UDP) socket is closed and the HTTP listener
+    /// dropped, so a new node can bind the same ports at once; if something
+    /// still holds the socket after 5 s it returns anyway and logs a
+    /// warning.
     pub async fn shutdown(self) {
+        const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+        let node = self.consensus.node_id();
+        let t0 = std::time::Instant::now();
+        let ms = || t0.elapsed().as_millis() as u64;
         let _ = self.shutdown.send(true);
         let mut leader_loop = self.leader_loop;
         if tokio::time::timeout(Duration::from_secs(5), &mut leader_loop)
@@ -274,20 +307,34 @@ impl ServerNode {
             .is_err()
         {
             leader_loop.abort();
+            let _ = leader_loop.await;
         }
+        tracing::debug!(node, ms = ms(), "shutdown: actors stopped");
+        // Stop listening and close every connection of the endpoint: its
+        // accept loop then ends, and the tasks serving links see them close.
+        self.endpoint.close();
         for t in &self.tasks {
             t.abort();
         }
-        // Wait for the aborted tasks to drop what they hold (the HTTP
-        // listener among them), so the ports are free when this returns.
+        // Wait for the aborted tasks to drop what they hold: the HTTP
+        // listener, the endpoint clone of the accept loop and the tasks
+        // serving each link (owned by the accept loop, aborted with it).
         for t in self.tasks {
             let _ = t.await;
         }
+        // The links registered for the actors' gateway.
         self.links.close_all();
-        self.endpoint.close();
         if let Err(e) = self.consensus.shutdown().await {
-            tracing::warn!(error = %e, "consensus shutdown");
+            tracing::warn!(node, error = %e, "consensus shutdown");
         }
+        tracing::debug!(node, ms = ms(), "shutdown: raft stopped");
+        // The transport's cached connections to the other nodes, and its
+        // own socket.
+        self.cluster.transport.close(RELEASE_TIMEOUT).await;
+        if let Err(e) = self.endpoint.shutdown(RELEASE_TIMEOUT).await {
+            tracing::warn!(node, addr = %self.quic_addr, error = %e, "QUIC socket not released");
+        }
+        tracing::debug!(node, ms = ms(), "shutdown: QUIC socket released");
     }
 }
 
@@ -361,6 +408,25 @@ pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<
             cluster.propose(Command::PutFleet(fleet)).await?;
         }
     }
+    // Virtual servers are created once: later updates through the admin
+    // API make new versions that a restart must not undo.
+    for v in &cfg.virtual_servers {
+        let tr = TitleRegionId::new_unchecked(v.title_region.clone());
+        let name = VsName::parse(v.name.clone())
+            .map_err(|e| NodeError::Invalid(format!("virtual server: {e}")))?;
+        if cluster
+            .read(|s| s.virtual_server(&tr, &name).is_none())
+            .await?
+        {
+            cluster
+                .propose(Command::PutVirtualServer {
+                    title_region_id: tr,
+                    name,
+                    spec: v.spec.clone(),
+                })
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -368,6 +434,8 @@ pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<
 pub struct AgentNode {
     pub agent: Agent,
     pub uplink: Arc<Uplink>,
+    /// The link's endpoint (a clone is in `task`), shut down last.
+    endpoint: Endpoint,
     task: JoinHandle<()>,
 }
 
@@ -389,11 +457,13 @@ impl AgentNode {
         let mut ac = AgentConfig::new(host_id, fleet_id, cfg.agent.public_ip.clone(), dir);
         ac.local_api_addr = cfg.agent.local_api_addr;
         ac.kill_grace = Duration::from_millis(cfg.agent.kill_grace_ms);
+        ac.intranet_addr = cfg.agent.intranet_addr;
+        ac.docker_intranet_host = cfg.agent.docker_intranet_host.clone();
         let uplink = Arc::new(Uplink::default());
         let agent = Agent::start(ac, uplink.clone()).await?;
         let endpoint = Endpoint::client(identity)?;
         let task = tokio::spawn(uplink::run(
-            endpoint,
+            endpoint.clone(),
             servers,
             agent.clone(),
             uplink.clone(),
@@ -401,14 +471,30 @@ impl AgentNode {
         Ok(AgentNode {
             agent,
             uplink,
+            endpoint,
             task,
         })
     }
 
-    /// Stops the link and the DS processes.
+    /// Stops the link and the DS processes, and returns once the link's
+    /// UDP socket is closed (or after 5 s, with a warning, if something
+    /// still holds it).
     pub async fn shutdown(self) {
+        const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+        // Close the link (and any connection attempt) at once: the server
+        // hears of it, and the uplink task drops the link it published in
+        // `uplink` when it sees it closed. Then stop that task.
+        self.endpoint.close();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.uplink.is_up() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.task.abort();
+        let _ = self.task.await;
         self.uplink.cut("agent shutting down");
         self.agent.shutdown().await;
+        if let Err(e) = self.endpoint.shutdown(RELEASE_TIMEOUT).await {
+            tracing::warn!(error = %e, "agent QUIC socket not released");
+        }
     }
 }

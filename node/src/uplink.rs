@@ -135,7 +135,7 @@ async fn connect(endpoint: &Endpoint, addr: SocketAddr, agent: &Agent) -> Result
             link.close("registration refused");
             Err(format!("registration refused: {e}"))
         }
-        ServerReply::Ok => {
+        ServerReply::Ok | ServerReply::VsEndpoints { .. } => {
             link.close("unexpected reply");
             Err("unexpected reply to Hello".into())
         }

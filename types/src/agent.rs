@@ -8,6 +8,7 @@
 
 use crate::ids::*;
 use crate::model::{ExitReason, Fleet};
+use crate::vs::{VsInstanceReport, VsName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -38,6 +39,8 @@ pub struct AgentHello {
     /// Address game clients use to reach this host's DS processes.
     pub ip: String,
     pub live_processes: Vec<LiveProcess>,
+    /// Virtual server instances the agent runs.
+    pub live_vs: Vec<VsInstanceId>,
 }
 
 /// What the DS receives in OnStartBattleSession.
@@ -105,6 +108,27 @@ pub enum AgentToServer {
         process_id: ProcessId,
         battle_session_id: BattleSessionId,
     },
+    /// A virtual server instance changed state.
+    VsInstanceReport {
+        instance_id: VsInstanceId,
+        report: VsInstanceReport,
+    },
+    /// Resource use of the host's instances (for metrics), answered `Ok`.
+    VsUsage { samples: Vec<VsUsageSample> },
+    /// Where can a VS of this title region be reached? Answered by
+    /// [`ServerReply::VsEndpoints`]. The agent uses it to proxy calls from
+    /// its DS processes and VS instances (intranet).
+    ResolveVs {
+        title_region_id: TitleRegionId,
+        vs: VsName,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VsUsageSample {
+    pub instance_id: VsInstanceId,
+    pub cpu_millicores: u32,
+    pub memory_bytes: u64,
 }
 
 /// Machine-readable error kinds, shared by the wire protocol and the HTTP APIs.
@@ -147,6 +171,15 @@ pub enum ServerReply {
         fleet: Fleet,
     },
     Err(WireError),
+    /// Answer to ResolveVs: `host:port` of the VS's running instances.
+    VsEndpoints {
+        exists: bool,
+        running: bool,
+        title_id: String,
+        endpoints: Vec<String>,
+        /// Why no endpoint can serve, when `endpoints` is empty.
+        reason: String,
+    },
 }
 
 /// Server → agent commands.
@@ -171,6 +204,14 @@ pub enum ServerToAgent {
     KillProcess { process_id: ProcessId },
     /// The fleet's configuration changed.
     FleetUpdated { fleet: Fleet },
+    /// Run a virtual server instance (idempotent). The spec is a JSON
+    /// [`crate::vs::VsInstanceSpec`] (its source is an internally tagged
+    /// enum, which bincode cannot carry).
+    StartVsInstance { spec_json: String },
+    /// Stop an instance; the agent reports `Stopped` (also for one it does not know).
+    StopVsInstance { instance_id: VsInstanceId },
+    /// Query instance logs: JSON query in, answered by [`AgentReply::VsLogs`].
+    QueryVsLogs { query_json: String },
 }
 
 /// Agent → server answer to a [`ServerToAgent`].
@@ -178,6 +219,8 @@ pub enum ServerToAgent {
 pub enum AgentReply {
     Ok,
     Err(WireError),
+    /// JSON array of log lines.
+    VsLogs { lines_json: String },
 }
 
 #[cfg(test)]

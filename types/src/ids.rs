@@ -17,6 +17,8 @@ pub enum IdError {
     TooLong { kind: &'static str },
     #[error("{kind} may contain only letters, digits, '-', '_' and '.'")]
     BadChar { kind: &'static str },
+    #[error("virtual server name may contain only letters, digits and '-'")]
+    BadCharVs,
 }
 
 /// Checks an identifier coming from outside the process.
@@ -104,6 +106,8 @@ string_id!(/// A player's reservation in one battle session.
     PlayerBattleSessionId, "player battle session id", "pbs-");
 string_id!(/// The public half of a title region's server key.
     SecretId, "secret id", "sid-");
+string_id!(/// One instance of a virtual server. Never reused.
+    VsInstanceId, "virtual server instance id", "vsi-");
 
 /// A Raft member.
 pub type NodeId = u64;

@@ -9,9 +9,12 @@ pub mod agent;
 pub mod ids;
 pub mod model;
 pub mod sdk;
+pub mod cron;
+pub mod vs;
 
 pub use ids::*;
 pub use model::*;
+pub use vs::*;
 
 /// Milliseconds since the Unix epoch, the one clock unit of replicated state.
 pub type UnixMillis = u64;

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use respawn_types::agent::{AgentToServer, ErrorCode, ServerReply};
 use respawn_types::sdk::{
@@ -47,6 +47,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             post(terminate_battle_session),
         )
         .route(api::PATH_PROCESS_ENDING, post(process_ending))
+        .route("/v1/vs/invoke/{vs}", any(invoke_vs))
+        .route("/v1/vs/invoke/{vs}/{*path}", any(invoke_vs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -220,7 +222,7 @@ async fn forward(shared: &Shared, msg: AgentToServer) -> ApiResult {
             }
             Err(ApiError::new(e.code, message))
         }
-        Ok(Ok(ServerReply::Welcome { .. })) => Err(ApiError::new(
+        Ok(Ok(ServerReply::Welcome { .. } | ServerReply::VsEndpoints { .. })) => Err(ApiError::new(
             ErrorCode::Internal,
             "unexpected reply from the cluster",
         )),
@@ -533,4 +535,38 @@ mod tests {
         let line = event_line(&SdkEvent::HealthCheck { seq: 3 });
         assert_eq!(&line[..], b"{\"type\":\"health_check\",\"seq\":3}\n");
     }
+}
+
+/// A DS invokes a virtual server of its fleet's title region
+/// (`Invoker: backend`): `ANY /v1/vs/invoke/<vs>/<path>`, authenticated by
+/// the process token like every other call.
+async fn invoke_vs(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let id = match authenticate(&shared, req.headers()) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let tr = shared.reg().fleet.as_ref().map(|f| f.title_region_id.clone());
+    let Some(tr) = tr else {
+        return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
+    };
+    let vs = req
+        .uri()
+        .path()
+        .split('/')
+        .nth(4)
+        .unwrap_or("")
+        .to_string();
+    let upstream = super::vs::rest_after(req.uri(), 4);
+    tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
+    let (mut parts, body) = req.into_parts();
+    // The process token is for the agent, not for the VS.
+    parts.headers.remove(AUTHORIZATION);
+    let req = axum::extract::Request::from_parts(parts, body);
+    shared
+        .vs
+        .call(tr, &vs, respawn_proxy::Invoker::Backend, upstream, req)
+        .await
 }

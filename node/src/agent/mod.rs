@@ -28,6 +28,7 @@ mod health;
 pub mod link;
 mod reporter;
 mod supervisor;
+pub mod vs;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +76,10 @@ pub struct AgentConfig {
     /// After OnProcessTerminate, a process still alive this much later is
     /// killed. Default 5 s.
     pub kill_grace: Duration,
+    /// Where VS instances reach other virtual servers (loopback, port 0 = any).
+    pub intranet_addr: SocketAddr,
+    /// Host name Docker containers use to reach `intranet_addr`.
+    pub docker_intranet_host: Option<String>,
 }
 
 impl AgentConfig {
@@ -92,6 +97,8 @@ impl AgentConfig {
             data_dir: data_dir.into(),
             local_api_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             kill_grace: Duration::from_secs(5),
+            intranet_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            docker_intranet_host: None,
         }
     }
 }
@@ -191,6 +198,8 @@ struct Shared {
     supervisor: mpsc::UnboundedSender<supervisor::SupMsg>,
     /// Notified whenever a process is gone.
     exited: Notify,
+    /// Virtual server instances.
+    vs: Arc<vs::VsHost>,
 }
 
 impl Shared {
@@ -386,6 +395,18 @@ impl Agent {
             source,
         })?;
         let (reporter, reporter_task) = Reporter::start(link.clone());
+        let vs_dir = data_dir.join("vs");
+        let vs = vs::VsHost::start(
+            vs::VsConfig {
+                data_dir: vs_dir.clone(),
+                host_id: config.host_id.clone(),
+                intranet_addr: config.intranet_addr,
+                docker_intranet_host: config.docker_intranet_host.clone(),
+            },
+            link.clone(),
+        )
+        .await
+        .map_err(io(&vs_dir))?;
         let (sup_tx, sup_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
@@ -396,6 +417,7 @@ impl Agent {
             registry: Mutex::new(Registry::default()),
             supervisor: sup_tx,
             exited: Notify::new(),
+            vs,
         });
         let app = api::router(shared.clone());
         let server = tokio::spawn(async move {
@@ -477,12 +499,14 @@ impl Agent {
             fleet_id: c.fleet_id.clone(),
             ip: c.ip.clone(),
             live_processes: self.live_processes(),
+            live_vs: self.shared.vs.live(),
         }
     }
 
     /// The link is (again) registered: deliver queued reports now.
     pub fn link_up(&self) {
         self.shared.reporter.nudge();
+        self.shared.vs.link_up();
     }
 
     /// Reports queued or in flight.
@@ -492,6 +516,26 @@ impl Agent {
 
     /// Executes one command from the cluster.
     pub async fn handle_command(&self, cmd: ServerToAgent) -> AgentReply {
+        let vs = &self.shared.vs;
+        let cmd = match cmd {
+            ServerToAgent::StartVsInstance { spec_json } => {
+                return match vs.start_instance(&spec_json).await {
+                    Ok(()) => AgentReply::Ok,
+                    Err(e) => AgentReply::Err(e),
+                }
+            }
+            ServerToAgent::StopVsInstance { instance_id } => {
+                vs.stop_instance(&instance_id).await;
+                return AgentReply::Ok;
+            }
+            ServerToAgent::QueryVsLogs { query_json } => {
+                return match vs.query_logs(&query_json).await {
+                    Ok(lines_json) => AgentReply::VsLogs { lines_json },
+                    Err(e) => AgentReply::Err(e),
+                }
+            }
+            other => other,
+        };
         match self.command(cmd) {
             Ok(()) => AgentReply::Ok,
             Err(e) => AgentReply::Err(e),
@@ -556,6 +600,9 @@ impl Agent {
                 shared.begin_terminate(p, reason, ExitReason::Killed);
                 Ok(())
             }
+            ServerToAgent::StartVsInstance { .. }
+            | ServerToAgent::StopVsInstance { .. }
+            | ServerToAgent::QueryVsLogs { .. } => Ok(()),
             ServerToAgent::KillProcess { process_id } => {
                 let mut reg = shared.reg();
                 let p = reg
@@ -573,6 +620,7 @@ impl Agent {
     /// Stops launching, kills every DS process and waits (up to 10 s) until
     /// they are gone. Their exits are queued as reports (`Killed`).
     pub async fn shutdown(&self) {
+        self.shared.vs.shutdown().await;
         {
             let mut reg = self.shared.reg();
             reg.stopping = true;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dsm;
 pub mod error;
 pub mod json;
+pub mod vs;
 
 use crate::cluster::Cluster;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -14,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -100,11 +101,17 @@ pub fn prometheus() -> &'static PrometheusHandle {
         dsm::terminate_player_battle_session,
         healthz, readyz, metrics_page,
         admin::status, admin::add_learner, admin::promote, admin::remove, admin::join,
+        vs::invoke_backend, vs::invoke_client,
+        vs::list, vs::put, vs::get_one, vs::delete, vs::start, vs::stop, vs::logs, vs::access_log,
+        vs::put_event_handler, vs::delete_event_handler, vs::put_task, vs::delete_task,
+        vs::trigger_logs,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
          (name = "Operations", description = "Health, readiness and metrics"),
-         (name = "Admin", description = "Cluster membership; Authorization: Bearer <admin token>"))
+         (name = "Admin", description = "Cluster membership; Authorization: Bearer <admin token>"),
+         (name = "Virtual servers", description = "Invoke game developers' web servers (backend: ServerTicket; client: PlayerTicket)"),
+         (name = "Virtual servers admin", description = "Define, start, stop and inspect virtual servers; Authorization: Bearer <admin token>"))
 )]
 pub struct ApiDoc;
 
@@ -232,6 +239,46 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route("/admin/cluster/promote", post(admin::promote))
         .route("/admin/cluster/remove", post(admin::remove))
         .route("/admin/cluster/join", post(admin::join))
+        .route("/virtualserver/invoke/{vs_name}", any(vs::invoke_backend))
+        .route("/virtualserver/invoke/{vs_name}/{*path}", any(vs::invoke_backend))
+        .route(
+            "/virtualserver/client/invoke/{vs_name}",
+            any(vs::invoke_client),
+        )
+        .route(
+            "/virtualserver/client/invoke/{vs_name}/{*path}",
+            any(vs::invoke_client),
+        )
+        .route("/admin/title_regions/{tr}/virtual_servers", get(vs::list))
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers/{name}",
+            get(vs::get_one).put(vs::put).delete(vs::delete),
+        )
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers/{name}/start",
+            post(vs::start),
+        )
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers/{name}/stop",
+            post(vs::stop),
+        )
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers/{name}/logs",
+            get(vs::logs),
+        )
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers/{name}/access_log",
+            get(vs::access_log),
+        )
+        .route(
+            "/admin/title_regions/{tr}/event_handlers/{name}",
+            put(vs::put_event_handler).delete(vs::delete_event_handler),
+        )
+        .route(
+            "/admin/title_regions/{tr}/tasks/{name}",
+            put(vs::put_task).delete(vs::delete_task),
+        )
+        .route("/admin/title_regions/{tr}/trigger_logs", get(vs::trigger_logs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))

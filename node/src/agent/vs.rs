@@ -1,0 +1,469 @@
+//! Virtual server instances on this host: the agent runs them through
+//! [`respawn_runtime`] (process and Docker drivers), reports their state to
+//! the cluster in order, answers log queries, samples their CPU and memory,
+//! and serves two local endpoints that call other virtual servers:
+//!
+//! - the intranet endpoint, `PGOS_VS_Intranet_Endpoint` =
+//!   `http://<intranet_addr>/i/<instance token>`: a VS calls
+//!   `$PGOS_VS_Intranet_Endpoint/<other vs>/<path>`; the callee sees
+//!   `Invoker: intranet`. The token names the calling instance, so a VS only
+//!   reaches virtual servers of its own title region;
+//! - `/v1/vs/invoke/<vs>/<path>` on the local SDK API for DS processes
+//!   (`Invoker: backend`), see `docs/sdk-protocol.md`.
+//!
+//! Both resolve the VS's running instances through the cluster (cached for
+//! a second) and proxy straight to one of them.
+
+use super::link::ServerLink;
+use super::reporter::Reporter;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Response, StatusCode};
+use axum::Router;
+use rand::RngCore;
+use respawn_proxy::{json_error, reserved_uri, InvokeContext, Invoker, Proxy};
+use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, Runtime, RuntimeConfig, Source};
+use respawn_types::agent::{AgentToServer, ServerReply, VsUsageSample, WireError};
+use respawn_types::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How long a resolved VS address list is reused.
+const RESOLVE_TTL: Duration = Duration::from_secs(1);
+/// How often instance usage is sampled and reported.
+const USAGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the agent's VS machinery listens and keeps its files.
+#[derive(Clone, Debug)]
+pub struct VsConfig {
+    pub data_dir: PathBuf,
+    pub host_id: HostId,
+    pub intranet_addr: SocketAddr,
+    /// Host name containers use to reach the intranet listener.
+    pub docker_intranet_host: Option<String>,
+}
+
+struct Inst {
+    token: String,
+}
+
+#[derive(Default)]
+struct Reg {
+    instances: HashMap<VsInstanceId, Inst>,
+    tokens: HashMap<String, TitleRegionId>,
+    resolved: HashMap<(TitleRegionId, VsName), (Instant, String, Vec<SocketAddr>)>,
+}
+
+pub struct VsHost {
+    runtime: Runtime,
+    link: Arc<dyn ServerLink>,
+    reporter: Reporter,
+    proxy: Proxy,
+    reg: Mutex<Reg>,
+    intranet_base: String,
+    docker_intranet_base: Option<String>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn new_token() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl VsHost {
+    pub async fn start(cfg: VsConfig, link: Arc<dyn ServerLink>) -> std::io::Result<Arc<VsHost>> {
+        let (runtime, events) = Runtime::new(RuntimeConfig::new(
+            cfg.data_dir.clone(),
+            cfg.host_id.to_string(),
+        ));
+        let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
+        let local = listener.local_addr()?;
+        let (reporter, reporter_task) = Reporter::start(link.clone());
+        let host = Arc::new(VsHost {
+            runtime,
+            link,
+            reporter,
+            proxy: Proxy::new(),
+            reg: Mutex::new(Reg::default()),
+            intranet_base: format!("http://{local}/i"),
+            docker_intranet_base: cfg
+                .docker_intranet_host
+                .map(|h| format!("http://{h}:{}/i", local.port())),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/i/{token}/{vs}", axum::routing::any(intranet))
+            .route("/i/{token}/{vs}/{*path}", axum::routing::any(intranet))
+            .with_state(host.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "intranet endpoint stopped");
+            }
+        });
+        let pump = tokio::spawn(pump(host.clone(), events));
+        let usage = tokio::spawn(sample_usage(host.clone()));
+        host.lock_tasks()
+            .extend([server, pump, usage, reporter_task]);
+        tracing::info!(intranet = %host.intranet_base, "virtual server runtime ready");
+        Ok(host)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reg> {
+        // Every critical section is a few map operations: a panicked holder
+        // cannot leave them half done in a way that matters.
+        self.reg.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Instances running here, for the Hello.
+    pub fn live(&self) -> Vec<VsInstanceId> {
+        let mut v: Vec<VsInstanceId> = self.lock().instances.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The link is back: deliver queued reports now.
+    pub fn link_up(&self) {
+        self.reporter.nudge();
+    }
+
+    /// StartVsInstance: idempotent.
+    pub async fn start_instance(&self, spec_json: &str) -> Result<(), WireError> {
+        let spec: VsInstanceSpec = serde_json::from_str(spec_json).map_err(|e| {
+            WireError::new(
+                agent_err(),
+                format!("undecodable instance spec: {e}"),
+            )
+        })?;
+        if self.lock().instances.contains_key(&spec.instance_id) {
+            return Ok(());
+        }
+        let token = new_token();
+        let docker = !matches!(spec.spec.source, VsSource::Process { .. });
+        let mut env = spec.spec.env.clone();
+        env.extend(spec.system_env.clone());
+        let base = if docker {
+            self.docker_intranet_base.clone()
+        } else {
+            Some(self.intranet_base.clone())
+        };
+        if let Some(base) = base {
+            env.insert(
+                "PGOS_VS_Intranet_Endpoint".into(),
+                format!("{base}/{token}"),
+            );
+        }
+        let source = match &spec.spec.source {
+            VsSource::Process { command } => Source::Process {
+                command: command.clone(),
+            },
+            VsSource::DockerImage { image } => Source::DockerImage {
+                image: image.clone(),
+            },
+            VsSource::DockerArchive { path } => Source::DockerArchive { path: path.into() },
+            VsSource::DockerBuild { context_dir } => Source::DockerBuild {
+                context_dir: context_dir.into(),
+            },
+        };
+        let rs = respawn_runtime::InstanceSpec {
+            instance_id: spec.instance_id.to_string(),
+            title_region: spec.title_region_id.to_string(),
+            vs_name: spec.vs.to_string(),
+            version: spec.version,
+            source,
+            args: spec.spec.args.clone(),
+            env,
+            listen_port: spec.spec.listen_port,
+            cpu_millicores: spec.spec.cpu_millicores,
+            memory_mb: spec.spec.memory_mb,
+        };
+        {
+            let mut reg = self.lock();
+            reg.tokens
+                .insert(token.clone(), spec.title_region_id.clone());
+            reg.instances.insert(
+                spec.instance_id.clone(),
+                Inst { token },
+            );
+        }
+        tracing::info!(instance = %spec.instance_id, vs = %spec.vs, version = spec.version, "starting virtual server instance");
+        match self.runtime.start(rs).await {
+            Ok(()) | Err(respawn_runtime::RuntimeError::AlreadyExists(_)) => Ok(()),
+            Err(e) => {
+                self.forget(&spec.instance_id);
+                // Tell the cluster, so the instance shows why.
+                self.reporter.send(AgentToServer::VsInstanceReport {
+                    instance_id: spec.instance_id.clone(),
+                    report: VsInstanceReport::Abnormal {
+                        reason: "launch_failed".into(),
+                        detail: e.to_string(),
+                    },
+                });
+                Err(WireError::new(agent_err(), e.to_string()))
+            }
+        }
+    }
+
+    fn forget(&self, id: &VsInstanceId) {
+        let mut reg = self.lock();
+        if let Some(i) = reg.instances.remove(id) {
+            reg.tokens.remove(&i.token);
+        }
+    }
+
+    /// StopVsInstance: stops it, or reports `Stopped` for one not running here.
+    pub async fn stop_instance(&self, id: &VsInstanceId) {
+        match self.runtime.stop(id.as_str()).await {
+            Ok(()) => {}
+            Err(_) => {
+                self.forget(id);
+                self.reporter.send(AgentToServer::VsInstanceReport {
+                    instance_id: id.clone(),
+                    report: VsInstanceReport::Stopped,
+                });
+            }
+        }
+    }
+
+    pub async fn query_logs(&self, query_json: &str) -> Result<String, WireError> {
+        let q: LogQuery = serde_json::from_str(query_json)
+            .map_err(|e| WireError::new(agent_err(), format!("bad log query: {e}")))?;
+        let rt = self.runtime.clone();
+        let lines = tokio::task::spawn_blocking(move || rt.query_logs(&q))
+            .await
+            .map_err(|e| WireError::new(agent_err(), e.to_string()))?
+            .map_err(|e| WireError::new(agent_err(), e.to_string()))?;
+        serde_json::to_string(&lines).map_err(|e| WireError::new(agent_err(), e.to_string()))
+    }
+
+    pub async fn shutdown(&self) {
+        self.runtime.shutdown().await;
+        for t in self.lock_tasks().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Running instances of a VS of this title region, from the cluster.
+    async fn resolve(
+        &self,
+        tr: &TitleRegionId,
+        vs: &VsName,
+    ) -> Result<(String, Vec<SocketAddr>), Response<Body>> {
+        let key = (tr.clone(), vs.clone());
+        if let Some((at, title, addrs)) = self.lock().resolved.get(&key) {
+            if at.elapsed() < RESOLVE_TTL && !addrs.is_empty() {
+                return Ok((title.clone(), addrs.clone()));
+            }
+        }
+        let deadline = Instant::now() + crate::vs::COLD_START_WAIT;
+        loop {
+            let reply = self
+                .link
+                .call(AgentToServer::ResolveVs {
+                    title_region_id: tr.clone(),
+                    vs: vs.clone(),
+                })
+                .await;
+            match reply {
+                Ok(ServerReply::VsEndpoints {
+                    exists,
+                    running,
+                    title_id,
+                    endpoints,
+                    reason,
+                }) => {
+                    if !exists {
+                        return Err(json_error(StatusCode::NOT_FOUND, "not_found", &reason));
+                    }
+                    let addrs: Vec<SocketAddr> =
+                        endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+                    if !addrs.is_empty() {
+                        self.lock()
+                            .resolved
+                            .insert(key, (Instant::now(), title_id.clone(), addrs.clone()));
+                        return Ok((title_id, addrs));
+                    }
+                    if !running || Instant::now() >= deadline {
+                        return Err(json_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unavailable",
+                            &reason,
+                        ));
+                    }
+                }
+                Ok(ServerReply::Err(e)) => {
+                    return Err(json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        &e.message,
+                    ))
+                }
+                Ok(_) => {
+                    return Err(json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        "unexpected answer from the cluster",
+                    ))
+                }
+                Err(down) => {
+                    return Err(json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        &format!("the cluster is not reachable: {down}"),
+                    ))
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Proxies a call from this host (a DS or a VS instance) to a VS.
+    pub async fn call(
+        &self,
+        tr: TitleRegionId,
+        vs_raw: &str,
+        invoker: Invoker,
+        upstream_path: String,
+        req: Request,
+    ) -> Response<Body> {
+        let vs = match VsName::parse(vs_raw) {
+            Ok(v) => v,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+        };
+        if let Some(uri) = reserved_uri(&upstream_path) {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("{uri} is reserved for PGOS"),
+            );
+        }
+        let (title_id, addrs) = match self.resolve(&tr, &vs).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        // Spread calls: a random running instance.
+        let pick = (rand::thread_rng().next_u32() as usize) % addrs.len().max(1);
+        let Some(addr) = addrs.get(pick).copied() else {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no instance");
+        };
+        let ctx = InvokeContext::new(title_id, tr.as_str(), vs.as_str(), invoker, upstream_path);
+        self.proxy.forward(addr, req, ctx).await
+    }
+
+    /// The title region of the instance holding an intranet token.
+    pub fn token_region(&self, token: &str) -> Option<TitleRegionId> {
+        self.lock().tokens.get(token).cloned()
+    }
+}
+
+fn agent_err() -> respawn_types::agent::ErrorCode {
+    respawn_types::agent::ErrorCode::BadRequest
+}
+
+/// The path after `/<prefix>/<a>/<b>` (two segments), with the query.
+pub fn rest_after(uri: &axum::http::Uri, segments: usize) -> String {
+    let mut parts = uri.path().splitn(segments + 2, '/');
+    for _ in 0..=segments {
+        parts.next();
+    }
+    let mut out = format!("/{}", parts.next().unwrap_or(""));
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+async fn intranet(State(host): State<Arc<VsHost>>, req: Request) -> Response<Body> {
+    // /i/<token>/<vs>/<path...>
+    let segs: Vec<&str> = req.uri().path().splitn(5, '/').collect();
+    let (token, vs) = (
+        segs.get(2).copied().unwrap_or(""),
+        segs.get(3).copied().unwrap_or("").to_string(),
+    );
+    let Some(tr) = host.token_region(token) else {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown intranet token (use PGOS_VS_Intranet_Endpoint as given)",
+        );
+    };
+    let upstream = rest_after(req.uri(), 3);
+    host.call(tr, &vs, Invoker::Intranet, upstream, req).await
+}
+
+/// Runtime events become ordered reports to the cluster.
+async fn pump(
+    host: Arc<VsHost>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<InstanceEvent>,
+) {
+    while let Some(ev) = events.recv().await {
+        let id = VsInstanceId::new_unchecked(ev.instance_id.clone());
+        let report = match ev.state {
+            InstanceState::Deploying => VsInstanceReport::Deploying,
+            InstanceState::Running { port, limits } => VsInstanceReport::Running {
+                port,
+                limits: limits.mechanism,
+            },
+            InstanceState::Abnormal { reason, detail } => VsInstanceReport::Abnormal {
+                reason: serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown".into()),
+                detail,
+            },
+            InstanceState::Stopped => {
+                host.forget(&id);
+                VsInstanceReport::Stopped
+            }
+        };
+        tracing::debug!(instance = %id, ?report, "instance report");
+        host.reporter.send(AgentToServer::VsInstanceReport {
+            instance_id: id,
+            report,
+        });
+    }
+}
+
+async fn sample_usage(host: Arc<VsHost>) {
+    let mut tick = tokio::time::interval(USAGE_EVERY);
+    loop {
+        tick.tick().await;
+        let ids: Vec<VsInstanceId> = host.lock().instances.keys().cloned().collect();
+        let mut samples = Vec::new();
+        for id in ids {
+            if let Some(u) = host.runtime.usage(id.as_str()).await {
+                samples.push(VsUsageSample {
+                    instance_id: id,
+                    cpu_millicores: u.cpu_millicores,
+                    memory_bytes: u.memory_bytes,
+                });
+            }
+        }
+        if !samples.is_empty() {
+            // Best effort: a lost sample is replaced by the next.
+            let _ = host.link.call(AgentToServer::VsUsage { samples }).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_after_keeps_path_and_query() {
+        let u = |s: &str| s.parse::<axum::http::Uri>().unwrap();
+        assert_eq!(rest_after(&u("/i/tok/vs-b/a/b?x=1"), 3), "/a/b?x=1");
+        assert_eq!(rest_after(&u("/i/tok/vs-b"), 3), "/");
+        assert_eq!(rest_after(&u("/i/tok/vs-b/"), 3), "/");
+    }
+}

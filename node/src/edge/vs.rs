@@ -1,0 +1,768 @@
+//! Virtual servers at the edge: the invoke routes (backend and game client)
+//! and the admin API that defines, starts, stops and inspects them.
+
+use super::admin::Admin;
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::{Edge, Region};
+use crate::vs::{invoke, upstream_path, Call};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use respawn_actors::AgentGateway;
+use respawn_consensus::Command;
+use respawn_proxy::{json_error, player_ticket, reserved_uri, Invoker};
+use respawn_types::agent::{AgentReply, ServerToAgent};
+use respawn_types::*;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+
+const INVOKE_PREFIX: &str = "/virtualserver/invoke";
+const CLIENT_PREFIX: &str = "/virtualserver/client/invoke";
+/// Seed §5.6: backend and client calls get 10 s.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn vs_name(s: &str) -> Result<VsName, ApiError> {
+    VsName::parse(s).map_err(|e| ApiError::bad_request(format!("'{s}': {e}")))
+}
+
+/// The VS name segment of an invoke path (raw; validated by the caller).
+fn name_in(path: &str, prefix: &str) -> String {
+    path.strip_prefix(prefix)
+        .and_then(|p| p.strip_prefix('/'))
+        .map(|p| p.split('/').next().unwrap_or(""))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn refuse_reserved(path: &str) -> Option<Response<Body>> {
+    reserved_uri(path).map(|uri| {
+        json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{uri} is reserved for PGOS and cannot be invoked by game backends or clients"),
+        )
+    })
+}
+
+/// Invoke a virtual server from a game backend (seed §4.2): method, path
+/// after the VS name, query, headers and body are proxied to an instance,
+/// streamed both ways; the VS sees `Invoker: backend`.
+#[utoipa::path(post, path = "/virtualserver/invoke/{vs_name}/{path}", tag = "Virtual servers",
+    params(("vs_name" = String, Path, description = "virtual server name"),
+           ("path" = String, Path, description = "any path, passed to the VS"),
+           ("TitleId" = String, Header), ("TitleRegionId" = String, Header),
+           ("SecretId" = String, Header), ("ServerTicket" = String, Header)),
+    responses((status = 200, description = "whatever the VS answers (any status)"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "reserved URI"),
+              (status = 404, body = ErrorBody, description = "unknown VS"),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody, description = "no instance can serve; the message says why"),
+              (status = 504, body = ErrorBody, description = "the VS did not answer within 10 s")))]
+pub async fn invoke_backend(
+    State(edge): State<Edge>,
+    Region(tr): Region,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response<Body> {
+    let name = name_in(req.uri().path(), INVOKE_PREFIX);
+    let vs = match vs_name(&name) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let upstream = upstream_path(req.uri(), INVOKE_PREFIX, &name);
+    if let Some(r) = refuse_reserved(&upstream) {
+        return r;
+    }
+    let call = Call {
+        tr,
+        vs,
+        invoker: Invoker::Backend,
+        player: None,
+        client_ip: Some(peer.ip()),
+        upstream_path: upstream,
+        timeout: CALL_TIMEOUT,
+    };
+    invoke(&edge.cluster, call, req).await
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::unauthorized(format!("missing header '{name}'")))
+}
+
+/// Invoke a virtual server from a game client (seed §4.7). The client
+/// presents `TitleId`, `TitleRegionId` and a `PlayerTicket` minted by the
+/// game backend (format in docs/http-api.md); the VS sees `Invoker: client`,
+/// `Playerid` and `Sessionid`. A VS that blocks client requests answers 403
+/// without being reached.
+#[utoipa::path(post, path = "/virtualserver/client/invoke/{vs_name}/{path}", tag = "Virtual servers",
+    params(("vs_name" = String, Path), ("path" = String, Path),
+           ("TitleId" = String, Header), ("TitleRegionId" = String, Header),
+           ("PlayerTicket" = String, Header, description = "v1.<player_id>.<session_id>.<expires_at>.<hex HMAC-SHA256>")),
+    responses((status = 200, description = "whatever the VS answers"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "client requests blocked, or reserved URI"),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+pub async fn invoke_client(
+    State(edge): State<Edge>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response<Body> {
+    let name = name_in(req.uri().path(), CLIENT_PREFIX);
+    let checked = (|| {
+        let vs = vs_name(&name)?;
+        let h = req.headers();
+        let title_id = header(h, "TitleId")?;
+        let tr_raw = header(h, "TitleRegionId")?;
+        let ticket = header(h, "PlayerTicket")?;
+        let tr = TitleRegionId::parse(tr_raw)
+            .map_err(|_| ApiError::unauthorized("unknown title region or title"))?;
+        let now = now_millis() / 1000;
+        let (player, blocked) = edge.cluster.consensus.read(|s| {
+            let region = s
+                .title_regions
+                .get(&tr)
+                .filter(|r| r.title_id.as_str() == title_id)
+                .ok_or_else(|| ApiError::unauthorized("unknown title region or title"))?;
+            let player = player_ticket::verify(&region.secret_key, title_id, tr_raw, ticket, now)
+                .map_err(|e| ApiError::unauthorized(format!("PlayerTicket: {e}")))?;
+            let blocked = s
+                .virtual_server(&tr, &vs)
+                .is_some_and(|v| v.spec.block_client_requests);
+            Ok::<_, ApiError>((player, blocked))
+        })?;
+        if blocked {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                respawn_types::agent::ErrorCode::Forbidden,
+                format!("virtual server '{vs}' does not accept requests from game clients"),
+            ));
+        }
+        Ok((tr, vs, player))
+    })();
+    let (tr, vs, player) = match checked {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let upstream = upstream_path(req.uri(), CLIENT_PREFIX, &name);
+    if let Some(r) = refuse_reserved(&upstream) {
+        return r;
+    }
+    let call = Call {
+        tr,
+        vs,
+        invoker: Invoker::Client,
+        player: Some(player),
+        client_ip: Some(peer.ip()),
+        upstream_path: upstream,
+        timeout: CALL_TIMEOUT,
+    };
+    invoke(&edge.cluster, call, req).await
+}
+
+// ---------------------------------------------------------------- admin API
+
+/// An instance, as the admin API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InstanceView {
+    pub instance_id: String,
+    pub version: u64,
+    pub host_id: String,
+    pub status: VsInstanceStatus,
+    /// Why it is ABNORMAL: port_mismatch, listening_on_loopback, crashed,
+    /// out_of_memory, image_unusable, not_listening, launch_failed.
+    pub reason: Option<String>,
+    /// What happened and what to do about it.
+    pub detail: Option<String>,
+    /// `host:port` the edge proxies to (when RUNNING).
+    pub address: Option<String>,
+    /// How CPU and memory limits are enforced: cgroup2, cgroup1, docker or none.
+    pub limits: Option<String>,
+    pub restarts: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    pub version: u64,
+    pub created_at: u64,
+    pub spec: VsSpec,
+}
+
+/// A virtual server with its instances.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VirtualServerView {
+    pub title_region_id: String,
+    pub name: String,
+    pub version: u64,
+    /// RUNNING or STOPPED (what the user asked for).
+    pub desired: VsDesired,
+    /// Summary: DEPLOYING, RUNNING, ABNORMAL or STOPPED.
+    pub status: String,
+    /// Instances the autoscaler wants now.
+    pub scale: u32,
+    pub spec: VsSpec,
+    pub instances: Vec<InstanceView>,
+    pub versions: Vec<VersionView>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// The backend route that invokes it.
+    pub invoke_path: String,
+}
+
+fn instance_view(i: &VsInstance) -> InstanceView {
+    InstanceView {
+        instance_id: i.id.to_string(),
+        version: i.version,
+        host_id: i.host_id.to_string(),
+        status: i.status,
+        reason: i.reason.clone(),
+        detail: i.detail.clone(),
+        address: i.port.map(|p| format!("{}:{p}", i.ip)),
+        limits: i.limits.clone(),
+        restarts: i.restarts,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+    }
+}
+
+fn view(s: &respawn_consensus::PlacementState, v: &VirtualServer) -> VirtualServerView {
+    let instances: Vec<InstanceView> = s
+        .vs_instances_of(&v.title_region_id, &v.name)
+        .map(instance_view)
+        .collect();
+    let status = if v.desired == VsDesired::Stopped {
+        "STOPPED"
+    } else if instances
+        .iter()
+        .any(|i| i.status == VsInstanceStatus::Running)
+    {
+        "RUNNING"
+    } else if instances
+        .iter()
+        .any(|i| i.status == VsInstanceStatus::Abnormal)
+    {
+        "ABNORMAL"
+    } else {
+        "DEPLOYING"
+    };
+    VirtualServerView {
+        title_region_id: v.title_region_id.to_string(),
+        name: v.name.to_string(),
+        version: v.version,
+        desired: v.desired,
+        status: status.into(),
+        scale: v.scale,
+        spec: v.spec.clone(),
+        instances,
+        versions: v
+            .versions
+            .iter()
+            .map(|x| VersionView {
+                version: x.version,
+                created_at: x.created_at,
+                spec: x.spec.clone(),
+            })
+            .collect(),
+        created_at: v.created_at,
+        updated_at: v.updated_at,
+        invoke_path: format!("{INVOKE_PREFIX}/{}/", v.name),
+    }
+}
+
+fn tr_id(s: &str) -> Result<TitleRegionId, ApiError> {
+    TitleRegionId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn get_view(edge: &Edge, tr: &TitleRegionId, name: &VsName) -> Result<Json<VirtualServerView>, ApiError> {
+    edge.cluster
+        .read(|s| s.virtual_server(tr, name).map(|v| view(s, v)))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("virtual server '{name}' not found")))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VirtualServerList {
+    pub virtual_servers: Vec<VirtualServerView>,
+}
+
+/// List a title region's virtual servers.
+#[utoipa::path(get, path = "/admin/title_regions/{tr}/virtual_servers", tag = "Virtual servers admin",
+    params(("tr" = String, Path, description = "title region id")),
+    responses((status = 200, body = VirtualServerList), (status = 401, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn list(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path(tr): Path<String>,
+) -> Result<Json<VirtualServerList>, ApiError> {
+    let tr = tr_id(&tr)?;
+    let virtual_servers = edge
+        .cluster
+        .read(|s| {
+            s.virtual_servers
+                .get(&tr)
+                .map(|m| m.values().map(|v| view(s, v)).collect())
+                .unwrap_or_default()
+        })
+        .await?;
+    Ok(Json(VirtualServerList { virtual_servers }))
+}
+
+/// Create a virtual server (running, version 1) or update it (a new version;
+/// instances are replaced by instances of the new version, rolling).
+#[utoipa::path(put, path = "/admin/title_regions/{tr}/virtual_servers/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path, description = "letters, digits and '-'")),
+    request_body = VsSpec,
+    responses((status = 200, body = VirtualServerView), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn put(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+    ApiJson(spec): ApiJson<VsSpec>,
+) -> Result<Json<VirtualServerView>, ApiError> {
+    let tr = tr_id(&tr)?;
+    let name = vs_name(&name)?;
+    spec.validate().map_err(ApiError::bad_request)?;
+    edge.cluster
+        .propose(Command::PutVirtualServer {
+            title_region_id: tr.clone(),
+            name: name.clone(),
+            spec,
+        })
+        .await?;
+    get_view(&edge, &tr, &name).await
+}
+
+/// One virtual server, with its instances and versions.
+#[utoipa::path(get, path = "/admin/title_regions/{tr}/virtual_servers/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn get_one(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<Json<VirtualServerView>, ApiError> {
+    get_view(&edge, &tr_id(&tr)?, &vs_name(&name)?).await
+}
+
+/// Delete a virtual server; its instances are stopped.
+#[utoipa::path(delete, path = "/admin/title_regions/{tr}/virtual_servers/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn delete(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    edge.cluster
+        .propose(Command::DeleteVirtualServer {
+            title_region_id: tr_id(&tr)?,
+            name: vs_name(&name)?,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_desired(
+    edge: Edge,
+    tr: String,
+    name: String,
+    desired: VsDesired,
+) -> Result<Json<VirtualServerView>, ApiError> {
+    let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
+    edge.cluster
+        .propose(Command::SetVirtualServerDesired {
+            title_region_id: tr.clone(),
+            name: name.clone(),
+            desired,
+        })
+        .await?;
+    get_view(&edge, &tr, &name).await
+}
+
+/// Start a stopped virtual server (one instance first; the autoscaler adds more).
+#[utoipa::path(post, path = "/admin/title_regions/{tr}/virtual_servers/{name}/start", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn start(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<Json<VirtualServerView>, ApiError> {
+    set_desired(edge, tr, name, VsDesired::Running).await
+}
+
+/// Stop a virtual server: every instance is stopped and its resources reclaimed.
+#[utoipa::path(post, path = "/admin/title_regions/{tr}/virtual_servers/{name}/stop", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = VirtualServerView), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn stop(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<Json<VirtualServerView>, ApiError> {
+    set_desired(edge, tr, name, VsDesired::Stopped).await
+}
+
+/// Log query parameters (all optional).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// One version only (default: every version).
+    pub version: Option<u64>,
+    /// From this time (Unix ms).
+    pub since: Option<u64>,
+    /// Until this time (Unix ms).
+    pub until: Option<u64>,
+    /// Only lines containing this text.
+    pub contains: Option<String>,
+    /// The last N matching lines.
+    pub tail: Option<usize>,
+    /// At most this many lines (default 1000, at most 10000).
+    pub limit: Option<usize>,
+}
+
+/// One line a VS instance printed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogLineView {
+    pub ts_ms: u64,
+    pub version: u64,
+    pub instance_id: String,
+    /// stdout or stderr.
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogsView {
+    pub lines: Vec<LogLineView>,
+    /// Hosts that could not be asked (not connected now).
+    pub unreachable_hosts: Vec<String>,
+}
+
+fn params<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
+}
+
+/// Console output (stdout/stderr) of a VS's instances, kept per version on
+/// the hosts that ran them: time range, text filter, tail.
+#[utoipa::path(get, path = "/admin/title_regions/{tr}/virtual_servers/{name}/logs", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path), LogParams),
+    responses((status = 200, body = LogsView), (status = 400, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn logs(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+    q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LogsView>, ApiError> {
+    let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
+    let p = params(q)?;
+    let limit = p.limit.unwrap_or(1000).min(10_000);
+    let query = serde_json::json!({
+        "title_region": tr.as_str(), "vs_name": name.as_str(), "version": p.version,
+        "since_ms": p.since, "until_ms": p.until, "contains": p.contains,
+        "tail": p.tail, "limit": limit,
+    })
+    .to_string();
+    let hosts: Vec<HostId> = edge
+        .cluster
+        .consensus
+        .read(|s| s.hosts.keys().cloned().collect());
+    let gateway = crate::cluster::ClusterGateway(edge.cluster.clone());
+    let mut lines: Vec<LogLineView> = Vec::new();
+    let mut unreachable = Vec::new();
+    for h in hosts {
+        if !gateway.is_connected(&h) {
+            unreachable.push(h.to_string());
+            continue;
+        }
+        let reply = gateway
+            .send(
+                &h,
+                ServerToAgent::QueryVsLogs {
+                    query_json: query.clone(),
+                },
+            )
+            .await;
+        match reply {
+            Ok(AgentReply::VsLogs { lines_json }) => {
+                if let Ok(mut got) = serde_json::from_str::<Vec<LogLineView>>(&lines_json) {
+                    lines.append(&mut got);
+                }
+            }
+            _ => unreachable.push(h.to_string()),
+        }
+    }
+    lines.sort_by_key(|l| l.ts_ms);
+    if let Some(t) = p.tail {
+        let drop = lines.len().saturating_sub(t.min(limit));
+        lines.drain(..drop);
+    }
+    lines.truncate(limit);
+    Ok(Json(LogsView {
+        lines,
+        unreachable_hosts: unreachable,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccessLogView {
+    /// nginx "combined" lines, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// The access log of a VS on the node that answers (each node's edge keeps
+/// the log of the calls it proxied), in nginx's default format. Switch it on
+/// with `access_log: true` in the VS spec.
+#[utoipa::path(get, path = "/admin/title_regions/{tr}/virtual_servers/{name}/access_log", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path), LogParams),
+    responses((status = 200, body = AccessLogView), (status = 400, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn access_log(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+    q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AccessLogView>, ApiError> {
+    let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
+    let p = params(q)?;
+    let store = edge.cluster.vs.access_logs.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        let limit = p.tail.or(p.limit).unwrap_or(1000).min(10_000);
+        store.query(
+            tr.as_str(),
+            name.as_str(),
+            p.since,
+            p.until,
+            p.contains.as_deref(),
+            p.tail.is_some(),
+            limit,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(e.to_string()))?
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(AccessLogView { lines }))
+}
+
+/// Binds PGOS events to a VS's `/pgos_event`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventHandlerSpec {
+    /// The virtual server that receives the events.
+    pub virtual_server: String,
+    /// Event names (empty: all). Known: event_battle_session_placement_fulfilled,
+    /// event_battle_session_placement_timed_out, event_battle_session_placement_failed,
+    /// event_battle_session_started, event_battle_session_ended,
+    /// event_player_joined_battle_session, event_player_left_battle_session.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Passed as `args` in every event body.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub args: Option<serde_json::Value>,
+}
+
+fn args_text(v: Option<serde_json::Value>) -> Result<String, ApiError> {
+    match v {
+        None => Ok("{}".into()),
+        Some(v @ serde_json::Value::Object(_)) => Ok(v.to_string()),
+        Some(_) => Err(ApiError::bad_request("args must be a JSON object")),
+    }
+}
+
+/// Create or replace an event handler.
+#[utoipa::path(put, path = "/admin/title_regions/{tr}/event_handlers/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)), request_body = EventHandlerSpec,
+    responses((status = 204), (status = 400, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn put_event_handler(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+    ApiJson(spec): ApiJson<EventHandlerSpec>,
+) -> Result<StatusCode, ApiError> {
+    let h = EventHandler {
+        title_region_id: tr_id(&tr)?,
+        name: vs_name(&name)?,
+        vs: vs_name(&spec.virtual_server)?,
+        events: spec.events,
+        args: args_text(spec.args)?,
+    };
+    edge.cluster.propose(Command::PutEventHandler(h)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete an event handler.
+#[utoipa::path(delete, path = "/admin/title_regions/{tr}/event_handlers/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn delete_event_handler(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    edge.cluster
+        .propose(Command::DeleteEventHandler {
+            title_region_id: tr_id(&tr)?,
+            name: vs_name(&name)?,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A scheduled task that POSTs `/pgos_task` to a VS.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub virtual_server: String,
+    /// `{"interval": {"secs": 60}}` or `{"cron": {"expr": "*/5 * * * *"}}` (UTC).
+    pub schedule: TaskSchedule,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub args: Option<serde_json::Value>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Create or replace a scheduled task.
+#[utoipa::path(put, path = "/admin/title_regions/{tr}/tasks/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)), request_body = TaskSpec,
+    responses((status = 204), (status = 400, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn put_task(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+    ApiJson(spec): ApiJson<TaskSpec>,
+) -> Result<StatusCode, ApiError> {
+    edge.cluster
+        .propose(Command::PutTask {
+            title_region_id: tr_id(&tr)?,
+            name: vs_name(&name)?,
+            vs: vs_name(&spec.virtual_server)?,
+            schedule: spec.schedule,
+            args: args_text(spec.args)?,
+            enabled: spec.enabled,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a scheduled task.
+#[utoipa::path(delete, path = "/admin/title_regions/{tr}/tasks/{name}", tag = "Virtual servers admin",
+    params(("tr" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_token" = [])))]
+pub async fn delete_task(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path((tr, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    edge.cluster
+        .propose(Command::DeleteTask {
+            title_region_id: tr_id(&tr)?,
+            name: vs_name(&name)?,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TriggerView {
+    pub trigger_id: String,
+    pub kind: TriggerKind,
+    /// Event name or task name.
+    pub name: String,
+    pub virtual_server: String,
+    /// When the attempt was made (Unix ms).
+    pub at: u64,
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    /// The VS's answer (at most 1 KiB) or the delivery error.
+    pub response: String,
+    pub latency_ms: u64,
+    pub outcome: TriggerOutcome,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TriggerLogView {
+    pub records: Vec<TriggerView>,
+    /// Events waiting for delivery, in order.
+    pub pending_events: usize,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerParams {
+    /// event or task.
+    pub kind: Option<TriggerKind>,
+    /// Only this event or task name.
+    pub name: Option<String>,
+    /// The last N records (default 100).
+    pub limit: Option<usize>,
+}
+
+/// Trigger logs: every delivery attempt of an event or a task.
+#[utoipa::path(get, path = "/admin/title_regions/{tr}/trigger_logs", tag = "Virtual servers admin",
+    params(("tr" = String, Path), TriggerParams),
+    responses((status = 200, body = TriggerLogView)), security(("admin_token" = [])))]
+pub async fn trigger_logs(
+    State(edge): State<Edge>,
+    _: Admin,
+    Path(tr): Path<String>,
+    q: Result<Query<TriggerParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TriggerLogView>, ApiError> {
+    let tr = tr_id(&tr)?;
+    let p = params(q)?;
+    let limit = p.limit.unwrap_or(100).min(TRIGGER_LOG_KEPT);
+    let (mut records, pending_events) = edge
+        .cluster
+        .read(|s| {
+            let recs: Vec<TriggerView> = s
+                .trigger_log
+                .get(&tr)
+                .into_iter()
+                .flatten()
+                .filter(|r| p.kind.is_none_or(|k| k == r.kind))
+                .filter(|r| p.name.as_ref().is_none_or(|n| *n == r.name))
+                .map(|r| TriggerView {
+                    trigger_id: r.trigger_id.clone(),
+                    kind: r.kind,
+                    name: r.name.clone(),
+                    virtual_server: r.vs.to_string(),
+                    at: r.at,
+                    attempt: r.attempt,
+                    status_code: r.status_code,
+                    response: r.response.clone(),
+                    latency_ms: r.latency_ms,
+                    outcome: r.outcome,
+                })
+                .collect();
+            (recs, s.outbox.get(&tr).map_or(0, |q| q.len()))
+        })
+        .await?;
+    let drop = records.len().saturating_sub(limit);
+    records.drain(..drop);
+    Ok(Json(TriggerLogView {
+        records,
+        pending_events,
+    }))
+}

@@ -1,0 +1,952 @@
+//! Five-field cron schedules, in UTC, for scheduled VS tasks.
+//!
+//! `minute hour day-of-month month day-of-week`, as in Vixie cron:
+//!
+//! | Field        | Values | Names                       |
+//! |--------------|--------|-----------------------------|
+//! | minute       | 0–59   |                             |
+//! | hour         | 0–23   |                             |
+//! | day-of-month | 1–31   |                             |
+//! | month        | 1–12   | `JAN`–`DEC`                 |
+//! | day-of-week  | 0–7    | `SUN`–`SAT` (0 and 7 = Sunday) |
+//!
+//! Each field is a comma-separated list of `*`, `a`, `a-b`, `*/n`, `a-b/n`
+//! or `a/n` (`a` to the field's maximum, every `n`). Names are
+//! case-insensitive and may be used wherever a number may. The aliases
+//! `@yearly` (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`)
+//! and `@hourly` stand for `0 0 1 1 *`, `0 0 1 * *`, `0 0 * * 0`,
+//! `0 0 * * *` and `0 * * * *`.
+//!
+//! Days follow the Vixie rule: when both day-of-month and day-of-week are
+//! restricted (their text does not start with `*`), a day matches if
+//! **either** matches; otherwise it must match both (so `*/2` counts as
+//! unrestricted here, as in Vixie cron).
+//!
+//! A schedule that can never fire (`0 0 30 2 *`) parses, and
+//! [`CronSchedule::next_after`] returns `None` for it.
+//!
+//! Std only: the civil-date arithmetic ([`days_from_civil`],
+//! [`civil_from_days`]) is Howard Hinnant's.
+
+use std::fmt;
+use std::str::FromStr;
+
+const MS_PER_MINUTE: u64 = 60_000;
+const MINUTES_PER_DAY: u64 = 1_440;
+/// The Gregorian calendar repeats every 400 years (146 097 days, a whole
+/// number of weeks): a schedule that does not fire within 400 years of a
+/// time never fires after it.
+const SEARCH_YEARS: i64 = 401;
+
+/// One of the five fields of a cron expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CronField {
+    Minute,
+    Hour,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+}
+
+impl CronField {
+    const ALL: [CronField; 5] = [
+        CronField::Minute,
+        CronField::Hour,
+        CronField::DayOfMonth,
+        CronField::Month,
+        CronField::DayOfWeek,
+    ];
+
+    /// Smallest and largest value the field accepts.
+    pub fn bounds(self) -> (u32, u32) {
+        match self {
+            CronField::Minute => (0, 59),
+            CronField::Hour => (0, 23),
+            CronField::DayOfMonth => (1, 31),
+            CronField::Month => (1, 12),
+            CronField::DayOfWeek => (0, 7),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CronField::Minute => "minute",
+            CronField::Hour => "hour",
+            CronField::DayOfMonth => "day-of-month",
+            CronField::Month => "month",
+            CronField::DayOfWeek => "day-of-week",
+        }
+    }
+
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            CronField::Month => &[
+                "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+            ],
+            CronField::DayOfWeek => &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for CronField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a cron expression was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CronError {
+    /// Nothing but whitespace.
+    Empty,
+    /// Not five fields.
+    FieldCount { found: usize },
+    /// An `@alias` that is not one of the supported ones.
+    UnknownAlias(String),
+    /// Neither a number nor (where allowed) a name.
+    InvalidValue { field: CronField, value: String },
+    /// A number outside the field's bounds.
+    OutOfRange { field: CronField, value: u32 },
+    /// `a-b` with `a > b`.
+    ReversedRange { field: CronField, value: String },
+    /// A step that is not a positive number.
+    InvalidStep { field: CronField, value: String },
+}
+
+impl fmt::Display for CronError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CronError::Empty => f.write_str("empty cron expression"),
+            CronError::FieldCount { found } => write!(
+                f,
+                "a cron expression has 5 fields (minute hour day-of-month month \
+                 day-of-week), found {found}"
+            ),
+            CronError::UnknownAlias(a) => write!(
+                f,
+                "unknown cron alias '{a}' (expected @yearly, @annually, @monthly, \
+                 @weekly, @daily, @midnight or @hourly)"
+            ),
+            CronError::InvalidValue { field, value } => {
+                let (min, max) = field.bounds();
+                let names = field.names();
+                if names.is_empty() {
+                    write!(
+                        f,
+                        "invalid {field} value '{value}': expected a number {min}-{max}"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "invalid {field} value '{value}': expected a number {min}-{max} \
+                         or a name {}-{}",
+                        names[0],
+                        names[names.len() - 1]
+                    )
+                }
+            }
+            CronError::OutOfRange { field, value } => {
+                let (min, max) = field.bounds();
+                write!(f, "{field} value {value} is out of range {min}-{max}")
+            }
+            CronError::ReversedRange { field, value } => {
+                write!(f, "invalid {field} range '{value}': start is after end")
+            }
+            CronError::InvalidStep { field, value } => write!(
+                f,
+                "invalid {field} step in '{value}': expected a positive number"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CronError {}
+
+/// A parsed five-field cron schedule, evaluated in UTC.
+///
+/// Displays as the expression it was parsed from, with whitespace
+/// normalised (and an alias in lower case).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CronSchedule {
+    expr: String,
+    /// Bit `v` set when value `v` matches.
+    minutes: u64,
+    hours: u64,
+    days_of_month: u64,
+    months: u64,
+    /// Bits 0–6, Sunday = 0 (a 7 in the expression sets bit 0).
+    days_of_week: u64,
+    dom_restricted: bool,
+    dow_restricted: bool,
+}
+
+impl CronSchedule {
+    /// Parses a five-field expression or an `@alias`.
+    pub fn parse(expr: &str) -> Result<CronSchedule, CronError> {
+        let trimmed = expr.trim();
+        if trimmed.is_empty() {
+            return Err(CronError::Empty);
+        }
+        if trimmed.starts_with('@') {
+            let alias = trimmed.to_ascii_lowercase();
+            let fields = match alias.as_str() {
+                "@yearly" | "@annually" => "0 0 1 1 *",
+                "@monthly" => "0 0 1 * *",
+                "@weekly" => "0 0 * * 0",
+                "@daily" | "@midnight" => "0 0 * * *",
+                "@hourly" => "0 * * * *",
+                _ => return Err(CronError::UnknownAlias(trimmed.to_string())),
+            };
+            let mut schedule = Self::parse_fields(fields)?;
+            schedule.expr = alias;
+            return Ok(schedule);
+        }
+        Self::parse_fields(trimmed)
+    }
+
+    fn parse_fields(expr: &str) -> Result<CronSchedule, CronError> {
+        let parts: Vec<&str> = expr.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(CronError::FieldCount { found: parts.len() });
+        }
+        let mut masks = [0u64; 5];
+        for ((mask, field), text) in masks.iter_mut().zip(CronField::ALL).zip(&parts) {
+            *mask = parse_field(text, field)?;
+        }
+        let [minutes, hours, days_of_month, months, mut days_of_week] = masks;
+        if days_of_week & (1 << 7) != 0 {
+            days_of_week = (days_of_week & !(1 << 7)) | 1;
+        }
+        Ok(CronSchedule {
+            expr: parts.join(" "),
+            minutes,
+            hours,
+            days_of_month,
+            months,
+            days_of_week,
+            dom_restricted: !parts[2].starts_with('*'),
+            dow_restricted: !parts[4].starts_with('*'),
+        })
+    }
+
+    /// The expression, whitespace normalised.
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    /// The first fire time strictly after `unix_ms`: a whole minute, in
+    /// milliseconds since the Unix epoch. `None` when the schedule never
+    /// fires again (or the time does not fit a `u64`).
+    pub fn next_after(&self, unix_ms: u64) -> Option<u64> {
+        let start = unix_ms / MS_PER_MINUTE + 1; // minutes since the epoch
+        let mut day = i64::try_from(start / MINUTES_PER_DAY).ok()?;
+        // `start % MINUTES_PER_DAY` < 1440.
+        let mut minute_of_day = (start % MINUTES_PER_DAY) as u32;
+        let (start_year, _, _) = civil_from_days(day);
+        let (mut year, mut month, mut dom) = civil_from_days(day);
+        loop {
+            if year > start_year + SEARCH_YEARS {
+                return None;
+            }
+            if !bit(self.months, month) {
+                // Skip to the first day of the next month.
+                (year, month) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+                dom = 1;
+                day = days_from_civil(year, month, 1);
+                minute_of_day = 0;
+                continue;
+            }
+            if self.day_matches(dom, weekday(day)) {
+                if let Some(m) = self.first_minute_from(minute_of_day) {
+                    let day = u64::try_from(day).ok()?;
+                    return day
+                        .checked_mul(MINUTES_PER_DAY)?
+                        .checked_add(u64::from(m))?
+                        .checked_mul(MS_PER_MINUTE);
+                }
+            }
+            day += 1;
+            (year, month, dom) = civil_from_days(day);
+            minute_of_day = 0;
+        }
+    }
+
+    /// Whether the schedule fires in the minute that contains `unix_ms`.
+    pub fn matches(&self, unix_ms: u64) -> bool {
+        let minutes = unix_ms / MS_PER_MINUTE;
+        let Ok(day) = i64::try_from(minutes / MINUTES_PER_DAY) else {
+            return false;
+        };
+        let minute_of_day = (minutes % MINUTES_PER_DAY) as u32;
+        let (_, month, dom) = civil_from_days(day);
+        bit(self.months, month)
+            && self.day_matches(dom, weekday(day))
+            && bit(self.hours, minute_of_day / 60)
+            && bit(self.minutes, minute_of_day % 60)
+    }
+
+    fn day_matches(&self, dom: u32, dow: u32) -> bool {
+        let dom_ok = bit(self.days_of_month, dom);
+        let dow_ok = bit(self.days_of_week, dow);
+        if self.dom_restricted && self.dow_restricted {
+            dom_ok || dow_ok
+        } else {
+            dom_ok && dow_ok
+        }
+    }
+
+    /// The first matching minute of a day at or after `minute_of_day`.
+    fn first_minute_from(&self, minute_of_day: u32) -> Option<u32> {
+        let (h0, m0) = (minute_of_day / 60, minute_of_day % 60);
+        (h0..24).filter(|&h| bit(self.hours, h)).find_map(|h| {
+            let from = if h == h0 { m0 } else { 0 };
+            first_bit_from(self.minutes, from).map(|m| h * 60 + m)
+        })
+    }
+}
+
+impl FromStr for CronSchedule {
+    type Err = CronError;
+    fn from_str(s: &str) -> Result<Self, CronError> {
+        CronSchedule::parse(s)
+    }
+}
+
+impl TryFrom<&str> for CronSchedule {
+    type Error = CronError;
+    fn try_from(s: &str) -> Result<Self, CronError> {
+        CronSchedule::parse(s)
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+fn bit(mask: u64, v: u32) -> bool {
+    v < 64 && mask & (1u64 << v) != 0
+}
+
+fn first_bit_from(mask: u64, from: u32) -> Option<u32> {
+    if from >= 64 {
+        return None;
+    }
+    let rest = mask & (u64::MAX << from);
+    (rest != 0).then(|| rest.trailing_zeros())
+}
+
+/// The set of values a field's text selects, as a bit mask.
+fn parse_field(text: &str, field: CronField) -> Result<u64, CronError> {
+    let (min, max) = field.bounds();
+    let mut mask = 0u64;
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => {
+                let step = step.parse::<u32>().ok().filter(|&s| s > 0).ok_or_else(|| {
+                    CronError::InvalidStep {
+                        field,
+                        value: item.to_string(),
+                    }
+                })?;
+                (range, Some(step))
+            }
+            None => (item, None),
+        };
+        let (lo, hi) = if range == "*" {
+            (min, max)
+        } else if let Some((a, b)) = split_range(range) {
+            let (lo, hi) = (parse_value(a, field)?, parse_value(b, field)?);
+            if lo > hi {
+                return Err(CronError::ReversedRange {
+                    field,
+                    value: item.to_string(),
+                });
+            }
+            (lo, hi)
+        } else {
+            let v = parse_value(range, field)?;
+            // `a/n` runs from a to the field's maximum.
+            (v, if step.is_some() { max } else { v })
+        };
+        let step = step.unwrap_or(1);
+        let mut v = lo;
+        while v <= hi {
+            mask |= 1u64 << v;
+            v += step;
+        }
+    }
+    Ok(mask)
+}
+
+/// `a-b` split at its dash (`None` when there is no dash).
+fn split_range(range: &str) -> Option<(&str, &str)> {
+    range.split_once('-')
+}
+
+fn parse_value(text: &str, field: CronField) -> Result<u32, CronError> {
+    let (min, max) = field.bounds();
+    let invalid = || CronError::InvalidValue {
+        field,
+        value: text.to_string(),
+    };
+    let value = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u32 is out of range too.
+        text.parse::<u32>().unwrap_or(u32::MAX)
+    } else {
+        let i = field
+            .names()
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(text))
+            .ok_or_else(invalid)?;
+        // Months are numbered from 1, days of the week from 0 (Sunday).
+        i as u32 + min
+    };
+    if value < min || value > max {
+        return Err(CronError::OutOfRange { field, value });
+    }
+    Ok(value)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1–12,
+/// `day` 1–31).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400); // [0, 399]
+    let m = i64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // [0, 365]
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date (year, month 1–12, day 1–31) of a count of
+/// days since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Day of the week of a count of days since 1970-01-01, Sunday = 0.
+pub fn weekday(days: i64) -> u32 {
+    // 1970-01-01 was a Thursday.
+    (days + 4).rem_euclid(7) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unix milliseconds of a UTC date and time.
+    fn at(y: i64, mo: u32, d: u32, h: u32, mi: u32) -> u64 {
+        let days = days_from_civil(y, mo, d);
+        ((days * 1440 + i64::from(h * 60 + mi)) * 60_000) as u64
+    }
+
+    fn cron(expr: &str) -> CronSchedule {
+        CronSchedule::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    fn next(expr: &str, from: u64) -> Option<u64> {
+        cron(expr).next_after(from)
+    }
+
+    /// Human-readable form of a fire time, for assertion messages.
+    fn show(ms: Option<u64>) -> String {
+        match ms {
+            None => "never".into(),
+            Some(ms) => {
+                let min = (ms / 60_000) as i64;
+                let (y, m, d) = civil_from_days(min.div_euclid(1440));
+                let mod_ = min.rem_euclid(1440);
+                format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", mod_ / 60, mod_ % 60)
+            }
+        }
+    }
+
+    fn assert_next(expr: &str, from: u64, want: u64) {
+        let got = next(expr, from);
+        assert_eq!(
+            got,
+            Some(want),
+            "{expr} after {}: got {}, want {}",
+            show(Some(from)),
+            show(got),
+            show(Some(want))
+        );
+    }
+
+    /// The values a field selects.
+    fn values(mask: u64) -> Vec<u32> {
+        (0..64).filter(|&v| bit(mask, v)).collect()
+    }
+
+    fn err(expr: &str) -> CronError {
+        match CronSchedule::parse(expr) {
+            Ok(s) => panic!("{expr} parsed: {s:?}"),
+            Err(e) => e,
+        }
+    }
+
+    // ----- civil dates
+
+    #[test]
+    fn civil_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        // 2023-05-09 04:32:30.102 UTC, the seed's event_time.
+        let ms = 1_683_603_150_102u64;
+        assert_eq!(civil_from_days((ms / 86_400_000) as i64), (2023, 5, 9));
+        assert_eq!(weekday(0), 4); // Thursday
+        assert_eq!(weekday(days_from_civil(2026, 1, 1)), 4); // Thursday
+        assert_eq!(weekday(days_from_civil(2024, 2, 29)), 4);
+        assert_eq!(weekday(days_from_civil(1969, 12, 28)), 0); // Sunday
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        let mut prev = civil_from_days(-800_000);
+        for days in -799_999..800_000 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+            // Consecutive days are consecutive dates.
+            let (py, pm, pd) = prev;
+            let next_day = d == pd + 1 && m == pm && y == py;
+            let next_month =
+                d == 1 && ((m == pm + 1 && y == py) || (m == 1 && pm == 12 && y == py + 1));
+            assert!(next_day || next_month, "{prev:?} -> {:?}", (y, m, d));
+            prev = (y, m, d);
+        }
+    }
+
+    // ----- parsing
+
+    #[test]
+    fn parse_errors() {
+        assert_eq!(err(""), CronError::Empty);
+        assert_eq!(err("   "), CronError::Empty);
+        assert_eq!(err("* * * *"), CronError::FieldCount { found: 4 });
+        assert_eq!(err("* * * * * *"), CronError::FieldCount { found: 6 });
+        assert_eq!(err("@reboot"), CronError::UnknownAlias("@reboot".into()));
+        assert_eq!(err("@every"), CronError::UnknownAlias("@every".into()));
+
+        let out = |field, value| CronError::OutOfRange { field, value };
+        assert_eq!(err("60 * * * *"), out(CronField::Minute, 60));
+        assert_eq!(err("* 24 * * *"), out(CronField::Hour, 24));
+        assert_eq!(err("* * 0 * *"), out(CronField::DayOfMonth, 0));
+        assert_eq!(err("* * 32 * *"), out(CronField::DayOfMonth, 32));
+        assert_eq!(err("* * * 0 *"), out(CronField::Month, 0));
+        assert_eq!(err("* * * 13 *"), out(CronField::Month, 13));
+        assert_eq!(err("* * * * 8"), out(CronField::DayOfWeek, 8));
+        assert_eq!(err("1-99 * * * *"), out(CronField::Minute, 99));
+        assert_eq!(err("99999999999 * * * *"), out(CronField::Minute, u32::MAX));
+
+        let invalid = |field, value: &str| CronError::InvalidValue {
+            field,
+            value: value.into(),
+        };
+        assert_eq!(err("x * * * *"), invalid(CronField::Minute, "x"));
+        assert_eq!(err("MON * * * *"), invalid(CronField::Minute, "MON"));
+        assert_eq!(err("* * * * JAN"), invalid(CronField::DayOfWeek, "JAN"));
+        assert_eq!(err("* * * MON *"), invalid(CronField::Month, "MON"));
+        assert_eq!(err("* * * JANUARY *"), invalid(CronField::Month, "JANUARY"));
+        assert_eq!(err("1,,2 * * * *"), invalid(CronField::Minute, ""));
+        assert_eq!(err("1, * * * *"), invalid(CronField::Minute, ""));
+        assert_eq!(err("1- * * * *"), invalid(CronField::Minute, ""));
+        assert_eq!(err("-1 * * * *"), invalid(CronField::Minute, ""));
+        assert_eq!(err("1-2-3 * * * *"), invalid(CronField::Minute, "2-3"));
+        assert_eq!(err("+1 * * * *"), invalid(CronField::Minute, "+1"));
+        assert_eq!(err("** * * * *"), invalid(CronField::Minute, "**"));
+        assert_eq!(err("* ? * * *"), invalid(CronField::Hour, "?"));
+
+        assert_eq!(
+            err("* * 5-1 * *"),
+            CronError::ReversedRange {
+                field: CronField::DayOfMonth,
+                value: "5-1".into()
+            }
+        );
+        assert_eq!(
+            err("* * * DEC-JAN *"),
+            CronError::ReversedRange {
+                field: CronField::Month,
+                value: "DEC-JAN".into()
+            }
+        );
+        let step = |field, value: &str| CronError::InvalidStep {
+            field,
+            value: value.into(),
+        };
+        assert_eq!(err("*/0 * * * *"), step(CronField::Minute, "*/0"));
+        assert_eq!(err("* */x * * *"), step(CronField::Hour, "*/x"));
+        assert_eq!(err("* * * * 1-5/"), step(CronField::DayOfWeek, "1-5/"));
+        assert_eq!(err("*/-1 * * * *"), step(CronField::Minute, "*/-1"));
+        assert_eq!(err("*/1/2 * * * *"), step(CronField::Minute, "*/1/2"));
+    }
+
+    #[test]
+    fn error_messages_name_the_field_and_value() {
+        let msg = |expr: &str| err(expr).to_string();
+        assert_eq!(msg("61 * * * *"), "minute value 61 is out of range 0-59");
+        assert_eq!(
+            msg("* * * FOO *"),
+            "invalid month value 'FOO': expected a number 1-12 or a name JAN-DEC"
+        );
+        assert_eq!(
+            msg("* * * * funday"),
+            "invalid day-of-week value 'funday': expected a number 0-7 or a name SUN-SAT"
+        );
+        assert_eq!(
+            msg("* h * * *"),
+            "invalid hour value 'h': expected a number 0-23"
+        );
+        assert_eq!(
+            msg("* * 9-3 * *"),
+            "invalid day-of-month range '9-3': start is after end"
+        );
+        assert_eq!(
+            msg("*/0 * * * *"),
+            "invalid minute step in '*/0': expected a positive number"
+        );
+        assert!(msg("* *").contains("found 2"));
+        assert!(msg("@often").contains("'@often'"));
+        // It is a std error.
+        let e: Box<dyn std::error::Error> = Box::new(err(""));
+        assert_eq!(e.to_string(), "empty cron expression");
+    }
+
+    #[test]
+    fn operators() {
+        let s = cron("* * * * *");
+        assert_eq!(values(s.minutes), (0..60).collect::<Vec<_>>());
+        assert_eq!(values(s.hours), (0..24).collect::<Vec<_>>());
+        assert_eq!(values(s.days_of_month), (1..32).collect::<Vec<_>>());
+        assert_eq!(values(s.months), (1..13).collect::<Vec<_>>());
+        assert_eq!(values(s.days_of_week), (0..7).collect::<Vec<_>>());
+        assert!(!s.dom_restricted && !s.dow_restricted);
+
+        let s = cron("5,10,59 0 1,15 6 0");
+        assert_eq!(values(s.minutes), vec![5, 10, 59]);
+        assert_eq!(values(s.hours), vec![0]);
+        assert_eq!(values(s.days_of_month), vec![1, 15]);
+        assert_eq!(values(s.months), vec![6]);
+        assert_eq!(values(s.days_of_week), vec![0]);
+        assert!(s.dom_restricted && s.dow_restricted);
+
+        let s = cron("10-12 9-17 1-3 3-5 1-5");
+        assert_eq!(values(s.minutes), vec![10, 11, 12]);
+        assert_eq!(values(s.hours), (9..=17).collect::<Vec<_>>());
+        assert_eq!(values(s.days_of_month), vec![1, 2, 3]);
+        assert_eq!(values(s.months), vec![3, 4, 5]);
+        assert_eq!(values(s.days_of_week), vec![1, 2, 3, 4, 5]);
+
+        let s = cron("*/15 */6 */10 */5 */2");
+        assert_eq!(values(s.minutes), vec![0, 15, 30, 45]);
+        assert_eq!(values(s.hours), vec![0, 6, 12, 18]);
+        assert_eq!(values(s.days_of_month), vec![1, 11, 21, 31]);
+        assert_eq!(values(s.months), vec![1, 6, 11]);
+        assert_eq!(values(s.days_of_week), vec![0, 2, 4, 6]);
+        // `*/n` does not restrict the day fields (Vixie).
+        assert!(!s.dom_restricted && !s.dow_restricted);
+
+        let s = cron("5-30/10 1-23/11 2-9/3 2-12/5 1-7/3");
+        assert_eq!(values(s.minutes), vec![5, 15, 25]);
+        assert_eq!(values(s.hours), vec![1, 12, 23]);
+        assert_eq!(values(s.days_of_month), vec![2, 5, 8]);
+        assert_eq!(values(s.months), vec![2, 7, 12]);
+        assert_eq!(values(s.days_of_week), vec![0, 1, 4]); // 7 is Sunday
+
+        // `a/n`: from a to the maximum.
+        let s = cron("50/3 20/2 * * *");
+        assert_eq!(values(s.minutes), vec![50, 53, 56, 59]);
+        assert_eq!(values(s.hours), vec![20, 22]);
+
+        // A step larger than the range keeps the start only.
+        assert_eq!(values(cron("*/90 * * * *").minutes), vec![0]);
+
+        // Mixed lists, overlapping items.
+        let s = cron("0-4/2,3,*/20 * * * *");
+        assert_eq!(values(s.minutes), vec![0, 2, 3, 4, 20, 40]);
+    }
+
+    #[test]
+    fn names_and_sunday() {
+        let s = cron("0 0 * jan,Mar-MAY,dec mon-FRI");
+        assert_eq!(values(s.months), vec![1, 3, 4, 5, 12]);
+        assert_eq!(values(s.days_of_week), vec![1, 2, 3, 4, 5]);
+        assert_eq!(values(cron("0 0 * * sun").days_of_week), vec![0]);
+        assert_eq!(values(cron("0 0 * * 7").days_of_week), vec![0]);
+        assert_eq!(values(cron("0 0 * * 0,7").days_of_week), vec![0]);
+        assert_eq!(values(cron("0 0 * * FRI-7").days_of_week), vec![0, 5, 6]);
+        // SUN is 0, so SAT-SUN runs backwards; write SAT,SUN or 6-7.
+        assert!(matches!(
+            err("0 0 * * sat-SUN"),
+            CronError::ReversedRange {
+                field: CronField::DayOfWeek,
+                ..
+            }
+        ));
+        assert_eq!(values(cron("0 0 * * 6-7").days_of_week), vec![0, 6]);
+        assert_eq!(cron("0 0 * * 7"), cron("0 0 * * 7"));
+    }
+
+    #[test]
+    fn aliases() {
+        let same = |alias: &str, expr: &str| {
+            let a = cron(alias);
+            let e = cron(expr);
+            assert_eq!(
+                (
+                    a.minutes,
+                    a.hours,
+                    a.days_of_month,
+                    a.months,
+                    a.days_of_week
+                ),
+                (
+                    e.minutes,
+                    e.hours,
+                    e.days_of_month,
+                    e.months,
+                    e.days_of_week
+                ),
+                "{alias}"
+            );
+            assert_eq!(
+                (a.dom_restricted, a.dow_restricted),
+                (e.dom_restricted, e.dow_restricted)
+            );
+            assert_eq!(a.to_string(), alias.to_ascii_lowercase());
+        };
+        same("@hourly", "0 * * * *");
+        same("@daily", "0 0 * * *");
+        same("@midnight", "0 0 * * *");
+        same("@weekly", "0 0 * * 0");
+        same("@monthly", "0 0 1 * *");
+        same("@yearly", "0 0 1 1 *");
+        same("@annually", "0 0 1 1 *");
+        same("@DAILY", "0 0 * * *");
+
+        let from = at(2026, 5, 17, 10, 30); // a Sunday
+        assert_next("@hourly", from, at(2026, 5, 17, 11, 0));
+        assert_next("@daily", from, at(2026, 5, 18, 0, 0));
+        assert_next("@weekly", from, at(2026, 5, 24, 0, 0));
+        assert_next("@monthly", from, at(2026, 6, 1, 0, 0));
+        assert_next("@yearly", from, at(2027, 1, 1, 0, 0));
+    }
+
+    #[test]
+    fn display_from_str_round_trip() {
+        for expr in [
+            "* * * * *",
+            "*/5 1-3 1,15 JAN-mar MON-FRI",
+            "0 0 29 2 *",
+            "@weekly",
+        ] {
+            let s: CronSchedule = expr.parse().unwrap();
+            assert_eq!(s.to_string(), expr);
+            assert_eq!(s.as_str(), expr);
+            assert_eq!(CronSchedule::parse(&s.to_string()).unwrap(), s);
+            assert_eq!(CronSchedule::try_from(expr).unwrap(), s);
+        }
+        // Whitespace is normalised.
+        let s = cron("  0   12\t*  * \n 1-5 ");
+        assert_eq!(s.to_string(), "0 12 * * 1-5");
+        assert_eq!(s, cron("0 12 * * 1-5"));
+        assert_eq!(
+            " @Hourly ".parse::<CronSchedule>().unwrap().to_string(),
+            "@hourly"
+        );
+        assert!("61 * * * *".parse::<CronSchedule>().is_err());
+    }
+
+    // ----- next fire times
+
+    #[test]
+    fn next_is_strictly_after_and_on_a_whole_minute() {
+        let t = at(2026, 3, 10, 12, 0);
+        // Exactly at a fire time: the next one.
+        assert_next("* * * * *", t, t + 60_000);
+        assert_next("0 12 * * *", t, at(2026, 3, 11, 12, 0));
+        // Within the minute.
+        assert_next("* * * * *", t + 1, t + 60_000);
+        assert_next("* * * * *", t + 59_999, t + 60_000);
+        assert_next("0 12 * * *", t + 30_000, at(2026, 3, 11, 12, 0));
+        // A millisecond before.
+        assert_next("0 12 * * *", t - 1, t);
+        assert_next("30 12 * * *", t + 123, at(2026, 3, 10, 12, 30));
+        for from in [0u64, 1, 59_999, 60_000, 1_683_603_150_102, t + 7] {
+            for expr in ["* * * * *", "*/7 * * * *", "0 0 * * *", "13 4 * * 2"] {
+                let n = next(expr, from).unwrap();
+                assert!(n > from, "{expr} after {from}: {n}");
+                assert_eq!(n % 60_000, 0);
+                assert!(cron(expr).matches(n));
+            }
+        }
+        // The epoch itself.
+        assert_next("0 0 * * *", 0, 86_400_000);
+        assert_next("* * * * *", 0, 60_000);
+    }
+
+    #[test]
+    fn rollovers() {
+        // Minute -> hour.
+        assert_next(
+            "*/20 * * * *",
+            at(2026, 1, 1, 10, 41),
+            at(2026, 1, 1, 11, 0),
+        );
+        // Hour -> day.
+        assert_next("15 9 * * *", at(2026, 1, 1, 9, 16), at(2026, 1, 2, 9, 15));
+        // Day -> month.
+        assert_next("0 0 1 * *", at(2026, 1, 31, 23, 59), at(2026, 2, 1, 0, 0));
+        // Month -> year.
+        assert_next("0 0 * * *", at(2026, 12, 31, 23, 59), at(2027, 1, 1, 0, 0));
+        assert_next(
+            "59 23 31 12 *",
+            at(2026, 12, 31, 23, 59),
+            at(2027, 12, 31, 23, 59),
+        );
+        // Months without the day are skipped.
+        assert_next("0 0 31 * *", at(2026, 3, 31, 0, 0), at(2026, 5, 31, 0, 0));
+        assert_next("0 0 30 * *", at(2026, 1, 30, 0, 0), at(2026, 3, 30, 0, 0));
+        // Month restrictions.
+        assert_next(
+            "0 6 1 JUN,SEP *",
+            at(2026, 7, 15, 0, 0),
+            at(2026, 9, 1, 6, 0),
+        );
+        assert_next(
+            "0 6 1 JUN,SEP *",
+            at(2026, 9, 1, 6, 0),
+            at(2027, 6, 1, 6, 0),
+        );
+    }
+
+    #[test]
+    fn leap_years() {
+        assert_next("0 0 29 2 *", at(2026, 1, 1, 0, 0), at(2028, 2, 29, 0, 0));
+        assert_next("0 0 29 2 *", at(2024, 2, 29, 0, 0), at(2028, 2, 29, 0, 0));
+        assert_next("0 0 29 2 *", at(2024, 2, 28, 23, 59), at(2024, 2, 29, 0, 0));
+        // 2100 is not a leap year, 2000 was.
+        assert_next("0 0 29 2 *", at(2097, 3, 1, 0, 0), at(2104, 2, 29, 0, 0));
+        assert_next("0 0 29 2 *", at(1999, 1, 1, 0, 0), at(2000, 2, 29, 0, 0));
+        // The last day of February.
+        assert_next("0 0 * 3 *", at(2028, 2, 28, 12, 0), at(2028, 3, 1, 0, 0));
+        assert_next(
+            "0 12 28-29 2 *",
+            at(2028, 2, 28, 12, 0),
+            at(2028, 2, 29, 12, 0),
+        );
+        assert_next(
+            "0 12 28-29 2 *",
+            at(2027, 2, 28, 12, 0),
+            at(2028, 2, 28, 12, 0),
+        );
+    }
+
+    #[test]
+    fn never_fires() {
+        assert_eq!(next("0 0 30 2 *", at(2026, 1, 1, 0, 0)), None);
+        assert_eq!(next("0 0 31 4,6,9,11 *", at(2026, 1, 1, 0, 0)), None);
+        // Too late for a u64.
+        assert_eq!(next("* * * * *", u64::MAX), None);
+        let last_minute = u64::MAX / 60_000 * 60_000;
+        assert_eq!(next("* * * * *", last_minute - 1), Some(last_minute));
+        assert_eq!(next("* * * * *", last_minute), None);
+    }
+
+    #[test]
+    fn day_of_month_or_day_of_week() {
+        // Both restricted: the 13th OR a Friday.
+        // 2026-03-01 is a Sunday: Friday 6th comes before the 13th.
+        let from = at(2026, 3, 1, 0, 0);
+        assert_next("0 0 13 * FRI", from, at(2026, 3, 6, 0, 0));
+        assert_next("0 0 13 * FRI", at(2026, 3, 6, 0, 0), at(2026, 3, 13, 0, 0)); // also a Friday
+        assert_next("0 0 13 * FRI", at(2026, 3, 13, 0, 0), at(2026, 3, 20, 0, 0));
+        assert_next("0 0 2 * FRI", from, at(2026, 3, 2, 0, 0)); // Monday the 2nd
+                                                                // Day-of-week unrestricted: day-of-month alone decides.
+        assert_next("0 0 13 * *", from, at(2026, 3, 13, 0, 0));
+        // Day-of-month unrestricted: day-of-week alone decides.
+        assert_next("0 0 * * FRI", from, at(2026, 3, 6, 0, 0));
+        assert_next("0 0 * * 0", from, at(2026, 3, 8, 0, 0));
+        assert_next("0 0 * * 7", from, at(2026, 3, 8, 0, 0));
+        // A star-step counts as unrestricted (Vixie): odd days AND Mondays.
+        // Mondays of March 2026: 2, 9, 16, 23, 30 -> the 9th is the first odd one.
+        assert_next("0 0 */2 * MON", from, at(2026, 3, 9, 0, 0));
+        // ... while a range makes it restricted: days 1-31 step 2 OR Monday.
+        assert_next(
+            "0 0 1-31/2 * MON",
+            at(2026, 3, 1, 0, 0),
+            at(2026, 3, 2, 0, 0),
+        );
+        // With a month restriction, the OR applies inside those months only.
+        assert_next("0 0 1 FEB SUN", at(2026, 2, 2, 0, 0), at(2026, 2, 8, 0, 0));
+        assert_next("0 0 1 FEB SUN", at(2026, 2, 28, 0, 0), at(2027, 2, 1, 0, 0));
+    }
+
+    /// next_after agrees with a minute-by-minute scan using `matches`.
+    #[test]
+    fn agrees_with_brute_force() {
+        let exprs = [
+            "* * * * *",
+            "*/7 * * * *",
+            "5-10,40 */5 * * *",
+            "0 0 * * *",
+            "30 23 * * 1-5",
+            "0 12 13 * FRI",
+            "0 0 */3 * MON",
+            "15 3 1,15,31 * *",
+            "0 0 * FEB,MAR SUN",
+            "0 */4 29-31 * *",
+            "59 23 28-31 * 0",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let lo = at(2023, 1, 1, 0, 0);
+        let span = at(2031, 1, 1, 0, 0) - lo;
+        for expr in exprs {
+            let s = cron(expr);
+            for _ in 0..12 {
+                let from = lo + rand() % span;
+                let want = {
+                    let mut t = (from / 60_000 + 1) * 60_000;
+                    while !s.matches(t) {
+                        t += 60_000;
+                    }
+                    t
+                };
+                assert_eq!(
+                    s.next_after(from),
+                    Some(want),
+                    "{expr} after {}",
+                    show(Some(from))
+                );
+            }
+        }
+    }
+}
