@@ -223,21 +223,9 @@ impl TestCluster {
                 cuts: self.cuts.clone(),
             }),
         };
-        // A restarted node reuses its ports; the previous instance's UDP
-        // socket may take a moment to be released.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let node = loop {
-            match ServerNode::start_with(&cfg, &identity, Some(transport.clone())).await {
-                Ok(n) => break n,
-                Err(e)
-                    if e.to_string().contains("in use")
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        // A restarted node reuses its ports: `ServerNode::shutdown` returns
+        // once they are free.
+        let node = ServerNode::start_with(&cfg, &identity, Some(transport)).await?;
         if self.opts.net == Net::Memory {
             self.router.register(id, node.handler.clone());
         }
@@ -518,6 +506,14 @@ impl SimInner {
                 });
                 AgentReply::Ok
             }
+            // The simulated agent runs no virtual servers.
+            ServerToAgent::StartVsInstance { .. } | ServerToAgent::QueryVsLogs { .. } => {
+                AgentReply::Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    "this simulated agent runs no virtual servers",
+                ))
+            }
+            ServerToAgent::StopVsInstance { .. } => AgentReply::Ok,
             ServerToAgent::TerminateBattleSession {
                 process_id,
                 battle_session_id,

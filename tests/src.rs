@@ -386,3 +386,176 @@ impl GameClient {
         Ok(())
     }
 }
+
+/// The Python sample virtual server (`examples/python-vs/vs.py`).
+pub fn python_vs_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-vs/vs.py")
+}
+
+/// A VS spec running the Python sample, with `extra` fields merged in.
+pub fn python_vs_spec(extra: Value) -> Value {
+    let mut spec = json!({
+        "source": {"process": {"command": "python3"}},
+        "args": [python_vs_script().display().to_string()],
+        "listen_port": 8080,
+        "cpu_millicores": 1000,
+        "memory_mb": 256,
+    });
+    if let (Some(m), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    spec
+}
+
+/// An HTTP answer, status, headers and body as text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl Backend {
+    fn signed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let ts = now_millis() as i64 / 1000;
+        let ticket = sign_ticket(
+            &self.secret_key,
+            &self.title_id,
+            &self.title_region_id,
+            &self.secret_id,
+            ts,
+        );
+        req.header("TitleId", &self.title_id)
+            .header("TitleRegionId", &self.title_region_id)
+            .header("SecretId", &self.secret_id)
+            .header("ServerTicket", ticket)
+    }
+
+    /// Invokes `/virtualserver/invoke/{vs}{path}` as the game backend, with
+    /// extra `headers`.
+    pub async fn invoke(
+        &self,
+        method: &str,
+        vs_and_path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Answer> {
+        let url = format!("{}/virtualserver/invoke/{vs_and_path}", self.base);
+        let mut req = self
+            .client
+            .request(method.parse()?, url)
+            .timeout(Duration::from_secs(30))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        answer(self.signed(req).send().await?).await
+    }
+
+    /// Invokes `/virtualserver/client/invoke/{vs}{path}` as a game client
+    /// holding `player_ticket`.
+    pub async fn invoke_as_client(
+        &self,
+        vs_and_path: &str,
+        player_ticket: &str,
+    ) -> anyhow::Result<Answer> {
+        let url = format!("{}/virtualserver/client/invoke/{vs_and_path}", self.base);
+        let res = self
+            .client
+            .get(url)
+            .header("TitleId", &self.title_id)
+            .header("TitleRegionId", &self.title_region_id)
+            .header("PlayerTicket", player_ticket)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        answer(res).await
+    }
+
+    /// Calls the admin API with the admin token.
+    pub async fn admin(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self
+            .client
+            .request(method.parse()?, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await?).await
+    }
+}
+
+async fn answer(res: reqwest::Response) -> anyhow::Result<Answer> {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.text().await?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+impl Cluster {
+    /// Admin API call on this cluster's node.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Answer> {
+        let token = self.node().admin_token.clone();
+        self.backend.admin(&token, method, path, body).await
+    }
+
+    /// Creates or updates a VS of the dev title region; insists on 200.
+    pub async fn put_vs(&self, name: &str, spec: Value) -> anyhow::Result<Value> {
+        let a = self
+            .admin(
+                "PUT",
+                &format!("/admin/title_regions/{DEV_TITLE_REGION}/virtual_servers/{name}"),
+                Some(spec),
+            )
+            .await?;
+        if a.status != 200 {
+            bail!("PUT virtual server {name}: {} {}", a.status, a.body);
+        }
+        Ok(a.json())
+    }
+
+    /// Instances of a VS of the dev title region, as replicated.
+    pub fn vs_instances(&self, name: &str) -> Vec<VsInstance> {
+        let tr = TitleRegionId::new_unchecked(DEV_TITLE_REGION);
+        let name = VsName::parse(name).expect("vs name");
+        self.read(|s| s.vs_instances_of(&tr, &name).cloned().collect())
+    }
+
+    /// Waits until `n` instances of the VS are RUNNING; returns them.
+    pub async fn wait_vs_running(&self, name: &str, n: usize) -> anyhow::Result<Vec<VsInstance>> {
+        wait_for(
+            &format!("{n} running instances of {name}"),
+            Duration::from_secs(60),
+            || async {
+                let running: Vec<VsInstance> = self
+                    .vs_instances(name)
+                    .into_iter()
+                    .filter(|i| i.status == VsInstanceStatus::Running)
+                    .collect();
+                (running.len() >= n).then_some(running)
+            },
+        )
+        .await
+    }
+}

@@ -123,7 +123,8 @@ impl Actor for NodeActor {
             sessions = sessions.len(),
             "rebuilding actors from committed state"
         );
-        let regions: Vec<TitleRegionId> = st.deps.read(|s| s.title_regions.keys().cloned().collect());
+        let regions: Vec<TitleRegionId> =
+            st.deps.read(|s| s.title_regions.keys().cloned().collect());
         for r in regions {
             st.vs_region(&myself, &r).await;
         }

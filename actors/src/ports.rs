@@ -1,10 +1,10 @@
 //! What the actors need from the rest of the node, as traits: the node
 //! wires consensus and the agent links in; tests can wire anything.
 
+use crate::vs::{Delivery, Site};
 use futures::future::BoxFuture;
 use respawn_consensus::{Applied, Command, PlacementState, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
-use crate::vs::{Delivery, Site};
 use respawn_types::{HostId, TitleRegionId, VsName};
 use std::collections::HashMap;
 use std::sync::Arc;

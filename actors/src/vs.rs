@@ -157,8 +157,8 @@ impl Actor for VsActor {
                 status,
                 removed,
             } => {
-                let fresh = status == VsInstanceStatus::Deploying
-                    && !st.sent.contains_key(&instance_id);
+                let fresh =
+                    status == VsInstanceStatus::Deploying && !st.sent.contains_key(&instance_id);
                 if removed {
                     st.sent.remove(&instance_id);
                 } else if status == VsInstanceStatus::Stopping || fresh {
@@ -299,9 +299,10 @@ impl VsState {
                     .map(|i| (i.host_id.clone(), i.status))
             });
             match cur {
-                Some((host, status @ (VsInstanceStatus::Deploying | VsInstanceStatus::Stopping))) => {
-                    self.deliver_instance(&id, &host, status)
-                }
+                Some((
+                    host,
+                    status @ (VsInstanceStatus::Deploying | VsInstanceStatus::Stopping),
+                )) => self.deliver_instance(&id, &host, status),
                 _ => {
                     self.sent.remove(&id);
                 }
@@ -315,7 +316,10 @@ impl VsState {
                 instance_id: id.clone(),
             }
         } else {
-            let Some(spec) = self.deps.read(|s| instance_spec(s, id, &self.deps.vs.site())) else {
+            let Some(spec) = self
+                .deps
+                .read(|s| instance_spec(s, id, &self.deps.vs.site()))
+            else {
                 return;
             };
             match serde_json::to_string(&spec) {
@@ -565,7 +569,10 @@ pub fn instance_spec(
     put("PGOS_Title_Region_Name", &tr.name);
     put("PGOS_Title_Region_Type", &site.region_type);
     put("PGOS_Title_Region_Cloud_Provider", &site.cloud_provider);
-    put("PGOS_Title_Region_Backend_API_Domain", &site.backend_api_domain);
+    put(
+        "PGOS_Title_Region_Backend_API_Domain",
+        &site.backend_api_domain,
+    );
     put("PGOS_Title_Region_CLI_API_Domain", &site.backend_api_domain);
     put("PGOS_VS_Name", i.vs.as_str());
     put("PGOS_VS_Version", &i.version.to_string());

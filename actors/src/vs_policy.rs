@@ -337,7 +337,9 @@ mod tests {
         });
         let plan = w.plan(&["h1", "h2"]);
         assert_eq!(plan.len(), 1);
-        assert!(matches!(&plan[0], VsAction::Place { host, version: 1, .. } if host.as_str() == "h1"));
+        assert!(
+            matches!(&plan[0], VsAction::Place { host, version: 1, .. } if host.as_str() == "h1")
+        );
         let mut n = 0;
         w.carry(plan, &mut n);
         assert!(w.plan(&["h1", "h2"]).is_empty());
@@ -446,7 +448,10 @@ mod tests {
             version: 2,
             host_id: HostId::new_unchecked("h1"),
         });
-        assert!(w.plan(&["h1"]).is_empty(), "old instance kept while v2 deploys");
+        assert!(
+            w.plan(&["h1"]).is_empty(),
+            "old instance kept while v2 deploys"
+        );
         w.ok(Command::ReportVsInstance {
             instance_id: VsInstanceId::new_unchecked("vsi-new"),
             host_id: HostId::new_unchecked("h1"),

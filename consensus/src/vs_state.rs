@@ -83,14 +83,24 @@ impl PlacementState {
             .filter(move |i| &i.title_region_id == tr && &i.vs == name)
     }
 
-    fn vs_mut(&mut self, tr: &TitleRegionId, name: &VsName) -> Result<&mut VirtualServer, Rejection> {
+    fn vs_mut(
+        &mut self,
+        tr: &TitleRegionId,
+        name: &VsName,
+    ) -> Result<&mut VirtualServer, Rejection> {
         self.virtual_servers
             .get_mut(tr)
             .and_then(|m| m.get_mut(name))
             .ok_or_else(|| Rejection::not_found("virtual server", name))
     }
 
-    fn retire_instance(&mut self, at: UnixMillis, id: &VsInstanceId, reason: &str, ev: &mut Vec<Event>) {
+    fn retire_instance(
+        &mut self,
+        at: UnixMillis,
+        id: &VsInstanceId,
+        reason: &str,
+        ev: &mut Vec<Event>,
+    ) {
         if let Some(i) = self.vs_instances.get_mut(id) {
             if i.status == VsInstanceStatus::Stopping {
                 return;
@@ -107,8 +117,18 @@ impl PlacementState {
         }
     }
 
-    fn retire_all(&mut self, at: UnixMillis, tr: &TitleRegionId, name: &VsName, reason: &str, ev: &mut Vec<Event>) {
-        let ids: Vec<VsInstanceId> = self.vs_instances_of(tr, name).map(|i| i.id.clone()).collect();
+    fn retire_all(
+        &mut self,
+        at: UnixMillis,
+        tr: &TitleRegionId,
+        name: &VsName,
+        reason: &str,
+        ev: &mut Vec<Event>,
+    ) {
+        let ids: Vec<VsInstanceId> = self
+            .vs_instances_of(tr, name)
+            .map(|i| i.id.clone())
+            .collect();
         for id in ids {
             self.retire_instance(at, &id, reason, ev);
         }
@@ -127,7 +147,10 @@ impl PlacementState {
                     title_region_id: title_region_id.clone(),
                     name: name.clone(),
                 };
-                let map = self.virtual_servers.entry(title_region_id.clone()).or_default();
+                let map = self
+                    .virtual_servers
+                    .entry(title_region_id.clone())
+                    .or_default();
                 match map.get_mut(name) {
                     Some(vs) => {
                         if &vs.spec == spec {
@@ -241,7 +264,9 @@ impl PlacementState {
                     .virtual_server(title_region_id, name)
                     .ok_or_else(|| Rejection::not_found("virtual server", name))?;
                 if vs.desired != VsDesired::Running {
-                    return Err(Rejection::InvalidState(format!("virtual server {name} is stopped")));
+                    return Err(Rejection::InvalidState(format!(
+                        "virtual server {name} is stopped"
+                    )));
                 }
                 if vs.version != *version {
                     return Err(Rejection::InvalidState(format!(
@@ -278,7 +303,10 @@ impl PlacementState {
                 });
                 Ok(Applied::Done)
             }
-            Command::RetireVsInstance { instance_id, reason } => {
+            Command::RetireVsInstance {
+                instance_id,
+                reason,
+            } => {
                 let i = self
                     .vs_instances
                     .get(instance_id)
@@ -305,7 +333,10 @@ impl PlacementState {
                         )));
                     }
                 }
-                let m = self.event_handlers.entry(h.title_region_id.clone()).or_default();
+                let m = self
+                    .event_handlers
+                    .entry(h.title_region_id.clone())
+                    .or_default();
                 if m.get(&h.name) == Some(h) {
                     return Ok(Applied::Unchanged);
                 }
@@ -381,7 +412,10 @@ impl PlacementState {
                 title_region_id,
                 name,
             } => {
-                let removed = self.tasks.get_mut(title_region_id).and_then(|m| m.remove(name));
+                let removed = self
+                    .tasks
+                    .get_mut(title_region_id)
+                    .and_then(|m| m.remove(name));
                 if removed.is_none() {
                     return Err(Rejection::not_found("task", name));
                 }
@@ -411,7 +445,11 @@ impl PlacementState {
                     }
                 }
                 if let Some(t) = task {
-                    if let Some(t) = self.tasks.get_mut(title_region_id).and_then(|m| m.get_mut(t)) {
+                    if let Some(t) = self
+                        .tasks
+                        .get_mut(title_region_id)
+                        .and_then(|m| m.get_mut(t))
+                    {
                         t.last_fired_at = Some(record.at);
                     }
                 }
@@ -472,7 +510,10 @@ impl PlacementState {
         let before = (i.status, i.port, i.reason.clone(), i.detail.clone());
         match report {
             VsInstanceReport::Deploying => {
-                if matches!(i.status, VsInstanceStatus::Running | VsInstanceStatus::Abnormal) {
+                if matches!(
+                    i.status,
+                    VsInstanceStatus::Running | VsInstanceStatus::Abnormal
+                ) {
                     i.restarts += 1;
                 }
                 i.status = VsInstanceStatus::Deploying;
@@ -611,7 +652,9 @@ impl PlacementState {
                     let name = match status {
                         PlayerBattleSessionStatus::Active => "event_player_joined_battle_session",
                         PlayerBattleSessionStatus::Completed
-                        | PlayerBattleSessionStatus::Disconnected => "event_player_left_battle_session",
+                        | PlayerBattleSessionStatus::Disconnected => {
+                            "event_player_left_battle_session"
+                        }
                         _ => continue,
                     };
                     let Some(p) = self.player_battle_sessions.get(player_battle_session_id) else {
@@ -663,7 +706,9 @@ impl PlacementState {
             }
         }
         for tr in touched {
-            events.push(Event::OutboxAppended { title_region_id: tr });
+            events.push(Event::OutboxAppended {
+                title_region_id: tr,
+            });
         }
     }
 }

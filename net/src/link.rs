@@ -51,6 +51,9 @@ pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_REASON_LEN: usize = 200;
 /// Accepted links waiting for [`Endpoint::accept`].
 const ACCEPT_QUEUE: usize = 64;
+/// [`Endpoint::shutdown`] lets closed connections drain this long at most
+/// before it closes the socket.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// Who is at the other end of a link, as proven by its certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,11 +71,13 @@ pub struct PeerInfo {
 /// Cheap to clone; the listener stops when the last clone is dropped or
 /// [`Endpoint::close`] is called.
 ///
-/// The UDP socket is closed only once every clone of the endpoint **and
-/// every [`Link`] it carries** (clones included) are dropped and the
-/// closed connections have drained: a link kept anywhere keeps the port
-/// bound. [`Endpoint::shutdown`] closes everything and waits for the
-/// socket to be released; [`Endpoint::released`] observes it.
+/// By itself, the UDP socket is closed only once every clone of the
+/// endpoint **and every [`Link`] it carries** (clones included) are dropped
+/// and the closed connections have drained (three probe timeouts: seconds
+/// when a busy machine has inflated the RTT estimates). To free the port at
+/// a known moment, use [`Endpoint::shutdown`]: it closes everything, gives
+/// the close a moment to reach the peers, then closes the socket itself.
+/// [`Endpoint::released`] observes the socket's closing.
 #[derive(Clone)]
 pub struct Endpoint {
     inner: Arc<EndpointInner>,
@@ -83,6 +88,8 @@ struct EndpointInner {
     /// Handshaken incoming links; `None` for a client-only endpoint.
     incoming: Option<Mutex<mpsc::Receiver<Result<Link, NetError>>>>,
     accept_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The socket quinn uses, to close it on shutdown.
+    socket: Arc<EndpointSocket>,
     /// Closed (its sender dropped) once the UDP socket is closed.
     released: watch::Receiver<()>,
 }
@@ -106,7 +113,8 @@ impl Endpoint {
     /// tokio runtime.
     pub fn server(bind: SocketAddr, identity: &Identity) -> Result<Endpoint, NetError> {
         let socket = std::net::UdpSocket::bind(bind).map_err(NetError::Socket)?;
-        let (mut quic, released) = quinn_endpoint(socket, Some(tls::server_config(identity)?))?;
+        let (mut quic, socket, released) =
+            quinn_endpoint(socket, Some(tls::server_config(identity)?))?;
         quic.set_default_client_config(tls::client_config(identity)?);
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let task = tokio::spawn(accept_loop(quic.clone(), tx));
@@ -115,6 +123,7 @@ impl Endpoint {
                 quic,
                 incoming: Some(Mutex::new(rx)),
                 accept_task: std::sync::Mutex::new(Some(task)),
+                socket,
                 released,
             }),
         })
@@ -137,13 +146,14 @@ impl Endpoint {
             }
         }
         socket.bind(&bind.into()).map_err(NetError::Socket)?;
-        let (mut quic, released) = quinn_endpoint(socket.into(), None)?;
+        let (mut quic, socket, released) = quinn_endpoint(socket.into(), None)?;
         quic.set_default_client_config(tls::client_config(identity)?);
         Ok(Endpoint {
             inner: Arc::new(EndpointInner {
                 quic,
                 incoming: None,
                 accept_task: std::sync::Mutex::new(None),
+                socket,
                 released,
             }),
         })
@@ -209,7 +219,8 @@ impl Endpoint {
     /// Closes every connection of this endpoint and stops listening.
     ///
     /// The socket stays bound until every clone of the endpoint and of its
-    /// links is dropped; see [`shutdown`](Self::shutdown).
+    /// links is dropped and the connections have drained; see
+    /// [`shutdown`](Self::shutdown) to free the port at once.
     pub fn close(&self) {
         self.inner
             .quic
@@ -230,16 +241,18 @@ impl Endpoint {
         }
     }
 
-    /// Closes the endpoint and waits, at most `within`, until its UDP
-    /// socket is closed: every connection closed (peers are told at once)
-    /// and drained, the accept loop and its handshakes stopped, links not
-    /// yet accepted dropped, then this handle dropped.
+    /// Closes the endpoint and its UDP socket; returns once the socket is
+    /// closed (its port free), within `within`.
     ///
-    /// The socket can only be released once every other clone of this
-    /// endpoint and every [`Link`] it carries are dropped too: the caller
-    /// must have stopped whatever holds them. Fails with
-    /// [`NetError::Timeout`] if the socket is still open after `within`
-    /// (something still holds a clone).
+    /// In order: every connection is closed (the peers are told at once),
+    /// the accept loop and its handshakes stop, links accepted but not yet
+    /// taken are dropped, the closed connections get up to
+    /// [`CLOSE_GRACE`] to drain (so that a peer whose packets crossed the
+    /// close hears it again), then the socket itself is closed, whether or
+    /// not clones of this endpoint or of its links are still held
+    /// elsewhere: they can no longer send or receive anything. Fails with
+    /// [`NetError::Timeout`] only if the socket is still open after
+    /// `within` (a send to it was still in progress).
     pub async fn shutdown(self, within: Duration) -> Result<(), NetError> {
         let deadline = tokio::time::Instant::now() + within;
         let released = self.released();
@@ -261,24 +274,27 @@ impl Endpoint {
                 while rx.try_recv().is_ok() {}
             }
         }
-        // Closed connections drain (3 PTOs: milliseconds on a LAN) so that
-        // the peers hear of the close; quinn frees the socket after that.
-        let _ = tokio::time::timeout_at(deadline, self.inner.quic.wait_idle()).await;
-        let open = self.inner.quic.open_connections();
+        // Closed connections linger for three probe timeouts, answering
+        // late packets with the close again. On a LAN that is a few
+        // milliseconds, but a busy machine inflates the RTT estimates (and
+        // the probe timeout with them) to seconds: wait a little, not that.
+        let grace = deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
+        let _ = tokio::time::timeout_at(grace, self.inner.quic.wait_idle()).await;
+        let draining = self.inner.quic.open_connections();
+        if draining > 0 {
+            tracing::debug!(
+                draining,
+                "closing the UDP socket of an endpoint with connections still draining"
+            );
+        }
+        self.inner.socket.close();
         drop(self);
         match tokio::time::timeout_at(deadline, released).await {
             Ok(()) => Ok(()),
-            Err(_) => {
-                tracing::warn!(
-                    open_connections = open,
-                    "QUIC endpoint closed but its UDP socket is still held \
-                     (a clone of the endpoint or of one of its links is alive)"
-                );
-                Err(NetError::Timeout {
-                    what: "release of the UDP socket",
-                    after: within,
-                })
-            }
+            Err(_) => Err(NetError::Timeout {
+                what: "closing the UDP socket",
+                after: within,
+            }),
         }
     }
 }
@@ -289,52 +305,102 @@ fn lock_task(
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A quinn endpoint on `socket`, and a receiver closed when the socket is.
+/// A quinn endpoint on `socket`, the socket as quinn sees it, and a
+/// receiver closed when the socket is.
 fn quinn_endpoint(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
-) -> Result<(quinn::Endpoint, watch::Receiver<()>), NetError> {
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| NetError::Socket(io::Error::other("no async runtime found")))?;
-    let (released_tx, released) = watch::channel(());
-    let socket = TrackedSocket {
-        inner: runtime.wrap_udp_socket(socket).map_err(NetError::Socket)?,
-        _released: released_tx,
-    };
+) -> Result<(quinn::Endpoint, Arc<EndpointSocket>, watch::Receiver<()>), NetError> {
+    let (socket, released) = EndpointSocket::new(socket).map_err(NetError::Socket)?;
     let quic = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
         server,
-        Arc::new(socket),
-        runtime,
+        socket.clone(),
+        Arc::new(quinn::TokioRuntime),
     )
     .map_err(NetError::Socket)?;
-    Ok((quic, released))
+    Ok((quic, socket, released))
 }
 
-/// The runtime's UDP socket, shared by the endpoint driver and every
-/// connection of the endpoint, that tells when it is closed: when the last
-/// reference goes, `inner` is dropped (closing the file descriptor), then
-/// `_released` (fields drop in declaration order), which closes the watch
-/// channel that [`Endpoint::released`] waits on.
+/// The UDP socket of an endpoint, shared by quinn between the endpoint
+/// driver and every connection (what quinn's tokio runtime makes, plus
+/// [`close`](Self::close)).
+///
+/// quinn keeps its socket for as long as any connection object lives,
+/// drained or not, so a [`Link`] clone forgotten anywhere, or a closed
+/// connection still draining, would keep the port bound. `close` closes the
+/// file descriptor at once instead; after it, sends are dropped and
+/// nothing more is received.
 #[derive(Debug)]
-struct TrackedSocket {
-    inner: Arc<dyn quinn::AsyncUdpSocket>,
-    _released: watch::Sender<()>,
+struct EndpointSocket {
+    /// `None` once closed.
+    fd: std::sync::RwLock<Option<Arc<SocketFd>>>,
+    state: quinn::udp::UdpSocketState,
+    local: SocketAddr,
 }
 
-impl quinn::AsyncUdpSocket for TrackedSocket {
+/// The descriptor, and the watch channel it closes when it goes (fields
+/// drop in declaration order: the socket first).
+#[derive(Debug)]
+struct SocketFd {
+    io: tokio::net::UdpSocket,
+    _closed: watch::Sender<()>,
+}
+
+impl EndpointSocket {
+    fn new(socket: std::net::UdpSocket) -> io::Result<(Arc<Self>, watch::Receiver<()>)> {
+        // Sets the socket options quinn wants, and non-blocking mode.
+        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+        let local = socket.local_addr()?;
+        let (closed, released) = watch::channel(());
+        let fd = SocketFd {
+            io: tokio::net::UdpSocket::from_std(socket)?,
+            _closed: closed,
+        };
+        let socket = EndpointSocket {
+            fd: std::sync::RwLock::new(Some(Arc::new(fd))),
+            state,
+            local,
+        };
+        Ok((Arc::new(socket), released))
+    }
+
+    fn fd(&self) -> Option<Arc<SocketFd>> {
+        self.fd
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Closes the descriptor (once no send waits for room on it).
+    fn close(&self) {
+        let fd = self
+            .fd
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(fd);
+    }
+}
+
+impl quinn::AsyncUdpSocket for EndpointSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
-        // The runtime's poller holds its own reference to `inner`: keep
-        // this socket alive as long as the poller, so that `inner` is
-        // really gone when `_released` fires.
-        Box::pin(TrackedPoller {
-            poller: self.inner.clone().create_io_poller(),
-            _socket: self,
+        Box::pin(WritablePoller {
+            socket: self,
+            writable: None,
         })
     }
 
     fn try_send(&self, transmit: &quinn::udp::Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)
+        let fd = self
+            .fd
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Closed: the datagram is lost, as on any network.
+        let Some(fd) = fd.as_ref() else { return Ok(()) };
+        fd.io.try_io(tokio::io::Interest::WRITABLE, || {
+            self.state.send((&fd.io).into(), transmit)
+        })
     }
 
     fn poll_recv(
@@ -343,37 +409,76 @@ impl quinn::AsyncUdpSocket for TrackedSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [quinn::udp::RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        self.inner.poll_recv(cx, bufs, meta)
+        let fd = self
+            .fd
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Closed: nothing will ever arrive.
+        let Some(fd) = fd.as_ref() else {
+            return Poll::Pending;
+        };
+        loop {
+            match fd.io.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map(|r| r.map(|()| 0)),
+            }
+            if let Ok(n) = fd.io.try_io(tokio::io::Interest::READABLE, || {
+                self.state.recv((&fd.io).into(), bufs, meta)
+            }) {
+                return Poll::Ready(Ok(n));
+            }
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        Ok(self.local)
     }
 
     fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments()
+        self.state.max_gso_segments()
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
+        self.state.gro_segments()
     }
 
     fn may_fragment(&self) -> bool {
-        self.inner.may_fragment()
+        self.state.may_fragment()
     }
 }
 
-/// The runtime's write-readiness poller, dropped before the socket
-/// reference it keeps (declaration order).
-#[derive(Debug)]
-struct TrackedPoller {
-    poller: Pin<Box<dyn quinn::UdpPoller>>,
-    _socket: Arc<TrackedSocket>,
+/// Waits for room to send on the socket; one per task that may wait (as
+/// quinn requires), each with its own waker.
+struct WritablePoller {
+    socket: Arc<EndpointSocket>,
+    writable: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>>,
 }
 
-impl quinn::UdpPoller for TrackedPoller {
+impl std::fmt::Debug for WritablePoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritablePoller").finish_non_exhaustive()
+    }
+}
+
+impl quinn::UdpPoller for WritablePoller {
     fn poll_writable(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
-        self.get_mut().poller.as_mut().poll_writable(cx)
+        let this = self.get_mut();
+        let writable = match &mut this.writable {
+            Some(w) => w,
+            None => {
+                // Closed: sends are dropped, there is always room.
+                let Some(fd) = this.socket.fd() else {
+                    return Poll::Ready(Ok(()));
+                };
+                this.writable
+                    .insert(Box::pin(async move { fd.io.writable().await }))
+            }
+        };
+        let result = writable.as_mut().poll(cx);
+        if result.is_ready() {
+            this.writable = None;
+        }
+        result
     }
 }
 

@@ -318,8 +318,9 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
     );
     agent.close();
 
-    // Failover: kill the leader, time the first placement fulfilled after.
-    let mut times = Vec::new();
+    // Failover: stop the leader, time the first placement fulfilled after,
+    // and when each step on the way happened.
+    let mut trials = Vec::new();
     for trial in 0..a.trials {
         let old = leader_of(&nodes).context("leader")?;
         let started: Started = Arc::default();
@@ -340,48 +341,62 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
             .context("survivor")?;
         let idx = (old - 1) as usize;
         let killed = Instant::now();
+        let watch = tokio::spawn(watch_failover(
+            nodes
+                .iter()
+                .flatten()
+                .filter(|n| n.consensus.node_id() != old)
+                .map(|n| (n.consensus.clone(), n.links.clone()))
+                .collect(),
+            killed,
+        ));
         if let Some(n) = nodes[idx].take() {
             n.shutdown().await;
         }
+        let stopped = killed.elapsed();
+        // The stopped node's ports are free at once: it restarts on them
+        // below without waiting.
         let client = reqwest::Client::new();
-        let elapsed = loop {
+        let mut attempts = 0u32;
+        let (accepted, fulfilled) = loop {
             if killed.elapsed() > Duration::from_secs(60) {
-                bail!("no placement fulfilled within 60 s of killing the leader");
+                bail!("no placement fulfilled within 60 s of stopping the leader");
             }
+            attempts += 1;
             // Keep trying until a placement is accepted; its activation arrives on done_rx.
             if place_one(&client, &survivor, &region, &started)
                 .await
                 .is_ok()
             {
+                let accepted = killed.elapsed();
                 if let Ok(Some(_)) =
                     tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await
                 {
-                    break killed.elapsed();
+                    break (accepted, killed.elapsed());
                 }
             } else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
+        let (leader, elected, actors) = watch.await?;
+        let t = Trial {
+            stopped,
+            elected,
+            actors,
+            accepted,
+            fulfilled,
+        };
         println!(
-            "trial {trial}: killed leader {old}, first placement FULFILLED after {:.0} ms",
-            elapsed.as_secs_f64() * 1e3
+            "trial {trial}: stopped leader {old}; new leader {}; {t}; {attempts} placement attempt(s)",
+            leader.map_or("?".to_string(), |l| l.to_string()),
         );
-        times.push(elapsed);
+        trials.push(t);
         agent.close();
-        // Restart on the same ports; the old UDP socket may take a moment to go.
-        let t = Instant::now();
-        nodes[idx] = Some(loop {
-            match ServerNode::start(&cfgs[idx], &ids[idx]).await {
-                Ok(n) => break n,
-                Err(e)
-                    if e.to_string().contains("in use")
-                        && t.elapsed() < Duration::from_secs(10) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        });
+        nodes[idx] = Some(
+            ServerNode::start(&cfgs[idx], &ids[idx])
+                .await
+                .context("restarting the stopped node on its ports")?,
+        );
         // The next trial starts once every node has applied the same log.
         let t = Instant::now();
         let applied = |n: &ServerNode| n.consensus.metrics().borrow().last_applied.map(|l| l.index);
@@ -404,17 +419,96 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    times.sort();
-    if let Some(m) = times.get(times.len() / 2) {
-        println!("leader kill → first placement FULFILLED by the new leader: median {:.0} ms over {} trials (min {:.0}, max {:.0})",
-            m.as_secs_f64() * 1e3, times.len(),
-            times[0].as_secs_f64() * 1e3, times[times.len() - 1].as_secs_f64() * 1e3);
+    if !trials.is_empty() {
+        let median = |f: &dyn Fn(&Trial) -> Option<Duration>| {
+            let mut v: Vec<Duration> = trials.iter().filter_map(f).collect();
+            v.sort();
+            v.get(v.len() / 2)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        };
+        let mut total: Vec<Duration> = trials.iter().map(|t| t.fulfilled).collect();
+        total.sort();
+        println!(
+            "leader stop → first placement FULFILLED: median {:.0} ms over {} trials (min {:.0}, max {:.0})",
+            median(&|t| Some(t.fulfilled)),
+            trials.len(),
+            total[0].as_secs_f64() * 1e3,
+            total[total.len() - 1].as_secs_f64() * 1e3
+        );
+        println!(
+            "medians from the stop: shutdown returned {:.0} ms, new leader {:.0} ms, its actors running {:.0} ms, placement accepted {:.0} ms, FULFILLED {:.0} ms",
+            median(&|t| Some(t.stopped)),
+            median(&|t| t.elected),
+            median(&|t| t.actors),
+            median(&|t| Some(t.accepted)),
+            median(&|t| Some(t.fulfilled)),
+        );
     }
     for n in nodes.into_iter().flatten() {
         n.shutdown().await;
     }
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
+}
+
+/// When each step of one failover happened, counted from the moment the
+/// leader was told to stop.
+struct Trial {
+    /// `ServerNode::shutdown` returned (its ports are free).
+    stopped: Duration,
+    /// A surviving node became leader (its Raft metrics).
+    elected: Option<Duration>,
+    /// The new leader's actors were running (rebuilt from the state).
+    actors: Option<Duration>,
+    /// The first placement was accepted through a survivor's edge.
+    accepted: Duration,
+    /// That placement was FULFILLED (its activation committed).
+    fulfilled: Duration,
+}
+
+impl std::fmt::Display for Trial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Option<Duration>| d.map_or("?".to_string(), |d| d.as_millis().to_string());
+        write!(
+            f,
+            "shutdown returned {} ms, new leader {} ms, actors running {} ms, placement accepted {} ms, FULFILLED {} ms",
+            self.stopped.as_millis(),
+            ms(self.elected),
+            ms(self.actors),
+            self.accepted.as_millis(),
+            self.fulfilled.as_millis()
+        )
+    }
+}
+
+/// Watches the surviving nodes (every millisecond) for the new leader and
+/// for its actors; returns the new leader and both times since `from`.
+async fn watch_failover(
+    survivors: Vec<(
+        respawn_consensus::Consensus,
+        Arc<respawn::links::AgentLinks>,
+    )>,
+    from: Instant,
+) -> (Option<NodeId>, Option<Duration>, Option<Duration>) {
+    let mut leader = None;
+    let mut elected = None;
+    while from.elapsed() < Duration::from_secs(60) {
+        if leader.is_none() {
+            if let Some((c, _)) = survivors.iter().find(|(c, _)| c.is_leader()) {
+                leader = Some(c.node_id());
+                elected = Some(from.elapsed());
+            }
+        }
+        if let Some(l) = leader {
+            if let Some((_, links)) = survivors.iter().find(|(c, _)| c.node_id() == l) {
+                if links.actors_running() {
+                    return (leader, elected, Some(from.elapsed()));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    (leader, elected, None)
 }
 
 async fn place_one(

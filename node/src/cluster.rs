@@ -349,7 +349,10 @@ async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
             Err(e) => ClusterReply::Err(RemoteError::Unavailable(e.to_string())),
         },
         ClusterMsg::VsLoad { node, peaks } => {
-            cluster.vs.load.record_remote(node, peaks.into_iter().take(10_000).collect());
+            cluster
+                .vs
+                .load
+                .record_remote(node, peaks.into_iter().take(10_000).collect());
             ClusterReply::Done
         }
         ClusterMsg::Membership(op) => {

@@ -46,6 +46,15 @@ impl AgentLinks {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
     }
 
+    /// Whether this node's actors are running (it leads and has rebuilt
+    /// them from the state).
+    pub fn actors_running(&self) -> bool {
+        self.node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
     /// The actors stopped (leadership lost).
     pub fn clear_node(&self) {
         *self
@@ -365,7 +374,10 @@ async fn handle(
             crate::vs::record_usage(cluster, host, &samples);
             return Ok(ServerReply::Ok);
         }
-        AgentToServer::ResolveVs { title_region_id, vs } => {
+        AgentToServer::ResolveVs {
+            title_region_id,
+            vs,
+        } => {
             check_id("title region id", title_region_id.as_str())?;
             return Ok(crate::vs::resolve_for_agent(cluster, &title_region_id, &vs));
         }

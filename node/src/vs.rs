@@ -88,7 +88,9 @@ pub struct InFlight {
 
 impl InFlight {
     fn assign(&mut self, instance: VsInstanceId) {
-        *lock(&self.board.instances).entry(instance.clone()).or_default() += 1;
+        *lock(&self.board.instances)
+            .entry(instance.clone())
+            .or_default() += 1;
         self.instance = Some(instance);
     }
 }
@@ -326,7 +328,13 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
     // Counted from arrival: calls waiting for an instance drive scale-up too.
     let mut guard = hub.load.enter((call.tr.clone(), call.vs.clone()));
     let started = Instant::now();
-    let route = match route(cluster, &call.tr, &call.vs, COLD_START_WAIT.min(call.timeout)).await
+    let route = match route(
+        cluster,
+        &call.tr,
+        &call.vs,
+        COLD_START_WAIT.min(call.timeout),
+    )
+    .await
     {
         Ok(r) => r,
         Err(e) => return e.response(),
@@ -569,7 +577,10 @@ mod tests {
     fn upstream_paths_keep_the_rest_and_the_query() {
         let u = |s: &str| s.parse::<axum::http::Uri>().unwrap();
         let p = "/virtualserver/invoke";
-        assert_eq!(upstream_path(&u("/virtualserver/invoke/vs-a"), p, "vs-a"), "/");
+        assert_eq!(
+            upstream_path(&u("/virtualserver/invoke/vs-a"), p, "vs-a"),
+            "/"
+        );
         assert_eq!(
             upstream_path(&u("/virtualserver/invoke/vs-a/b/c?x=1&y=%20"), p, "vs-a"),
             "/b/c?x=1&y=%20"

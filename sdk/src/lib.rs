@@ -158,6 +158,17 @@ pub trait Callbacks: Send + Sync + 'static {
 }
 
 /// What the SDK needs to talk to the agent; cheap to clone.
+/// A virtual server's answer to [`ServerSdk::invoke_virtual_server`].
+#[derive(Debug, Clone)]
+pub struct VirtualServerResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The platform answers a VS call within 10 s (seed §5.6) plus a cold start.
+const VS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 #[derive(Clone)]
 struct Conn {
     http: reqwest::Client,
@@ -440,6 +451,51 @@ impl ServerSdk {
             .conn
             .post(api::PATH_PROCESS_ENDING, &serde_json::json!({}))
             .await
+    }
+
+    /// InvokeVirtualServer (seed §4.8): sends `body` with `method` to `path`
+    /// (e.g. `/battle/settlement?x=1`) of virtual server `vs` in this DS's
+    /// title region, through the agent (`ANY /v1/vs/invoke/{vs}/{path}`).
+    /// The VS sees `Invoker: backend`. Any HTTP answer of the VS is returned
+    /// as is (status, headers, body); errors of the platform (unknown VS:
+    /// 404, no instance: 503, timeout: 504) come back the same way, with a
+    /// JSON body naming the problem.
+    pub async fn invoke_virtual_server(
+        &self,
+        vs: &str,
+        path: &str,
+        method: reqwest::Method,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<VirtualServerResponse, SdkError> {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        let conn = &self.inner.conn;
+        let mut req = conn
+            .http
+            .request(method, conn.url(&format!("/v1/vs/invoke/{vs}{path}")))
+            .header(AUTHORIZATION, conn.auth.clone())
+            .timeout(VS_CALL_TIMEOUT)
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.map_err(SdkError::Transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let body = resp.bytes().await.map_err(SdkError::Transport)?.to_vec();
+        Ok(VirtualServerResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Stops the event stream; no callback is delivered after this returns

@@ -114,7 +114,9 @@ pub enum AgentToServer {
         report: VsInstanceReport,
     },
     /// Resource use of the host's instances (for metrics), answered `Ok`.
-    VsUsage { samples: Vec<VsUsageSample> },
+    VsUsage {
+        samples: Vec<VsUsageSample>,
+    },
     /// Where can a VS of this title region be reached? Answered by
     /// [`ServerReply::VsEndpoints`]. The agent uses it to proxy calls from
     /// its DS processes and VS instances (intranet).
@@ -220,7 +222,9 @@ pub enum AgentReply {
     Ok,
     Err(WireError),
     /// JSON array of log lines.
-    VsLogs { lines_json: String },
+    VsLogs {
+        lines_json: String,
+    },
 }
 
 #[cfg(test)]

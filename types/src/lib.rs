@@ -6,10 +6,10 @@
 //! defined once, here.
 
 pub mod agent;
+pub mod cron;
 pub mod ids;
 pub mod model;
 pub mod sdk;
-pub mod cron;
 pub mod vs;
 
 pub use ids::*;

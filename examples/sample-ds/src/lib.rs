@@ -7,6 +7,8 @@
 //! 3. game clients connect to the TCP port, one connection per player, and
 //!    speak a line protocol:
 //!    - `JOIN <player_battle_session_id>` → AcceptPlayerBattleSession,
+//!    - `VS <vs> <path>` → InvokeVirtualServer (GET), answered
+//!      `VS <status> <body>`,
 //!      answered `OK` or `ERR <why>`;
 //!    - `LEAVE` (or closing the connection) → RemovePlayerBattleSession;
 //!    - `DISCONNECT` → DisconnectPlayerBattleSession (the player may JOIN
@@ -335,6 +337,22 @@ async fn serve_player(stream: TcpStream, game: &Arc<Game>) -> std::io::Result<()
             (Some("END"), _) => {
                 game.end(Exit::SessionOver("END requested"));
                 "OK".to_owned()
+            }
+            (Some("VS"), Some(target)) => {
+                // VS <vs> <path>: the DS invokes a virtual server through the SDK.
+                let path = words.next().unwrap_or("/");
+                match game
+                    .sdk
+                    .invoke_virtual_server(target, path, reqwest::Method::GET, &[], Vec::new())
+                    .await
+                {
+                    Ok(r) => format!(
+                        "VS {} {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body).trim().replace('\n', " ")
+                    ),
+                    Err(e) => format!("ERR {e}"),
+                }
             }
             (Some(other), _) => format!("ERR unknown command {other:?}"),
         };

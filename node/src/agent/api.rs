@@ -222,10 +222,9 @@ async fn forward(shared: &Shared, msg: AgentToServer) -> ApiResult {
             }
             Err(ApiError::new(e.code, message))
         }
-        Ok(Ok(ServerReply::Welcome { .. } | ServerReply::VsEndpoints { .. })) => Err(ApiError::new(
-            ErrorCode::Internal,
-            "unexpected reply from the cluster",
-        )),
+        Ok(Ok(ServerReply::Welcome { .. } | ServerReply::VsEndpoints { .. })) => Err(
+            ApiError::new(ErrorCode::Internal, "unexpected reply from the cluster"),
+        ),
     }
 }
 
@@ -548,17 +547,15 @@ async fn invoke_vs(
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    let tr = shared.reg().fleet.as_ref().map(|f| f.title_region_id.clone());
+    let tr = shared
+        .reg()
+        .fleet
+        .as_ref()
+        .map(|f| f.title_region_id.clone());
     let Some(tr) = tr else {
         return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
     };
-    let vs = req
-        .uri()
-        .path()
-        .split('/')
-        .nth(4)
-        .unwrap_or("")
-        .to_string();
+    let vs = req.uri().path().split('/').nth(4).unwrap_or("").to_string();
     let upstream = super::vs::rest_after(req.uri(), 4);
     tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
     let (mut parts, body) = req.into_parts();

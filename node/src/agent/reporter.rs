@@ -95,9 +95,9 @@ enum Outcome {
 
 fn outcome(result: Result<ServerReply, LinkDown>) -> Outcome {
     match result {
-        Ok(ServerReply::Ok) | Ok(ServerReply::Welcome { .. }) | Ok(ServerReply::VsEndpoints { .. }) => {
-            Outcome::Delivered
-        }
+        Ok(ServerReply::Ok)
+        | Ok(ServerReply::Welcome { .. })
+        | Ok(ServerReply::VsEndpoints { .. }) => Outcome::Delivered,
         Ok(ServerReply::Err(e))
             if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) =>
         {

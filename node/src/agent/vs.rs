@@ -77,10 +77,16 @@ fn new_token() -> String {
 
 impl VsHost {
     pub async fn start(cfg: VsConfig, link: Arc<dyn ServerLink>) -> std::io::Result<Arc<VsHost>> {
-        let (runtime, events) = Runtime::new(RuntimeConfig::new(
-            cfg.data_dir.clone(),
-            cfg.host_id.to_string(),
-        ));
+        // The runtime removes what an earlier run with the same id left
+        // behind (containers, cgroups): the id names this host *and* its data
+        // directory, so two agents on one machine never clean up each other's.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in cfg.data_dir.as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let runtime_id = format!("{}-{:08x}", cfg.host_id, h as u32);
+        let (runtime, events) = Runtime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
         let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
         let local = listener.local_addr()?;
         let (reporter, reporter_task) = Reporter::start(link.clone());
@@ -137,12 +143,8 @@ impl VsHost {
 
     /// StartVsInstance: idempotent.
     pub async fn start_instance(&self, spec_json: &str) -> Result<(), WireError> {
-        let spec: VsInstanceSpec = serde_json::from_str(spec_json).map_err(|e| {
-            WireError::new(
-                agent_err(),
-                format!("undecodable instance spec: {e}"),
-            )
-        })?;
+        let spec: VsInstanceSpec = serde_json::from_str(spec_json)
+            .map_err(|e| WireError::new(agent_err(), format!("undecodable instance spec: {e}")))?;
         if self.lock().instances.contains_key(&spec.instance_id) {
             return Ok(());
         }
@@ -189,10 +191,8 @@ impl VsHost {
             let mut reg = self.lock();
             reg.tokens
                 .insert(token.clone(), spec.title_region_id.clone());
-            reg.instances.insert(
-                spec.instance_id.clone(),
-                Inst { token },
-            );
+            reg.instances
+                .insert(spec.instance_id.clone(), Inst { token });
         }
         tracing::info!(instance = %spec.instance_id, vs = %spec.vs, version = spec.version, "starting virtual server instance");
         match self.runtime.start(rs).await {
@@ -352,7 +352,11 @@ impl VsHost {
         // Spread calls: a random running instance.
         let pick = (rand::thread_rng().next_u32() as usize) % addrs.len().max(1);
         let Some(addr) = addrs.get(pick).copied() else {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no instance");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no instance",
+            );
         };
         let ctx = InvokeContext::new(title_id, tr.as_str(), vs.as_str(), invoker, upstream_path);
         self.proxy.forward(addr, req, ctx).await
@@ -401,10 +405,7 @@ async fn intranet(State(host): State<Arc<VsHost>>, req: Request) -> Response<Bod
 }
 
 /// Runtime events become ordered reports to the cluster.
-async fn pump(
-    host: Arc<VsHost>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<InstanceEvent>,
-) {
+async fn pump(host: Arc<VsHost>, mut events: tokio::sync::mpsc::UnboundedReceiver<InstanceEvent>) {
     while let Some(ev) = events.recv().await {
         let id = VsInstanceId::new_unchecked(ev.instance_id.clone());
         let report = match ev.state {

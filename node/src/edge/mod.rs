@@ -240,7 +240,10 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route("/admin/cluster/remove", post(admin::remove))
         .route("/admin/cluster/join", post(admin::join))
         .route("/virtualserver/invoke/{vs_name}", any(vs::invoke_backend))
-        .route("/virtualserver/invoke/{vs_name}/{*path}", any(vs::invoke_backend))
+        .route(
+            "/virtualserver/invoke/{vs_name}/{*path}",
+            any(vs::invoke_backend),
+        )
         .route(
             "/virtualserver/client/invoke/{vs_name}",
             any(vs::invoke_client),
@@ -278,7 +281,10 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             "/admin/title_regions/{tr}/tasks/{name}",
             put(vs::put_task).delete(vs::delete_task),
         )
-        .route("/admin/title_regions/{tr}/trigger_logs", get(vs::trigger_logs))
+        .route(
+            "/admin/title_regions/{tr}/trigger_logs",
+            get(vs::trigger_logs),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))

@@ -44,7 +44,9 @@ fn refuse_reserved(path: &str) -> Option<Response<Body>> {
         json_error(
             StatusCode::FORBIDDEN,
             "forbidden",
-            &format!("{uri} is reserved for PGOS and cannot be invoked by game backends or clients"),
+            &format!(
+                "{uri} is reserved for PGOS and cannot be invoked by game backends or clients"
+            ),
         )
     })
 }
@@ -280,7 +282,11 @@ fn tr_id(s: &str) -> Result<TitleRegionId, ApiError> {
     TitleRegionId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-async fn get_view(edge: &Edge, tr: &TitleRegionId, name: &VsName) -> Result<Json<VirtualServerView>, ApiError> {
+async fn get_view(
+    edge: &Edge,
+    tr: &TitleRegionId,
+    name: &VsName,
+) -> Result<Json<VirtualServerView>, ApiError> {
     edge.cluster
         .read(|s| s.virtual_server(tr, name).map(|v| view(s, v)))
         .await?
