@@ -998,3 +998,367 @@ fn host_links_follow_the_latest_registration() {
     });
     assert_eq!(h.s.host_links[&host_id()], 3);
 }
+
+// ---------------------------------------------------------- virtual servers
+
+fn vs_name(s: &str) -> VsName {
+    VsName::parse(s).unwrap()
+}
+fn vsi(n: u32) -> VsInstanceId {
+    VsInstanceId::new_unchecked(format!("vsi-{n}"))
+}
+fn vs_spec() -> VsSpec {
+    VsSpec {
+        source: VsSource::Process {
+            command: "python3".into(),
+        },
+        args: vec![],
+        env: Default::default(),
+        listen_port: 8080,
+        cpu_millicores: 500,
+        memory_mb: 128,
+        max_instances: 3,
+        block_client_requests: false,
+        access_log: false,
+        metric_urls: vec![],
+        target_concurrency: 10,
+        scale_down_delay_secs: 60,
+    }
+}
+
+impl H {
+    fn put_vs(&mut self, spec: VsSpec) -> Vec<Event> {
+        self.ok(Command::PutVirtualServer {
+            title_region_id: tr(),
+            name: vs_name("vs-a"),
+            spec,
+        })
+    }
+    fn place_vs(&mut self, n: u32, version: u64) -> Vec<Event> {
+        self.ok(Command::PlaceVsInstance {
+            instance_id: vsi(n),
+            title_region_id: tr(),
+            name: vs_name("vs-a"),
+            version,
+            host_id: host_id(),
+        })
+    }
+    fn report(&mut self, n: u32, report: VsInstanceReport) -> (Response, Vec<Event>) {
+        self.run(Command::ReportVsInstance {
+            instance_id: vsi(n),
+            host_id: host_id(),
+            report,
+        })
+    }
+    fn vs(&self) -> &VirtualServer {
+        self.s.virtual_server(&tr(), &vs_name("vs-a")).unwrap()
+    }
+}
+
+#[test]
+fn virtual_server_versions_and_validation() {
+    let mut h = H::new(ServerMode::Simple);
+    h.put_vs(vs_spec());
+    assert_eq!(h.vs().version, 1);
+    assert_eq!(h.vs().desired, VsDesired::Running);
+    // The same spec again changes nothing; a new one makes version 2.
+    assert_eq!(
+        h.run(Command::PutVirtualServer {
+            title_region_id: tr(),
+            name: vs_name("vs-a"),
+            spec: vs_spec(),
+        })
+        .0,
+        Ok(Applied::Unchanged)
+    );
+    let mut s2 = vs_spec();
+    s2.max_instances = 1;
+    h.ok(Command::ScaleVirtualServer {
+        title_region_id: tr(),
+        name: vs_name("vs-a"),
+        scale: 3,
+    });
+    h.put_vs(s2);
+    assert_eq!(h.vs().version, 2);
+    assert_eq!(h.vs().versions.len(), 2);
+    assert_eq!(h.vs().scale, 1, "scale clamped to the new max");
+    // Bad specs and unknown title regions are refused without change.
+    let before = h.s.clone();
+    for spec in [
+        VsSpec {
+            listen_port: 0,
+            ..vs_spec()
+        },
+        VsSpec {
+            max_instances: 101,
+            ..vs_spec()
+        },
+        VsSpec {
+            env: [("PGOS_Title_ID".to_string(), "x".to_string())].into(),
+            ..vs_spec()
+        },
+        VsSpec {
+            source: VsSource::DockerImage { image: " ".into() },
+            ..vs_spec()
+        },
+    ] {
+        assert!(matches!(
+            h.refused(Command::PutVirtualServer {
+                title_region_id: tr(),
+                name: vs_name("vs-a"),
+                spec,
+            }),
+            Rejection::BadRequest(_)
+        ));
+    }
+    assert!(matches!(
+        h.refused(Command::PutVirtualServer {
+            title_region_id: TitleRegionId::new_unchecked("tr-x"),
+            name: vs_name("vs-a"),
+            spec: vs_spec(),
+        }),
+        Rejection::NotFound { .. }
+    ));
+    assert_eq!(h.s, before);
+    assert!(VsName::parse("bad_name").is_err());
+    assert!(VsName::parse("Good-Name-1").is_ok());
+}
+
+#[test]
+fn virtual_server_instance_life_cycle() {
+    let mut h = H::new(ServerMode::Simple);
+    h.put_vs(vs_spec());
+    let ev = h.place_vs(1, 1);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::VsInstanceChanged {
+            status: VsInstanceStatus::Deploying,
+            removed: false,
+            ..
+        }
+    )));
+    // Only the current version may be placed.
+    assert!(matches!(
+        h.refused(Command::PlaceVsInstance {
+            instance_id: vsi(2),
+            title_region_id: tr(),
+            name: vs_name("vs-a"),
+            version: 7,
+            host_id: host_id(),
+        }),
+        Rejection::InvalidState(_)
+    ));
+    // Reports from another host are refused.
+    assert!(matches!(
+        h.refused(Command::ReportVsInstance {
+            instance_id: vsi(1),
+            host_id: HostId::new_unchecked("host-9"),
+            report: VsInstanceReport::Deploying,
+        }),
+        Rejection::BadRequest(_)
+    ));
+    let (r, _) = h.report(
+        1,
+        VsInstanceReport::Running {
+            port: 4000,
+            limits: "cgroup1".into(),
+        },
+    );
+    assert_eq!(r, Ok(Applied::Done));
+    assert_eq!(h.s.vs_instances[&vsi(1)].port, Some(4000));
+    h.report(
+        1,
+        VsInstanceReport::Abnormal {
+            reason: "crashed".into(),
+            detail: "exited with status 3".into(),
+        },
+    );
+    let i = &h.s.vs_instances[&vsi(1)];
+    assert_eq!(i.status, VsInstanceStatus::Abnormal);
+    assert_eq!(i.port, None, "an abnormal instance gets no traffic");
+    h.report(1, VsInstanceReport::Deploying);
+    assert_eq!(h.s.vs_instances[&vsi(1)].restarts, 1);
+    // Stop retires it; late news is ignored; Stopped removes it.
+    h.ok(Command::SetVirtualServerDesired {
+        title_region_id: tr(),
+        name: vs_name("vs-a"),
+        desired: VsDesired::Stopped,
+    });
+    assert_eq!(h.s.vs_instances[&vsi(1)].status, VsInstanceStatus::Stopping);
+    assert_eq!(
+        h.report(
+            1,
+            VsInstanceReport::Running {
+                port: 1,
+                limits: "none".into()
+            }
+        )
+        .0,
+        Ok(Applied::Unchanged)
+    );
+    assert!(matches!(
+        h.refused(Command::PlaceVsInstance {
+            instance_id: vsi(3),
+            title_region_id: tr(),
+            name: vs_name("vs-a"),
+            version: 1,
+            host_id: host_id(),
+        }),
+        Rejection::InvalidState(_)
+    ));
+    let (_, ev) = h.report(1, VsInstanceReport::Stopped);
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::VsInstanceChanged { removed: true, .. })));
+    assert!(h.s.vs_instances.is_empty());
+}
+
+#[test]
+fn agent_reregistration_reconciles_vs_instances() {
+    let mut h = H::new(ServerMode::Simple);
+    h.put_vs(vs_spec());
+    h.place_vs(1, 1);
+    h.place_vs(2, 1);
+    let host = h.s.hosts[&host_id()].clone();
+    let ev = h.ok(Command::RegisterHost {
+        host,
+        live: vec![],
+        live_vs: vec![vsi(2), vsi(9)],
+    });
+    assert!(
+        !h.s.vs_instances.contains_key(&vsi(1)),
+        "gone from the agent"
+    );
+    assert!(h.s.vs_instances.contains_key(&vsi(2)));
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::VsInstanceOrphaned { instance_id, .. } if *instance_id == vsi(9))
+    ));
+}
+
+#[test]
+fn battle_session_events_fill_the_outbox_in_order_and_are_popped_once() {
+    let mut h = H::new(ServerMode::Simple);
+    // No handler: nothing is queued.
+    h.ready_process(1);
+    h.start(1, vec![]);
+    assert!(h.s.outbox.is_empty());
+    h.ok(Command::PutEventHandler(EventHandler {
+        title_region_id: tr(),
+        name: vs_name("h1"),
+        vs: vs_name("vs-a"),
+        events: vec!["event_battle_session_started".into()],
+        args: r#"{"a":1}"#.into(),
+    }));
+    assert!(matches!(
+        h.refused(Command::PutEventHandler(EventHandler {
+            title_region_id: tr(),
+            name: vs_name("h2"),
+            vs: vs_name("vs-a"),
+            events: vec!["nope".into()],
+            args: "{}".into(),
+        })),
+        Rejection::BadRequest(_)
+    ));
+    h.ready_process(2);
+    h.start(2, vec![]);
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(2),
+        process_id: pid(2),
+    });
+    let ev = h.ok(Command::ActivateBattleSession {
+        process_id: pid(2),
+        battle_session_id: bs(2),
+    });
+    assert!(ev.iter().any(|e| matches!(e, Event::OutboxAppended { .. })));
+    let q = &h.s.outbox[&tr()];
+    assert_eq!(q.len(), 1, "only the subscribed event");
+    let head = q[0].clone();
+    assert_eq!(head.event_name, "event_battle_session_started");
+    assert_eq!(head.seq, 1);
+    assert_eq!(head.trigger_id, crate::vs_state::trigger_id(&tr(), 1));
+    assert!(head.event_data.contains(bs(2).as_str()));
+    let record = |outcome| TriggerRecord {
+        trigger_id: head.trigger_id.clone(),
+        kind: TriggerKind::Event,
+        name: head.event_name.clone(),
+        vs: vs_name("vs-a"),
+        at: T0,
+        attempt: 1,
+        status_code: Some(500),
+        response: "x".repeat(5000),
+        latency_ms: 3,
+        outcome,
+    };
+    // A failed attempt is logged; the event stays at the head.
+    h.ok(Command::RecordTrigger {
+        title_region_id: tr(),
+        record: record(TriggerOutcome::Retrying),
+        pop_seq: None,
+        task: None,
+    });
+    assert_eq!(h.s.outbox[&tr()].len(), 1);
+    assert!(h.s.trigger_log[&tr()][0].response.len() < 1100, "clipped");
+    // Delivery pops it, once: a repeat of the same command changes nothing.
+    for expect in [Applied::Done, Applied::Unchanged] {
+        assert_eq!(
+            h.run(Command::RecordTrigger {
+                title_region_id: tr(),
+                record: record(TriggerOutcome::Delivered),
+                pop_seq: Some(1),
+                task: None,
+            })
+            .0,
+            Ok(expect)
+        );
+    }
+    assert!(h.s.outbox.is_empty());
+    assert_eq!(h.s.trigger_log[&tr()].len(), 2);
+}
+
+#[test]
+fn tasks_validate_schedules_and_remember_their_last_firing() {
+    let mut h = H::new(ServerMode::Simple);
+    let task = |schedule| Command::PutTask {
+        title_region_id: tr(),
+        name: vs_name("t1"),
+        vs: vs_name("vs-a"),
+        schedule,
+        args: "{}".into(),
+        enabled: true,
+    };
+    for bad in [
+        TaskSchedule::Interval { secs: 0 },
+        TaskSchedule::Cron {
+            expr: "61 * * * *".into(),
+        },
+        TaskSchedule::Cron {
+            expr: "0 0 30 2 *".into(),
+        },
+    ] {
+        assert!(matches!(h.refused(task(bad)), Rejection::BadRequest(_)));
+    }
+    h.ok(task(TaskSchedule::Cron {
+        expr: "*/5 * * * *".into(),
+    }));
+    h.ok(Command::RecordTrigger {
+        title_region_id: tr(),
+        record: TriggerRecord {
+            trigger_id: "t".into(),
+            kind: TriggerKind::Task,
+            name: "t1".into(),
+            vs: vs_name("vs-a"),
+            at: T0 + 5,
+            attempt: 1,
+            status_code: Some(200),
+            response: String::new(),
+            latency_ms: 1,
+            outcome: TriggerOutcome::Delivered,
+        },
+        pop_seq: None,
+        task: Some(vs_name("t1")),
+    });
+    assert_eq!(h.s.tasks[&tr()][&vs_name("t1")].last_fired_at, Some(T0 + 5));
+    // Replacing the task keeps its history.
+    h.ok(task(TaskSchedule::Interval { secs: 60 }));
+    assert_eq!(h.s.tasks[&tr()][&vs_name("t1")].last_fired_at, Some(T0 + 5));
+}
