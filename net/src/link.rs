@@ -35,6 +35,10 @@ pub const CLOSE_NORMAL: u32 = 0;
 pub const CLOSE_MALFORMED_FRAME: u32 = 1;
 /// Connection close code: the peer's certificate is of the wrong kind.
 pub const CLOSE_WRONG_PEER_KIND: u32 = 2;
+/// Connection close code: the closing side is going away (its endpoint
+/// was closed: the node or agent is shutting down). A normal end, which
+/// also tells the other side not to wait on a reconnection.
+pub const CLOSE_GOING_AWAY: u32 = 3;
 /// Stream reset code: the receiver of a request dropped it unanswered.
 pub const RESET_NO_RESPONSE: u32 = 1;
 /// Stream reset code: the sender of a request gave up on it.
@@ -216,7 +220,8 @@ impl Endpoint {
         Ok(link)
     }
 
-    /// Closes every connection of this endpoint and stops listening.
+    /// Closes every connection of this endpoint with [`CLOSE_GOING_AWAY`]
+    /// and stops listening.
     ///
     /// The socket stays bound until every clone of the endpoint and of its
     /// links is dropped and the connections have drained; see
@@ -224,7 +229,7 @@ impl Endpoint {
     pub fn close(&self) {
         self.inner
             .quic
-            .close(VarInt::from_u32(CLOSE_NORMAL), b"endpoint closed");
+            .close(VarInt::from_u32(CLOSE_GOING_AWAY), b"endpoint closed");
         if let Some(task) = lock_task(&self.inner.accept_task).as_ref() {
             task.abort();
         }
@@ -683,6 +688,16 @@ impl Link {
         self.conn.close_reason().map(NetError::Connection)
     }
 
+    /// Whether the peer closed the link because it is going away (its
+    /// endpoint closed with [`CLOSE_GOING_AWAY`]: it is shutting down).
+    pub fn peer_went_away(&self) -> bool {
+        matches!(
+            self.conn.close_reason(),
+            Some(quinn::ConnectionError::ApplicationClosed(close))
+                if close.error_code == VarInt::from_u32(CLOSE_GOING_AWAY)
+        )
+    }
+
     /// Closes the link with [`CLOSE_WRONG_PEER_KIND`]: the peer's
     /// certificate is valid but does not name the peer expected.
     pub(crate) fn close_wrong_peer(&self, reason: &str) {
@@ -713,7 +728,8 @@ impl Link {
         match err {
             quinn::ConnectionError::LocallyClosed => Ok(()),
             quinn::ConnectionError::ApplicationClosed(close)
-                if close.error_code == VarInt::from_u32(CLOSE_NORMAL) =>
+                if close.error_code == VarInt::from_u32(CLOSE_NORMAL)
+                    || close.error_code == VarInt::from_u32(CLOSE_GOING_AWAY) =>
             {
                 Ok(())
             }
@@ -831,7 +847,8 @@ fn truncate(s: &str, max: usize) -> &str {
 /// `tracing::warn!`, and makes this function return that error.
 ///
 /// Returns `Ok(())` when the link is closed normally (by either side,
-/// with [`CLOSE_NORMAL`]) and `Err` for any other end. Either way, the
+/// with [`CLOSE_NORMAL`] or [`CLOSE_GOING_AWAY`]) and `Err` for any other
+/// end. Either way, the
 /// handlers still running are cancelled, and have dropped their clones of
 /// the link, by the time it returns (a link kept alive keeps its
 /// endpoint's UDP socket bound).

@@ -114,6 +114,10 @@ struct Peer {
     connecting: Mutex<Option<Attempt>>,
     /// Calls in a row that timed out on the cached link.
     timeouts: AtomicU32,
+    /// The peer closed our link because it was shutting down, and no
+    /// connection to it has succeeded since: calls fail at once instead of
+    /// waiting out a connection attempt to a node that is not there.
+    gone: AtomicBool,
 }
 
 // Nothing panics while these locks are held; a poisoned lock still holds
@@ -125,17 +129,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Peer {
     fn cached(&self) -> Option<Link> {
         let mut link = lock(&self.link);
-        if link.as_ref().is_some_and(|l| l.close_reason().is_some()) {
+        if let Some(closed) = link.as_ref().filter(|l| l.close_reason().is_some()) {
+            self.note_gone(closed);
             *link = None;
         }
         link.clone()
     }
 
     /// Forgets the cached link if it is `id`.
-    fn invalidate(&self, id: usize) {
-        let mut link = lock(&self.link);
-        if link.as_ref().is_some_and(|l| l.id() == id) {
-            *link = None;
+    fn invalidate(&self, link: &Link) {
+        let mut cached = lock(&self.link);
+        if cached.as_ref().is_some_and(|l| l.id() == link.id()) {
+            *cached = None;
+        }
+        drop(cached);
+        self.note_gone(link);
+    }
+
+    /// Remembers that the peer shut down if it closed `link` saying so.
+    fn note_gone(&self, link: &Link) {
+        if link.peer_went_away() && !self.gone.swap(true, Ordering::Relaxed) {
+            tracing::debug!(peer = %self.addr, "peer shut down; calls fail fast until it is back");
         }
     }
 }
@@ -148,6 +162,12 @@ impl Peer {
 /// when it fails, when the peer's address changes, or after
 /// three calls in a row on it time out. Addresses are `host:port`;
 /// host names are resolved at each connection attempt.
+///
+/// A peer that closed its link because it was shutting down (see
+/// [`crate::link::CLOSE_GOING_AWAY`]) is not waited for: until a
+/// connection to it succeeds again, calls fail at once with `Unreachable`
+/// while one connection attempt at a time runs in the background (a
+/// forward to a stopped leader does not cost a connect timeout).
 ///
 /// [`Transport::close`] closes the links, forgets the peers and shuts the
 /// endpoint down (its socket released); the transport is unusable after.
@@ -227,6 +247,7 @@ impl QuicInner {
         if let Some(link) = peer.cached() {
             return Ok(link);
         }
+        let gone = peer.gone.load(Ordering::Relaxed);
         let attempt = {
             let mut connecting = lock(&peer.connecting);
             match connecting.as_ref() {
@@ -256,6 +277,14 @@ impl QuicInner {
                 }
             }
         };
+        if gone {
+            // The attempt goes on in its own task; it clears `gone` if the
+            // node is back.
+            return Err(TransportError::Unreachable(
+                to,
+                format!("node {to} shut down (reconnecting in the background)"),
+            ));
+        }
         attempt.await
     }
 
@@ -287,7 +316,7 @@ impl QuicInner {
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     tracing::debug!(peer = to, "calls keep timing out; reconnecting");
                     peer.timeouts.store(0, Ordering::Relaxed);
-                    peer.invalidate(link.id());
+                    peer.invalidate(&link);
                 }
                 Err(TransportError::Timeout(to, timeout))
             }
@@ -297,7 +326,7 @@ impl QuicInner {
             }
             Err(e) => {
                 if link.close_reason().is_some() {
-                    peer.invalidate(link.id());
+                    peer.invalidate(&link);
                 }
                 Err(TransportError::Unreachable(to, e.to_string()))
             }
@@ -325,6 +354,7 @@ async fn connect(
     if let Ok(link) = &result {
         *lock(&peer.link) = Some(link.clone());
         peer.timeouts.store(0, Ordering::Relaxed);
+        peer.gone.store(false, Ordering::Relaxed);
     }
     *lock(&peer.connecting) = None;
     result
@@ -399,6 +429,7 @@ impl Transport for QuicTransport {
                 link: Mutex::new(None),
                 connecting: Mutex::new(None),
                 timeouts: AtomicU32::new(0),
+                gone: AtomicBool::new(false),
             }),
         );
     }

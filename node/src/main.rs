@@ -140,6 +140,66 @@ struct AdminFlags {
     token: String,
 }
 
+#[derive(clap::Args)]
+struct VsFlags {
+    #[command(flatten)]
+    admin: AdminFlags,
+    /// Title region id.
+    #[arg(long = "title-region", env = "RESPAWN_TITLE_REGION_ID")]
+    title_region: String,
+}
+
+#[derive(Subcommand)]
+enum VsCmd {
+    /// List the title region's virtual servers with their instances.
+    List(VsFlags),
+    /// Show one virtual server.
+    Get {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+    },
+    /// Create or update a virtual server from a JSON spec file (`-` = stdin).
+    Put {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+        /// JSON file with the spec (see docs/virtual-servers.md).
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    Start {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+    },
+    Stop {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+    },
+    Delete {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+    },
+    /// Console output of the instances.
+    Logs {
+        #[command(flatten)]
+        flags: VsFlags,
+        name: String,
+        /// Only one version.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Only lines containing this text.
+        #[arg(long)]
+        contains: Option<String>,
+        /// The last N lines.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+}
+
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Members, roles, leader and this node's Raft state.
@@ -181,6 +241,26 @@ enum CtlCmd {
     /// Certificates: a cluster CA and node/agent certificates signed by it.
     #[command(subcommand)]
     Pki(PkiCmd),
+    /// Virtual servers of a title region, over the admin API of any node.
+    #[command(subcommand)]
+    Vs(VsCmd),
+    /// Print a PlayerTicket for a game client to invoke virtual servers
+    /// (what a game backend mints; format in docs/virtual-servers.md).
+    PlayerTicket {
+        #[arg(long, env = "RESPAWN_TITLE_ID")]
+        title_id: String,
+        #[arg(long, env = "RESPAWN_TITLE_REGION_ID")]
+        title_region_id: String,
+        #[arg(long, env = "RESPAWN_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(long)]
+        player_id: String,
+        #[arg(long)]
+        session_id: String,
+        /// Validity in seconds (at most 86400).
+        #[arg(long, default_value_t = 3600)]
+        valid_secs: u64,
+    },
     /// Print a ServerTicket for the backend API (valid ±5 minutes by default).
     Ticket {
         #[arg(long, env = "RESPAWN_TITLE_ID")]
@@ -281,6 +361,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Ctl(CtlCmd::Pki(cmd)) => pki(cmd),
         Cmd::Ctl(CtlCmd::Cluster(cmd)) => cluster_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::Vs(cmd)) => vs_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::PlayerTicket {
+            title_id,
+            title_region_id,
+            secret_key,
+            player_id,
+            session_id,
+            valid_secs,
+        }) => {
+            let exp = respawn_types::now_millis() / 1000 + valid_secs;
+            println!(
+                "{}",
+                respawn_proxy::player_ticket::mint(
+                    secret_key,
+                    title_id,
+                    title_region_id,
+                    player_id,
+                    session_id,
+                    exp
+                )
+            );
+            Ok(())
+        }
         Cmd::Ctl(CtlCmd::Ticket {
             title_id,
             title_region_id,
@@ -381,6 +484,80 @@ async fn cluster_ctl(cmd: &ClusterCmd) -> anyhow::Result<()> {
     let status = res.status();
     let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
     println!("{}", serde_json::to_string_pretty(&body)?);
+    if !status.is_success() {
+        bail!("the server answered {status}");
+    }
+    Ok(())
+}
+
+async fn vs_ctl(cmd: &VsCmd) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = |f: &VsFlags, rest: &str| {
+        format!(
+            "{}/admin/title_regions/{}/{rest}",
+            f.admin.server.trim_end_matches('/'),
+            f.title_region
+        )
+    };
+    let (flags, req) = match cmd {
+        VsCmd::List(f) => (f, client.get(url(f, "virtual_servers"))),
+        VsCmd::Get { flags, name } => (flags, client.get(url(flags, &format!("virtual_servers/{name}")))),
+        VsCmd::Put { flags, name, spec } => {
+            let text = if spec.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?
+            };
+            let body: serde_json::Value =
+                serde_json::from_str(&text).context("the spec file is not JSON")?;
+            (flags, client.put(url(flags, &format!("virtual_servers/{name}"))).json(&body))
+        }
+        VsCmd::Start { flags, name } => (flags, client.post(url(flags, &format!("virtual_servers/{name}/start")))),
+        VsCmd::Stop { flags, name } => (flags, client.post(url(flags, &format!("virtual_servers/{name}/stop")))),
+        VsCmd::Delete { flags, name } => (flags, client.delete(url(flags, &format!("virtual_servers/{name}")))),
+        VsCmd::Logs { flags, name, version, contains, tail } => {
+            let mut q = vec![("tail", tail.to_string())];
+            if let Some(v) = version {
+                q.push(("version", v.to_string()));
+            }
+            if let Some(c) = contains {
+                q.push(("contains", c.clone()));
+            }
+            let enc = |v: &str| -> String {
+                v.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect()
+            };
+            let qs: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+            (
+                flags,
+                client.get(format!("{}?{}", url(flags, &format!("virtual_servers/{name}/logs")), qs.join("&"))),
+            )
+        }
+    };
+    let res = req.bearer_auth(&flags.admin.token).send().await?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if let (VsCmd::Logs { .. }, true) = (cmd, status.is_success()) {
+        for l in body["lines"].as_array().into_iter().flatten() {
+            println!(
+                "v{} {} {}: {}",
+                l["version"],
+                l["instance_id"].as_str().unwrap_or(""),
+                l["stream"].as_str().unwrap_or(""),
+                l["line"].as_str().unwrap_or("")
+            );
+        }
+    } else if !text.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    }
     if !status.is_success() {
         bail!("the server answered {status}");
     }
