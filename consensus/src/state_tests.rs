@@ -1172,11 +1172,13 @@ fn virtual_server_instance_life_cycle() {
             reason: "crashed".into(),
             detail: "exited with status 3".into(),
         },
-    );
+    )
+    .0
+    .unwrap();
     let i = &h.s.vs_instances[&vsi(1)];
     assert_eq!(i.status, VsInstanceStatus::Abnormal);
     assert_eq!(i.port, None, "an abnormal instance gets no traffic");
-    h.report(1, VsInstanceReport::Deploying);
+    h.report(1, VsInstanceReport::Deploying).0.unwrap();
     assert_eq!(h.s.vs_instances[&vsi(1)].restarts, 1);
     // Stop retires it; late news is ignored; Stopped removes it.
     h.ok(Command::SetVirtualServerDesired {

@@ -15,6 +15,8 @@
 //! - [`run_leader_actors`]: the actors run on the leader only; a node that
 //!   becomes leader rebuilds them from the committed state, and stops them
 //!   when it loses leadership.
+//! - [`Cluster::announce_leaving`]: a leader that stops names a successor,
+//!   which stands for election as soon as the others would vote for it.
 
 use crate::links::AgentLinks;
 use bytes::Bytes;
@@ -55,6 +57,10 @@ pub enum ClusterMsg {
         node: NodeId,
         peaks: Vec<(TitleRegionId, VsName, u32)>,
     },
+    /// The leader `leader` has stopped (its Raft no longer sends
+    /// heartbeats); `successor` should stand for election as soon as the
+    /// other voters' leader lease runs out (see [`Cluster::announce_leaving`]).
+    LeaderLeaving { leader: NodeId, successor: NodeId },
 }
 
 /// A membership change.
@@ -189,12 +195,14 @@ impl Cluster {
             if let Some(l) = leader.filter(|l| *l != self.node_id()) {
                 let reply = match self.ask(l, &ClusterMsg::Propose(command.clone())).await {
                     Ok(r) => r,
-                    // Not delivered (refused or partitioned): the leader
-                    // hint may be stale during an election; retry below.
+                    // Not delivered (refused, partitioned, or the node shut
+                    // down): the leader hint may be stale during an
+                    // election; retry as soon as it changes.
                     Err(ConsensusError::Unreachable { .. })
                         if tokio::time::Instant::now() < deadline =>
                     {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        self.leader_changed(leader, Duration::from_millis(100))
+                            .await;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -214,8 +222,78 @@ impl Cluster {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ConsensusError::NotLeader { leader });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.leader_changed(leader, Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until this node's idea of the leader is no longer `hint`, for
+    /// at most `max`: a retry then goes to the new leader the moment it is
+    /// elected, not at the next tick.
+    async fn leader_changed(&self, hint: Option<NodeId>, max: Duration) {
+        let mut metrics = self.consensus.metrics();
+        let changed = metrics.wait_for(|m| m.current_leader != hint);
+        let _ = tokio::time::timeout(max, changed).await;
+    }
+
+    /// What this node would hand over if it stopped now: `None` unless it
+    /// leads a cluster with other voters. Read it before stopping Raft.
+    pub fn handover(&self) -> Option<Handover> {
+        let me = self.node_id();
+        let metrics = self.consensus.metrics();
+        let m = metrics.borrow();
+        if m.state != openraft::ServerState::Leader || m.current_leader != Some(me) {
+            return None;
+        }
+        let others: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != me)
+            .collect();
+        // The voter whose log matches the leader's furthest (the lowest id
+        // among equals): the other voters grant it their vote.
+        let matched = |v: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(v).copied().flatten())
+                .map(|l| l.index)
+        };
+        let successor = others
+            .iter()
+            .copied()
+            .max_by_key(|v| (matched(v), std::cmp::Reverse(*v)))?;
+        Some(Handover { successor, others })
+    }
+
+    /// Tells the other voters that this leader has stopped, naming the
+    /// successor picked by [`Cluster::handover`]. Call it once Raft has
+    /// stopped (no heartbeat will follow) and before the transport closes;
+    /// best effort, within 500 ms.
+    ///
+    /// Why: openraft 0.9 makes a follower wait for its leader lease
+    /// (`election_timeout_max` since the last heartbeat, during which it
+    /// refuses to vote) **plus** a random election timeout (between
+    /// `election_timeout_min` and `_max`) before it stands for election: 3
+    /// to 4 s with the defaults. The successor instead stands as soon as the
+    /// lease has run out on the others (they heard the last heartbeat
+    /// before this message), so a planned stop costs the lease only. A
+    /// crashed leader still costs lease plus timeout.
+    pub async fn announce_leaving(&self, handover: Handover) {
+        let msg = ClusterMsg::LeaderLeaving {
+            leader: self.node_id(),
+            successor: handover.successor,
+        };
+        let calls = handover.others.iter().map(|n| {
+            let msg = &msg;
+            async move {
+                match tokio::time::timeout(Duration::from_millis(500), self.ask(*n, msg)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(node = n, error = %e, "leaving: not told"),
+                    Err(_) => tracing::debug!(node = n, "leaving: not told in time"),
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
     }
 
     /// Whether this node can reach a quorum now: a read-index round (the
@@ -348,6 +426,12 @@ async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
             Ok(r) => ClusterReply::Agent(r),
             Err(e) => ClusterReply::Err(RemoteError::Unavailable(e.to_string())),
         },
+        ClusterMsg::LeaderLeaving { leader, successor } => {
+            if successor == c.node_id() {
+                tokio::spawn(stand_for_election(c.clone(), leader));
+            }
+            ClusterReply::Done
+        }
         ClusterMsg::VsLoad { node, peaks } => {
             cluster
                 .vs
@@ -362,6 +446,40 @@ async fn serve(cluster: &Cluster, msg: ClusterMsg) -> ClusterReply {
                 ClusterReply::Err(RemoteError::NotLeader(c.leader().map(|(id, _)| id)))
             }
         }
+    }
+}
+
+/// What a stopping leader hands over (see [`Cluster::announce_leaving`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The voter that should stand for election first.
+    pub successor: NodeId,
+    /// Every other voter (the successor included), to be told.
+    pub others: Vec<NodeId>,
+}
+
+/// On the successor named by a stopping leader: waits until the other
+/// voters' leader lease has run out (`election_timeout_max` after the last
+/// heartbeat, which came before the announcement), then stands for
+/// election, unless an election has started or ended meanwhile.
+async fn stand_for_election(consensus: Consensus, left: NodeId) {
+    let lease = Duration::from_millis(consensus.raft().config().election_timeout_max);
+    tokio::time::sleep(lease + Duration::from_millis(20)).await;
+    let waiting = {
+        let metrics = consensus.metrics();
+        let m = metrics.borrow();
+        m.state == openraft::ServerState::Follower && m.current_leader.is_none_or(|l| l == left)
+    };
+    if !waiting {
+        return;
+    }
+    tracing::info!(
+        node = consensus.node_id(),
+        left,
+        "the leader stopped: standing for election"
+    );
+    if let Err(e) = consensus.raft().trigger().elect().await {
+        tracing::debug!(error = %e, "cannot stand for election");
     }
 }
 

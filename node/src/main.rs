@@ -501,21 +501,45 @@ async fn vs_ctl(cmd: &VsCmd) -> anyhow::Result<()> {
     };
     let (flags, req) = match cmd {
         VsCmd::List(f) => (f, client.get(url(f, "virtual_servers"))),
-        VsCmd::Get { flags, name } => (flags, client.get(url(flags, &format!("virtual_servers/{name}")))),
+        VsCmd::Get { flags, name } => (
+            flags,
+            client.get(url(flags, &format!("virtual_servers/{name}"))),
+        ),
         VsCmd::Put { flags, name, spec } => {
             let text = if spec.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
-                std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?
+                std::fs::read_to_string(spec)
+                    .with_context(|| format!("reading {}", spec.display()))?
             };
             let body: serde_json::Value =
                 serde_json::from_str(&text).context("the spec file is not JSON")?;
-            (flags, client.put(url(flags, &format!("virtual_servers/{name}"))).json(&body))
+            (
+                flags,
+                client
+                    .put(url(flags, &format!("virtual_servers/{name}")))
+                    .json(&body),
+            )
         }
-        VsCmd::Start { flags, name } => (flags, client.post(url(flags, &format!("virtual_servers/{name}/start")))),
-        VsCmd::Stop { flags, name } => (flags, client.post(url(flags, &format!("virtual_servers/{name}/stop")))),
-        VsCmd::Delete { flags, name } => (flags, client.delete(url(flags, &format!("virtual_servers/{name}")))),
-        VsCmd::Logs { flags, name, version, contains, tail } => {
+        VsCmd::Start { flags, name } => (
+            flags,
+            client.post(url(flags, &format!("virtual_servers/{name}/start"))),
+        ),
+        VsCmd::Stop { flags, name } => (
+            flags,
+            client.post(url(flags, &format!("virtual_servers/{name}/stop"))),
+        ),
+        VsCmd::Delete { flags, name } => (
+            flags,
+            client.delete(url(flags, &format!("virtual_servers/{name}"))),
+        ),
+        VsCmd::Logs {
+            flags,
+            name,
+            version,
+            contains,
+            tail,
+        } => {
             let mut q = vec![("tail", tail.to_string())];
             if let Some(v) = version {
                 q.push(("version", v.to_string()));
@@ -537,7 +561,11 @@ async fn vs_ctl(cmd: &VsCmd) -> anyhow::Result<()> {
             let qs: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
             (
                 flags,
-                client.get(format!("{}?{}", url(flags, &format!("virtual_servers/{name}/logs")), qs.join("&"))),
+                client.get(format!(
+                    "{}?{}",
+                    url(flags, &format!("virtual_servers/{name}/logs")),
+                    qs.join("&")
+                )),
             )
         }
     };

@@ -33,6 +33,8 @@ const LOAD_WINDOW: Duration = Duration::from_secs(2);
 const REMOTE_LOAD_TTL: Duration = Duration::from_secs(3);
 
 type VsKey = (TitleRegionId, VsName);
+/// A VS and its recent peak of in-flight requests.
+pub type Peak = (TitleRegionId, VsName, u32);
 
 #[derive(Default)]
 struct VsLoad {
@@ -70,7 +72,7 @@ impl VsLoad {
 pub struct LoadBoard {
     vs: Mutex<HashMap<VsKey, VsLoad>>,
     instances: Mutex<HashMap<VsInstanceId, u32>>,
-    remote: Mutex<HashMap<NodeId, (Instant, Vec<(TitleRegionId, VsName, u32)>)>>,
+    remote: Mutex<HashMap<NodeId, (Instant, Vec<Peak>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -357,7 +359,7 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
     ctx.client_ip = call.client_ip;
     // The time spent waiting for an instance counts against the limit.
     ctx.timeout = call.timeout.saturating_sub(started.elapsed());
-    if route.spec.metric_urls.iter().any(|u| *u == path_only) {
+    if route.spec.metric_urls.contains(&path_only) {
         ctx.metric_url = Some(path_only);
     }
     if route.spec.access_log {

@@ -502,6 +502,38 @@ async fn process_ending(
     })
 }
 
+/// A DS invokes a virtual server of its fleet's title region
+/// (`Invoker: backend`): `ANY /v1/vs/invoke/<vs>/<path>`, authenticated by
+/// the process token like every other call.
+async fn invoke_vs(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let id = match authenticate(&shared, req.headers()) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let tr = shared
+        .reg()
+        .fleet
+        .as_ref()
+        .map(|f| f.title_region_id.clone());
+    let Some(tr) = tr else {
+        return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
+    };
+    let vs = req.uri().path().split('/').nth(4).unwrap_or("").to_string();
+    let upstream = super::vs::rest_after(req.uri(), 4);
+    tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
+    let (mut parts, body) = req.into_parts();
+    // The process token is for the agent, not for the VS.
+    parts.headers.remove(AUTHORIZATION);
+    let req = axum::extract::Request::from_parts(parts, body);
+    shared
+        .vs
+        .call(tr, &vs, respawn_proxy::Invoker::Backend, upstream, req)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,36 +566,4 @@ mod tests {
         let line = event_line(&SdkEvent::HealthCheck { seq: 3 });
         assert_eq!(&line[..], b"{\"type\":\"health_check\",\"seq\":3}\n");
     }
-}
-
-/// A DS invokes a virtual server of its fleet's title region
-/// (`Invoker: backend`): `ANY /v1/vs/invoke/<vs>/<path>`, authenticated by
-/// the process token like every other call.
-async fn invoke_vs(
-    State(shared): State<Arc<Shared>>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    let id = match authenticate(&shared, req.headers()) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let tr = shared
-        .reg()
-        .fleet
-        .as_ref()
-        .map(|f| f.title_region_id.clone());
-    let Some(tr) = tr else {
-        return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
-    };
-    let vs = req.uri().path().split('/').nth(4).unwrap_or("").to_string();
-    let upstream = super::vs::rest_after(req.uri(), 4);
-    tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
-    let (mut parts, body) = req.into_parts();
-    // The process token is for the agent, not for the VS.
-    parts.headers.remove(AUTHORIZATION);
-    let req = axum::extract::Request::from_parts(parts, body);
-    shared
-        .vs
-        .call(tr, &vs, respawn_proxy::Invoker::Backend, upstream, req)
-        .await
 }
