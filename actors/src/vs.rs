@@ -412,8 +412,14 @@ impl VsState {
         } else {
             TriggerOutcome::Retrying
         };
-        metrics::counter!("respawn_vs_event_deliveries_total", "outcome" => format!("{outcome:?}"))
-            .increment(1);
+        let outcome_label = match outcome {
+            TriggerOutcome::Delivered => "delivered",
+            TriggerOutcome::Retrying => "retrying",
+            TriggerOutcome::GaveUp => "gave_up",
+        };
+        metrics::counter!("respawn_vs_event_deliveries_total",
+            "title_region" => self.tr.to_string(), "vs" => head.vs.to_string(), "outcome" => outcome_label)
+        .increment(1);
         let record = TriggerRecord {
             trigger_id: head.trigger_id.clone(),
             kind: TriggerKind::Event,

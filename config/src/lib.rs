@@ -620,6 +620,25 @@ mod tests {
         assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:9001");
     }
 
+    /// The commented example in deploy/ stays loadable.
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/respawn.toml");
+        let c = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap();
+        assert_eq!(c.virtual_servers.len(), 1);
+        assert_eq!(c.virtual_servers[0].spec.max_instances, 4);
+        assert_eq!(c.server.region_type, "release");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[[virtual_servers]]\ntitle_region = \"tr\"\nname = \"bad_name\"\n[virtual_servers.spec]\nsource = { process = { command = \"x\" } }\nlisten_port = 80\n",
+        )
+        .unwrap();
+        let e = Config::load(Config::default(), Some(&bad), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("virtual_servers[0]"), "{e}");
+    }
+
     #[test]
     fn resolve_takes_node_id_from_hostname_and_fills_pki_dirs() {
         let mut c = Config::default();

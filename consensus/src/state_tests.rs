@@ -1244,6 +1244,18 @@ fn battle_session_events_fill_the_outbox_in_order_and_are_popped_once() {
     h.ready_process(1);
     h.start(1, vec![]);
     assert!(h.s.outbox.is_empty());
+    // A handler must name an existing virtual server.
+    assert!(matches!(
+        h.refused(Command::PutEventHandler(EventHandler {
+            title_region_id: tr(),
+            name: vs_name("h1"),
+            vs: vs_name("vs-a"),
+            events: vec![],
+            args: "{}".into(),
+        })),
+        Rejection::NotFound { .. }
+    ));
+    h.put_vs(vs_spec());
     h.ok(Command::PutEventHandler(EventHandler {
         title_region_id: tr(),
         name: vs_name("h1"),
@@ -1277,7 +1289,10 @@ fn battle_session_events_fill_the_outbox_in_order_and_are_popped_once() {
     let head = q[0].clone();
     assert_eq!(head.event_name, "event_battle_session_started");
     assert_eq!(head.seq, 1);
-    assert_eq!(head.trigger_id, crate::vs_state::trigger_id(&tr(), 1));
+    assert_eq!(
+        head.trigger_id,
+        crate::vs_state::trigger_id(&tr(), head.event_time, 1)
+    );
     assert!(head.event_data.contains(bs(2).as_str()));
     let record = |outcome| TriggerRecord {
         trigger_id: head.trigger_id.clone(),
@@ -1320,6 +1335,7 @@ fn battle_session_events_fill_the_outbox_in_order_and_are_popped_once() {
 #[test]
 fn tasks_validate_schedules_and_remember_their_last_firing() {
     let mut h = H::new(ServerMode::Simple);
+    h.put_vs(vs_spec());
     let task = |schedule| Command::PutTask {
         title_region_id: tr(),
         name: vs_name("t1"),

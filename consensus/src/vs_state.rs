@@ -37,13 +37,16 @@ fn check_json_object(what: &str, s: &str) -> Result<(), Rejection> {
     }
 }
 
-/// The trigger id of a title region's `seq`-th event: a UUID (version 8)
-/// made of a hash of the title region and the sequence number, so every node
-/// computes the same id and no two events of a title region share one.
-pub fn trigger_id(tr: &TitleRegionId, seq: u64) -> String {
+/// The trigger id of a title region's `seq`-th event, committed at `at`: a
+/// UUID (version 8) made of a hash of the title region and the commit time,
+/// then the sequence number. Every node computes the same id; no two events
+/// of a title region share one; and another cluster (or a fresh data
+/// directory) does not reuse the ids of this one, since its events are
+/// committed at other times.
+pub fn trigger_id(tr: &TitleRegionId, at: UnixMillis, seq: u64) -> String {
     // FNV-1a, 64 bits.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tr.as_str().bytes() {
+    for b in tr.as_str().bytes().chain(at.to_be_bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -324,6 +327,9 @@ impl PlacementState {
             } => self.report_instance(at, instance_id, host_id, report, ev),
             Command::PutEventHandler(h) => {
                 self.title_region(&h.title_region_id)?;
+                if self.virtual_server(&h.title_region_id, &h.vs).is_none() {
+                    return Err(Rejection::not_found("virtual server", &h.vs));
+                }
                 check_json_object("args", &h.args)?;
                 for e in &h.events {
                     if !VS_EVENT_NAMES.contains(&e.as_str()) {
@@ -371,6 +377,9 @@ impl PlacementState {
                 enabled,
             } => {
                 self.title_region(title_region_id)?;
+                if self.virtual_server(title_region_id, vs).is_none() {
+                    return Err(Rejection::not_found("virtual server", vs));
+                }
                 check_json_object("args", args)?;
                 match schedule {
                     TaskSchedule::Interval { secs } if *secs == 0 || *secs > 31_536_000 => {
@@ -691,7 +700,7 @@ impl PlacementState {
                 let q = self.outbox.entry(tr.clone()).or_default();
                 q.push_back(OutboxEvent {
                     seq,
-                    trigger_id: trigger_id(&tr, seq),
+                    trigger_id: trigger_id(&tr, at, seq),
                     handler,
                     vs,
                     event_name: name.to_string(),

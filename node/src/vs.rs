@@ -357,8 +357,13 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
     );
     ctx.player = call.player;
     ctx.client_ip = call.client_ip;
-    // The time spent waiting for an instance counts against the limit.
-    ctx.timeout = call.timeout.saturating_sub(started.elapsed());
+    // The time spent waiting for a starting instance counts against the limit.
+    let waited = started.elapsed();
+    if waited > Duration::from_millis(100) {
+        ctx.timeout = call.timeout.saturating_sub(waited);
+    } else {
+        ctx.timeout = call.timeout;
+    }
     if route.spec.metric_urls.contains(&path_only) {
         ctx.metric_url = Some(path_only);
     }

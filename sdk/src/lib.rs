@@ -157,7 +157,6 @@ pub trait Callbacks: Send + Sync + 'static {
     fn on_process_terminate(&self, reason: String) -> impl Future<Output = ()> + Send;
 }
 
-/// What the SDK needs to talk to the agent; cheap to clone.
 /// A virtual server's answer to [`ServerSdk::invoke_virtual_server`].
 #[derive(Debug, Clone)]
 pub struct VirtualServerResponse {
@@ -169,6 +168,7 @@ pub struct VirtualServerResponse {
 /// The platform answers a VS call within 10 s (seed §5.6) plus a cold start.
 const VS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
+/// What the SDK needs to talk to the agent; cheap to clone.
 #[derive(Clone)]
 struct Conn {
     http: reqwest::Client,

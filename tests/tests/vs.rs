@@ -73,6 +73,20 @@ async fn process_vs_is_invoked_with_trusted_headers_and_bad_input_is_refused() -
     assert_eq!(v["query"], "x=1");
     assert_eq!(v["body_len"], 3);
 
+    // Per-VS metrics on /metrics (the Prometheus recorder is process-wide).
+    let m = reqwest::get(format!("{}/metrics", c.backend.base))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        m.lines().any(|l| l.starts_with("respawn_vs_requests_total")
+            && l.contains("vs=\"vs-a\"")
+            && l.contains("code=\"200\"")),
+        "{m}"
+    );
+    assert!(m.contains("respawn_vs_request_duration_seconds"), "{m}");
+    assert!(m.contains("respawn_vs_bytes_in_total"), "{m}");
+
     // The system variables of seed §3.2 and the user's own.
     let env = c
         .backend

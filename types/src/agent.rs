@@ -207,8 +207,8 @@ pub enum ServerToAgent {
     /// The fleet's configuration changed.
     FleetUpdated { fleet: Fleet },
     /// Run a virtual server instance (idempotent). The spec is a JSON
-    /// [`crate::vs::VsInstanceSpec`] (its source is an internally tagged
-    /// enum, which bincode cannot carry).
+    /// [`crate::vs::VsInstanceSpec`], so that the spec's optional fields and
+    /// defaults evolve without a protocol version bump.
     StartVsInstance { spec_json: String },
     /// Stop an instance; the agent reports `Stopped` (also for one it does not know).
     StopVsInstance { instance_id: VsInstanceId },

@@ -412,7 +412,12 @@ async fn pump(host: Arc<VsHost>, mut events: tokio::sync::mpsc::UnboundedReceive
             InstanceState::Deploying => VsInstanceReport::Deploying,
             InstanceState::Running { port, limits } => VsInstanceReport::Running {
                 port,
-                limits: limits.mechanism,
+                // "none" unless the limits really apply to this instance.
+                limits: if limits.enforced {
+                    limits.mechanism
+                } else {
+                    "none".into()
+                },
             },
             InstanceState::Abnormal { reason, detail } => VsInstanceReport::Abnormal {
                 reason: serde_json::to_value(reason)

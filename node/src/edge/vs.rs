@@ -100,7 +100,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
 
 /// Invoke a virtual server from a game client (seed §4.7). The client
 /// presents `TitleId`, `TitleRegionId` and a `PlayerTicket` minted by the
-/// game backend (format in docs/http-api.md); the VS sees `Invoker: client`,
+/// game backend (format in docs/virtual-servers.md); the VS sees `Invoker: client`,
 /// `Playerid` and `Sessionid`. A VS that blocks client requests answers 403
 /// without being reached.
 #[utoipa::path(post, path = "/virtualserver/client/invoke/{vs_name}/{path}", tag = "Virtual servers",
@@ -313,12 +313,15 @@ pub async fn list(
     let virtual_servers = edge
         .cluster
         .read(|s| {
-            s.virtual_servers
-                .get(&tr)
-                .map(|m| m.values().map(|v| view(s, v)).collect())
-                .unwrap_or_default()
+            s.title_regions.contains_key(&tr).then(|| {
+                s.virtual_servers
+                    .get(&tr)
+                    .map(|m| m.values().map(|v| view(s, v)).collect())
+                    .unwrap_or_default()
+            })
         })
-        .await?;
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("title region '{tr}' not found")))?;
     Ok(Json(VirtualServerList { virtual_servers }))
 }
 
