@@ -88,15 +88,18 @@ impl Backend {
 
     /// POSTs `body` to `path` with valid credentials; returns status and JSON.
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        let ts = now_millis() as i64 / 1000;
-        let ticket = sign_ticket(
+        self.post_with(path, body.to_string(), &self.ticket()).await
+    }
+
+    /// A ServerTicket for now.
+    pub fn ticket(&self) -> String {
+        sign_ticket(
             &self.secret_key,
             &self.title_id,
             &self.title_region_id,
             &self.secret_id,
-            ts,
-        );
-        self.post_with(path, body.to_string(), &ticket).await
+            now_millis() as i64 / 1000,
+        )
     }
 
     /// POSTs a raw body with a given ticket.
@@ -423,14 +426,7 @@ impl Answer {
 
 impl Backend {
     fn signed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let ts = now_millis() as i64 / 1000;
-        let ticket = sign_ticket(
-            &self.secret_key,
-            &self.title_id,
-            &self.title_region_id,
-            &self.secret_id,
-            ts,
-        );
+        let ticket = self.ticket();
         req.header("TitleId", &self.title_id)
             .header("TitleRegionId", &self.title_region_id)
             .header("SecretId", &self.secret_id)

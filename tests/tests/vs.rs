@@ -21,6 +21,21 @@ async fn cluster() -> anyhow::Result<Cluster> {
     .await
 }
 
+/// Waits until the sample VS `vs` has recorded `n` events or tasks (`kind`).
+async fn received(c: &Cluster, vs: &str, kind: &str, n: usize) -> anyhow::Result<Value> {
+    wait_for(&format!("{n} {kind} received by {vs}"), T, || async {
+        let path = format!("{vs}/received");
+        let v = c
+            .backend
+            .invoke("GET", &path, &[], vec![])
+            .await
+            .ok()?
+            .json();
+        (v[kind].as_array()?.len() >= n).then_some(v)
+    })
+    .await
+}
+
 fn admin_path(rest: &str) -> String {
     format!("/admin/title_regions/{TR}/{rest}")
 }
@@ -541,16 +556,7 @@ async fn events_are_delivered_once_per_trigger_after_failures_and_retries() -> a
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
 
     // Both events (session started, placement fulfilled) arrive, each once.
-    let received = wait_for("two events received", T, || async {
-        let v = c
-            .backend
-            .invoke("GET", "vs-ev/received", &[], vec![])
-            .await
-            .ok()?
-            .json();
-        (v["events"].as_array()?.len() >= 2).then_some(v)
-    })
-    .await?;
+    let received = received(&c, "vs-ev", "events", 2).await?;
     let events = received["events"].as_array().unwrap();
     let ids: Vec<&str> = events
         .iter()
@@ -682,16 +688,7 @@ async fn intranet_and_ds_calls_and_scheduled_tasks() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(bad.status, 400, "{}", bad.body);
-    let got = wait_for("two task firings", T, || async {
-        let v = c
-            .backend
-            .invoke("GET", "vs-a/received", &[], vec![])
-            .await
-            .ok()?
-            .json();
-        (v["tasks"].as_array()?.len() >= 2).then_some(v)
-    })
-    .await?;
+    let got = received(&c, "vs-a", "tasks", 2).await?;
     let t = &got["tasks"][0];
     assert_eq!(t["task_name"], "tick");
     assert_eq!(t["args"]["n"], 7);
