@@ -262,8 +262,8 @@ impl Endpoint {
         let deadline = tokio::time::Instant::now() + within;
         let released = self.released();
         self.close();
-        // The accept loop ends once the endpoint is closed; it drops its
-        // handshakes (and their connections) on the way out.
+        // `close` aborted the accept loop: wait until it is gone (its
+        // handshakes in progress, and their connections, go with it).
         let task = lock_task(&self.inner.accept_task).take();
         if let Some(mut task) = task {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
@@ -280,9 +280,10 @@ impl Endpoint {
             }
         }
         // Closed connections linger for three probe timeouts, answering
-        // late packets with the close again. On a LAN that is a few
-        // milliseconds, but a busy machine inflates the RTT estimates (and
-        // the probe timeout with them) to seconds: wait a little, not that.
+        // late packets with the close again: tens of milliseconds on an
+        // idle LAN, seconds once a busy machine has inflated the RTT
+        // estimates (and the probe timeout with them). Wait a little, not
+        // that.
         let grace = deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
         let _ = tokio::time::timeout_at(grace, self.inner.quic.wait_idle()).await;
         let draining = self.inner.quic.open_connections();

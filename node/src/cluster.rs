@@ -462,24 +462,56 @@ pub struct Handover {
 /// voters' leader lease has run out (`election_timeout_max` after the last
 /// heartbeat, which came before the announcement), then stands for
 /// election, unless an election has started or ended meanwhile.
+///
+/// A voter that handled the last heartbeat late (a busy machine) refuses
+/// that first round: this node, still the candidate of its own round,
+/// stands again every 100 ms, until a leader is known or until shortly
+/// before the voters' own election timers could fire
+/// (`election_timeout_min` after the lease), so as never to compete with
+/// an election another voter started.
 async fn stand_for_election(consensus: Consensus, left: NodeId) {
-    let lease = Duration::from_millis(consensus.raft().config().election_timeout_max);
-    tokio::time::sleep(lease + Duration::from_millis(20)).await;
-    let waiting = {
-        let metrics = consensus.metrics();
-        let m = metrics.borrow();
-        m.state == openraft::ServerState::Follower && m.current_leader.is_none_or(|l| l == left)
+    let me = consensus.node_id();
+    let (lease, timeout_min) = {
+        let config = consensus.raft().config();
+        (
+            Duration::from_millis(config.election_timeout_max),
+            Duration::from_millis(config.election_timeout_min),
+        )
     };
-    if !waiting {
-        return;
-    }
-    tracing::info!(
-        node = consensus.node_id(),
-        left,
-        "the leader stopped: standing for election"
-    );
-    if let Err(e) = consensus.raft().trigger().elect().await {
-        tracing::debug!(error = %e, "cannot stand for election");
+    let start = tokio::time::Instant::now();
+    let until = start + lease + timeout_min.saturating_sub(Duration::from_millis(100));
+    tokio::time::sleep_until(start + lease + Duration::from_millis(20)).await;
+    let mut rounds = 0u32;
+    while tokio::time::Instant::now() < until {
+        let (state, leader, voted_for) = {
+            let metrics = consensus.metrics();
+            let m = metrics.borrow();
+            (m.state, m.current_leader, m.vote.leader_id().voted_for())
+        };
+        let stand = match state {
+            // Still following the leader that left (or nobody).
+            openraft::ServerState::Follower => {
+                leader.is_none_or(|l| l == left) && voted_for.is_none_or(|v| v == left || v == me)
+            }
+            // The candidate of a round of ours that has not won.
+            openraft::ServerState::Candidate => rounds > 0 && voted_for == Some(me),
+            _ => false,
+        };
+        if !stand {
+            break;
+        }
+        tracing::info!(
+            node = me,
+            left,
+            round = rounds + 1,
+            "the leader stopped: standing for election"
+        );
+        if let Err(e) = consensus.raft().trigger().elect().await {
+            tracing::debug!(error = %e, "cannot stand for election");
+            break;
+        }
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

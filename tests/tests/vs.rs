@@ -775,8 +775,10 @@ async fn virtual_servers_in_a_three_node_cluster_survive_the_leader() -> anyhow:
     use respawn_tests::cluster::*;
     let mut tc = TestCluster::start(ClusterOptions::default()).await?;
     let dir = tempfile::tempdir()?;
-    let mut cfg = respawn_config::Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
+    let mut cfg = respawn_config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
     cfg.agent.host_id = Some("vs-host".into());
     cfg.agent.fleet = FLEET.into();
     let addrs = tc.quic_addrs();
