@@ -470,6 +470,9 @@ pub async fn report_load(cluster: Cluster, mut shutdown: tokio::sync::watch::Rec
             _ = shutdown.changed() => return,
         }
         record_instance_counts(&cluster);
+        // Histograms keep their samples until upkeep folds them in: without
+        // this, memory grows with every call while nobody scrapes /metrics.
+        crate::edge::prometheus().run_upkeep();
         if cluster.consensus.is_leader() {
             continue;
         }

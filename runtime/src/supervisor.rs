@@ -24,6 +24,8 @@ const RESET_AFTER: Duration = Duration::from_secs(60);
 
 /// Readiness polling while deploying, while abnormal, and while running.
 const POLL_DEPLOYING: Duration = Duration::from_millis(100);
+/// The first readiness check after a launch (then doubling up to `POLL_DEPLOYING`).
+const POLL_DEPLOYING_FIRST: Duration = Duration::from_millis(5);
 const POLL_ABNORMAL: Duration = Duration::from_millis(250);
 const POLL_RUNNING: Duration = Duration::from_secs(1);
 /// An abnormal listening state must persist this long before it is reported, so
@@ -359,10 +361,17 @@ impl Supervisor {
         let deadline = Instant::now() + self.inner.cfg.deploy_timeout;
         let mut pending: Option<(InstanceState, Instant)> = None;
         let cancel = self.cancel.clone();
+        // While deploying, look early and then less often: most programs
+        // listen within a few milliseconds of their start.
+        let mut deploy_poll = POLL_DEPLOYING_FIRST;
         loop {
             let interval = match self.last {
                 InstanceState::Running { .. } => POLL_RUNNING,
-                InstanceState::Deploying => POLL_DEPLOYING,
+                InstanceState::Deploying => {
+                    let d = deploy_poll;
+                    deploy_poll = (deploy_poll * 2).min(POLL_DEPLOYING);
+                    d
+                }
                 _ => POLL_ABNORMAL,
             };
             tokio::select! {

@@ -420,6 +420,10 @@ impl Agent {
             vs,
         });
         let app = api::router(shared.clone());
+        // TCP_NODELAY: answers are not held back waiting for delayed ACKs.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "local SDK API stopped");

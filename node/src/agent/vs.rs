@@ -106,6 +106,9 @@ impl VsHost {
             .route("/i/{token}/{vs}", axum::routing::any(intranet))
             .route("/i/{token}/{vs}/{*path}", axum::routing::any(intranet))
             .with_state(host.clone());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "intranet endpoint stopped");
