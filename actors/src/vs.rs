@@ -469,7 +469,7 @@ impl VsState {
             if !self.tasks_in_flight.insert(task.name.clone()) {
                 continue;
             }
-            let trigger_id = uuid_like();
+            let trigger_id = uuid::Uuid::now_v7().to_string();
             let body = serde_json::json!({
                 "trigger_id": trigger_id,
                 "task_name": task.name,
@@ -519,24 +519,6 @@ impl VsState {
                 let _ = me.cast(VsMsg::TaskDone { task: task.name });
             });
         }
-    }
-}
-
-/// A random UUID (v7) string for task trigger ids.
-fn uuid_like() -> String {
-    let id = VsInstanceId::generate();
-    let hex = id.as_str().trim_start_matches("vsi-").to_string();
-    if hex.len() == 32 {
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
-    } else {
-        hex
     }
 }
 

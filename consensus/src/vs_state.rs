@@ -44,30 +44,11 @@ fn check_json_object(what: &str, s: &str) -> Result<(), Rejection> {
 /// directory) does not reuse the ids of this one, since its events are
 /// committed at other times.
 pub fn trigger_id(tr: &TitleRegionId, at: UnixMillis, seq: u64) -> String {
-    // FNV-1a, 64 bits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tr.as_str().bytes().chain(at.to_be_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a64(tr.as_str().bytes().chain(at.to_be_bytes()));
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&h.to_be_bytes());
     bytes[8..].copy_from_slice(&seq.to_be_bytes());
-    uuid_v8(bytes)
-}
-
-fn uuid_v8(mut b: [u8; 16]) -> String {
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v8(bytes).to_string()
 }
 
 impl PlacementState {

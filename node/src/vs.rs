@@ -204,9 +204,12 @@ impl RouteError {
 /// What the edge needs to know about a VS to route one call.
 pub struct Route {
     pub title_id: String,
-    pub spec: VsSpec,
     pub upstream: SocketAddr,
     pub instance: VsInstanceId,
+    /// The VS keeps an access log.
+    pub access_log: bool,
+    /// The call's path, when the VS whitelists it for per-URL metrics.
+    pub metric_url: Option<String>,
 }
 
 enum Pick {
@@ -216,7 +219,14 @@ enum Pick {
     Fail(RouteError),
 }
 
-fn pick(s: &PlacementState, tr: &TitleRegionId, vs: &VsName, board: &LoadBoard) -> Pick {
+/// `path` is the call's path without the query (for per-URL metrics).
+fn pick(
+    s: &PlacementState,
+    tr: &TitleRegionId,
+    vs: &VsName,
+    path: &str,
+    board: &LoadBoard,
+) -> Pick {
     let Some(v) = s.virtual_server(tr, vs) else {
         return Pick::Fail(RouteError::UnknownVs(vs.clone()));
     };
@@ -225,11 +235,6 @@ fn pick(s: &PlacementState, tr: &TitleRegionId, vs: &VsName, board: &LoadBoard) 
             "virtual server '{vs}' is stopped; start it to serve requests"
         )));
     }
-    let title_id = s
-        .title_regions
-        .get(tr)
-        .map(|t| t.title_id.to_string())
-        .unwrap_or_default();
     let mut best: Option<(u32, &VsInstance, SocketAddr)> = None;
     let mut deploying = 0;
     let mut abnormal = Vec::new();
@@ -238,12 +243,10 @@ fn pick(s: &PlacementState, tr: &TitleRegionId, vs: &VsName, board: &LoadBoard) 
         match i.status {
             VsInstanceStatus::Running => {
                 live += 1;
-                let Some(addr) = i
-                    .port
-                    .and_then(|p| format!("{}:{p}", i.ip).parse::<SocketAddr>().ok())
-                else {
+                let (Some(port), Ok(ip)) = (i.port, i.ip.parse::<IpAddr>()) else {
                     continue;
                 };
+                let addr = SocketAddr::new(ip, port);
                 let load = board.instance_load(&i.id);
                 if best.as_ref().is_none_or(|(l, _, _)| load < *l) {
                     best = Some((load, i, addr));
@@ -267,10 +270,20 @@ fn pick(s: &PlacementState, tr: &TitleRegionId, vs: &VsName, board: &LoadBoard) 
     }
     if let Some((_, i, addr)) = best {
         return Pick::Ready(Route {
-            title_id,
-            spec: v.spec.clone(),
+            title_id: s
+                .title_regions
+                .get(tr)
+                .map(|t| t.title_id.to_string())
+                .unwrap_or_default(),
             upstream: addr,
             instance: i.id.clone(),
+            access_log: v.spec.access_log,
+            metric_url: v
+                .spec
+                .metric_urls
+                .iter()
+                .any(|u| u == path)
+                .then(|| path.to_string()),
         });
     }
     if deploying > 0 || live == 0 {
@@ -290,13 +303,14 @@ pub async fn route(
     cluster: &Cluster,
     tr: &TitleRegionId,
     vs: &VsName,
+    path: &str,
     wait: Duration,
 ) -> Result<Route, RouteError> {
     let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(5);
     loop {
         let board = &cluster.vs.load;
-        match cluster.consensus.read(|s| pick(s, tr, vs, board)) {
+        match cluster.consensus.read(|s| pick(s, tr, vs, path, board)) {
             Pick::Ready(r) => return Ok(r),
             Pick::Fail(e) => return Err(e),
             Pick::Wait(why) => {
@@ -330,10 +344,12 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
     // Counted from arrival: calls waiting for an instance drive scale-up too.
     let mut guard = hub.load.enter((call.tr.clone(), call.vs.clone()));
     let started = Instant::now();
+    let path = call.upstream_path.split('?').next().unwrap_or("/");
     let route = match route(
         cluster,
         &call.tr,
         &call.vs,
+        path,
         COLD_START_WAIT.min(call.timeout),
     )
     .await
@@ -342,14 +358,8 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
         Err(e) => return e.response(),
     };
     guard.assign(route.instance.clone());
-    let path_only = call
-        .upstream_path
-        .split('?')
-        .next()
-        .unwrap_or("/")
-        .to_string();
     let mut ctx = InvokeContext::new(
-        route.title_id.clone(),
+        route.title_id,
         call.tr.as_str(),
         call.vs.as_str(),
         call.invoker,
@@ -364,10 +374,8 @@ pub async fn invoke(cluster: &Cluster, call: Call, req: Request<Body>) -> Respon
     } else {
         ctx.timeout = call.timeout;
     }
-    if route.spec.metric_urls.contains(&path_only) {
-        ctx.metric_url = Some(path_only);
-    }
-    if route.spec.access_log {
+    ctx.metric_url = route.metric_url;
+    if route.access_log {
         ctx.access_log = Some(hub.access_logs.for_vs(call.tr.as_str(), call.vs.as_str()));
     }
     ctx.guard = Some(Box::new(guard));

@@ -19,6 +19,14 @@ pub use vs::*;
 /// Milliseconds since the Unix epoch, the one clock unit of replicated state.
 pub type UnixMillis = u64;
 
+/// FNV-1a, 64 bits: a stable hash (the same on every node and in every
+/// build) for deriving ids from names.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Current wall-clock time in milliseconds since the Unix epoch.
 pub fn now_millis() -> UnixMillis {
     std::time::SystemTime::now()

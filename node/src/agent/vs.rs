@@ -80,11 +80,7 @@ impl VsHost {
         // The runtime removes what an earlier run with the same id left
         // behind (containers, cgroups): the id names this host *and* its data
         // directory, so two agents on one machine never clean up each other's.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in cfg.data_dir.as_os_str().as_encoded_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let h = fnv1a64(cfg.data_dir.as_os_str().as_encoded_bytes().iter().copied());
         let runtime_id = format!("{}-{:08x}", cfg.host_id, h as u32);
         let (runtime, events) = Runtime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
         let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
