@@ -6,10 +6,13 @@
 //! defined once, here.
 
 pub mod agent;
+pub mod backoff;
+pub mod civil;
 pub mod cron;
 pub mod ids;
 pub mod model;
 pub mod sdk;
+pub mod text;
 pub mod vs;
 
 pub use ids::*;
