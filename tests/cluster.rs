@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
-use respawn_consensus::PlacementState;
 use respawn_net::transport::{
     MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError,
 };
 use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
+use respawn_state::ClusterState;
 use respawn_types::agent::*;
 use respawn_types::*;
 use std::collections::{BTreeSet, HashMap};
@@ -327,12 +327,12 @@ impl TestCluster {
     }
 
     /// Reads node `id`'s applied state.
-    pub fn read<T>(&self, id: NodeId, f: impl FnOnce(&PlacementState) -> T) -> T {
+    pub fn read<T>(&self, id: NodeId, f: impl FnOnce(&ClusterState) -> T) -> T {
         self.node(id).consensus.read(f)
     }
 
     /// Waits until every running node has applied the same state as the leader.
-    pub async fn wait_converged(&self) -> anyhow::Result<PlacementState> {
+    pub async fn wait_converged(&self) -> anyhow::Result<ClusterState> {
         let leader = self.wait_leader().await?;
         wait_for("all nodes to converge", Duration::from_secs(60), || async {
             let want = self.read(leader, |s| s.clone());
@@ -346,7 +346,7 @@ impl TestCluster {
 
     /// Waits until every one of `placements` has left PENDING (asking the
     /// leader), then until all running nodes have converged; returns the state.
-    pub async fn settle(&self, placements: &[String]) -> anyhow::Result<PlacementState> {
+    pub async fn settle(&self, placements: &[String]) -> anyhow::Result<ClusterState> {
         let b = self.backend(self.wait_leader().await?);
         for pl in placements {
             wait_for(

@@ -25,7 +25,7 @@
 //! 5. placement-finished events arrive at least once and their ids
 //!    de-duplicate (one id, one placement and status).
 
-use respawn_consensus::PlacementState;
+use respawn_state::ClusterState;
 use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -194,7 +194,7 @@ impl FinalState {
     /// Every terminal placement of the state must then have its event
     /// delivered if the history has any event: when the subscriber sees only
     /// part of the state, filter `placements` to that part.
-    pub fn from_state(s: &PlacementState, agents_observed: bool) -> Self {
+    pub fn from_state(s: &ClusterState, agents_observed: bool) -> Self {
         FinalState {
             placements: s
                 .placements
@@ -1179,7 +1179,7 @@ mod tests {
 
     #[test]
     fn from_state_reads_placements_and_modes() {
-        let s = PlacementState::default();
+        let s = ClusterState::default();
         let f = FinalState::from_state(&s, true);
         assert!(f.placements.is_empty() && f.agents_observed);
     }

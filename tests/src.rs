@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use respawn::edge::auth::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};
-use respawn_consensus::PlacementState;
+use respawn_state::ClusterState;
 use respawn_types::*;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -298,7 +298,7 @@ impl Cluster {
         self.agent.as_ref().expect("agent running")
     }
 
-    pub fn read<T>(&self, f: impl FnOnce(&PlacementState) -> T) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
         self.node().consensus.read(f)
     }
 

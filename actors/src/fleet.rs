@@ -5,7 +5,7 @@
 use crate::policy::plan_assignments;
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use respawn_consensus::Command;
+use respawn_state::Command;
 use respawn_types::agent::ServerToAgent;
 use respawn_types::*;
 use std::collections::{HashMap, HashSet};

@@ -13,7 +13,7 @@ use crate::session::{SessionActor, SessionMsg};
 use crate::vs::{VsActor, VsMsg};
 use crate::ActorsError;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
-use respawn_consensus::{Event, PlacementState};
+use respawn_state::{ClusterState, Event};
 use respawn_types::*;
 use std::collections::HashMap;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -101,7 +101,7 @@ impl Actor for NodeActor {
         // Rebuild from committed state: every fleet, every process that has
         // not exited, every session not yet over. Their timers re-arm from
         // the committed deadlines.
-        let (fleets, processes, sessions) = st.deps.read(|s: &PlacementState| {
+        let (fleets, processes, sessions) = st.deps.read(|s: &ClusterState| {
             let fleets: Vec<FleetId> = s.fleets.keys().cloned().collect();
             let processes: Vec<ProcessId> = s
                 .processes

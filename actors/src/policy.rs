@@ -1,7 +1,7 @@
 //! Pure decision functions behind the actors. No I/O, no clock: the caller
 //! passes `now`. Each is unit-tested below.
 
-use respawn_consensus::{Command, PlacementState};
+use respawn_state::{ClusterState, Command};
 use respawn_types::*;
 use std::collections::{HashMap, HashSet};
 
@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 /// could not be delivered). `in_flight_*` are assignments proposed but not
 /// yet applied; they count as taken.
 pub fn plan_assignments(
-    state: &PlacementState,
+    state: &ClusterState,
     fleet_id: &FleetId,
     in_flight_placements: &HashSet<PlacementId>,
     in_flight_processes: &HashMap<ProcessId, u32>,
@@ -102,7 +102,7 @@ pub enum SessionDue {
 
 /// Timers of a battle session and its placement: the activation deadline
 /// while ACTIVATING, the placement deadline while waiting for a process.
-pub fn session_due(state: &PlacementState, id: &BattleSessionId, now: UnixMillis) -> SessionDue {
+pub fn session_due(state: &ClusterState, id: &BattleSessionId, now: UnixMillis) -> SessionDue {
     let Some(s) = state.battle_sessions.get(id) else {
         return SessionDue::Finished;
     };
@@ -147,7 +147,7 @@ pub enum ProcessDue {
     Finished,
 }
 
-pub fn process_due(state: &PlacementState, id: &ProcessId, now: UnixMillis) -> ProcessDue {
+pub fn process_due(state: &ClusterState, id: &ProcessId, now: UnixMillis) -> ProcessDue {
     let Some(p) = state.processes.get(id) else {
         return ProcessDue::Finished;
     };
@@ -173,7 +173,7 @@ pub fn process_due(state: &PlacementState, id: &ProcessId, now: UnixMillis) -> P
 
 /// The OnStartBattleSession payload for a session assigned to a process.
 pub fn battle_session_spec(
-    state: &PlacementState,
+    state: &ClusterState,
     id: &BattleSessionId,
 ) -> Option<(ProcessId, HostId, agent::BattleSessionSpec)> {
     let s = state.battle_sessions.get(id)?;
@@ -216,7 +216,7 @@ pub fn retry_delay_ms(attempt: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use respawn_consensus::{Request, StartPlacement};
+    use respawn_state::{Request, StartPlacement};
 
     const T0: UnixMillis = 5_000_000;
 
@@ -225,14 +225,14 @@ mod tests {
     }
 
     struct W {
-        s: PlacementState,
+        s: ClusterState,
         at: UnixMillis,
     }
 
     impl W {
         fn new(mode: ServerMode) -> Self {
             let mut w = W {
-                s: PlacementState::default(),
+                s: ClusterState::default(),
                 at: T0,
             };
             w.ok(Command::PutTitleRegion(TitleRegion {

@@ -3,7 +3,7 @@
 
 use crate::vs::{Delivery, Site};
 use futures::future::BoxFuture;
-use respawn_consensus::{Applied, Command, PlacementState, Rejection};
+use respawn_state::{Applied, ClusterState, Command, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::{HostId, TitleRegionId, VsName};
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ pub struct Deps {
 
 impl Deps {
     /// Runs `f` on the current state; the lock is held only for `f`.
-    pub fn read<T>(&self, f: impl FnOnce(&PlacementState) -> T) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
         self.state.read(f)
     }
 }

@@ -6,7 +6,7 @@
 use crate::policy::{battle_session_spec, process_due, retry_delay_ms, ProcessDue};
 use crate::ports::{Deps, GatewayError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use respawn_consensus::PlacementState;
+use respawn_state::ClusterState;
 use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent};
 use respawn_types::*;
 use std::time::Duration;
@@ -202,7 +202,7 @@ fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
 fn deliver(
     st: &ProcessState,
     command: ServerToAgent,
-    wanted: impl Fn(&PlacementState) -> bool + Send + 'static,
+    wanted: impl Fn(&ClusterState) -> bool + Send + 'static,
 ) {
     let Some(host) = st.host.clone() else { return };
     let deps = st.deps.clone();

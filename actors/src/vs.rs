@@ -8,7 +8,7 @@
 use crate::ports::Deps;
 use crate::vs_policy::*;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use respawn_consensus::Command;
+use respawn_state::Command;
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -534,7 +534,7 @@ pub struct Site {
 
 /// The spec an agent needs to run instance `id`, with seed §3.2's system variables.
 pub fn instance_spec(
-    s: &respawn_consensus::PlacementState,
+    s: &respawn_state::ClusterState,
     id: &VsInstanceId,
     site: &Site,
 ) -> Option<VsInstanceSpec> {

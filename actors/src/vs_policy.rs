@@ -3,7 +3,7 @@
 //! when a failed delivery is tried again ([`retry_delay`]) and when a task
 //! fires next ([`next_task_fire`]). The VS actor only carries them out.
 
-use respawn_consensus::PlacementState;
+use respawn_state::ClusterState;
 use respawn_types::cron::CronSchedule;
 use respawn_types::*;
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ pub enum VsAction {
 /// as many instances running as wanted (a rolling update), or at once when
 /// they are not serving anyway. Hosts are chosen by fewest instances, then id.
 pub fn plan_region(
-    s: &PlacementState,
+    s: &ClusterState,
     tr: &TitleRegionId,
     connected: impl Fn(&HostId) -> bool,
     lost: impl Fn(&HostId) -> bool,
@@ -195,7 +195,7 @@ pub fn next_task_fire(task: &VsTask) -> Option<UnixMillis> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use respawn_consensus::{Command, Request};
+    use respawn_state::{Command, Request};
     use std::collections::BTreeSet;
 
     fn spec(max: u32) -> VsSpec {
@@ -225,14 +225,14 @@ mod tests {
     }
 
     struct W {
-        s: PlacementState,
+        s: ClusterState,
         at: u64,
     }
 
     impl W {
         fn new(hosts: &[&str]) -> W {
             let mut w = W {
-                s: PlacementState::default(),
+                s: ClusterState::default(),
                 at: 1_000,
             };
             w.ok(Command::PutTitleRegion(TitleRegion {

@@ -19,6 +19,7 @@ use openraft::{LogIdOptionExt, ServerState, SnapshotSegmentId};
 use respawn_net::{
     node_name, serve_node_link, Endpoint, Handler, MemRouter, PeerKind, Pki, QuicTransport, Service,
 };
+use respawn_state::*;
 use respawn_types::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -141,7 +142,7 @@ impl MemCluster {
     }
 
     /// Asserts that the members' states are equal; returns that state.
-    fn assert_equal(&self, ids: &[u64]) -> PlacementState {
+    fn assert_equal(&self, ids: &[u64]) -> ClusterState {
         let first = self.nodes[&ids[0]].read(|s| s.clone());
         for id in &ids[1..] {
             assert_eq!(

@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use crate::command::Rejection;
+use respawn_state::Rejection;
 
 /// Errors of the consensus layer: opening the stores, proposing commands,
 /// waiting on Raft.

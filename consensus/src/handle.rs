@@ -1,19 +1,19 @@
 //! [`Consensus`]: one Raft member with its durable stores, and the API the
 //! rest of Respawn uses (propose, read, events, waits).
 
-use crate::command::{Applied, Command, Request};
 use crate::db::Closed;
 use crate::error::ConsensusError;
 use crate::log_store::{LogProbe, LogStore, LogStoreStats};
 use crate::proposer::{client_write_error, fatal, Proposer};
 use crate::rpc::{RaftRpc, WireReply, MAX_RPC_LEN};
 use crate::sm::{EventSink, StateHandle, StateMachineStore};
-use crate::state::PlacementState;
 use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
 use openraft::{RaftNetworkFactory, ServerState, SnapshotPolicy};
+use respawn_state::ClusterState;
+use respawn_state::{Applied, Command, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -134,7 +134,7 @@ pub struct MembershipView {
 }
 
 /// One Raft member: the `openraft::Raft` node, its redb log and snapshot
-/// files in one directory, and the applied [`PlacementState`].
+/// files in one directory, and the applied [`ClusterState`].
 ///
 /// Cloning is cheap; clones share the node.
 #[derive(Clone)]
@@ -391,7 +391,7 @@ impl Consensus {
     }
 
     /// Runs `f` on the applied state under its read lock.
-    pub fn read<R>(&self, f: impl FnOnce(&PlacementState) -> R) -> R {
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         self.state.read(f)
     }
 
@@ -402,7 +402,7 @@ impl Consensus {
     /// channel's only sender: this happens when a snapshot from the leader
     /// replaces the whole state (a follower that fell behind), and the owner
     /// must then rebuild from a new `go_live`.
-    pub fn go_live(&self, sink: EventSink) -> PlacementState {
+    pub fn go_live(&self, sink: EventSink) -> ClusterState {
         self.state.go_live(sink)
     }
 

@@ -1,13 +1,10 @@
-//! Raft-replicated placement state: the openraft type configuration, the
-//! durable log and snapshot store (redb), and the pure `apply` that changes
-//! the state.
+//! Raft plumbing for the cluster state of `respawn-state`: the openraft type
+//! configuration, the durable log and snapshot store (redb), the network
+//! seam and the [`Consensus`] handle that proposes commands and reads the
+//! applied state.
 //!
 //! Start with [`Consensus::open`]; see its methods for proposing commands,
 //! reading the state and receiving applied events.
-
-pub mod command;
-pub mod state;
-pub mod vs_state;
 
 mod codec;
 mod db;
@@ -25,7 +22,6 @@ mod cluster_tests;
 #[cfg(test)]
 mod tests;
 
-pub use command::*;
 pub use error::ConsensusError;
 pub use handle::{Committed, Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
 pub use log_store::{LogReader, LogStore, LogStoreStats};
@@ -33,5 +29,4 @@ pub use network::{NoConnection, SingleNodeNetwork, TransportClient, TransportNet
 pub use openraft::SnapshotPolicy;
 pub use rpc::RaftRpc;
 pub use sm::{EventSink, SnapshotBuilder, StateHandle, StateMachineStore};
-pub use state::PlacementState;
 pub use types::{Batch, BatchResponse, NodeInfo, Raft, RaftMetrics, TypeConfig};

@@ -7,11 +7,11 @@
 //! proposer its own answer. A lone proposer is written at once: batching
 //! adds no delay, it only uses the time the previous write takes.
 
-use crate::command::{Request, Response};
 use crate::error::ConsensusError;
 use crate::handle::Committed;
 use crate::types::{Batch, Raft};
 use openraft::error::{ClientWriteError, Fatal, RaftError};
+use respawn_state::{Request, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};

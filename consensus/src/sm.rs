@@ -1,4 +1,4 @@
-//! The state machine: the [`PlacementState`] in memory, its snapshots in
+//! The state machine: the [`ClusterState`] in memory, its snapshots in
 //! `<dir>/snapshot.redb`, and the gated event stream.
 //!
 //! The state is not written on apply; snapshots are. At start-up the latest
@@ -12,16 +12,16 @@
 //! events sent afterwards fit together with neither gap nor overlap.
 
 use crate::codec;
-use crate::command::Event;
 use crate::db::{Closed, DbFile};
 use crate::error::ConsensusError;
-use crate::state::PlacementState;
 use crate::types::{
     BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use respawn_state::ClusterState;
+use respawn_state::Event;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -33,12 +33,12 @@ pub type EventSink = tokio::sync::mpsc::UnboundedSender<(u64, Vec<Event>)>;
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 /// Encoded [`SnapshotMeta`].
 const KEY_META: &str = "meta";
-/// Encoded [`PlacementState`]: the snapshot data as sent to followers.
+/// Encoded [`ClusterState`]: the snapshot data as sent to followers.
 const KEY_DATA: &str = "data";
 
 /// Everything behind the state machine's lock.
 struct SmData {
-    state: PlacementState,
+    state: ClusterState,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     sink: Option<EventSink>,
@@ -52,7 +52,7 @@ pub struct StateHandle {
 }
 
 impl StateHandle {
-    // A panic inside `PlacementState::apply` poisons the lock; Raft stops
+    // A panic inside `ClusterState::apply` poisons the lock; Raft stops
     // then (its state machine task is gone), and readers still get the last
     // state, so poisoning is not propagated.
     fn read_guard(&self) -> RwLockReadGuard<'_, SmData> {
@@ -65,7 +65,7 @@ impl StateHandle {
 
     /// Runs `f` on the applied state under the read lock. Keep `f` short:
     /// apply waits for it.
-    pub fn read<R>(&self, f: impl FnOnce(&PlacementState) -> R) -> R {
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.read_guard().state)
     }
 
@@ -83,14 +83,14 @@ impl StateHandle {
     /// channel when it was its only sender, when its receiver is gone or
     /// when a snapshot from the leader replaces the whole state: the owner
     /// must then rebuild from a new `go_live`.
-    pub fn go_live(&self, sink: EventSink) -> PlacementState {
+    pub fn go_live(&self, sink: EventSink) -> ClusterState {
         self.go_live_indexed(sink).1
     }
 
     /// [`StateHandle::go_live`], also returning the index of the last
     /// entry applied to the returned state: every event delivered later
     /// carries a greater index.
-    pub fn go_live_indexed(&self, sink: EventSink) -> (Option<u64>, PlacementState) {
+    pub fn go_live_indexed(&self, sink: EventSink) -> (Option<u64>, ClusterState) {
         let mut data = self.write_guard();
         data.sink = Some(sink);
         (data.last_applied.map(|l| l.index), data.state.clone())
@@ -197,7 +197,7 @@ impl StateMachineStore {
                 sink: None,
             },
             None => SmData {
-                state: PlacementState::default(),
+                state: ClusterState::default(),
                 last_applied: None,
                 membership: StoredMembership::default(),
                 sink: None,
@@ -323,7 +323,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
-        let state: PlacementState = codec::decode(&bytes).map_err(|e| {
+        let state: ClusterState = codec::decode(&bytes).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(
                 Some(meta.signature()),
                 AnyError::error(e),

@@ -6,6 +6,7 @@
 use crate::*;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::LogIdOptionExt;
+use respawn_state::*;
 use respawn_types::*;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The openraft type configuration of Respawn and short aliases for the
 //! openraft types parameterised by it.
 
-use crate::command::{Request, Response};
+use respawn_state::{Request, Response};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Cursor;

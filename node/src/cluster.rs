@@ -22,10 +22,9 @@ use crate::links::AgentLinks;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use respawn_actors::{AgentGateway, Deps, GatewayError, ProposeError, Proposer};
-use respawn_consensus::{
-    Applied, Command, Consensus, ConsensusError, NodeInfo, Rejection, Request,
-};
+use respawn_consensus::{Consensus, ConsensusError, NodeInfo};
 use respawn_net::transport::{Handler, Service, SharedTransport};
+use respawn_state::{Applied, Command, Rejection, Request};
 use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent, WireError};
 use respawn_types::{HostId, NodeId, TitleRegionId, VsName};
 use serde::{Deserialize, Serialize};
@@ -317,7 +316,7 @@ impl Cluster {
     /// Linearizable read (read index; see the module docs).
     pub async fn read<T>(
         &self,
-        f: impl FnOnce(&respawn_consensus::PlacementState) -> T,
+        f: impl FnOnce(&respawn_state::ClusterState) -> T,
     ) -> Result<T, ConsensusError> {
         let index = if self.consensus.is_leader() {
             self.consensus.read_index().await?

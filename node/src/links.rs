@@ -9,9 +9,9 @@
 
 use crate::cluster::{wire_error as wire, Cluster};
 use respawn_actors::{GatewayError, NodeMsg};
-use respawn_consensus::{Command, PlayerAction, Rejection};
 use respawn_net::transport::Handler;
 use respawn_net::{Endpoint, Link, PeerKind};
+use respawn_state::{Command, PlayerAction, Rejection};
 use respawn_types::agent::*;
 use respawn_types::*;
 use std::collections::HashMap;

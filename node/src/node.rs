@@ -7,11 +7,10 @@ use crate::links::{self, AgentLinks};
 use crate::uplink::{self, Uplink};
 use rand::RngCore;
 use respawn_config::{Bootstrap, Config};
-use respawn_consensus::{
-    Command, Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork,
-};
+use respawn_consensus::{Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork};
 use respawn_net::transport::{QuicTransport, SharedTransport};
 use respawn_net::{Endpoint, Identity};
+use respawn_state::Command;
 use respawn_types::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -15,8 +15,8 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use futures::future::BoxFuture;
 use respawn_actors::{Delivery, Site, VsPorts};
-use respawn_consensus::PlacementState;
 use respawn_proxy::{json_error, AccessLogStore, InvokeContext, Invoker, PlayerIdentity, Proxy};
+use respawn_state::ClusterState;
 use respawn_types::agent::{ServerReply, VsUsageSample};
 use respawn_types::*;
 use std::collections::HashMap;
@@ -220,13 +220,7 @@ enum Pick {
 }
 
 /// `path` is the call's path without the query (for per-URL metrics).
-fn pick(
-    s: &PlacementState,
-    tr: &TitleRegionId,
-    vs: &VsName,
-    path: &str,
-    board: &LoadBoard,
-) -> Pick {
+fn pick(s: &ClusterState, tr: &TitleRegionId, vs: &VsName, path: &str, board: &LoadBoard) -> Pick {
     let Some(v) = s.virtual_server(tr, vs) else {
         return Pick::Fail(RouteError::UnknownVs(vs.clone()));
     };

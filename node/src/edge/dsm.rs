@@ -7,7 +7,7 @@ use super::json::ApiJson;
 use super::{Edge, Region};
 use axum::extract::State;
 use axum::Json;
-use respawn_consensus::{Command, PlacementState, StartPlacement};
+use respawn_state::{ClusterState, Command, StartPlacement};
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -147,7 +147,7 @@ fn parse<T>(field: &str, r: Result<T, IdError>) -> Result<T, ApiError> {
     r.map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
 }
 
-fn player_view(state: &PlacementState, p: &PlayerBattleSession) -> PlayerBattleSessionView {
+fn player_view(state: &ClusterState, p: &PlayerBattleSession) -> PlayerBattleSessionView {
     let session = state.battle_sessions.get(&p.battle_session_id);
     let placed = session.filter(|s| {
         s.status == BattleSessionStatus::Active || s.status == BattleSessionStatus::Activating
@@ -164,7 +164,7 @@ fn player_view(state: &PlacementState, p: &PlayerBattleSession) -> PlayerBattleS
 
 /// The view of a placement that a backend sees; `None` if it is not the caller's.
 pub fn placement_view(
-    state: &PlacementState,
+    state: &ClusterState,
     tr: &TitleRegionId,
     id: &PlacementId,
 ) -> Option<PlacementView> {

@@ -3,7 +3,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use respawn_consensus::{ConsensusError, Rejection};
+use respawn_consensus::ConsensusError;
+use respawn_state::Rejection;
 use respawn_types::agent::ErrorCode;
 use serde::Serialize;
 

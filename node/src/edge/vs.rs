@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use respawn_actors::AgentGateway;
-use respawn_consensus::Command;
 use respawn_proxy::{json_error, player_ticket, reserved_uri, Invoker};
+use respawn_state::Command;
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
@@ -234,7 +234,7 @@ fn instance_view(i: &VsInstance) -> InstanceView {
     }
 }
 
-fn view(s: &respawn_consensus::PlacementState, v: &VirtualServer) -> VirtualServerView {
+fn view(s: &respawn_state::ClusterState, v: &VirtualServer) -> VirtualServerView {
     let instances: Vec<InstanceView> = s
         .vs_instances_of(&v.title_region_id, &v.name)
         .map(instance_view)

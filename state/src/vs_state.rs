@@ -1,4 +1,4 @@
-//! The virtual-server half of [`PlacementState::apply`]: definitions and
+//! The virtual-server half of [`ClusterState::apply`]: definitions and
 //! their versions, instances as agents report them, event handlers, tasks,
 //! the per-title-region event outbox and the trigger log.
 //!
@@ -6,7 +6,7 @@
 //! and the committed command: every check comes before any change.
 
 use crate::command::*;
-use crate::state::PlacementState;
+use crate::state::ClusterState;
 use respawn_types::*;
 use std::collections::BTreeSet;
 
@@ -51,7 +51,7 @@ pub fn trigger_id(tr: &TitleRegionId, at: UnixMillis, seq: u64) -> String {
     uuid::Uuid::new_v8(bytes).to_string()
 }
 
-impl PlacementState {
+impl ClusterState {
     pub fn virtual_server(&self, tr: &TitleRegionId, name: &VsName) -> Option<&VirtualServer> {
         self.virtual_servers.get(tr).and_then(|m| m.get(name))
     }

@@ -1,7 +1,7 @@
 //! The replicated placement state and the pure function that changes it.
 //!
 //! Every rule of the battle-session, placement, player-battle-session and
-//! process life cycles is here, in [`PlacementState::apply`]: a function of
+//! process life cycles is here, in [`ClusterState::apply`]: a function of
 //! the state and one committed [`Request`] that returns the proposer's answer
 //! and the [`Event`]s that the actors and agent links react to. It reads no
 //! clock and performs no I/O, so every node computes the same state from the
@@ -25,7 +25,7 @@ pub const MAX_PLAYERS_LIMIT: u32 = 1_000;
 /// Everything Raft replicates. Maps are ordered so that snapshots of equal
 /// states are equal byte for byte.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacementState {
+pub struct ClusterState {
     pub title_regions: BTreeMap<TitleRegionId, TitleRegion>,
     pub fleets: BTreeMap<FleetId, Fleet>,
     pub hosts: BTreeMap<HostId, Host>,
@@ -44,7 +44,7 @@ pub struct PlacementState {
     /// Index: fleet → its PENDING placements not yet assigned, oldest first.
     pub waiting_by_fleet: BTreeMap<FleetId, BTreeSet<(UnixMillis, PlacementId)>>,
     /// Index: fleet → its processes that can take a session now
-    /// ([`PlacementState::is_placeable`]), in id order — launch order, as
+    /// ([`ClusterState::is_placeable`]), in id order — launch order, as
     /// process ids are time-ordered UUIDs.
     pub placeable_by_fleet: BTreeMap<FleetId, BTreeSet<ProcessId>>,
     /// Which server node holds each host's agent link (last registration wins).
@@ -79,7 +79,7 @@ fn invalid(msg: impl Into<String>) -> Rejection {
     Rejection::InvalidState(msg.into())
 }
 
-impl PlacementState {
+impl ClusterState {
     /// Applies one committed request. Deterministic: the same state and
     /// request give the same result on every node. A rejected request leaves
     /// the state untouched (checks come before changes in every arm; the

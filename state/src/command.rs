@@ -1,5 +1,5 @@
 //! Commands: every change to the placement state is one of these, committed
-//! through Raft and applied by [`crate::state::PlacementState::apply`].
+//! through Raft and applied by [`crate::state::ClusterState::apply`].
 
 use respawn_types::agent::LiveProcess;
 use respawn_types::*;

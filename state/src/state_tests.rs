@@ -1,4 +1,4 @@
-//! Transition tests for [`PlacementState::apply`]: every legal step of each
+//! Transition tests for [`ClusterState::apply`]: every legal step of each
 //! life cycle, and the illegal ones, which must be rejected without change.
 
 use super::*;
@@ -56,14 +56,14 @@ fn fleet(mode: ServerMode) -> Fleet {
 }
 
 struct H {
-    s: PlacementState,
+    s: ClusterState,
     at: UnixMillis,
 }
 
 impl H {
     fn new(mode: ServerMode) -> Self {
         let mut h = H {
-            s: PlacementState::default(),
+            s: ClusterState::default(),
             at: T0,
         };
         h.ok(Command::PutTitleRegion(TitleRegion {
