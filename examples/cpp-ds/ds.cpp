@@ -318,7 +318,12 @@ int main(int argc, char** argv) {
     log("listening on port " + std::to_string(port) + " as " + sdk.ProcessId());
 
     Game game(sdk);
-    sdk.OnHealthCheck([] { return true; });
+    sdk.OnHealthCheck([] {
+        // Runs on the SDK's event thread: answer at once.
+        static std::once_flag first;
+        std::call_once(first, [] { log("first health check"); });
+        return true;
+    });
     sdk.OnStartBattleSession([&game](const respawn::BattleSession& bs) { game.OnStartBattleSession(bs); });
     sdk.OnTerminateBattleSession([&game](const std::string& id) { game.OnTerminateBattleSession(id); });
     sdk.OnProcessTerminate([&game](const std::string& reason) { game.OnProcessTerminate(reason); });
