@@ -37,10 +37,7 @@ fn build_cpp_ds() -> anyhow::Result<PathBuf> {
     }
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cpp-ds");
     // target/<profile>/cpp-ds: out of the source tree, kept between runs.
-    let build = respawn_bin()
-        .parent()
-        .context("target dir")?
-        .join("cpp-ds");
+    let build = respawn_bin().parent().context("target dir")?.join("cpp-ds");
     let out = Command::new("make")
         .arg("-C")
         .arg(&example)
@@ -172,7 +169,8 @@ fn ds_log(dir: &Path, process: &str) -> anyhow::Result<String> {
         for entry in std::fs::read_dir(&d)? {
             let path = entry?.path();
             if path.is_dir() {
-                if path.file_name().is_some_and(|n| n == process) && path.join("cpp-ds.log").exists()
+                if path.file_name().is_some_and(|n| n == process)
+                    && path.join("cpp-ds.log").exists()
                 {
                     return Ok(std::fs::read_to_string(path.join("cpp-ds.log"))?);
                 }
