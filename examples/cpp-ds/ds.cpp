@@ -48,8 +48,10 @@ std::string g_log_path;
 
 void log(const std::string& line) {
     std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
     char stamp[16];
-    std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&now));
+    std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
     std::lock_guard<std::mutex> g(g_log_mu);
     std::cout << stamp << " " << line << std::endl;
     if (!g_log_path.empty()) {

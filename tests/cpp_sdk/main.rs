@@ -3,7 +3,8 @@
 //! it as the fleet of `respawn server` + `respawn agent` started from a
 //! configuration file, and drives one battle session over the HTTP edge:
 //! placement FULFILLED, a player accepted and removed, the session ended
-//! with ProcessEnding, the process replaced by a new one.
+//! with ProcessEnding, the process replaced by a new one; and the DS
+//! invoking a virtual server through the SDK.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::{bail, ensure, Context};
@@ -53,12 +54,22 @@ fn build_cpp_ds() -> anyhow::Result<PathBuf> {
     Ok(build.join("cpp-ds"))
 }
 
-/// Kills the children when the test ends, however it ends.
+/// Stops the children when the test ends, however it ends: SIGTERM, so the
+/// agent shuts down and stops the processes it runs (the VS instance is
+/// not its child process's child to kill), then SIGKILL after a deadline.
 struct Kill(Vec<Child>);
 
 impl Drop for Kill {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        // The agent (started last) first, while the server still answers it.
+        for c in self.0.iter_mut().rev() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let end = std::time::Instant::now() + Duration::from_secs(15);
+            while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -94,8 +105,18 @@ launch_path = "{ds}"
 args = ["--session-secs", "300"]
 processes_per_host = 1
 health_check_interval_secs = 1
+[[virtual_servers]]
+title_region = "tr-cpp"
+name = "vs-hello"
+[virtual_servers.spec]
+source = {{ process = {{ command = "python3" }} }}
+args = ["{vs}"]
+listen_port = 8080
+cpu_millicores = 1000
+memory_mb = 256
 "#,
-        ds = ds.display()
+        ds = ds.display(),
+        vs = python_vs_script().display()
     );
     let cfg_path = dir.join("respawn.toml");
     std::fs::write(&cfg_path, config)?;
@@ -220,6 +241,18 @@ async fn cpp_sample_ds_hosts_a_battle_session_under_the_real_agent() -> anyhow::
         .await
         .context("alice's player battle session")?;
     assert_eq!(p["status"], "ACTIVE", "{p}");
+
+    // The DS calls a virtual server through the SDK (InvokeVirtualServer):
+    // each attempt on a connection of its own, until the VS instance runs.
+    let body = wait_for("the DS to invoke vs-hello", T, || async {
+        let (mut c, _) = connect(&v).await.ok()?;
+        let reply = c.say("VS vs-hello /hello?from=cpp").await.ok()?;
+        reply.strip_prefix("VS 200 ").map(str::to_string)
+    })
+    .await?;
+    let hello: Value = serde_json::from_str(&body)?;
+    assert_eq!(hello["invoker"], "backend", "{hello}");
+    assert_eq!(hello["query"], "from=cpp", "{hello}");
 
     // The player leaves (the connection closes): removed, COMPLETED; every
     // player has left, so the DS ends the session with ProcessEnding.
