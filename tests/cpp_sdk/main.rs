@@ -1,4 +1,5 @@
-//! The C++ Server SDK under the real agent: builds the C++ sample DS
+//! The C++ Server SDK: its unit tests (`make -C sdk/cpp test`), and the SDK
+//! under the real agent: builds the C++ sample DS
 //! (`examples/cpp-ds`, on `sdk/cpp`) with `make` and the system `g++`, runs
 //! it as the fleet of `respawn server` + `respawn agent` started from a
 //! configuration file, and drives one battle session over the HTTP edge:
@@ -19,9 +20,10 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(60);
 const FLEET: &str = "fleet-cpp";
 
-/// Builds the C++ sample DS into the cargo target directory; returns the
-/// executable. Fails (never skips) when g++ or make is missing.
-fn build_cpp_ds() -> anyhow::Result<PathBuf> {
+/// Runs `make -C <root>/<dir> BUILD=target/<profile>/<build> <goals>`
+/// (out of the source tree, kept between runs); returns the build dir.
+/// Fails (never skips) when g++ or make is missing.
+fn make(dir: &str, build: &str, goals: &[&str]) -> anyhow::Result<PathBuf> {
     for tool in ["g++", "make"] {
         let found = Command::new(tool)
             .arg("--version")
@@ -32,26 +34,26 @@ fn build_cpp_ds() -> anyhow::Result<PathBuf> {
             .unwrap_or(false);
         ensure!(
             found,
-            "`{tool}` is missing: the C++ SDK test needs g++ (C++17) and make \
+            "`{tool}` is missing: the C++ SDK tests need g++ (C++17) and make \
              (Debian: apt-get install -y g++ make)"
         );
     }
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cpp-ds");
-    // target/<profile>/cpp-ds: out of the source tree, kept between runs.
-    let build = respawn_bin().parent().context("target dir")?.join("cpp-ds");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    let build = respawn_bin().parent().context("target dir")?.join(build);
     let out = Command::new("make")
         .arg("-C")
-        .arg(&example)
+        .arg(&src)
         .arg(format!("BUILD={}", build.display()))
+        .args(goals)
         .output()?;
     ensure!(
         out.status.success(),
-        "make -C {} failed:\n{}\n{}",
-        example.display(),
+        "make -C {} {goals:?} failed:\n{}\n{}",
+        src.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(build.join("cpp-ds"))
+    Ok(build)
 }
 
 /// Stops the children when the test ends, however it ends: SIGTERM, so the
@@ -202,9 +204,17 @@ fn ds_log(dir: &Path, process: &str) -> anyhow::Result<String> {
     bail!("no cpp-ds.log of {process} under {}", dir.display())
 }
 
+/// The SDK's own unit tests (`sdk/cpp/test/unit_test.cpp`): JSON, endpoint
+/// parsing, errors as values without an agent.
+#[test]
+fn cpp_sdk_unit_tests_pass() -> anyhow::Result<()> {
+    make("sdk/cpp", "cpp-sdk", &["test"])?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpp_sample_ds_hosts_a_battle_session_under_the_real_agent() -> anyhow::Result<()> {
-    let ds = build_cpp_ds()?;
+    let ds = make("examples/cpp-ds", "cpp-ds", &[])?.join("cpp-ds");
     let dir = tempfile::tempdir()?;
     let (_children, b) = start(dir.path(), &ds)?;
 
