@@ -12,10 +12,10 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use respawn::edge::auth::sign_ticket;
+use respawn::simulated_agent::{SimAgent, SimAgentOptions, SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};
-use respawn_net::{Endpoint, Identity};
-use respawn_types::agent::*;
+use respawn_net::Identity;
 use respawn_types::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -93,7 +93,7 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
 
     let started: Started = Arc::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let agent = SimAgent::connect(
+    let agent = sim_agent(
         &agent_id,
         node.quic_addr,
         a.placements,
@@ -121,7 +121,7 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
         &mut latencies,
     );
     println!("log store:         {entries:?}");
-    agent.close();
+    agent.stop();
     node.shutdown().await;
     if cleanup {
         let _ = std::fs::remove_dir_all(&dir);
@@ -288,7 +288,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
     };
     let started: Started = Arc::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let agent = SimAgent::connect(
+    let agent = sim_agent(
         &agent_identity,
         follower(&nodes).context("follower")?,
         a.placements,
@@ -316,7 +316,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         wall,
         &mut latencies,
     );
-    agent.close();
+    agent.stop();
 
     // Failover: stop the leader, time the first placement fulfilled after,
     // and when each step on the way happened.
@@ -325,7 +325,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         let old = leader_of(&nodes).context("leader")?;
         let started: Started = Arc::default();
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-        let agent = SimAgent::connect(
+        let agent = sim_agent(
             &agent_identity,
             follower(&nodes).context("follower")?,
             50,
@@ -391,7 +391,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
             leader.map_or("?".to_string(), |l| l.to_string()),
         );
         trials.push(t);
-        agent.close();
+        agent.stop();
         nodes[idx] = Some(
             ServerNode::start(&cfgs[idx], &ids[idx])
                 .await
@@ -570,122 +570,34 @@ async fn place_one(
     Ok(())
 }
 
-/// A simulated agent: `processes` ready DS processes whose SDK activates a
-/// session the moment OnStartBattleSession arrives.
-struct SimAgent {
-    link: respawn_net::Link,
-}
-
-impl SimAgent {
-    async fn connect(
-        id: &Identity,
-        server: std::net::SocketAddr,
-        processes: usize,
-        started: Started,
-        done: tokio::sync::mpsc::UnboundedSender<Duration>,
-    ) -> anyhow::Result<SimAgent> {
-        let endpoint = Endpoint::client(id)?;
-        let link = endpoint.connect(server).await?;
-        let host = HostId::parse(id.subject()?.name)?;
-        let hello = AgentToServer::Hello(AgentHello {
-            protocol_version: PROTOCOL_VERSION,
-            host_id: host,
-            fleet_id: FleetId::new_unchecked(DEV_FLEET),
-            ip: "127.0.0.1".into(),
-            live_processes: Vec::new(),
-            live_vs: Vec::new(),
-        });
-        let timeout = Duration::from_secs(10);
-        match link.request::<_, ServerReply>(&hello, timeout).await? {
-            ServerReply::Welcome { .. } => {}
-            other => bail!("hello refused: {other:?}"),
-        }
-        let serve_link = link.clone();
-        tokio::spawn(respawn_net::serve_requests(
-            link.clone(),
-            move |cmd: ServerToAgent| {
-                let link = serve_link.clone();
-                let started = started.clone();
-                let done = done.clone();
-                async move {
-                    if let ServerToAgent::StartBattleSession {
-                        process_id,
-                        session,
-                    } = cmd
-                    {
-                        let bs = session.battle_session_id.clone();
-                        tokio::spawn(async move {
-                            let msg = AgentToServer::ActivateBattleSession {
-                                process_id,
-                                battle_session_id: bs.clone(),
-                            };
-                            // Like a real agent, retry while the cluster is electing a leader.
-                            let deadline = Instant::now() + Duration::from_secs(30);
-                            let mut ok = false;
-                            while !ok && Instant::now() < deadline {
-                                match link
-                                    .request::<_, ServerReply>(&msg, Duration::from_secs(10))
-                                    .await
-                                {
-                                    Ok(ServerReply::Ok) => ok = true,
-                                    Ok(ServerReply::Err(e))
-                                        if !matches!(
-                                            e.code,
-                                            ErrorCode::NotLeader | ErrorCode::Unavailable
-                                        ) =>
-                                    {
-                                        break
-                                    }
-                                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
-                                }
-                            }
-                            if ok {
-                                let t = started.lock().ok().and_then(|mut m| m.remove(&bs));
-                                if let Some(t) = t {
-                                    let _ = done.send(t.elapsed());
-                                }
-                            }
-                        });
-                    }
-                    AgentReply::Ok
-                }
-            },
-        ));
-        // Register the pool of ready processes, many at a time; ids are
-        // fresh for every simulated agent (a process id is never reused).
-        let run = uuid::Uuid::now_v7().simple().to_string();
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..processes {
-            let link = link.clone();
-            let run = run.clone();
-            set.spawn(async move {
-                let process_id = ProcessId::new_unchecked(format!("proc-sim-{run}-{i:06}"));
-                let s = AgentToServer::ProcessStarted {
-                    process_id: process_id.clone(),
-                    pid: 1,
-                };
-                link.request::<_, ServerReply>(&s, timeout).await?;
-                let r = AgentToServer::ProcessReady {
-                    process_id,
-                    port: 7000 + (i % 1000) as u16,
-                    log_paths: vec![],
-                };
-                link.request::<_, ServerReply>(&r, timeout).await?;
-                anyhow::Ok(())
-            });
-            if set.len() >= 256 {
-                if let Some(r) = set.join_next().await {
-                    r??;
-                }
+/// Starts the simulated agent on `server` with `processes` ready DS
+/// processes; each activation it makes sends the placement's latency (from
+/// `started`) to `done`.
+async fn sim_agent(
+    id: &Identity,
+    server: std::net::SocketAddr,
+    processes: usize,
+    started: Started,
+    done: tokio::sync::mpsc::UnboundedSender<Duration>,
+) -> anyhow::Result<SimAgent> {
+    let observer: SimObserver = Arc::new(move |event| {
+        if let SimEvent::SessionActivated { battle_session, .. } = event {
+            let t = started
+                .lock()
+                .ok()
+                .and_then(|mut m| m.remove(&battle_session));
+            if let Some(t) = t {
+                let _ = done.send(t.elapsed());
             }
         }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-        Ok(SimAgent { link })
-    }
-
-    fn close(&self) {
-        self.link.close("benchmark done");
-    }
+    });
+    Ok(SimAgent::start(SimAgentOptions {
+        identity: id.clone(),
+        fleet: FleetId::new_unchecked(DEV_FLEET),
+        servers: vec![server],
+        processes,
+        session: None,
+        observer,
+    })
+    .await?)
 }

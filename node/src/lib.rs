@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod edge;
 pub mod links;
 pub mod node;
+pub mod simulated_agent;
 pub mod uplink;
 pub mod vs;
 

@@ -1,15 +1,18 @@
 //! A harness for multi-node tests: N server nodes in this process over one
 //! transport seam (in memory, or real QUIC on loopback), M simulated agents
-//! on real QUIC links, and fault injection: partition any sets of nodes,
+//! ([`SimAgent`]) on real QUIC links, and fault injection: partition any sets of nodes,
 //! isolate one, delay or drop messages, kill a node and restart it with its
 //! data. Everything outside observers see is recorded in a [`History`].
 #![allow(clippy::field_reassign_with_default)]
 
+use crate::backend::Backend;
 use crate::history::{History, Observation};
-use crate::{wait_for, Backend};
+use crate::support::{init_logs, wait_for};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+pub use respawn::simulated_agent::SimAgent;
+use respawn::simulated_agent::{SimAgentOptions, SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
 use respawn_net::transport::{
@@ -17,9 +20,8 @@ use respawn_net::transport::{
 };
 use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
 use respawn_state::ClusterState;
-use respawn_types::agent::*;
 use respawn_types::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,7 +131,7 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(opts: ClusterOptions) -> anyhow::Result<TestCluster> {
-        crate::init_logs();
+        init_logs();
         let ca = Pki::generate_ca("test cluster CA")?;
         let ids: Vec<NodeId> = (1..=opts.nodes as u64).collect();
         let ports: Vec<(u16, u16)> = ids.iter().map(|_| (free_udp(), free_tcp())).collect();
@@ -368,278 +370,57 @@ impl TestCluster {
     }
 }
 
-/// A simulated agent: `processes` simple-mode DS processes that activate a
-/// session as soon as it arrives and end `session` after activating, each
-/// replaced by a fresh process. It keeps one QUIC link, moving to the next
-/// server when its node goes away, and records what its processes see.
-pub struct SimAgent {
-    pub host: HostId,
-    inner: Arc<SimInner>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-struct SimInner {
-    host: HostId,
-    link: Mutex<Option<respawn_net::Link>>,
-    procs: Mutex<HashMap<ProcessId, LiveProcess>>,
-    next: std::sync::atomic::AtomicU64,
-    history: History,
-    session: Duration,
-    connected_to: Mutex<Option<SocketAddr>>,
-}
-
-const CALL: Duration = Duration::from_secs(5);
-
-impl SimInner {
-    fn link(&self) -> Option<respawn_net::Link> {
-        self.link.lock().unwrap().clone()
-    }
-
-    /// Sends a report until the cluster answers it (any answer).
-    async fn report(&self, msg: AgentToServer) -> ServerReply {
-        loop {
-            if let Some(l) = self.link() {
-                if let Ok(r) = l.request::<_, ServerReply>(&msg, CALL).await {
-                    match &r {
-                        ServerReply::Err(e)
-                            if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) => {}
-                        _ => return r,
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn new_process_id(&self) -> ProcessId {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ProcessId::new_unchecked(format!("proc-{}-{n:05}", self.host))
-    }
-
-    /// Launches one process: Started + Ready.
-    async fn launch(self: &Arc<Self>) {
-        let id = self.new_process_id();
-        let port = 20_000 + (self.next.load(std::sync::atomic::Ordering::Relaxed) % 20_000) as u16;
-        self.procs.lock().unwrap().insert(
-            id.clone(),
-            LiveProcess {
-                process_id: id.clone(),
-                pid: 1,
-                port: Some(port),
-                log_paths: vec![],
-                ending: false,
-            },
-        );
-        self.report(AgentToServer::ProcessStarted {
-            process_id: id.clone(),
-            pid: 1,
-        })
-        .await;
-        self.report(AgentToServer::ProcessReady {
-            process_id: id,
-            port,
-            log_paths: vec![],
-        })
-        .await;
-    }
-
-    /// Ends a process and launches its replacement.
-    async fn end(self: &Arc<Self>, id: ProcessId, reason: ExitReason, ending: bool) {
-        if self.procs.lock().unwrap().remove(&id).is_none() {
-            return;
-        }
-        self.history.record(Observation::ProcessEnded {
-            process: id.clone(),
-        });
-        if ending {
-            self.report(AgentToServer::ProcessEnding {
-                process_id: id.clone(),
-            })
-            .await;
-        }
-        self.report(AgentToServer::ProcessExited {
-            process_id: id,
-            reason,
-        })
-        .await;
-        self.launch().await;
-    }
-
-    async fn on_command(self: &Arc<Self>, cmd: ServerToAgent) -> AgentReply {
-        match cmd {
-            ServerToAgent::StartBattleSession {
-                process_id,
-                session,
-            } => {
-                if !self.procs.lock().unwrap().contains_key(&process_id) {
-                    return AgentReply::Err(WireError::new(ErrorCode::NotFound, "no such process"));
-                }
-                self.history.record(Observation::SessionDelivered {
-                    process: process_id.clone(),
-                    battle_session: session.battle_session_id.clone(),
-                });
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let bs = session.battle_session_id.clone();
-                    let r = me
-                        .report(AgentToServer::ActivateBattleSession {
-                            process_id: process_id.clone(),
-                            battle_session_id: bs.clone(),
-                        })
-                        .await;
-                    if r == ServerReply::Ok {
-                        me.history.record(Observation::SessionActivated {
-                            process: process_id.clone(),
-                            battle_session: bs,
-                        });
-                        tokio::time::sleep(me.session).await;
-                        me.end(
-                            process_id,
-                            ExitReason::Exited {
-                                code: Some(0),
-                                signal: None,
-                            },
-                            true,
-                        )
-                        .await;
-                    }
-                });
-                AgentReply::Ok
-            }
-            // The simulated agent runs no virtual servers.
-            ServerToAgent::StartVsInstance { .. } | ServerToAgent::QueryVsLogs { .. } => {
-                AgentReply::Err(WireError::new(
-                    ErrorCode::BadRequest,
-                    "this simulated agent runs no virtual servers",
-                ))
-            }
-            ServerToAgent::StopVsInstance { .. } => AgentReply::Ok,
-            ServerToAgent::TerminateBattleSession {
-                process_id,
-                battle_session_id,
-            } => {
-                self.history.record(Observation::SessionEnded {
-                    process: process_id,
-                    battle_session: battle_session_id,
-                });
-                AgentReply::Ok
-            }
-            ServerToAgent::TerminateProcess { process_id, .. } => {
-                let me = self.clone();
-                tokio::spawn(async move { me.end(process_id, ExitReason::Killed, false).await });
-                AgentReply::Ok
-            }
-            ServerToAgent::KillProcess { process_id } => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    me.end(process_id, ExitReason::EndingGraceExpired, false)
-                        .await
-                });
-                AgentReply::Ok
-            }
-            ServerToAgent::FleetUpdated { .. } => AgentReply::Ok,
-        }
-    }
-}
-
-impl SimAgent {
-    /// Starts an agent for `host` with `processes` processes, linked to
-    /// `servers` (tried in turn from the first).
-    pub async fn start(
-        cluster: &TestCluster,
+impl TestCluster {
+    /// Starts a simulated agent for `host` with `processes` processes of
+    /// [`FLEET`], each ending `session` after it activates (and replaced),
+    /// linked to `servers` (tried in turn from the first); what its
+    /// processes see goes into the cluster's history.
+    pub async fn sim_agent(
+        &self,
         host: &str,
         processes: usize,
         session: Duration,
         servers: Vec<SocketAddr>,
     ) -> anyhow::Result<SimAgent> {
-        let identity = cluster.agent_identity(host)?;
-        let endpoint = Endpoint::client(&identity)?;
-        let inner = Arc::new(SimInner {
-            host: HostId::new_unchecked(host),
-            link: Mutex::new(None),
-            procs: Mutex::new(HashMap::new()),
-            next: Default::default(),
-            history: cluster.history.clone(),
-            session,
-            connected_to: Mutex::new(None),
-        });
-        let run = inner.clone();
-        let task = tokio::spawn(async move {
-            let mut i = 0usize;
-            loop {
-                let addr = servers[i % servers.len()];
-                i += 1;
-                let Ok(link) = endpoint
-                    .connect_with_timeout(addr, Duration::from_secs(2))
-                    .await
-                else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let live: Vec<LiveProcess> = run.procs.lock().unwrap().values().cloned().collect();
-                let hello = AgentToServer::Hello(AgentHello {
-                    protocol_version: PROTOCOL_VERSION,
-                    host_id: run.host.clone(),
-                    fleet_id: FleetId::new_unchecked(FLEET),
-                    ip: "127.0.0.1".into(),
-                    live_processes: live,
-                    live_vs: Vec::new(),
-                });
-                match link.request::<_, ServerReply>(&hello, CALL).await {
-                    Ok(ServerReply::Welcome { .. }) => {}
-                    _ => {
-                        link.close("hello failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-                *run.link.lock().unwrap() = Some(link.clone());
-                *run.connected_to.lock().unwrap() = Some(addr);
-                let serve = run.clone();
-                let _ = respawn_net::serve_requests(link.clone(), move |cmd: ServerToAgent| {
-                    let s = serve.clone();
-                    async move { s.on_command(cmd).await }
-                })
-                .await;
-                *run.link.lock().unwrap() = None;
-                *run.connected_to.lock().unwrap() = None;
-            }
-        });
-        let agent = SimAgent {
-            host: HostId::new_unchecked(host),
-            inner,
-            task,
-        };
-        wait_for("sim agent linked", Duration::from_secs(30), || async {
-            agent.inner.link().map(|_| ())
+        let history = self.history.clone();
+        let observer: SimObserver = Arc::new(move |event| history.record(observation(event)));
+        Ok(SimAgent::start(SimAgentOptions {
+            identity: self.agent_identity(host)?,
+            fleet: FleetId::new_unchecked(FLEET),
+            servers,
+            processes,
+            session: Some(session),
+            observer,
         })
-        .await?;
-        let mut launches = Vec::new();
-        for _ in 0..processes {
-            let i = agent.inner.clone();
-            launches.push(tokio::spawn(async move { i.launch().await }));
-        }
-        for l in launches {
-            l.await?;
-        }
-        Ok(agent)
+        .await?)
     }
+}
 
-    /// The server address the agent is linked to now.
-    pub fn connected_to(&self) -> Option<SocketAddr> {
-        *self.inner.connected_to.lock().unwrap()
-    }
-
-    /// Ids of its running processes.
-    pub fn processes(&self) -> BTreeSet<ProcessId> {
-        self.inner.procs.lock().unwrap().keys().cloned().collect()
-    }
-
-    pub fn stop(self) {
-        self.task.abort();
-        if let Some(l) = self.inner.link() {
-            l.close("sim agent stopped");
-        }
+/// What a simulated process saw, as the history records it.
+fn observation(event: SimEvent) -> Observation {
+    match event {
+        SimEvent::SessionDelivered {
+            process,
+            battle_session,
+        } => Observation::SessionDelivered {
+            process,
+            battle_session,
+        },
+        SimEvent::SessionActivated {
+            process,
+            battle_session,
+        } => Observation::SessionActivated {
+            process,
+            battle_session,
+        },
+        SimEvent::SessionEnded {
+            process,
+            battle_session,
+        } => Observation::SessionEnded {
+            process,
+            battle_session,
+        },
+        SimEvent::ProcessEnded { process } => Observation::ProcessEnded { process },
     }
 }
 

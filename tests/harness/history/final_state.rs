@@ -1,0 +1,62 @@
+//! What a test reads from the cluster at the end, for the checker.
+
+use respawn_state::ClusterState;
+use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
+use std::collections::BTreeMap;
+
+/// What the test reads from the cluster at the end (from any node, after
+/// convergence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalState {
+    /// Every placement the cluster knows: its status and battle session.
+    pub placements: BTreeMap<PlacementId, (PlacementStatus, BattleSessionId)>,
+    /// Each process's mode; processes not listed have `default_mode`.
+    pub process_modes: BTreeMap<ProcessId, ServerMode>,
+    pub default_mode: ServerMode,
+    /// The history holds the DS processes' observations (deliveries,
+    /// activations), so a FULFILLED placement must show an activation.
+    pub agents_observed: bool,
+}
+
+impl Default for FinalState {
+    fn default() -> Self {
+        FinalState {
+            placements: BTreeMap::new(),
+            process_modes: BTreeMap::new(),
+            default_mode: ServerMode::Simple,
+            agents_observed: false,
+        }
+    }
+}
+
+impl FinalState {
+    /// Reads the placements and each process's mode (its fleet's) from the
+    /// replicated state, e.g. `cluster.read(|s| FinalState::from_state(s, true))`.
+    ///
+    /// Every terminal placement of the state must then have its event
+    /// delivered if the history has any event: when the subscriber sees only
+    /// part of the state, filter `placements` to that part.
+    pub fn from_state(s: &ClusterState, agents_observed: bool) -> Self {
+        FinalState {
+            placements: s
+                .placements
+                .iter()
+                .map(|(id, p)| (id.clone(), (p.status, p.battle_session_id.clone())))
+                .collect(),
+            process_modes: s
+                .processes
+                .iter()
+                .filter_map(|(id, p)| Some((id.clone(), s.fleets.get(&p.fleet_id)?.mode)))
+                .collect(),
+            default_mode: ServerMode::Simple,
+            agents_observed,
+        }
+    }
+
+    pub(super) fn mode(&self, p: &ProcessId) -> ServerMode {
+        self.process_modes
+            .get(p)
+            .copied()
+            .unwrap_or(self.default_mode)
+    }
+}

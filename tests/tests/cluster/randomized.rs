@@ -1,0 +1,147 @@
+//! Randomized faults, checked against the history invariants.
+
+use super::*;
+
+/// A history checker over a randomized run: for a minute, backends place
+/// and describe through random nodes while nodes are killed, restarted,
+/// isolated and partitioned (at most one node down or cut off at a time,
+/// so a majority exists most of the time) and messages are delayed. Then
+/// every fault is healed and the recorded history is checked against the
+/// design's invariants on the converged state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("RESPAWN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261121);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut c = TestCluster::start(ClusterOptions {
+        placement_timeout_secs: 8,
+        activation_timeout_secs: 3,
+        ..Default::default()
+    })
+    .await?;
+    c.router
+        .set_delay(Duration::from_millis(0), Duration::from_millis(3));
+    let agents = [
+        c.sim_agent("host-a", 15, Duration::from_millis(400), c.quic_addrs())
+            .await?,
+        c.sim_agent(
+            "host-b",
+            15,
+            Duration::from_millis(700),
+            c.quic_addrs().into_iter().rev().collect(),
+        )
+        .await?,
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut placers = Vec::new();
+    for i in 0..3u64 {
+        let backends: Vec<Backend> = (1..=3).map(|id| c.backend(id)).collect();
+        let (h, stop) = (c.history.clone(), stop.clone());
+        placers.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed + i);
+            let mut mine: Vec<String> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = &backends[rng.gen_range(0..backends.len())];
+                if rng.gen_bool(0.5) || mine.is_empty() {
+                    if let Ok(Some(pl)) = place_recorded(b, &h).await {
+                        mine.push(pl);
+                    }
+                } else {
+                    let pl = mine[rng.gen_range(0..mine.len())].clone();
+                    let invoked = h.now();
+                    if let Ok(v) = b.describe(&pl).await {
+                        if let Some(status) = v["status"].as_str().and_then(parse_status) {
+                            h.record_since(
+                                invoked,
+                                Observation::PlacementStatusSeen {
+                                    placement: PlacementId::new_unchecked(pl),
+                                    status,
+                                },
+                            );
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
+            }
+            mine
+        }));
+    }
+    let run_for = Duration::from_secs(60);
+    let started = tokio::time::Instant::now();
+    let mut down: Option<NodeId> = None;
+    let mut faults = Vec::new();
+    while started.elapsed() < run_for {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1_500..4_000))).await;
+        if let Some(d) = down.take() {
+            c.heal();
+            if !c.alive().contains(&d) {
+                c.start_node(d).await?;
+            }
+            faults.push(format!("heal {d}"));
+            continue;
+        }
+        let victim = rng.gen_range(1..=3u64);
+        match rng.gen_range(0..3) {
+            0 => {
+                c.kill(victim).await;
+                faults.push(format!("kill {victim}"));
+            }
+            1 => {
+                c.isolate(victim);
+                faults.push(format!("isolate {victim}"));
+            }
+            _ => {
+                let leader = c
+                    .alive()
+                    .into_iter()
+                    .find(|n| c.node(*n).consensus.is_leader())
+                    .unwrap_or(victim);
+                c.isolate(leader);
+                faults.push(format!("isolate leader {leader}"));
+                down = Some(leader);
+                continue;
+            }
+        }
+        down = Some(victim);
+    }
+    c.heal();
+    for id in 1..=3 {
+        if !c.alive().contains(&id) {
+            c.start_node(id).await?;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut placed = Vec::new();
+    for p in placers {
+        placed.extend(p.await?);
+    }
+    let state = c.settle(&placed).await?;
+    let accepted = c
+        .history
+        .snapshot()
+        .iter()
+        .filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. }))
+        .count();
+    let violations = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    assert!(
+        violations.is_empty(),
+        "seed {seed}, faults {faults:?}\n{}",
+        summary(&violations)
+    );
+    assert!(
+        accepted >= 20,
+        "seed {seed}: only {accepted} placements were accepted; the run proves little"
+    );
+    eprintln!("seed {seed}: {accepted} placements accepted, faults: {faults:?}");
+    for a in agents {
+        a.stop();
+    }
+    Ok(())
+}
+
+fn parse_status(s: &str) -> Option<PlacementStatus> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}

@@ -1,0 +1,75 @@
+//! A Docker virtual server (the Rust sample) invoked through the edge.
+
+use super::*;
+
+/// The Rust sample built as a static binary into a `FROM scratch` image on
+/// the local Docker engine (no registry), run by the docker driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_vs_is_invoked_through_the_edge() -> anyhow::Result<()> {
+    let ctx = tempfile::tempdir()?;
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust-vs");
+    let out = std::process::Command::new("rustc")
+        .args([
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--edition",
+            "2021",
+            "-o",
+        ])
+        .arg(ctx.path().join("rust-vs"))
+        .arg(src.join("main.rs"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "rustc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(src.join("Dockerfile"), ctx.path().join("Dockerfile"))?;
+
+    let c = cluster().await?;
+    c.put_vs(
+        "vs-docker",
+        json!({
+            "source": {"docker_build": {"context_dir": ctx.path().display().to_string()}},
+            "listen_port": 8080,
+            "memory_mb": 64,
+        }),
+    )
+    .await?;
+    let inst = c.wait_vs_running("vs-docker", 1).await?;
+    assert_eq!(inst[0].limits.as_deref(), Some("docker"));
+    let a = c
+        .backend
+        .invoke(
+            "POST",
+            "vs-docker/hello",
+            &[("Invoker", "client")],
+            b"xy".to_vec(),
+        )
+        .await?;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["invoker"], "backend");
+    assert_eq!(v["vs"], "vs-docker");
+    assert_eq!(v["body_len"], 2);
+    let env = c
+        .backend
+        .invoke("GET", "vs-docker/env", &[], vec![])
+        .await?
+        .json();
+    assert_eq!(
+        env["PGOS_VS_Listen_Port"], "8080",
+        "containers listen on the configured port"
+    );
+    // Stop removes the container.
+    c.admin("POST", &admin_path("virtual_servers/vs-docker/stop"), None)
+        .await?;
+    wait_for("the container gone", T, || async {
+        c.vs_instances("vs-docker").is_empty().then_some(())
+    })
+    .await?;
+    Ok(())
+}
