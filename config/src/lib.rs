@@ -8,6 +8,7 @@
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use respawn_types::limits;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -515,30 +516,35 @@ impl Config {
                     ))
                 }
             };
-            range(
+            let secs = |n: &str, v: u64, ms_range: (u64, u64)| {
+                let (lo, hi) = limits::in_secs(ms_range);
+                range(n, v, lo, hi)
+            };
+            secs(
                 "activation_timeout_secs",
                 fl.activation_timeout_secs,
-                1,
-                600,
+                limits::ACTIVATION_TIMEOUT_RANGE,
             )?;
-            range(
+            secs(
                 "health_check_interval_secs",
                 fl.health_check_interval_secs,
-                1,
-                60,
+                limits::HEALTH_INTERVAL_RANGE,
             )?;
-            range("placement_timeout_secs", fl.placement_timeout_secs, 1, 3600)?;
-            range(
+            secs(
+                "placement_timeout_secs",
+                fl.placement_timeout_secs,
+                limits::PLACEMENT_TIMEOUT_RANGE,
+            )?;
+            secs(
                 "process_ending_grace_secs",
                 fl.process_ending_grace_secs,
-                1,
-                3600,
+                limits::ENDING_GRACE_RANGE,
             )?;
             range(
                 "processes_per_host",
                 u64::from(fl.processes_per_host),
                 1,
-                1024,
+                u64::from(limits::MAX_PROCESSES_PER_HOST),
             )?;
             range(
                 "max_placement_attempts",

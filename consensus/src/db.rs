@@ -4,7 +4,7 @@
 //! its snapshot builders) share one `Arc<DbFile>`; the file is closed when
 //! the last of them drops it. Reopening the same directory in the same
 //! process before that fails with `DatabaseAlreadyOpen`, so the
-//! [`crate::Consensus`] handle waits for [`Closed`] in `shutdown`.
+//! `Consensus` handle waits for [`Closed`] in `shutdown`.
 
 use crate::error::ConsensusError;
 use std::path::Path;

@@ -1,5 +1,8 @@
-//! The one error type of this crate.
+//! The one error type of this crate, and its conversions from openraft's
+//! errors.
 
+use crate::types::NodeInfo;
+use openraft::error::{ClientWriteError, Fatal, RaftError};
 use respawn_state::Rejection;
 
 /// Errors of the consensus layer: opening the stores, proposing commands,
@@ -45,5 +48,24 @@ pub enum ConsensusError {
 impl ConsensusError {
     pub(crate) fn storage(e: impl std::fmt::Display) -> Self {
         ConsensusError::Storage(e.to_string())
+    }
+}
+
+pub(crate) fn fatal(e: Fatal<u64>) -> ConsensusError {
+    match e {
+        Fatal::Stopped => ConsensusError::ShuttingDown,
+        other => ConsensusError::Raft(other.to_string()),
+    }
+}
+
+pub(crate) fn client_write_error(
+    e: RaftError<u64, ClientWriteError<u64, NodeInfo>>,
+) -> ConsensusError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ConsensusError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(e) => ConsensusError::Raft(e.to_string()),
+        RaftError::Fatal(e) => fatal(e),
     }
 }

@@ -1,10 +1,10 @@
 //! [`Consensus`]: one Raft member with its durable stores, and the API the
 //! rest of Respawn uses (propose, read, events, waits).
 
+use crate::batcher::{Committed, ProposalBatcher};
 use crate::db::Closed;
-use crate::error::ConsensusError;
+use crate::error::{client_write_error, fatal, ConsensusError};
 use crate::log_store::{LogProbe, LogStore, LogStoreStats};
-use crate::proposer::{client_write_error, fatal, Proposer};
 use crate::rpc::{RaftRpc, WireReply, MAX_RPC_LEN};
 use crate::sm::{EventSink, StateHandle, StateMachineStore};
 use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
@@ -109,15 +109,6 @@ impl RaftSettings {
     }
 }
 
-/// A command that was committed and applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    /// Its log index (the index its events carry).
-    pub index: u64,
-    /// What applying it answered.
-    pub applied: Applied,
-}
-
 /// The cluster membership as this member last applied or appended it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MembershipView {
@@ -142,7 +133,7 @@ pub struct Consensus {
     node_id: u64,
     raft: Raft,
     state: StateHandle,
-    proposer: Proposer,
+    batcher: ProposalBatcher,
     log: LogProbe,
     closed: Vec<Closed>,
 }
@@ -182,12 +173,12 @@ impl Consensus {
         let raft = openraft::Raft::new(node_id, Arc::new(config), network, log_store, sm)
             .await
             .map_err(fatal)?;
-        let proposer = Proposer::spawn(raft.clone(), settings.max_batch);
+        let batcher = ProposalBatcher::spawn(raft.clone(), settings.max_batch);
         Ok(Consensus {
             node_id,
             raft,
             state,
-            proposer,
+            batcher,
             log,
             closed: vec![log_closed, sm_closed],
         })
@@ -360,12 +351,12 @@ impl Consensus {
     /// Requests proposed concurrently on this node share a log entry (and
     /// its index); see [`crate::types::Batch`].
     pub async fn propose_request(&self, req: Request) -> Result<Committed, ConsensusError> {
-        self.proposer.propose(req).await
+        self.batcher.propose(req).await
     }
 
     /// Proposals waiting for the log entry being written to commit.
     pub fn queued_proposals(&self) -> usize {
-        self.proposer.queued()
+        self.batcher.queued()
     }
 
     /// Returns once this node is the leader of a quorum and has applied

@@ -1,18 +1,22 @@
 //! Raft plumbing for the cluster state of `respawn-state`: the openraft type
-//! configuration, the durable log and snapshot store (redb), the network
-//! seam and the [`Consensus`] handle that proposes commands and reads the
-//! applied state.
+//! configuration ([`types`]), the durable log and snapshot stores on redb
+//! ([`log_store`], [`sm`]), the network seam ([`network`], [`rpc`]), the
+//! batching of concurrent proposals into one log entry, and the
+//! [`Consensus`] handle that proposes commands and reads the applied state.
+//!
+//! No rule of the domain lives here: the state machine hands every
+//! committed request to `respawn_state::ClusterState::apply`.
 //!
 //! Start with [`Consensus::open`]; see its methods for proposing commands,
 //! reading the state and receiving applied events.
 
+mod batcher;
 mod codec;
 mod db;
 pub mod error;
 pub mod handle;
 pub mod log_store;
 pub mod network;
-mod proposer;
 pub mod rpc;
 pub mod sm;
 pub mod types;
@@ -22,8 +26,9 @@ mod cluster_tests;
 #[cfg(test)]
 mod tests;
 
+pub use batcher::Committed;
 pub use error::ConsensusError;
-pub use handle::{Committed, Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
+pub use handle::{Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
 pub use log_store::{LogReader, LogStore, LogStoreStats};
 pub use network::{NoConnection, SingleNodeNetwork, TransportClient, TransportNetwork};
 pub use openraft::SnapshotPolicy;

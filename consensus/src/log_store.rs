@@ -10,7 +10,7 @@
 //! Note: openraft 0.9 waits for each append's flush before it issues the
 //! next append, so at most one append is ever queued here; what shares an
 //! fsync in practice is a committed-index update with the next append, and
-//! concurrent proposals share one because [`crate::Consensus`] packs them
+//! concurrent proposals share one because `Consensus` packs them
 //! into one log entry ([`crate::types::Batch`]). The writer batches anyway
 //! so that a runtime that pipelines appends gets group commit for free.
 //!

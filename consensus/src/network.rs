@@ -1,10 +1,10 @@
 //! The network seam: openraft reaches peers through a
-//! [`RaftNetworkFactory<TypeConfig>`] given to [`crate::Consensus::open`].
+//! [`RaftNetworkFactory<TypeConfig>`] given to `Consensus::open`.
 //!
 //! - [`TransportNetwork`]: Raft RPCs over a node [`Transport`]
 //!   (`respawn_net::QuicTransport` in production, `MemRouter` in tests),
 //!   as `Service::Raft` calls encoded by [`crate::rpc`]. The receiving
-//!   node hands those calls to [`crate::Consensus::handle_raft`].
+//!   node hands those calls to `Consensus::handle_raft`.
 //! - [`SingleNodeNetwork`]: the trivial network of a cluster of one.
 
 use crate::error::ConsensusError;

@@ -1,5 +1,5 @@
-//! The Raft RPCs as bytes: what [`crate::TransportNetwork`] sends over the
-//! node transport (`Service::Raft`) and [`crate::Consensus::handle_raft`]
+//! The Raft RPCs as bytes: what `TransportNetwork` sends over the
+//! node transport (`Service::Raft`) and `Consensus::handle_raft`
 //! answers.
 //!
 //! # Encoding

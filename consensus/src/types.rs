@@ -28,7 +28,7 @@ impl fmt::Display for NodeInfo {
 ///
 /// openraft 0.9 waits for each append to be flushed before it appends the
 /// next, one append per `client_write`; concurrent proposals therefore
-/// share an fsync only if they share a log entry. [`crate::Consensus`]
+/// share an fsync only if they share a log entry. `Consensus`
 /// gathers the requests queued while the previous entry commits into one
 /// `Batch`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

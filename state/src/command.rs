@@ -1,5 +1,6 @@
-//! Commands: every change to the placement state is one of these, committed
-//! through Raft and applied by [`crate::state::ClusterState::apply`].
+//! Commands: every change to the cluster state is one of these, committed
+//! through Raft and applied by `ClusterState::apply`; with the answer to the
+//! proposer ([`Response`]) and the [`Event`]s that the actors react to.
 
 use respawn_types::agent::LiveProcess;
 use respawn_types::*;
@@ -219,6 +220,14 @@ impl Rejection {
             kind: kind.to_string(),
             id: id.to_string(),
         }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Rejection::BadRequest(msg.into())
+    }
+
+    pub fn invalid_state(msg: impl Into<String>) -> Self {
+        Rejection::InvalidState(msg.into())
     }
 }
 

@@ -6,14 +6,22 @@
 //! tasks, the event outbox and the trigger log. [`ClusterState::apply`] is a
 //! function of the state and one committed [`Request`]: it reads no clock and
 //! performs no I/O, so every node computes the same state from the same log.
+//! It is split by life cycle into the modules of `apply`, each with its
+//! transition tests beside it.
 //!
 //! This crate depends on no consensus library, database or runtime: the
 //! actors, the edge and the history checker read and test it directly, and
 //! `respawn-consensus` replicates it.
 
+mod apply;
+pub mod cluster_state;
 pub mod command;
-pub mod state;
-pub mod vs_state;
 
+#[cfg(test)]
+mod test_fixture;
+
+pub use cluster_state::ClusterState;
 pub use command::*;
-pub use state::ClusterState;
+/// The bounds `apply` enforces (defined in `respawn-types` so that crates
+/// which do not depend on this one check the same constants).
+pub use respawn_types::limits;

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod civil;
 pub mod cron;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod sdk;
 pub mod text;

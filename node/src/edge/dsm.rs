@@ -8,6 +8,7 @@ use super::{Edge, Region};
 use axum::extract::State;
 use axum::Json;
 use respawn_state::{ClusterState, Command, StartPlacement};
+use respawn_types::limits;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -268,11 +269,12 @@ pub async fn start_battle_session_placement(
         Some(p) => parse("placement_id", PlacementId::parse(p))?,
         None => PlacementId::generate(),
     };
+    let (lo, hi) = limits::in_secs(limits::PLACEMENT_TIMEOUT_RANGE);
     let timeout_ms = match req.placement_timeout_secs {
-        Some(s) if !(1..=3600).contains(&s) => {
-            return Err(ApiError::bad_request(
-                "placement_timeout_secs must be between 1 and 3600",
-            ))
+        Some(s) if !(lo..=hi).contains(&s) => {
+            return Err(ApiError::bad_request(format!(
+                "placement_timeout_secs must be between {lo} and {hi}"
+            )))
         }
         Some(s) => Some(s * 1000),
         None => None,

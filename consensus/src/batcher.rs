@@ -1,4 +1,4 @@
-//! Proposal batching: concurrent `propose` calls that queue up while the
+//! [`ProposalBatcher`]: concurrent `propose` calls that queue up while the
 //! previous log entry is being committed go into the next entry together,
 //! so they share its fsync (and, in a cluster, its replication round).
 //!
@@ -7,14 +7,21 @@
 //! proposer its own answer. A lone proposer is written at once: batching
 //! adds no delay, it only uses the time the previous write takes.
 
-use crate::error::ConsensusError;
-use crate::handle::Committed;
+use crate::error::{client_write_error, ConsensusError};
 use crate::types::{Batch, Raft};
-use openraft::error::{ClientWriteError, Fatal, RaftError};
-use respawn_state::{Request, Response};
+use respawn_state::{Applied, Request, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+
+/// A command that was committed and applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its log index (the index its events carry).
+    pub index: u64,
+    /// What applying it answered.
+    pub applied: Applied,
+}
 
 type Reply = oneshot::Sender<Result<Committed, ConsensusError>>;
 
@@ -25,38 +32,19 @@ struct Pending {
 
 /// The sending side of the proposal queue.
 #[derive(Clone)]
-pub(crate) struct Proposer {
+pub(crate) struct ProposalBatcher {
     tx: mpsc::UnboundedSender<Pending>,
     queued: Arc<AtomicUsize>,
 }
 
-pub(crate) fn fatal(e: Fatal<u64>) -> ConsensusError {
-    match e {
-        Fatal::Stopped => ConsensusError::ShuttingDown,
-        other => ConsensusError::Raft(other.to_string()),
-    }
-}
-
-pub(crate) fn client_write_error(
-    e: RaftError<u64, ClientWriteError<u64, crate::types::NodeInfo>>,
-) -> ConsensusError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ConsensusError::NotLeader {
-            leader: f.leader_id,
-        },
-        RaftError::APIError(e) => ConsensusError::Raft(e.to_string()),
-        RaftError::Fatal(e) => fatal(e),
-    }
-}
-
-impl Proposer {
-    /// Starts the batching task. It ends when every `Proposer` clone is
+impl ProposalBatcher {
+    /// Starts the batching task. It ends when every `ProposalBatcher` clone is
     /// dropped.
-    pub(crate) fn spawn(raft: Raft, max_batch: usize) -> Proposer {
+    pub(crate) fn spawn(raft: Raft, max_batch: usize) -> ProposalBatcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(run(raft, rx, Arc::clone(&queued), max_batch.max(1)));
-        Proposer { tx, queued }
+        ProposalBatcher { tx, queued }
     }
 
     /// Queues `req` and waits until it is committed and applied.
