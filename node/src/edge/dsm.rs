@@ -4,7 +4,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::{Edge, Region};
+use super::context::{Edge, Region};
 use axum::extract::State;
 use axum::Json;
 use respawn_state::{ClusterState, Command, StartPlacement};
@@ -233,7 +233,7 @@ pub async fn request_battle_session_id(
     ApiJson(_req): ApiJson<RequestBattleSessionIdRequest>,
 ) -> Result<Json<RequestBattleSessionIdResponse>, ApiError> {
     let id = BattleSessionId::generate();
-    edge.cluster
+    edge.server.cluster
         .propose(Command::IssueBattleSessionId {
             title_region_id: tr,
             battle_session_id: id.clone(),
@@ -288,7 +288,7 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    edge.cluster
+    edge.server.cluster
         .propose(Command::StartPlacement(StartPlacement {
             placement_id: placement_id.clone(),
             title_region_id: tr.clone(),
@@ -301,7 +301,7 @@ pub async fn start_battle_session_placement(
         }))
         .await?;
     metrics::counter!("respawn_placements_started_total").increment(1);
-    edge.placement(&tr, &placement_id).await
+    placement(&edge, &tr, &placement_id).await
 }
 
 /// DescribeBattleSessionPlacement: status of a placement; when FULFILLED, the
@@ -316,7 +316,7 @@ pub async fn describe_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.placement(&tr, &id).await
+    placement(&edge, &tr, &id).await
 }
 
 /// CancelBattleSessionPlacement: cancel a PENDING placement.
@@ -331,13 +331,13 @@ pub async fn cancel_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.cluster
+    edge.server.cluster
         .propose(Command::CancelPlacement {
             title_region_id: tr.clone(),
             placement_id: id.clone(),
         })
         .await?;
-    edge.placement(&tr, &id).await
+    placement(&edge, &tr, &id).await
 }
 
 /// AddPlayersToBattleSession: reserve slots for more players.
@@ -358,7 +358,7 @@ pub async fn add_players_to_battle_session(
     )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
-    edge.cluster
+    edge.server.cluster
         .propose(Command::AddPlayers {
             title_region_id: tr,
             battle_session_id: bs,
@@ -366,7 +366,7 @@ pub async fn add_players_to_battle_session(
         })
         .await?;
     let views = edge
-        .cluster
+        .server.cluster
         .read(|s| {
             ids.iter()
                 .filter_map(|id| s.player_battle_sessions.get(id))
@@ -392,7 +392,7 @@ pub async fn query_player_battle_sessions(
 ) -> Result<Json<PlayerBattleSessionsResponse>, ApiError> {
     let player = parse("player_id", PlayerId::parse(req.player_id))?;
     let views = edge
-        .cluster
+        .server.cluster
         .read(|s| {
             s.sessions_by_player
                 .get(&player)
@@ -428,7 +428,7 @@ pub async fn terminate_player_battle_session(
         "player_battle_session_id",
         PlayerBattleSessionId::parse(req.player_battle_session_id),
     )?;
-    edge.cluster
+    edge.server.cluster
         .propose(Command::TerminatePlayerBattleSession {
             title_region_id: tr,
             battle_session_id: bs,
@@ -436,7 +436,7 @@ pub async fn terminate_player_battle_session(
         })
         .await?;
     let view = edge
-        .cluster
+        .server.cluster
         .read(|s| {
             s.player_battle_sessions
                 .get(&pbs)
@@ -447,4 +447,17 @@ pub async fn terminate_player_battle_session(
     Ok(Json(PlayerBattleSessionResponse {
         player_battle_session: view,
     }))
+}
+
+/// A linearizable view of a placement.
+async fn placement(
+    edge: &Edge,
+    tr: &TitleRegionId,
+    id: &PlacementId,
+) -> Result<Json<PlacementResponse>, ApiError> {
+    edge.server.cluster
+        .read(|s| placement_view(s, tr, id))
+        .await?
+        .map(|placement| Json(PlacementResponse { placement }))
+        .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
 }
