@@ -396,11 +396,7 @@ async fn handle(
             vs,
         } => {
             check_id("title region id", title_region_id.as_str())?;
-            return Ok(resolve_for_agent(
-                &cluster.consensus,
-                &title_region_id,
-                &vs,
-            ));
+            return Ok(resolve_for_agent(&cluster.consensus, &title_region_id, &vs));
         }
         AgentToServer::ProcessStarted { process_id, pid } => {
             check_id("process id", process_id.as_str())?;

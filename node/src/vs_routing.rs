@@ -15,7 +15,9 @@ use crate::vs_hub::{LoadBoard, VsHub};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use respawn_consensus::Consensus;
-use respawn_proxy::{json_error, pick_instance, InvokeContext, Invoker, PlayerIdentity, COLD_START_WAIT};
+use respawn_proxy::{
+    json_error, pick_instance, InvokeContext, Invoker, PlayerIdentity, COLD_START_WAIT,
+};
 use respawn_state::ClusterState;
 use respawn_types::agent::ServerReply;
 use respawn_types::*;

@@ -60,7 +60,8 @@ impl Cluster {
         let calls = handover.others.iter().map(|n| {
             let msg = &msg;
             async move {
-                match tokio::time::timeout(Duration::from_millis(500), self.ask(*n, msg)).await {
+                match tokio::time::timeout(Duration::from_millis(500), self.ask_node(*n, msg)).await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::debug!(node = n, error = %e, "leaving: not told"),
                     Err(_) => tracing::debug!(node = n, "leaving: not told in time"),

@@ -28,7 +28,7 @@ use std::time::Duration;
 use wire::{decode, encode, ClusterMsg, ClusterReply, MembershipOp, RemoteError};
 
 /// How long a forwarded request may take.
-pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a proposal keeps looking for a leader (during an election).
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
@@ -51,10 +51,6 @@ impl Cluster {
         to: NodeId,
         msg: &ClusterMsg,
     ) -> Result<ClusterReply, ConsensusError> {
-        self.ask(to, msg).await
-    }
-
-    pub(crate) async fn ask(&self, to: NodeId, msg: &ClusterMsg) -> Result<ClusterReply, ConsensusError> {
         // Followers' Raft never dials the others: tell the transport where
         // the target listens, from the membership.
         if let Some(info) = self.consensus.membership().nodes.get(&to) {
@@ -101,7 +97,10 @@ impl Cluster {
             };
             tracing::debug!(node = self.node_id(), ?leader, "not the leader: forwarding");
             if let Some(l) = leader.filter(|l| *l != self.node_id()) {
-                let reply = match self.ask(l, &ClusterMsg::Propose(command.clone())).await {
+                let reply = match self
+                    .ask_node(l, &ClusterMsg::Propose(command.clone()))
+                    .await
+                {
                     Ok(r) => r,
                     // Not delivered (refused, partitioned, or the node shut
                     // down): the leader hint may be stale during an
@@ -151,7 +150,7 @@ impl Cluster {
                 self.consensus.read_index().await.is_ok()
             } else if let Some((leader, _)) = self.consensus.leader() {
                 matches!(
-                    self.ask(leader, &ClusterMsg::ReadIndex).await,
+                    self.ask_node(leader, &ClusterMsg::ReadIndex).await,
                     Ok(ClusterReply::Index(_))
                 )
             } else {
@@ -174,7 +173,7 @@ impl Cluster {
                 .leader()
                 .map(|(id, _)| id)
                 .ok_or(ConsensusError::NotLeader { leader: None })?;
-            match self.ask(leader, &ClusterMsg::ReadIndex).await? {
+            match self.ask_node(leader, &ClusterMsg::ReadIndex).await? {
                 ClusterReply::Index(i) => i,
                 ClusterReply::Err(e) => return Err(e.into()),
                 other => return Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
@@ -192,7 +191,7 @@ impl Cluster {
                 .leader()
                 .map(|(id, _)| id)
                 .ok_or(ConsensusError::NotLeader { leader: None })?;
-            return match self.ask(leader, &ClusterMsg::Membership(op)).await? {
+            return match self.ask_node(leader, &ClusterMsg::Membership(op)).await? {
                 ClusterReply::Done => Ok(()),
                 ClusterReply::Err(e) => Err(e.into()),
                 other => Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),

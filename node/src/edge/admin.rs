@@ -2,9 +2,9 @@
 //! authenticated by `Authorization: Bearer <admin token>` (compared in
 //! constant time). Any node answers; changes are carried out by the leader.
 
+use super::context::Edge;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::context::Edge;
 use crate::cluster::wire::MembershipOp;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -166,7 +166,8 @@ pub async fn promote(
     ApiJson(n): ApiJson<NodeIdRequest>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     if !edge
-        .server.cluster
+        .server
+        .cluster
         .consensus
         .membership()
         .nodes
@@ -203,7 +204,8 @@ pub async fn join(
     ApiJson(n): ApiJson<NodeSpec>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     let info = check_spec(&n)?;
-    edge.server.cluster
+    edge.server
+        .cluster
         .change_membership(MembershipOp::AddLearner {
             node_id: n.node_id,
             info,

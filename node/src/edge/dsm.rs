@@ -2,9 +2,9 @@
 //! their players from a game backend. All `POST` with JSON bodies, all
 //! authenticated by the title region's server key (see [`super::auth`]).
 
+use super::context::{Edge, Region};
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::context::{Edge, Region};
 use axum::extract::State;
 use axum::Json;
 use respawn_state::{ClusterState, Command, StartPlacement};
@@ -233,7 +233,8 @@ pub async fn request_battle_session_id(
     ApiJson(_req): ApiJson<RequestBattleSessionIdRequest>,
 ) -> Result<Json<RequestBattleSessionIdResponse>, ApiError> {
     let id = BattleSessionId::generate();
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::IssueBattleSessionId {
             title_region_id: tr,
             battle_session_id: id.clone(),
@@ -288,7 +289,8 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::StartPlacement(StartPlacement {
             placement_id: placement_id.clone(),
             title_region_id: tr.clone(),
@@ -331,7 +333,8 @@ pub async fn cancel_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::CancelPlacement {
             title_region_id: tr.clone(),
             placement_id: id.clone(),
@@ -358,7 +361,8 @@ pub async fn add_players_to_battle_session(
     )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::AddPlayers {
             title_region_id: tr,
             battle_session_id: bs,
@@ -366,7 +370,8 @@ pub async fn add_players_to_battle_session(
         })
         .await?;
     let views = edge
-        .server.cluster
+        .server
+        .cluster
         .read(|s| {
             ids.iter()
                 .filter_map(|id| s.player_battle_sessions.get(id))
@@ -392,7 +397,8 @@ pub async fn query_player_battle_sessions(
 ) -> Result<Json<PlayerBattleSessionsResponse>, ApiError> {
     let player = parse("player_id", PlayerId::parse(req.player_id))?;
     let views = edge
-        .server.cluster
+        .server
+        .cluster
         .read(|s| {
             s.sessions_by_player
                 .get(&player)
@@ -428,7 +434,8 @@ pub async fn terminate_player_battle_session(
         "player_battle_session_id",
         PlayerBattleSessionId::parse(req.player_battle_session_id),
     )?;
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::TerminatePlayerBattleSession {
             title_region_id: tr,
             battle_session_id: bs,
@@ -436,7 +443,8 @@ pub async fn terminate_player_battle_session(
         })
         .await?;
     let view = edge
-        .server.cluster
+        .server
+        .cluster
         .read(|s| {
             s.player_battle_sessions
                 .get(&pbs)
@@ -455,7 +463,8 @@ async fn placement(
     tr: &TitleRegionId,
     id: &PlacementId,
 ) -> Result<Json<PlacementResponse>, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .read(|s| placement_view(s, tr, id))
         .await?
         .map(|placement| Json(PlacementResponse { placement }))

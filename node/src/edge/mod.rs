@@ -11,13 +11,13 @@ pub mod invoke;
 pub mod json;
 pub mod vs_admin;
 
-pub use context::Edge;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::Router;
+pub use context::Edge;
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use respawn_types::agent::ErrorCode;
@@ -193,7 +193,10 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route("/admin/cluster/promote", post(admin::promote))
         .route("/admin/cluster/remove", post(admin::remove))
         .route("/admin/cluster/join", post(admin::join))
-        .route("/virtualserver/invoke/{vs_name}", any(invoke::invoke_backend))
+        .route(
+            "/virtualserver/invoke/{vs_name}",
+            any(invoke::invoke_backend),
+        )
         .route(
             "/virtualserver/invoke/{vs_name}/{*path}",
             any(invoke::invoke_backend),
@@ -206,10 +209,15 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             "/virtualserver/client/invoke/{vs_name}/{*path}",
             any(invoke::invoke_client),
         )
-        .route("/admin/title_regions/{tr}/virtual_servers", get(vs_admin::list))
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers",
+            get(vs_admin::list),
+        )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}",
-            get(vs_admin::get_one).put(vs_admin::put).delete(vs_admin::delete),
+            get(vs_admin::get_one)
+                .put(vs_admin::put)
+                .delete(vs_admin::delete),
         )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/start",

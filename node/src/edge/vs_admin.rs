@@ -19,7 +19,6 @@ use respawn_types::*;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-
 /// An instance, as the admin API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InstanceView {
@@ -138,7 +137,8 @@ async fn get_view(
     tr: &TitleRegionId,
     name: &VsName,
 ) -> Result<Json<VirtualServerView>, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .read(|s| s.virtual_server(tr, name).map(|v| view(s, v)))
         .await?
         .map(Json)
@@ -162,7 +162,8 @@ pub async fn list(
 ) -> Result<Json<VirtualServerList>, ApiError> {
     let tr = tr_id(&tr)?;
     let virtual_servers = edge
-        .server.cluster
+        .server
+        .cluster
         .read(|s| {
             s.title_regions.contains_key(&tr).then(|| {
                 s.virtual_servers
@@ -193,7 +194,8 @@ pub async fn put(
     let tr = tr_id(&tr)?;
     let name = vs_name(&name)?;
     spec.validate().map_err(ApiError::bad_request)?;
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::PutVirtualServer {
             title_region_id: tr.clone(),
             name: name.clone(),
@@ -226,7 +228,8 @@ pub async fn delete(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteVirtualServer {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -242,7 +245,8 @@ async fn set_desired(
     desired: VsDesired,
 ) -> Result<Json<VirtualServerView>, ApiError> {
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::SetVirtualServerDesired {
             title_region_id: tr.clone(),
             name: name.clone(),
@@ -347,7 +351,8 @@ pub async fn logs(
     // Serializing a plain struct of strings and numbers cannot fail.
     let query = serde_json::to_string(&query).unwrap_or_default();
     let hosts: Vec<HostId> = edge
-        .server.cluster
+        .server
+        .cluster
         .consensus
         .read(|s| s.hosts.keys().cloned().collect());
     let gateway = edge.server.gateway();
@@ -470,7 +475,10 @@ pub async fn put_event_handler(
         events: spec.events,
         args: args_text(spec.args)?,
     };
-    edge.server.cluster.propose(Command::PutEventHandler(h)).await?;
+    edge.server
+        .cluster
+        .propose(Command::PutEventHandler(h))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -483,7 +491,8 @@ pub async fn delete_event_handler(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteEventHandler {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -520,7 +529,8 @@ pub async fn put_task(
     Path((tr, name)): Path<(String, String)>,
     ApiJson(spec): ApiJson<TaskSpec>,
 ) -> Result<StatusCode, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::PutTask {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -542,7 +552,8 @@ pub async fn delete_task(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.server.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteTask {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -600,7 +611,8 @@ pub async fn trigger_logs(
     let p = params(q)?;
     let limit = p.limit.unwrap_or(100).min(TRIGGER_LOG_KEPT);
     let (mut records, pending_events) = edge
-        .server.cluster
+        .server
+        .cluster
         .read(|s| {
             let recs: Vec<TriggerView> = s
                 .trigger_log

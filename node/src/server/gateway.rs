@@ -36,7 +36,7 @@ impl AgentGateway for ClusterGateway {
                 return Err(GatewayError::NotConnected(host));
             };
             match c
-                .ask(
+                .ask_node(
                     node,
                     &ClusterMsg::ToAgent {
                         host: host.clone(),
