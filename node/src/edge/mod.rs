@@ -1,6 +1,7 @@
-//! The HTTP edge (axum): the standalone DS API under `/dsm/`, health and
-//! readiness, Prometheus metrics and the OpenAPI document generated from the
-//! handlers below.
+//! The HTTP edge (axum): its router over the standalone DS API ([`dsm`]),
+//! the cluster admin API ([`admin`]), the virtual servers' invoke routes
+//! ([`invoke`]) and admin API ([`vs_admin`]); health and readiness,
+//! Prometheus metrics and the OpenAPI document generated from the handlers.
 
 pub mod admin;
 pub mod auth;
