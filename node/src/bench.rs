@@ -486,7 +486,7 @@ impl std::fmt::Display for Trial {
 async fn watch_failover(
     survivors: Vec<(
         respawn_consensus::Consensus,
-        Arc<respawn::links::AgentLinks>,
+        Arc<respawn::agent_links::AgentLinks>,
     )>,
     from: Instant,
 ) -> (Option<NodeId>, Option<Duration>, Option<Duration>) {

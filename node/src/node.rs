@@ -1,16 +1,19 @@
 //! Assembly of a server node and of an agent from a [`Config`].
 
-use crate::agent::{Agent, AgentConfig, AgentError};
-use crate::cluster::{self, Cluster, NodeHandler};
+use crate::agent::{Agent, AgentConfig};
+use crate::agent_links::{self, AgentLinks};
+use crate::bootstrap::{bootstrap_config, random_hex};
+use crate::cluster::Cluster;
 use crate::edge::{self, Edge};
-use crate::links::{self, AgentLinks};
+use crate::error::NodeError;
+use crate::server::inbound::NodeHandler;
+use crate::server::{leadership, watchdog, ServerCtx};
 use crate::uplink::{self, Uplink};
-use rand::RngCore;
+use crate::vs_hub::{self, LoadBoard, VsHub};
 use respawn_config::{Bootstrap, Config};
-use respawn_consensus::{Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork};
+use respawn_consensus::{Consensus, NodeInfo, RaftSettings, TransportNetwork};
 use respawn_net::transport::{QuicTransport, SharedTransport};
 use respawn_net::{Endpoint, Identity};
-use respawn_state::Command;
 use respawn_types::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,26 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-
-/// Why a node or agent could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("consensus: {0}")]
-    Consensus(#[from] ConsensusError),
-    #[error("network: {0}")]
-    Net(#[from] respawn_net::NetError),
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("agent: {0}")]
-    Agent(#[from] AgentError),
-    #[error("actors: {0}")]
-    Actors(#[from] respawn_actors::ActorsError),
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// A running server node: Raft member, actors (while it leads), QUIC
 /// listener for agents and other nodes, HTTP edge.
@@ -58,12 +41,6 @@ pub struct ServerNode {
     /// Runs the actors while this node leads; stopped first on shutdown.
     leader_loop: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 /// The admin token: configured, or generated once into `<data_dir>/admin-token`.
@@ -155,25 +132,31 @@ impl ServerNode {
                 .unwrap_or_else(|| http_addr.to_string()),
             cloud_provider: "respawn".into(),
         };
-        let vs = Arc::new(crate::vs::VsHub {
+        let vs = Arc::new(VsHub {
             proxy: respawn_proxy::Proxy::new(),
             access_logs: respawn_proxy::AccessLogStore::open(cfg.data_dir.join("access-logs"))
                 .map_err(|e| NodeError::Invalid(format!("access logs: {e}")))?,
-            load: Arc::new(crate::vs::LoadBoard::default()),
+            load: Arc::new(LoadBoard::default()),
             site,
         });
         let cluster = Cluster {
             consensus: consensus.clone(),
             transport,
+        };
+        let ctx = ServerCtx {
+            cluster: cluster.clone(),
             links: links.clone(),
             vs,
         };
         let handler = Arc::new(NodeHandler {
             cluster: cluster.clone(),
+            links: links.clone(),
+            load: ctx.vs.load.clone(),
         });
-        let accept = tokio::spawn(links::accept_loop(
+        let accept = tokio::spawn(agent_links::accept_loop(
             endpoint.clone(),
             cluster.clone(),
+            links.clone(),
             handler.clone(),
         ));
 
@@ -233,21 +216,26 @@ impl ServerNode {
         let cutoff = Duration::from_millis((cfg.server.election_timeout_ms * 10).max(5_000));
         tasks.insert(
             0,
-            tokio::spawn(cluster::quorum_watchdog(cluster.clone(), cutoff)),
+            tokio::spawn(watchdog::quorum_watchdog(
+                cluster.clone(),
+                links.clone(),
+                cutoff,
+            )),
         );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-        let leader_loop = tokio::spawn(cluster::run_leader_actors(
-            cluster.clone(),
-            links.clone(),
+        let leader_loop = tokio::spawn(leadership::run_leader_actors(
+            ctx.clone(),
             Arc::new(cfg.clone()),
             shutdown_rx.clone(),
         ));
-        tasks.push(tokio::spawn(crate::vs::report_load(
+        tasks.push(tokio::spawn(vs_hub::report_load(
             cluster.clone(),
+            ctx.vs.load.clone(),
+            edge::prometheus(),
             shutdown_rx,
         )));
         let edge = Edge {
-            cluster: cluster.clone(),
+            server: ctx,
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
         };
@@ -385,67 +373,6 @@ async fn join_cluster(
         attempt += 1;
         tokio::time::sleep(Duration::from_millis((200u64 << attempt.min(5)).min(5_000))).await;
     }
-}
-
-/// Creates the configured title regions (generating keys once) and creates
-/// or updates the configured fleets. Run by each new leader: idempotent.
-pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<(), NodeError> {
-    for spec in &cfg.title_regions {
-        let id = TitleRegionId::new_unchecked(spec.id.clone());
-        let existing = cluster.read(|s| s.title_regions.get(&id).cloned()).await?;
-        let region = TitleRegion {
-            id: id.clone(),
-            title_id: TitleId::new_unchecked(spec.title_id.clone()),
-            name: if spec.name.is_empty() {
-                spec.id.clone()
-            } else {
-                spec.name.clone()
-            },
-            title_name: spec.title_name.clone(),
-            secret_id: match (&spec.secret_id, &existing) {
-                (Some(s), _) => SecretId::new_unchecked(s.clone()),
-                (None, Some(e)) => e.secret_id.clone(),
-                (None, None) => SecretId::generate(),
-            },
-            secret_key: match (&spec.secret_key, &existing) {
-                (Some(k), _) => k.clone(),
-                (None, Some(e)) => e.secret_key.clone(),
-                (None, None) => random_hex(32),
-            },
-        };
-        if existing.as_ref() != Some(&region) {
-            cluster.propose(Command::PutTitleRegion(region)).await?;
-        }
-    }
-    for spec in &cfg.fleets {
-        let fleet = spec.to_fleet();
-        if cluster
-            .read(|s| s.fleets.get(&fleet.id) != Some(&fleet))
-            .await?
-        {
-            cluster.propose(Command::PutFleet(fleet)).await?;
-        }
-    }
-    // Virtual servers are created once: later updates through the admin
-    // API make new versions that a restart must not undo.
-    for v in &cfg.virtual_servers {
-        let tr = TitleRegionId::new_unchecked(v.title_region.clone());
-        let name = VsName::parse(v.name.clone())
-            .map_err(|e| NodeError::Invalid(format!("virtual server: {e}")))?;
-        if cluster
-            .read(|s| s.virtual_server(&tr, &name).is_none())
-            .await?
-        {
-            cluster
-                .propose(Command::PutVirtualServer {
-                    title_region_id: tr,
-                    name,
-                    spec: v.spec.clone(),
-                })
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// A running agent: the runtime that launches DS processes and its link.

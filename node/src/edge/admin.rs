@@ -2,10 +2,10 @@
 //! authenticated by `Authorization: Bearer <admin token>` (compared in
 //! constant time). Any node answers; changes are carried out by the leader.
 
+use super::context::Edge;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::Edge;
-use crate::cluster::MembershipOp;
+use crate::cluster::wire::MembershipOp;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::Json;
@@ -103,7 +103,7 @@ fn check_spec(n: &NodeSpec) -> Result<NodeInfo, ApiError> {
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn status(State(edge): State<Edge>, _: Admin) -> Json<ClusterStatus> {
-    let c = &edge.cluster.consensus;
+    let c = &edge.server.cluster.consensus;
     let m = c.membership();
     let metrics = c.metrics().borrow().clone();
     let mut members: BTreeMap<u64, MemberView> = BTreeMap::new();
@@ -132,7 +132,7 @@ pub async fn status(State(edge): State<Edge>, _: Admin) -> Json<ClusterStatus> {
 }
 
 async fn apply(edge: &Edge, op: MembershipOp) -> Result<Json<ClusterStatus>, ApiError> {
-    edge.cluster.change_membership(op).await?;
+    edge.server.cluster.change_membership(op).await?;
     Ok(status(State(edge.clone()), Admin).await)
 }
 
@@ -166,6 +166,7 @@ pub async fn promote(
     ApiJson(n): ApiJson<NodeIdRequest>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     if !edge
+        .server
         .cluster
         .consensus
         .membership()
@@ -203,7 +204,8 @@ pub async fn join(
     ApiJson(n): ApiJson<NodeSpec>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     let info = check_spec(&n)?;
-    edge.cluster
+    edge.server
+        .cluster
         .change_membership(MembershipOp::AddLearner {
             node_id: n.node_id,
             info,

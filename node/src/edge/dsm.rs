@@ -2,9 +2,9 @@
 //! their players from a game backend. All `POST` with JSON bodies, all
 //! authenticated by the title region's server key (see [`super::auth`]).
 
+use super::context::{Edge, Region};
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
-use super::{Edge, Region};
 use axum::extract::State;
 use axum::Json;
 use respawn_state::{ClusterState, Command, StartPlacement};
@@ -234,7 +234,8 @@ pub async fn request_battle_session_id(
     ApiJson(_req): ApiJson<RequestBattleSessionIdRequest>,
 ) -> Result<Json<RequestBattleSessionIdResponse>, ApiError> {
     let id = BattleSessionId::generate();
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::IssueBattleSessionId {
             title_region_id: tr,
             battle_session_id: id.clone(),
@@ -290,7 +291,8 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::StartPlacement(StartPlacement {
             placement_id: placement_id.clone(),
             title_region_id: tr.clone(),
@@ -303,7 +305,7 @@ pub async fn start_battle_session_placement(
         }))
         .await?;
     metrics::counter!("respawn_placements_started_total").increment(1);
-    edge.placement(&tr, &placement_id).await
+    placement(&edge, &tr, &placement_id).await
 }
 
 /// DescribeBattleSessionPlacement: status of a placement; when FULFILLED, the
@@ -318,7 +320,7 @@ pub async fn describe_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.placement(&tr, &id).await
+    placement(&edge, &tr, &id).await
 }
 
 /// CancelBattleSessionPlacement: cancel a PENDING placement.
@@ -333,13 +335,14 @@ pub async fn cancel_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::CancelPlacement {
             title_region_id: tr.clone(),
             placement_id: id.clone(),
         })
         .await?;
-    edge.placement(&tr, &id).await
+    placement(&edge, &tr, &id).await
 }
 
 /// AddPlayersToBattleSession: reserve slots for more players.
@@ -360,7 +363,8 @@ pub async fn add_players_to_battle_session(
     )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::AddPlayers {
             title_region_id: tr,
             battle_session_id: bs,
@@ -368,6 +372,7 @@ pub async fn add_players_to_battle_session(
         })
         .await?;
     let views = edge
+        .server
         .cluster
         .read(|s| {
             ids.iter()
@@ -394,6 +399,7 @@ pub async fn query_player_battle_sessions(
 ) -> Result<Json<PlayerBattleSessionsResponse>, ApiError> {
     let player = parse("player_id", PlayerId::parse(req.player_id))?;
     let views = edge
+        .server
         .cluster
         .read(|s| {
             s.sessions_by_player
@@ -430,7 +436,8 @@ pub async fn terminate_player_battle_session(
         "player_battle_session_id",
         PlayerBattleSessionId::parse(req.player_battle_session_id),
     )?;
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::TerminatePlayerBattleSession {
             title_region_id: tr,
             battle_session_id: bs,
@@ -438,6 +445,7 @@ pub async fn terminate_player_battle_session(
         })
         .await?;
     let view = edge
+        .server
         .cluster
         .read(|s| {
             s.player_battle_sessions
@@ -449,4 +457,18 @@ pub async fn terminate_player_battle_session(
     Ok(Json(PlayerBattleSessionResponse {
         player_battle_session: view,
     }))
+}
+
+/// A linearizable view of a placement.
+async fn placement(
+    edge: &Edge,
+    tr: &TitleRegionId,
+    id: &PlacementId,
+) -> Result<Json<PlacementResponse>, ApiError> {
+    edge.server
+        .cluster
+        .read(|s| placement_view(s, tr, id))
+        .await?
+        .map(|placement| Json(PlacementResponse { placement }))
+        .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
 }

@@ -1,76 +1,30 @@
-//! The HTTP edge (axum): the standalone DS API under `/dsm/`, health and
-//! readiness, Prometheus metrics and the OpenAPI document generated from the
-//! handlers below.
+//! The HTTP edge (axum): its router over the standalone DS API ([`dsm`]),
+//! the cluster admin API ([`admin`]), the virtual servers' invoke routes
+//! ([`invoke`]) and admin API ([`vs_admin`]); health and readiness,
+//! Prometheus metrics and the OpenAPI document generated from the handlers.
 
 pub mod admin;
 pub mod auth;
+pub mod context;
 pub mod dsm;
 pub mod error;
+pub mod invoke;
 pub mod json;
-pub mod vs;
+pub mod vs_admin;
 
-use crate::cluster::Cluster;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
-use axum::{Json, Router};
+use axum::Router;
+pub use context::Edge;
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use respawn_types::agent::ErrorCode;
-use respawn_types::{PlacementId, TitleRegionId};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 use utoipa::OpenApi;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct Edge {
-    /// Writes go to the leader through it; reads that must not be stale use
-    /// its read index.
-    pub cluster: Cluster,
-    /// Bearer token of the admin API.
-    pub admin_token: Arc<String>,
-    /// ServerTicket validity window, seconds either side.
-    pub ticket_window: i64,
-}
-
-impl Edge {
-    /// A linearizable view of a placement.
-    async fn placement(
-        &self,
-        tr: &TitleRegionId,
-        id: &PlacementId,
-    ) -> Result<Json<dsm::PlacementResponse>, ApiError> {
-        self.cluster
-            .read(|s| dsm::placement_view(s, tr, id))
-            .await?
-            .map(|placement| Json(dsm::PlacementResponse { placement }))
-            .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
-    }
-}
-
-/// The caller's title region, proven by its server ticket.
-pub struct Region(pub TitleRegionId);
-
-impl FromRequestParts<Edge> for Region {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, edge: &Edge) -> Result<Self, ApiError> {
-        let p = auth::presented(&parts.headers)?;
-        let now = respawn_types::now_millis() as i64 / 1000;
-        // Keys change rarely; this node's applied state is enough to check one.
-        let id = edge.cluster.consensus.read(|s| {
-            let region = TitleRegionId::parse(p.title_region_id)
-                .ok()
-                .and_then(|id| s.title_regions.get(&id));
-            auth::verify(&p, region, now, edge.ticket_window)
-        })?;
-        Ok(Region(id))
-    }
-}
 
 /// The process-wide Prometheus recorder (installed once; several nodes in
 /// one test process share it).
@@ -101,10 +55,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
         dsm::terminate_player_battle_session,
         healthz, readyz, metrics_page,
         admin::status, admin::add_learner, admin::promote, admin::remove, admin::join,
-        vs::invoke_backend, vs::invoke_client,
-        vs::list, vs::put, vs::get_one, vs::delete, vs::start, vs::stop, vs::logs, vs::access_log,
-        vs::put_event_handler, vs::delete_event_handler, vs::put_task, vs::delete_task,
-        vs::trigger_logs,
+        invoke::invoke_backend, invoke::invoke_client,
+        vs_admin::list, vs_admin::put, vs_admin::get_one, vs_admin::delete, vs_admin::start, vs_admin::stop,
+        vs_admin::logs, vs_admin::access_log,
+        vs_admin::put_event_handler, vs_admin::delete_event_handler, vs_admin::put_task, vs_admin::delete_task,
+        vs_admin::trigger_logs,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
@@ -154,7 +109,7 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
 async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
-    if edge.cluster.consensus.leader().is_none() {
+    if edge.server.cluster.consensus.leader().is_none() {
         return Err(ApiError::unavailable("no Raft leader"));
     }
     Ok("ready")
@@ -239,51 +194,59 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route("/admin/cluster/promote", post(admin::promote))
         .route("/admin/cluster/remove", post(admin::remove))
         .route("/admin/cluster/join", post(admin::join))
-        .route("/virtualserver/invoke/{vs_name}", any(vs::invoke_backend))
+        .route(
+            "/virtualserver/invoke/{vs_name}",
+            any(invoke::invoke_backend),
+        )
         .route(
             "/virtualserver/invoke/{vs_name}/{*path}",
-            any(vs::invoke_backend),
+            any(invoke::invoke_backend),
         )
         .route(
             "/virtualserver/client/invoke/{vs_name}",
-            any(vs::invoke_client),
+            any(invoke::invoke_client),
         )
         .route(
             "/virtualserver/client/invoke/{vs_name}/{*path}",
-            any(vs::invoke_client),
+            any(invoke::invoke_client),
         )
-        .route("/admin/title_regions/{tr}/virtual_servers", get(vs::list))
+        .route(
+            "/admin/title_regions/{tr}/virtual_servers",
+            get(vs_admin::list),
+        )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}",
-            get(vs::get_one).put(vs::put).delete(vs::delete),
+            get(vs_admin::get_one)
+                .put(vs_admin::put)
+                .delete(vs_admin::delete),
         )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/start",
-            post(vs::start),
+            post(vs_admin::start),
         )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/stop",
-            post(vs::stop),
+            post(vs_admin::stop),
         )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/logs",
-            get(vs::logs),
+            get(vs_admin::logs),
         )
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/access_log",
-            get(vs::access_log),
+            get(vs_admin::access_log),
         )
         .route(
             "/admin/title_regions/{tr}/event_handlers/{name}",
-            put(vs::put_event_handler).delete(vs::delete_event_handler),
+            put(vs_admin::put_event_handler).delete(vs_admin::delete_event_handler),
         )
         .route(
             "/admin/title_regions/{tr}/tasks/{name}",
-            put(vs::put_task).delete(vs::delete_task),
+            put(vs_admin::put_task).delete(vs_admin::delete_task),
         )
         .route(
             "/admin/title_regions/{tr}/trigger_logs",
-            get(vs::trigger_logs),
+            get(vs_admin::trigger_logs),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

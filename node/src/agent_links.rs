@@ -1,14 +1,18 @@
 //! The server side of agent links: the QUIC accept loop, the Hello that
 //! registers a host, the translation of agent requests into Raft commands,
-//! and the links the actors' gateway (`cluster::ClusterGateway`) uses to reach agents.
+//! and the links ([`AgentLinks`]) the actors' gateway
+//! (`server::gateway::ClusterGateway`) uses to reach agents.
 //!
 //! Agents are untrusted. An agent's host id is the common name of its
 //! certificate (so one host cannot speak for another), every id it sends is
 //! validated, and a request about a process is refused unless that process
 //! runs on the agent's own host.
 
-use crate::cluster::{wire_error as wire, Cluster};
+use crate::cluster::Cluster;
+use crate::vs_hub::record_usage;
+use crate::vs_routing::resolve_for_agent;
 use respawn_actors::{GatewayError, NodeMsg};
+use respawn_consensus::ConsensusError;
 use respawn_net::transport::Handler;
 use respawn_net::{Endpoint, Link, PeerKind};
 use respawn_state::{Command, PlayerAction, Rejection};
@@ -125,7 +129,12 @@ impl AgentLinks {
 /// closed) it stops them and waits for them, and when it is cancelled
 /// (aborted on shutdown) they are aborted with it. So no task outlives it
 /// holding a link (a live link keeps the endpoint's UDP socket bound).
-pub async fn accept_loop(endpoint: Endpoint, cluster: Cluster, nodes: Arc<dyn Handler>) {
+pub async fn accept_loop(
+    endpoint: Endpoint,
+    cluster: Cluster,
+    links: Arc<AgentLinks>,
+    nodes: Arc<dyn Handler>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let incoming = tokio::select! {
@@ -145,7 +154,7 @@ pub async fn accept_loop(endpoint: Endpoint, cluster: Cluster, nodes: Arc<dyn Ha
                 });
             }
             Ok(link) => {
-                conns.spawn(serve_link(link, cluster.clone()));
+                conns.spawn(serve_link(link, cluster.clone(), links.clone()));
             }
             Err(e) => tracing::warn!(error = %e, "refused a QUIC connection"),
         }
@@ -165,6 +174,15 @@ pub fn rejection(r: Rejection) -> WireError {
     WireError::new(code, r.to_string())
 }
 
+/// A cluster error in the agent protocol's terms.
+pub fn wire_error(e: ConsensusError) -> WireError {
+    match e {
+        ConsensusError::Rejected(r) => rejection(r),
+        ConsensusError::NotLeader { .. } => WireError::new(ErrorCode::NotLeader, e.to_string()),
+        other => WireError::new(ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
 fn bad(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::BadRequest, msg)
 }
@@ -173,9 +191,8 @@ fn check_id(kind: &'static str, s: &str) -> Result<(), WireError> {
     validate_id(kind, s).map_err(|e| bad(e.to_string()))
 }
 
-async fn serve_link(link: Link, cluster: Cluster) {
+async fn serve_link(link: Link, cluster: Cluster, links: Arc<AgentLinks>) {
     let peer = link.peer().clone();
-    let links = cluster.links.clone();
     let host = match hello(&link, &cluster).await {
         Ok(h) => h,
         Err(reason) => {
@@ -283,14 +300,14 @@ async fn register(
             live_vs: h.live_vs,
         })
         .await
-        .map_err(wire)?;
+        .map_err(wire_error)?;
     cluster
         .propose(Command::HostLinked {
             host_id: h.host_id.clone(),
             node_id: cluster.node_id(),
         })
         .await
-        .map_err(wire)?;
+        .map_err(wire_error)?;
     let fleet = cluster
         .consensus
         .read(|s| s.fleets.get(&h.fleet_id).cloned())
@@ -371,7 +388,7 @@ async fn handle(
             }
         }
         AgentToServer::VsUsage { samples } => {
-            crate::vs::record_usage(cluster, host, &samples);
+            record_usage(&cluster.consensus, host, &samples);
             return Ok(ServerReply::Ok);
         }
         AgentToServer::ResolveVs {
@@ -379,7 +396,7 @@ async fn handle(
             vs,
         } => {
             check_id("title region id", title_region_id.as_str())?;
-            return Ok(crate::vs::resolve_for_agent(cluster, &title_region_id, &vs));
+            return Ok(resolve_for_agent(&cluster.consensus, &title_region_id, &vs));
         }
         AgentToServer::ProcessStarted { process_id, pid } => {
             check_id("process id", process_id.as_str())?;
@@ -457,5 +474,5 @@ async fn handle(
         .propose(command)
         .await
         .map(|_| ServerReply::Ok)
-        .map_err(wire)
+        .map_err(wire_error)
 }

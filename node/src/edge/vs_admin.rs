@@ -1,173 +1,23 @@
-//! Virtual servers at the edge: the invoke routes (backend and game client)
-//! and the admin API that defines, starts, stops and inspects them.
+//! The virtual-server admin API of the edge (`/admin/title_regions/...`,
+//! admin token): define, start, stop and inspect virtual servers, read
+//! their console and access logs, and manage event handlers, scheduled
+//! tasks and their trigger logs.
 
 use super::admin::Admin;
+use super::context::Edge;
 use super::error::{ApiError, ErrorBody};
+use super::invoke::{vs_name, INVOKE_PREFIX};
 use super::json::ApiJson;
-use super::{Edge, Region};
-use crate::vs::{invoke, upstream_path, Call};
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, Response, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use respawn_actors::AgentGateway;
-use respawn_proxy::{json_error, player_ticket, reserved_uri, Invoker};
+use respawn_runtime::LogQuery;
 use respawn_state::Command;
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
-
-const INVOKE_PREFIX: &str = "/virtualserver/invoke";
-const CLIENT_PREFIX: &str = "/virtualserver/client/invoke";
-/// Seed §5.6: backend and client calls get 10 s.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn vs_name(s: &str) -> Result<VsName, ApiError> {
-    VsName::parse(s).map_err(|e| ApiError::bad_request(format!("'{s}': {e}")))
-}
-
-/// The VS name segment of an invoke path (raw; validated by the caller).
-fn name_in(path: &str, prefix: &str) -> String {
-    path.strip_prefix(prefix)
-        .and_then(|p| p.strip_prefix('/'))
-        .map(|p| p.split('/').next().unwrap_or(""))
-        .unwrap_or("")
-        .to_string()
-}
-
-fn refuse_reserved(path: &str) -> Option<Response<Body>> {
-    reserved_uri(path).map(|uri| {
-        json_error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            &format!(
-                "{uri} is reserved for PGOS and cannot be invoked by game backends or clients"
-            ),
-        )
-    })
-}
-
-/// Invoke a virtual server from a game backend (seed §4.2): method, path
-/// after the VS name, query, headers and body are proxied to an instance,
-/// streamed both ways; the VS sees `Invoker: backend`.
-#[utoipa::path(post, path = "/virtualserver/invoke/{vs_name}/{path}", tag = "Virtual servers",
-    params(("vs_name" = String, Path, description = "virtual server name"),
-           ("path" = String, Path, description = "any path, passed to the VS"),
-           ("TitleId" = String, Header), ("TitleRegionId" = String, Header),
-           ("SecretId" = String, Header), ("ServerTicket" = String, Header)),
-    responses((status = 200, description = "whatever the VS answers (any status)"),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "reserved URI"),
-              (status = 404, body = ErrorBody, description = "unknown VS"),
-              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody, description = "no instance can serve; the message says why"),
-              (status = 504, body = ErrorBody, description = "the VS did not answer within 10 s")))]
-pub async fn invoke_backend(
-    State(edge): State<Edge>,
-    Region(tr): Region,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response<Body> {
-    let name = name_in(req.uri().path(), INVOKE_PREFIX);
-    let vs = match vs_name(&name) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let upstream = upstream_path(req.uri(), INVOKE_PREFIX, &name);
-    if let Some(r) = refuse_reserved(&upstream) {
-        return r;
-    }
-    let call = Call {
-        tr,
-        vs,
-        invoker: Invoker::Backend,
-        player: None,
-        client_ip: Some(peer.ip()),
-        upstream_path: upstream,
-        timeout: CALL_TIMEOUT,
-    };
-    invoke(&edge.cluster, call, req).await
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::unauthorized(format!("missing header '{name}'")))
-}
-
-/// Invoke a virtual server from a game client (seed §4.7). The client
-/// presents `TitleId`, `TitleRegionId` and a `PlayerTicket` minted by the
-/// game backend (format in docs/virtual-servers.md); the VS sees `Invoker: client`,
-/// `Playerid` and `Sessionid`. A VS that blocks client requests answers 403
-/// without being reached.
-#[utoipa::path(post, path = "/virtualserver/client/invoke/{vs_name}/{path}", tag = "Virtual servers",
-    params(("vs_name" = String, Path), ("path" = String, Path),
-           ("TitleId" = String, Header), ("TitleRegionId" = String, Header),
-           ("PlayerTicket" = String, Header, description = "v1.<player_id>.<session_id>.<expires_at>.<hex HMAC-SHA256>")),
-    responses((status = 200, description = "whatever the VS answers"),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "client requests blocked, or reserved URI"),
-              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
-pub async fn invoke_client(
-    State(edge): State<Edge>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response<Body> {
-    let name = name_in(req.uri().path(), CLIENT_PREFIX);
-    let checked = (|| {
-        let vs = vs_name(&name)?;
-        let h = req.headers();
-        let title_id = header(h, "TitleId")?;
-        let tr_raw = header(h, "TitleRegionId")?;
-        let ticket = header(h, "PlayerTicket")?;
-        let tr = TitleRegionId::parse(tr_raw)
-            .map_err(|_| ApiError::unauthorized("unknown title region or title"))?;
-        let now = now_millis() / 1000;
-        let (player, blocked) = edge.cluster.consensus.read(|s| {
-            let region = s
-                .title_regions
-                .get(&tr)
-                .filter(|r| r.title_id.as_str() == title_id)
-                .ok_or_else(|| ApiError::unauthorized("unknown title region or title"))?;
-            let player = player_ticket::verify(&region.secret_key, title_id, tr_raw, ticket, now)
-                .map_err(|e| ApiError::unauthorized(format!("PlayerTicket: {e}")))?;
-            let blocked = s
-                .virtual_server(&tr, &vs)
-                .is_some_and(|v| v.spec.block_client_requests);
-            Ok::<_, ApiError>((player, blocked))
-        })?;
-        if blocked {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                respawn_types::agent::ErrorCode::Forbidden,
-                format!("virtual server '{vs}' does not accept requests from game clients"),
-            ));
-        }
-        Ok((tr, vs, player))
-    })();
-    let (tr, vs, player) = match checked {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let upstream = upstream_path(req.uri(), CLIENT_PREFIX, &name);
-    if let Some(r) = refuse_reserved(&upstream) {
-        return r;
-    }
-    let call = Call {
-        tr,
-        vs,
-        invoker: Invoker::Client,
-        player: Some(player),
-        client_ip: Some(peer.ip()),
-        upstream_path: upstream,
-        timeout: CALL_TIMEOUT,
-    };
-    invoke(&edge.cluster, call, req).await
-}
-
-// ---------------------------------------------------------------- admin API
 
 /// An instance, as the admin API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -287,7 +137,8 @@ async fn get_view(
     tr: &TitleRegionId,
     name: &VsName,
 ) -> Result<Json<VirtualServerView>, ApiError> {
-    edge.cluster
+    edge.server
+        .cluster
         .read(|s| s.virtual_server(tr, name).map(|v| view(s, v)))
         .await?
         .map(Json)
@@ -311,6 +162,7 @@ pub async fn list(
 ) -> Result<Json<VirtualServerList>, ApiError> {
     let tr = tr_id(&tr)?;
     let virtual_servers = edge
+        .server
         .cluster
         .read(|s| {
             s.title_regions.contains_key(&tr).then(|| {
@@ -342,7 +194,8 @@ pub async fn put(
     let tr = tr_id(&tr)?;
     let name = vs_name(&name)?;
     spec.validate().map_err(ApiError::bad_request)?;
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::PutVirtualServer {
             title_region_id: tr.clone(),
             name: name.clone(),
@@ -375,7 +228,8 @@ pub async fn delete(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteVirtualServer {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -391,7 +245,8 @@ async fn set_desired(
     desired: VsDesired,
 ) -> Result<Json<VirtualServerView>, ApiError> {
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::SetVirtualServerDesired {
             title_region_id: tr.clone(),
             name: name.clone(),
@@ -483,17 +338,24 @@ pub async fn logs(
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
     let p = params(q)?;
     let limit = p.limit.unwrap_or(1000).min(10_000);
-    let query = serde_json::json!({
-        "title_region": tr.as_str(), "vs_name": name.as_str(), "version": p.version,
-        "since_ms": p.since, "until_ms": p.until, "contains": p.contains,
-        "tail": p.tail, "limit": limit,
-    })
-    .to_string();
+    let query = LogQuery {
+        title_region: tr.to_string(),
+        vs_name: name.to_string(),
+        version: p.version,
+        since_ms: p.since,
+        until_ms: p.until,
+        contains: p.contains,
+        tail: p.tail,
+        limit,
+    };
+    // Serializing a plain struct of strings and numbers cannot fail.
+    let query = serde_json::to_string(&query).unwrap_or_default();
     let hosts: Vec<HostId> = edge
+        .server
         .cluster
         .consensus
         .read(|s| s.hosts.keys().cloned().collect());
-    let gateway = crate::cluster::ClusterGateway(edge.cluster.clone());
+    let gateway = edge.server.gateway();
     let mut lines: Vec<LogLineView> = Vec::new();
     let mut unreachable = Vec::new();
     for h in hosts {
@@ -551,7 +413,7 @@ pub async fn access_log(
 ) -> Result<Json<AccessLogView>, ApiError> {
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
     let p = params(q)?;
-    let store = edge.cluster.vs.access_logs.clone();
+    let store = edge.server.vs.access_logs.clone();
     let lines = tokio::task::spawn_blocking(move || {
         let limit = p.tail.or(p.limit).unwrap_or(1000).min(10_000);
         store.query(
@@ -613,7 +475,10 @@ pub async fn put_event_handler(
         events: spec.events,
         args: args_text(spec.args)?,
     };
-    edge.cluster.propose(Command::PutEventHandler(h)).await?;
+    edge.server
+        .cluster
+        .propose(Command::PutEventHandler(h))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -626,7 +491,8 @@ pub async fn delete_event_handler(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteEventHandler {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -663,7 +529,8 @@ pub async fn put_task(
     Path((tr, name)): Path<(String, String)>,
     ApiJson(spec): ApiJson<TaskSpec>,
 ) -> Result<StatusCode, ApiError> {
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::PutTask {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -685,7 +552,8 @@ pub async fn delete_task(
     _: Admin,
     Path((tr, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    edge.cluster
+    edge.server
+        .cluster
         .propose(Command::DeleteTask {
             title_region_id: tr_id(&tr)?,
             name: vs_name(&name)?,
@@ -743,6 +611,7 @@ pub async fn trigger_logs(
     let p = params(q)?;
     let limit = p.limit.unwrap_or(100).min(TRIGGER_LOG_KEPT);
     let (mut records, pending_events) = edge
+        .server
         .cluster
         .read(|s| {
             let recs: Vec<TriggerView> = s

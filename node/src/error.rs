@@ -1,0 +1,25 @@
+//! Why a server node or an agent could not start ([`NodeError`]).
+
+use crate::agent::AgentError;
+use respawn_consensus::ConsensusError;
+use std::net::SocketAddr;
+
+/// Why a node or agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("consensus: {0}")]
+    Consensus(#[from] ConsensusError),
+    #[error("network: {0}")]
+    Net(#[from] respawn_net::NetError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("agent: {0}")]
+    Agent(#[from] AgentError),
+    #[error("actors: {0}")]
+    Actors(#[from] respawn_actors::ActorsError),
+    #[error("{0}")]
+    Invalid(String),
+}

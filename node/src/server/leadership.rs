@@ -1,0 +1,97 @@
+//! The actors run on the leader only ([`run_leader_actors`]): a node that
+//! becomes leader rebuilds them from the committed state, and stops them
+//! when it loses leadership. Their proposals go through the leader
+//! ([`ClusterProposer`]).
+
+use super::vs_ports::ClusterVsPorts;
+use super::ServerCtx;
+use crate::bootstrap::bootstrap_config;
+use crate::cluster::Cluster;
+use futures::future::BoxFuture;
+use respawn_actors::{Deps, ProposeError, Proposer};
+use respawn_consensus::ConsensusError;
+use respawn_state::{Applied, Command};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The actors' [`Proposer`]: proposals go through the leader.
+pub struct ClusterProposer(pub Cluster);
+
+impl Proposer for ClusterProposer {
+    fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>> {
+        let c = self.0.clone();
+        Box::pin(async move {
+            c.propose(command).await.map_err(|e| match e {
+                ConsensusError::Rejected(r) => ProposeError::Rejected(r),
+                other => ProposeError::Unavailable(other.to_string()),
+            })
+        })
+    }
+}
+
+/// Keeps the actors running on this node exactly while it is the leader:
+/// on gaining leadership it applies everything committed (read index),
+/// applies the configured title regions and fleets, rebuilds the actors
+/// from the committed state and feeds them every later event; on losing it
+/// (or on shutdown) it stops them.
+pub async fn run_leader_actors(
+    ctx: ServerCtx,
+    cfg: Arc<respawn_config::Config>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let ServerCtx { cluster, links, vs } = ctx.clone();
+    let mut metrics = cluster.consensus.metrics();
+    loop {
+        // Wait to become leader.
+        while !cluster.consensus.is_leader() {
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+        if let Err(e) = cluster.consensus.read_index().await {
+            tracing::warn!(error = %e, "new leader could not confirm its state; retrying");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if let Err(e) = bootstrap_config(&cluster, &cfg).await {
+            tracing::warn!(error = %e, "could not apply the configured title regions and fleets");
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = cluster.consensus.go_live(tx);
+        let deps = Deps {
+            state: cluster.consensus.state(),
+            proposer: Arc::new(ClusterProposer(cluster.clone())),
+            gateway: Arc::new(ctx.gateway()),
+            vs: Arc::new(ClusterVsPorts {
+                consensus: cluster.consensus.clone(),
+                hub: vs.clone(),
+            }),
+        };
+        let runtime = match respawn_actors::start_runtime(deps, rx).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the actors");
+                cluster.consensus.state().go_dark();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        links.set_node(runtime.node.clone());
+        tracing::info!(node = cluster.node_id(), "leader: actors running");
+        let mut stop = false;
+        while cluster.consensus.is_leader() {
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { stop = true; break },
+                _ = shutdown.changed() => { stop = true; break },
+            }
+        }
+        runtime.stop();
+        cluster.consensus.state().go_dark();
+        links.clear_node();
+        tracing::info!(node = cluster.node_id(), "actors stopped");
+        if stop {
+            return;
+        }
+    }
+}
