@@ -1,12 +1,12 @@
 //! The `respawn` binary's library: wiring of consensus, actors, the QUIC
-//! links and the HTTP edge into a server node, and the agent runtime.
+//! links and the HTTP edge into a server node; the agent lives in
+//! `respawn-agent` (re-exported here as [`AgentNode`]).
 
-pub mod agent;
 pub mod cluster;
 pub mod edge;
 pub mod links;
 pub mod node;
-pub mod uplink;
 pub mod vs;
 
-pub use node::{AgentNode, NodeError, ServerNode};
+pub use node::{NodeError, ServerNode};
+pub use respawn_agent::AgentNode;

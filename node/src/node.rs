@@ -1,10 +1,9 @@
 //! Assembly of a server node and of an agent from a [`Config`].
 
-use crate::agent::{Agent, AgentConfig, AgentError};
+use respawn_agent::AgentError;
 use crate::cluster::{self, Cluster, NodeHandler};
 use crate::edge::{self, Edge};
 use crate::links::{self, AgentLinks};
-use crate::uplink::{self, Uplink};
 use rand::RngCore;
 use respawn_config::{Bootstrap, Config};
 use respawn_consensus::{
@@ -15,7 +14,6 @@ use respawn_net::{Endpoint, Identity};
 use respawn_types::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -447,67 +445,4 @@ pub(crate) async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<
         }
     }
     Ok(())
-}
-
-/// A running agent: the runtime that launches DS processes and its link.
-pub struct AgentNode {
-    pub agent: Agent,
-    pub uplink: Arc<Uplink>,
-    /// The link's endpoint (a clone is in `task`), shut down last.
-    endpoint: Endpoint,
-    task: JoinHandle<()>,
-}
-
-impl AgentNode {
-    /// Starts the agent and keeps it connected to `agent.server_addr`, or
-    /// to the next of `agent.servers` when a link is lost.
-    pub async fn start(cfg: &Config, identity: &Identity) -> Result<AgentNode, NodeError> {
-        let mut servers = vec![cfg.agent.server_addr.clone()];
-        servers.extend(cfg.agent.servers.iter().cloned());
-        let host = match &cfg.agent.host_id {
-            Some(h) => h.clone(),
-            None => identity.subject()?.name,
-        };
-        let host_id =
-            HostId::parse(host).map_err(|e| NodeError::Invalid(format!("host id: {e}")))?;
-        let fleet_id = FleetId::parse(cfg.agent.fleet.clone())
-            .map_err(|e| NodeError::Invalid(format!("fleet: {e}")))?;
-        let dir: PathBuf = cfg.data_dir.join("agent");
-        let mut ac = AgentConfig::new(host_id, fleet_id, cfg.agent.public_ip.clone(), dir);
-        ac.local_api_addr = cfg.agent.local_api_addr;
-        ac.kill_grace = Duration::from_millis(cfg.agent.kill_grace_ms);
-        ac.intranet_addr = cfg.agent.intranet_addr;
-        ac.docker_intranet_host = cfg.agent.docker_intranet_host.clone();
-        let uplink = Arc::new(Uplink::default());
-        let agent = Agent::start(ac, uplink.clone()).await?;
-        let endpoint = Endpoint::client(identity)?;
-        let task = tokio::spawn(uplink::run(
-            endpoint.clone(),
-            servers,
-            agent.clone(),
-            uplink.clone(),
-        ));
-        Ok(AgentNode {
-            agent,
-            uplink,
-            endpoint,
-            task,
-        })
-    }
-
-    /// Stops the link and the DS processes; returns once the link's UDP
-    /// socket is closed.
-    pub async fn shutdown(self) {
-        const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-        // Close the link and any connection attempt at once (the server
-        // hears of it), then stop the task that would reconnect.
-        self.uplink.cut("agent shutting down");
-        self.endpoint.close();
-        self.task.abort();
-        let _ = self.task.await;
-        self.agent.shutdown().await;
-        if let Err(e) = self.endpoint.shutdown(RELEASE_TIMEOUT).await {
-            tracing::warn!(error = %e, "agent QUIC socket not released");
-        }
-    }
 }

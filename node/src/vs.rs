@@ -16,7 +16,10 @@ use axum::http::{Request, Response, StatusCode};
 use futures::future::BoxFuture;
 use respawn_actors::{Delivery, Site, VsPorts};
 use respawn_consensus::PlacementState;
-use respawn_proxy::{json_error, AccessLogStore, InvokeContext, Invoker, PlayerIdentity, Proxy};
+use respawn_proxy::{
+    json_error, AccessLogStore, InvokeContext, Invoker, PlayerIdentity, Proxy, COLD_START_WAIT,
+};
+pub use respawn_proxy::upstream_path;
 use respawn_types::agent::{ServerReply, VsUsageSample};
 use respawn_types::*;
 use std::collections::HashMap;
@@ -24,9 +27,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long a call waits for an instance that is starting (seed: requests
-/// that arrive while an instance starts wait instead of failing).
-pub const COLD_START_WAIT: Duration = Duration::from_secs(10);
 /// Peaks are kept over two windows of this length.
 const LOAD_WINDOW: Duration = Duration::from_secs(2);
 /// Remote load reports older than this are ignored.
@@ -566,48 +566,9 @@ impl VsPorts for ClusterVsPorts {
     }
 }
 
-/// The upstream path of an invoke URL: what follows `/{prefix}/{vs}`,
-/// with the query (raw, as the caller sent it).
-pub fn upstream_path(uri: &axum::http::Uri, prefix: &str, vs: &str) -> String {
-    let path = uri.path();
-    let rest = path
-        .strip_prefix(prefix)
-        .and_then(|p| p.strip_prefix('/'))
-        .and_then(|p| p.strip_prefix(vs))
-        .unwrap_or("");
-    let mut out = if rest.is_empty() {
-        "/".to_string()
-    } else {
-        rest.to_string()
-    };
-    if let Some(q) = uri.query() {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upstream_paths_keep_the_rest_and_the_query() {
-        let u = |s: &str| s.parse::<axum::http::Uri>().unwrap();
-        let p = "/virtualserver/invoke";
-        assert_eq!(
-            upstream_path(&u("/virtualserver/invoke/vs-a"), p, "vs-a"),
-            "/"
-        );
-        assert_eq!(
-            upstream_path(&u("/virtualserver/invoke/vs-a/b/c?x=1&y=%20"), p, "vs-a"),
-            "/b/c?x=1&y=%20"
-        );
-        assert_eq!(
-            upstream_path(&u("/virtualserver/invoke/vs-a/"), p, "vs-a"),
-            "/"
-        );
-    }
 
     #[test]
     fn load_board_counts_in_flight_and_keeps_peaks() {

@@ -23,6 +23,7 @@
 
 mod access_log;
 mod forward;
+mod invoke;
 pub mod player_ticket;
 mod reserved;
 mod stats;
@@ -35,6 +36,7 @@ use axum::http::{header, HeaderValue, Response, StatusCode};
 
 pub use access_log::{AccessEntry, AccessLog, AccessLogStore, DEFAULT_MAX_FILE_BYTES};
 pub use forward::Proxy;
+pub use invoke::{upstream_path, COLD_START_WAIT};
 pub use reserved::{reserved_uri, RESERVED_HEADERS};
 
 /// Who is calling the virtual server: the value of the `Invoker` header the

@@ -1,9 +1,9 @@
 //! Launching DS processes, watching them exit, and keeping the fleet's
 //! number of them running.
 
-use super::backoff::LaunchBackoff;
-use super::events::EventQueue;
-use super::{Proc, Shared};
+use crate::backoff::LaunchBackoff;
+use crate::events::EventQueue;
+use crate::state::{Proc, Shared, SupMsg};
 use respawn_types::agent::AgentToServer;
 use respawn_types::sdk::{
     ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
@@ -15,15 +15,6 @@ use std::sync::Arc;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Messages to the supervisor task.
-#[derive(Debug)]
-pub enum SupMsg {
-    /// The fleet changed: check the process count.
-    Reconcile,
-    /// A process is gone; `started` = it had called ProcessReady.
-    Exited { started: bool },
-}
 
 /// The supervisor: launches processes until `processes_per_host` run,
 /// backing off while they fail to start.

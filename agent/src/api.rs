@@ -1,9 +1,10 @@
 //! The local SDK API DS processes call (HTTP/JSON on loopback). The
 //! normative description is `docs/sdk-protocol.md`.
 
-use super::events::Next;
-use super::health::{HealthTracker, Verdict};
-use super::{HealthActor, Proc, Shared};
+use crate::events::Next;
+use crate::health::{HealthTracker, Verdict};
+use crate::health_actor::HealthActor;
+use crate::state::{Proc, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -359,7 +360,7 @@ async fn health(
                     p,
                     format!(
                         "unhealthy: {} consecutive failed health checks",
-                        super::health::UNHEALTHY_THRESHOLD
+                        crate::health::UNHEALTHY_THRESHOLD
                     ),
                     ExitReason::Unhealthy,
                 );
@@ -522,7 +523,7 @@ async fn invoke_vs(
         return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
     };
     let vs = req.uri().path().split('/').nth(4).unwrap_or("").to_string();
-    let upstream = super::vs::rest_after(req.uri(), 4);
+    let upstream = crate::vs::rest_after(req.uri(), 4);
     tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
     let (mut parts, body) = req.into_parts();
     // The process token is for the agent, not for the VS.

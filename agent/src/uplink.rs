@@ -3,7 +3,8 @@
 //! serve the cluster's commands, and on any loss reconnect with backoff and
 //! register again.
 
-use crate::agent::{Agent, LinkDown, ServerLink};
+use crate::agent::Agent;
+use crate::link::{LinkDown, ServerLink};
 use futures::future::BoxFuture;
 use respawn_net::{Endpoint, Link};
 use respawn_types::agent::*;

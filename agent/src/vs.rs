@@ -14,8 +14,8 @@
 //! Both resolve the VS's running instances through the cluster (cached for
 //! a second) and proxy straight to one of them.
 
-use super::link::ServerLink;
-use super::reporter::Reporter;
+use crate::link::ServerLink;
+use crate::reporter::Reporter;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Response, StatusCode};
@@ -262,7 +262,7 @@ impl VsHost {
                 return Ok((title.clone(), addrs.clone()));
             }
         }
-        let deadline = Instant::now() + crate::vs::COLD_START_WAIT;
+        let deadline = Instant::now() + respawn_proxy::COLD_START_WAIT;
         loop {
             let reply = self
                 .link
