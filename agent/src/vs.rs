@@ -22,7 +22,7 @@ use axum::http::{Response, StatusCode};
 use axum::Router;
 use rand::RngCore;
 use respawn_proxy::{json_error, reserved_uri, InvokeContext, Invoker, Proxy};
-use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, Runtime, RuntimeConfig, Source};
+use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, RuntimeConfig, Source, VsRuntime};
 use respawn_types::agent::{AgentToServer, ServerReply, VsUsageSample, WireError};
 use respawn_types::*;
 use std::collections::HashMap;
@@ -59,7 +59,7 @@ struct Reg {
 }
 
 pub struct VsHost {
-    runtime: Runtime,
+    runtime: VsRuntime,
     link: Arc<dyn ServerLink>,
     reporter: Reporter,
     proxy: Proxy,
@@ -82,7 +82,8 @@ impl VsHost {
         // directory, so two agents on one machine never clean up each other's.
         let h = fnv1a64(cfg.data_dir.as_os_str().as_encoded_bytes().iter().copied());
         let runtime_id = format!("{}-{:08x}", cfg.host_id, h as u32);
-        let (runtime, events) = Runtime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
+        let (runtime, events) =
+            VsRuntime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
         let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
         let local = listener.local_addr()?;
         let (reporter, reporter_task) = Reporter::start(link.clone());

@@ -1,10 +1,10 @@
 //! Assembly of a server node and of an agent from a [`Config`].
 
-use respawn_agent::AgentError;
 use crate::cluster::{self, Cluster, NodeHandler};
 use crate::edge::{self, Edge};
 use crate::links::{self, AgentLinks};
 use rand::RngCore;
+use respawn_agent::AgentError;
 use respawn_config::{Bootstrap, Config};
 use respawn_consensus::{
     Command, Consensus, ConsensusError, NodeInfo, RaftSettings, TransportNetwork,

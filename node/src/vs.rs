@@ -16,10 +16,10 @@ use axum::http::{Request, Response, StatusCode};
 use futures::future::BoxFuture;
 use respawn_actors::{Delivery, Site, VsPorts};
 use respawn_consensus::PlacementState;
+pub use respawn_proxy::upstream_path;
 use respawn_proxy::{
     json_error, AccessLogStore, InvokeContext, Invoker, PlayerIdentity, Proxy, COLD_START_WAIT,
 };
-pub use respawn_proxy::upstream_path;
 use respawn_types::agent::{ServerReply, VsUsageSample};
 use respawn_types::*;
 use std::collections::HashMap;

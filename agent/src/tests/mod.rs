@@ -16,21 +16,21 @@ use futures::future::BoxFuture;
 use respawn_types::agent::{
     AgentReply, AgentToServer, BattleSessionSpec, ErrorCode, ServerReply, ServerToAgent, WireError,
 };
-use respawn_types::sdk::SdkEvent;
-use respawn_types::{ExitReason, Fleet, FleetId, HostId, ProcessId};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Notify;
 use respawn_types::sdk as api;
+use respawn_types::sdk::SdkEvent;
 use respawn_types::{
     BattleSessionId, PlacementId, PlayerBattleSessionId, RuntimeConfig, ServerMode, TitleRegionId,
 };
+use respawn_types::{ExitReason, Fleet, FleetId, HostId, ProcessId};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(60);
