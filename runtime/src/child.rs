@@ -64,3 +64,76 @@ fn die_with_parent(cmd: &mut Command) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    /// Set when this test binary runs as the stand-in agent of the test below.
+    const STAND_IN_AGENT: &str = "RESPAWN_CHILD_TEST_STAND_IN_AGENT";
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Whether `pid` is a live (not zombie) process.
+    fn alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z')
+            }
+            Err(_) => false,
+        }
+    }
+
+    #[test]
+    fn a_child_dies_when_the_agent_is_killed() {
+        if std::env::var_os(STAND_IN_AGENT).is_some() {
+            // The stand-in agent: spawn a child, tell its pid, wait to be killed.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut cmd = Command::new("sleep");
+                cmd.arg("600");
+                let child = spawn(&mut cmd, Output::Piped).unwrap();
+                println!("child-pid {}", child.id().unwrap());
+                std::future::pending::<()>().await;
+            });
+            return;
+        }
+        let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child::tests::a_child_dies_when_the_agent_is_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(STAND_IN_AGENT, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(agent.stdout.take().unwrap());
+        let pid: u32 = out
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("child-pid ")
+                    .map(|p| p.trim().parse().unwrap())
+            })
+            .expect("the stand-in agent names its child");
+        assert!(alive(pid), "the child runs while the agent does");
+        agent.kill().unwrap(); // SIGKILL: the agent cannot clean up.
+        agent.wait().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "child {pid} outlived the agent it was spawned by"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
