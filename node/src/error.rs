@@ -1,6 +1,6 @@
 //! Why a server node or an agent could not start ([`NodeError`]).
 
-use crate::agent::AgentError;
+use respawn_agent::AgentError;
 use respawn_consensus::ConsensusError;
 use std::net::SocketAddr;
 

@@ -24,6 +24,7 @@
 mod access_log;
 mod forward;
 mod pick;
+mod invoke;
 pub mod player_ticket;
 mod reserved;
 mod stats;
@@ -36,7 +37,8 @@ use axum::http::{header, HeaderValue, Response, StatusCode};
 
 pub use access_log::{AccessEntry, AccessLog, AccessLogStore, DEFAULT_MAX_FILE_BYTES};
 pub use forward::Proxy;
-pub use pick::{pick_instance, COLD_START_WAIT};
+pub use invoke::{upstream_path, COLD_START_WAIT};
+pub use pick::pick_instance;
 pub use reserved::{reserved_uri, RESERVED_HEADERS};
 
 /// Who is calling the virtual server: the value of the `Invoker` header the

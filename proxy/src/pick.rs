@@ -1,12 +1,6 @@
 //! Which running instance of a virtual server gets a call: one pure rule
 //! shared by the server's edge and the agent's local endpoints.
 
-use std::time::Duration;
-
-/// How long a call waits for an instance that is starting (seed: requests
-/// that arrive while an instance starts wait instead of failing).
-pub const COLD_START_WAIT: Duration = Duration::from_secs(10);
-
 /// Picks among running instances, given as `(instance, requests in flight)`
 /// in a stable order: the one with the fewest requests in flight; among
 /// equals, the first at or after position `start`, else the first before it

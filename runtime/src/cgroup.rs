@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::Limits;
+use crate::spec::Limits;
 
 /// Where cgroup file systems are mounted.
 pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";

@@ -18,9 +18,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::exit::{ExitInfo, LaunchError};
 use crate::logs::{LineSplitter, LogFile};
-use crate::supervisor::{ExitInfo, LaunchError};
-use crate::{AbnormalReason, InstanceSpec, Limits, Source, CONTAINER_VOLUME_PATH, LISTEN_PORT_ENV};
+use crate::spec::{
+    now_ms, AbnormalReason, InstanceSpec, Limits, Source, CONTAINER_VOLUME_PATH, LISTEN_PORT_ENV,
+};
 
 /// The engine's socket when none is configured.
 pub(crate) const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -563,11 +565,7 @@ async fn build(
     tokio::fs::create_dir_all(tmp_dir)
         .await
         .map_err(|e| launch_failed(format!("cannot create {}: {e}", tmp_dir.display())))?;
-    let tar_path = tmp_dir.join(format!(
-        "build-{}-{}.tar",
-        spec.instance_id,
-        crate::now_ms()
-    ));
+    let tar_path = tmp_dir.join(format!("build-{}-{}.tar", spec.instance_id, now_ms()));
     let (ctx, out) = (context.to_path_buf(), tar_path.clone());
     let written = tokio::task::spawn_blocking(move || crate::tar::write_dir(&ctx, &out))
         .await

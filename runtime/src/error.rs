@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Errors returned by [`crate::Runtime`] calls. Problems *of an instance* (a crash,
-/// a bad image, ...) are not errors: they arrive as [`crate::InstanceState::Abnormal`]
+/// Errors returned by `VsRuntime` calls. Problems *of an instance* (a crash,
+/// a bad image, ...) are not errors: they arrive as [`InstanceState::Abnormal`](crate::spec::InstanceState::Abnormal)
 /// events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "error", content = "detail", rename_all = "snake_case")]

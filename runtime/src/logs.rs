@@ -6,10 +6,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use respawn_types::text::truncate_utf8;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 
-use crate::{now_ms, InstanceSpec, LogLine, LogQuery, RuntimeError};
+use crate::error::RuntimeError;
+use crate::spec::{now_ms, InstanceSpec, LogLine, LogQuery};
 
 /// Longer lines are cut into pieces of this many bytes.
 pub(crate) const MAX_LINE: usize = 16 * 1024;
@@ -59,11 +61,8 @@ impl LogFile {
     pub fn write(&self, stream: &str, line: &str) {
         let mut rest = line;
         loop {
-            let mut cut = rest.len().min(MAX_LINE);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let (piece, tail) = rest.split_at(cut);
+            let piece = truncate_utf8(rest, MAX_LINE);
+            let tail = &rest[piece.len()..];
             self.write_one(stream, piece);
             if tail.is_empty() {
                 break;
@@ -257,7 +256,7 @@ pub(crate) fn query(data_dir: &Path, q: &LogQuery) -> Result<Vec<LogLine>, Runti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Source;
+    use crate::spec::Source;
 
     fn spec(id: &str, version: u64) -> InstanceSpec {
         InstanceSpec {

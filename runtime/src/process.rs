@@ -2,7 +2,6 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +10,10 @@ use nix::unistd::Pid;
 use tokio::task::JoinHandle;
 
 use crate::cgroup::Group;
+use crate::child::{self, Output};
+use crate::exit::ExitInfo;
 use crate::logs::{pump, LogFile};
-use crate::supervisor::ExitInfo;
-use crate::{InstanceSpec, LISTEN_PORT_ENV};
+use crate::spec::{InstanceSpec, LISTEN_PORT_ENV};
 
 /// Variables a process inherits from the agent (when set there and not in the spec).
 const INHERITED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
@@ -61,19 +61,14 @@ pub(crate) fn launch(
     cmd.args(&spec.args)
         .env_clear()
         .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .process_group(0);
     for k in INHERITED_ENV {
         if let Some(v) = std::env::var_os(k) {
             cmd.env(k, v);
         }
     }
     cmd.envs(&spec.env).env(LISTEN_PORT_ENV, port.to_string());
-    let mut child = cmd
-        .spawn()
+    let mut child = child::spawn(&mut cmd, Output::Piped)
         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut in_group = false;

@@ -7,16 +7,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cgroup::Group;
+use crate::cgroup::{self, Group};
 use crate::docker::Container;
+use crate::exit::{describe_exit, ExitInfo, LaunchError};
+use crate::host::{Inner, Live, UsageTarget};
+use crate::launch_backoff::LaunchBackoff;
 use crate::logs::LogFile;
 use crate::process::{self, Proc};
 use crate::procfs::{self, Listener};
-use crate::{
-    AbnormalReason, Inner, InstanceSpec, InstanceState, Limits, Live, Source, Usage, UsageTarget,
-};
+use crate::spec::{AbnormalReason, InstanceSpec, InstanceState, Limits, Source, Usage};
 
-/// The first relaunch delay; doubled after each exit up to [`MAX_BACKOFF`].
+/// The first relaunch delay; doubled after each exit up to [`MAX_BACKOFF`]
+/// ([`LaunchBackoff`]).
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An instance that ran this long before exiting is relaunched after [`INITIAL_BACKOFF`].
@@ -32,61 +34,6 @@ const POLL_RUNNING: Duration = Duration::from_secs(1);
 /// that a server opening its ports one after the other does not flap.
 const ABNORMAL_GRACE: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// How an instance ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ExitInfo {
-    Code(i64),
-    Signal(i32),
-    OutOfMemory,
-    /// Already a sentence fragment ("exited with status 137 (killed by signal 9)").
-    Other(String),
-}
-
-/// Why a launch did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LaunchError {
-    pub reason: AbnormalReason,
-    pub detail: String,
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {sig}"))
-}
-
-/// The abnormal state an exit leads to.
-pub(crate) fn describe_exit(
-    exit: &ExitInfo,
-    memory_mb: u64,
-    last_stderr: Option<String>,
-) -> InstanceState {
-    let (reason, mut detail) = match exit {
-        ExitInfo::OutOfMemory if memory_mb > 0 => (
-            AbnormalReason::OutOfMemory,
-            format!(
-                "exceeded its {memory_mb} MiB memory limit and was killed; raise the memory limit or make it use less memory"
-            ),
-        ),
-        ExitInfo::OutOfMemory => (
-            AbnormalReason::OutOfMemory,
-            "was killed by the out-of-memory killer; set a memory limit it fits in or make it use less memory".to_string(),
-        ),
-        ExitInfo::Code(c) => (AbnormalReason::Crashed, format!("exited with status {c}")),
-        ExitInfo::Signal(s) => (
-            AbnormalReason::Crashed,
-            format!("killed by signal {s} ({})", signal_name(*s)),
-        ),
-        ExitInfo::Other(s) => (AbnormalReason::Crashed, s.clone()),
-    };
-    if reason == AbnormalReason::Crashed {
-        if let Some(l) = last_stderr {
-            detail.push_str(&format!("; its last error output was: {l}"));
-        }
-    }
-    InstanceState::Abnormal { reason, detail }
-}
 
 /// What the listening sockets say about readiness.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +76,7 @@ enum Launched {
     Container(Container),
 }
 
-struct Supervisor {
+struct InstanceSupervisor {
     inner: Arc<Inner>,
     spec: InstanceSpec,
     cancel: CancellationToken,
@@ -148,7 +95,7 @@ pub(crate) async fn supervise(
     cancel: CancellationToken,
     live: Arc<Mutex<Live>>,
 ) {
-    let mut s = Supervisor {
+    let mut s = InstanceSupervisor {
         inner,
         spec,
         cancel,
@@ -174,7 +121,7 @@ pub(crate) async fn supervise(
     }
 }
 
-impl Supervisor {
+impl InstanceSupervisor {
     fn set(&mut self, state: InstanceState) {
         if state != self.last {
             tracing::info!(instance = %self.spec.instance_id, ?state, "instance state");
@@ -224,7 +171,7 @@ impl Supervisor {
                 return;
             }
         };
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = LaunchBackoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             self.set(InstanceState::Deploying);
             log.clear_last_stderr();
@@ -245,10 +192,10 @@ impl Supervisor {
                         self.cancel.cancelled().await;
                         return;
                     }
-                    if !self.sleep(backoff).await {
+                    backoff.on_failure();
+                    if !self.sleep(backoff.delay()).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
@@ -274,13 +221,15 @@ impl Supervisor {
                 Launched::Container(c) => c.remove().await,
             }
             self.set(describe_exit(&exit, self.spec.memory_mb, log.last_stderr()));
+            // Every exit of an instance is a failure; one that ran long
+            // enough had got properly started, so the count starts over.
             if started.elapsed() >= RESET_AFTER {
-                backoff = INITIAL_BACKOFF;
+                backoff.on_started();
             }
-            if !self.sleep(backoff).await {
+            backoff.on_failure();
+            if !self.sleep(backoff.delay()).await {
                 return;
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -326,7 +275,7 @@ impl Supervisor {
                 if self.limits.is_none() {
                     let name = format!(
                         "{}{}",
-                        crate::cgroup::group_prefix(&self.inner.cfg.agent_id),
+                        cgroup::group_prefix(&self.inner.cfg.agent_id),
                         spec.instance_id
                     );
                     let (g, limits) =
@@ -619,37 +568,6 @@ mod tests {
         assert_eq!(
             classify(&[l("10.1.2.3", 8080)], 8080),
             Listening::Ready(vec![l("10.1.2.3", 8080)])
-        );
-    }
-
-    #[test]
-    fn describes_exits() {
-        let s = describe_exit(&ExitInfo::Code(3), 64, None);
-        assert_eq!(
-            s,
-            InstanceState::Abnormal {
-                reason: AbnormalReason::Crashed,
-                detail: "exited with status 3".into()
-            }
-        );
-        let InstanceState::Abnormal { detail, .. } =
-            describe_exit(&ExitInfo::Signal(9), 64, Some("boom".into()))
-        else {
-            panic!()
-        };
-        assert_eq!(
-            detail,
-            "killed by signal 9 (SIGKILL); its last error output was: boom"
-        );
-        let InstanceState::Abnormal { reason, detail } =
-            describe_exit(&ExitInfo::OutOfMemory, 64, Some("x".into()))
-        else {
-            panic!()
-        };
-        assert_eq!(reason, AbnormalReason::OutOfMemory);
-        assert!(
-            detail.starts_with("exceeded its 64 MiB memory limit"),
-            "{detail}"
         );
     }
 }

@@ -15,7 +15,7 @@ use bollard::query_parameters::{BuildImageOptions, RemoveContainerOptions, Remov
 use bollard::Docker;
 use common::{http_get, spec, unique, Harness};
 use futures::StreamExt;
-use respawn_runtime::{AbnormalReason, InstanceState, LogQuery, Runtime, RuntimeConfig, Source};
+use respawn_runtime::{AbnormalReason, InstanceState, LogQuery, RuntimeConfig, Source, VsRuntime};
 
 const T: Duration = Duration::from_secs(60);
 const SOCKET: &str = "/var/run/docker.sock";
@@ -405,7 +405,7 @@ async fn stale_containers_of_the_agent_are_removed() {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let (r, mut rx) = Runtime::new(RuntimeConfig::new(data, ag));
+            let (r, mut rx) = VsRuntime::new(RuntimeConfig::new(data, ag));
             r.start(spec("dstale", "vs-stale", Source::DockerImage { image }))
                 .await
                 .unwrap();
@@ -426,7 +426,7 @@ async fn stale_containers_of_the_agent_are_removed() {
     .unwrap();
     assert!(container_exists("respawn-dstale").await);
 
-    let (_rt, _rx) = Runtime::new(RuntimeConfig::new(dir.path(), agent.clone()));
+    let (_rt, _rx) = VsRuntime::new(RuntimeConfig::new(dir.path(), agent.clone()));
     let deadline = tokio::time::Instant::now() + T;
     while container_exists("respawn-dstale").await {
         assert!(

@@ -5,7 +5,8 @@
 
 use super::context::{Edge, Region};
 use super::error::{ApiError, ErrorBody};
-use crate::vs_routing::{invoke, upstream_path, Call};
+use crate::vs_routing::{invoke, Call};
+use respawn_proxy::upstream_path;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Response, StatusCode};

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use respawn_runtime::{
-    AbnormalReason, InstanceEvent, InstanceSpec, InstanceState, Runtime, RuntimeConfig, Source,
+    AbnormalReason, InstanceEvent, InstanceSpec, InstanceState, RuntimeConfig, Source, VsRuntime,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub struct Harness {
-    pub rt: Runtime,
+    pub rt: VsRuntime,
     pub rx: UnboundedReceiver<InstanceEvent>,
     pub dir: tempfile::TempDir,
     pub agent: String,
@@ -43,7 +43,7 @@ impl Harness {
         let agent = unique("agent");
         let mut cfg = RuntimeConfig::new(dir.path(), agent.clone());
         cfg.deploy_timeout = deploy_timeout;
-        let (rt, rx) = Runtime::new(cfg);
+        let (rt, rx) = VsRuntime::new(cfg);
         Harness {
             rt,
             rx,

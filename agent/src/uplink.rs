@@ -3,10 +3,12 @@
 //! serve the cluster's commands, and on any loss reconnect with backoff and
 //! register again.
 
-use crate::agent::{Agent, LinkDown, ServerLink};
+use crate::agent::Agent;
+use crate::link::{LinkDown, ServerLink};
 use futures::future::BoxFuture;
 use respawn_net::{Endpoint, Link};
 use respawn_types::agent::*;
+use respawn_types::backoff::capped_exponential;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,10 +58,15 @@ impl ServerLink for Uplink {
     }
 }
 
+/// First reconnect delay.
+const RECONNECT_BASE: Duration = Duration::from_millis(200);
+/// Longest reconnect delay.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
 /// Reconnect delay after `failures` consecutive failures: 200 ms doubling
 /// to 5 s.
 pub fn reconnect_delay(failures: u32) -> Duration {
-    Duration::from_millis((200u64 << failures.min(5)).min(5_000))
+    capped_exponential(RECONNECT_BASE, RECONNECT_MAX, failures)
 }
 
 /// Keeps the agent connected to one of `servers` (`host:port`, tried in

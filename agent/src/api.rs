@@ -1,9 +1,10 @@
 //! The local SDK API DS processes call (HTTP/JSON on loopback). The
 //! normative description is `docs/sdk-protocol.md`.
 
-use super::events::Next;
-use super::health::{HealthTracker, Verdict};
-use super::{HealthActor, Proc, Shared};
+use crate::events::Next;
+use crate::health::{HealthTracker, Verdict};
+use crate::health_actor::HealthActor;
+use crate::state::{Proc, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -17,6 +18,7 @@ use respawn_types::sdk::{
     self as api, BattleSessionRequest, HealthAnswer, PlayerBattleSessionRequest,
     ProcessReadyRequest, SdkError, SdkEvent, SdkOk,
 };
+use respawn_types::text::truncate_utf8;
 use respawn_types::{validate_id, BattleSessionId, ExitReason, PlayerBattleSessionId, ProcessId};
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
@@ -70,12 +72,12 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 
 /// An error answer: a status and an [`SdkError`] body.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct SdkApiError {
     status: StatusCode,
     body: SdkError,
 }
 
-impl ApiError {
+impl SdkApiError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::with_status(status_for(code), code, message)
     }
@@ -99,27 +101,27 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for SdkApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
     }
 }
 
-type ApiResult = Result<Json<SdkOk>, ApiError>;
+type SdkApiResult = Result<Json<SdkOk>, SdkApiError>;
 
-fn ok() -> ApiResult {
+fn ok() -> SdkApiResult {
     Ok(Json(SdkOk { ok: true }))
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
+async fn not_found(method: Method, uri: Uri) -> SdkApiError {
+    SdkApiError::new(
         ErrorCode::NotFound,
         format!("no such endpoint: {method} {}", uri.path()),
     )
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::with_status(
+async fn method_not_allowed(method: Method, uri: Uri) -> SdkApiError {
+    SdkApiError::with_status(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::BadRequest,
         format!("method {method} is not allowed on {}", uri.path()),
@@ -127,9 +129,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// The process a request comes from, by its bearer token.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ProcessId, ApiError> {
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ProcessId, SdkApiError> {
     let value = headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized(
+        SdkApiError::unauthorized(
             "missing Authorization header; send `Authorization: Bearer <RESPAWN_PROCESS_TOKEN>`",
         )
     })?;
@@ -140,61 +142,58 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ProcessId, ApiEr
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| {
-            ApiError::unauthorized(
+            SdkApiError::unauthorized(
                 "the Authorization header must be `Bearer <RESPAWN_PROCESS_TOKEN>`",
             )
         })?;
-    shared
-        .reg()
-        .tokens
-        .get(token)
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized("unknown process token (has this process exited?)"))
+    shared.reg().tokens.get(token).cloned().ok_or_else(|| {
+        SdkApiError::unauthorized("unknown process token (has this process exited?)")
+    })
 }
 
 /// Runs `f` on the process under the registry lock.
 fn with_proc<R>(
     shared: &Shared,
     id: &ProcessId,
-    f: impl FnOnce(&Shared, &mut Proc) -> Result<R, ApiError>,
-) -> Result<R, ApiError> {
+    f: impl FnOnce(&Shared, &mut Proc) -> Result<R, SdkApiError>,
+) -> Result<R, SdkApiError> {
     let mut reg = shared.reg();
     let p = reg.procs.get_mut(id).ok_or_else(|| {
-        ApiError::unauthorized("unknown process token (has this process exited?)")
+        SdkApiError::unauthorized("unknown process token (has this process exited?)")
     })?;
     f(shared, p)
 }
 
 /// Parses a JSON body, with a 400 naming the problem.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, SdkApiError> {
     let bytes = read(body)?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        .map_err(|e| SdkApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SdkApiError> {
     body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::with_status(
+            SdkApiError::with_status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BadRequest,
                 format!("request body is larger than {MAX_BODY} bytes"),
             )
         } else {
-            ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
+            SdkApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
         }
     })
 }
 
-fn check_id(field: &str, kind: &'static str, id: &str) -> Result<(), ApiError> {
-    validate_id(kind, id).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+fn check_id(field: &str, kind: &'static str, id: &str) -> Result<(), SdkApiError> {
+    validate_id(kind, id).map_err(|e| SdkApiError::bad_request(format!("{field}: {e}")))
 }
 
-fn check_bs(id: &BattleSessionId) -> Result<(), ApiError> {
+fn check_bs(id: &BattleSessionId) -> Result<(), SdkApiError> {
     check_id("battle_session_id", BattleSessionId::KIND, id.as_str())
 }
 
-fn check_pbs(id: &PlayerBattleSessionId) -> Result<(), ApiError> {
+fn check_pbs(id: &PlayerBattleSessionId) -> Result<(), SdkApiError> {
     check_id(
         "player_battle_session_id",
         PlayerBattleSessionId::KIND,
@@ -203,27 +202,20 @@ fn check_pbs(id: &PlayerBattleSessionId) -> Result<(), ApiError> {
 }
 
 /// Forwards a DS call to the cluster and answers with the cluster's reply.
-async fn forward(shared: &Shared, msg: AgentToServer) -> ApiResult {
+async fn forward(shared: &Shared, msg: AgentToServer) -> SdkApiResult {
     match tokio::time::timeout(FORWARD_TIMEOUT, shared.link.call(msg)).await {
-        Err(_) => Err(ApiError::new(
+        Err(_) => Err(SdkApiError::new(
             ErrorCode::Unavailable,
             "the cluster did not answer in time",
         )),
-        Ok(Err(down)) => Err(ApiError::new(ErrorCode::Unavailable, down.to_string())),
+        Ok(Err(down)) => Err(SdkApiError::new(ErrorCode::Unavailable, down.to_string())),
         Ok(Ok(ServerReply::Ok)) => ok(),
         Ok(Ok(ServerReply::Err(e))) => {
-            let mut message = e.message;
-            if message.len() > MAX_MESSAGE_LEN {
-                let mut cut = MAX_MESSAGE_LEN;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
-            }
-            Err(ApiError::new(e.code, message))
+            let message = truncate_utf8(&e.message, MAX_MESSAGE_LEN).to_owned();
+            Err(SdkApiError::new(e.code, message))
         }
         Ok(Ok(ServerReply::Welcome { .. } | ServerReply::VsEndpoints { .. })) => Err(
-            ApiError::new(ErrorCode::Internal, "unexpected reply from the cluster"),
+            SdkApiError::new(ErrorCode::Internal, "unexpected reply from the cluster"),
         ),
     }
 }
@@ -232,14 +224,14 @@ async fn process_ready(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     let id = authenticate(&shared, &headers)?;
     let req: ProcessReadyRequest = parse(body)?;
     if req.port == 0 {
-        return Err(ApiError::bad_request("port must be between 1 and 65535"));
+        return Err(SdkApiError::bad_request("port must be between 1 and 65535"));
     }
     if req.log_paths.len() > MAX_LOG_PATHS {
-        return Err(ApiError::bad_request(format!(
+        return Err(SdkApiError::bad_request(format!(
             "at most {MAX_LOG_PATHS} log_paths are allowed"
         )));
     }
@@ -248,14 +240,14 @@ async fn process_ready(
         .iter()
         .find(|p| p.is_empty() || p.len() > MAX_LOG_PATH_LEN || p.contains('\0'))
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(SdkApiError::bad_request(format!(
             "log path {:?} is empty, longer than {MAX_LOG_PATH_LEN} bytes or contains NUL",
             bad.chars().take(64).collect::<String>()
         )));
     }
     let newly_ready = with_proc(&shared, &id, |shared, p| {
         if p.ending || p.terminating {
-            return Err(ApiError::new(
+            return Err(SdkApiError::new(
                 ErrorCode::InvalidState,
                 "the process is ending",
             ));
@@ -263,7 +255,7 @@ async fn process_ready(
         match p.port {
             Some(port) if port == req.port && p.log_paths == req.log_paths => return Ok(false),
             Some(port) => {
-                return Err(ApiError::new(
+                return Err(SdkApiError::new(
                     ErrorCode::Conflict,
                     format!("ProcessReady was already called with port {port}"),
                 ))
@@ -290,7 +282,7 @@ async fn process_ready(
 async fn events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SdkApiError> {
     let id = authenticate(&shared, &headers)?;
     let (generation, wake) = with_proc(&shared, &id, |_, p| Ok(p.events.attach()))?;
     tracing::debug!(process_id = %id, generation, "event stream connected");
@@ -319,7 +311,7 @@ async fn events(
         .header(CONTENT_TYPE, "application/x-ndjson")
         .header(CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+        .map_err(|e| SdkApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
 /// One NDJSON line.
@@ -335,7 +327,7 @@ async fn health(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     let id = authenticate(&shared, &headers)?;
     let answer: HealthAnswer = parse(body)?;
     with_proc(&shared, &id, |shared, p| {
@@ -343,7 +335,7 @@ async fn health(
             return ok();
         }
         let Some(tracker) = p.health.as_mut() else {
-            return Err(ApiError::new(
+            return Err(SdkApiError::new(
                 ErrorCode::InvalidState,
                 "no health check is outstanding: call ProcessReady first",
             ));
@@ -359,13 +351,13 @@ async fn health(
                     p,
                     format!(
                         "unhealthy: {} consecutive failed health checks",
-                        super::health::UNHEALTHY_THRESHOLD
+                        crate::health::UNHEALTHY_THRESHOLD
                     ),
                     ExitReason::Unhealthy,
                 );
                 ok()
             }
-            Verdict::Stale => Err(ApiError::new(
+            Verdict::Stale => Err(SdkApiError::new(
                 ErrorCode::Conflict,
                 format!(
                     "health check {} is not outstanding (late or unknown seq)",
@@ -380,7 +372,7 @@ async fn activate(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     let process_id = authenticate(&shared, &headers)?;
     let req: BattleSessionRequest = parse(body)?;
     check_bs(&req.battle_session_id)?;
@@ -398,7 +390,7 @@ async fn terminate_battle_session(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     let process_id = authenticate(&shared, &headers)?;
     let req: BattleSessionRequest = parse(body)?;
     check_bs(&req.battle_session_id)?;
@@ -425,7 +417,7 @@ async fn player_call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     call: PlayerCall,
-) -> ApiResult {
+) -> SdkApiResult {
     let process_id = authenticate(&shared, &headers)?;
     let req: PlayerBattleSessionRequest = parse(body)?;
     check_bs(&req.battle_session_id)?;
@@ -458,7 +450,7 @@ async fn accept_player(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     player_call(shared, headers, body, PlayerCall::Accept).await
 }
 
@@ -466,7 +458,7 @@ async fn disconnect_player(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     player_call(shared, headers, body, PlayerCall::Disconnect).await
 }
 
@@ -474,7 +466,7 @@ async fn remove_player(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     player_call(shared, headers, body, PlayerCall::Remove).await
 }
 
@@ -482,12 +474,12 @@ async fn process_ending(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> SdkApiResult {
     let id = authenticate(&shared, &headers)?;
     let bytes = read(body)?;
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).map_err(
-            |e| ApiError::bad_request(format!("invalid JSON body (expected {{}}): {e}")),
+            |e| SdkApiError::bad_request(format!("invalid JSON body (expected {{}}): {e}")),
         )?;
     }
     with_proc(&shared, &id, |shared, p| {
@@ -519,10 +511,11 @@ async fn invoke_vs(
         .as_ref()
         .map(|f| f.title_region_id.clone());
     let Some(tr) = tr else {
-        return ApiError::new(ErrorCode::Unavailable, "this host has no fleet yet").into_response();
+        return SdkApiError::new(ErrorCode::Unavailable, "this host has no fleet yet")
+            .into_response();
     };
     let vs = req.uri().path().split('/').nth(4).unwrap_or("").to_string();
-    let upstream = super::vs::rest_after(req.uri(), 4);
+    let upstream = crate::vs::rest_after(req.uri(), 4);
     tracing::debug!(process_id = %id, %vs, "DS invokes a virtual server");
     let (mut parts, body) = req.into_parts();
     // The process token is for the agent, not for the VS.

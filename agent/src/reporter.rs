@@ -2,8 +2,8 @@
 //! not be lost: queued, and delivered one at a time in order, each retried
 //! until the link takes it.
 
-use super::backoff::report_retry_delay;
-use super::link::{LinkDown, ServerLink};
+use crate::backoff::report_retry_delay;
+use crate::link::{LinkDown, ServerLink};
 use respawn_types::agent::{AgentToServer, ErrorCode, ServerReply, WireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

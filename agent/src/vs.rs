@@ -14,15 +14,15 @@
 //! Both resolve the VS's running instances through the cluster (cached for
 //! a second) and proxy straight to one of them.
 
-use super::link::ServerLink;
-use super::reporter::Reporter;
+use crate::link::ServerLink;
+use crate::reporter::Reporter;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Response, StatusCode};
 use axum::Router;
 use rand::RngCore;
 use respawn_proxy::{json_error, reserved_uri, InvokeContext, Invoker, Proxy};
-use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, Runtime, RuntimeConfig, Source};
+use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, RuntimeConfig, Source, VsRuntime};
 use respawn_types::agent::{AgentToServer, ServerReply, VsUsageSample, WireError};
 use respawn_types::*;
 use std::collections::HashMap;
@@ -59,7 +59,7 @@ struct Reg {
 }
 
 pub struct VsHost {
-    runtime: Runtime,
+    runtime: VsRuntime,
     link: Arc<dyn ServerLink>,
     reporter: Reporter,
     proxy: Proxy,
@@ -82,7 +82,8 @@ impl VsHost {
         // directory, so two agents on one machine never clean up each other's.
         let h = fnv1a64(cfg.data_dir.as_os_str().as_encoded_bytes().iter().copied());
         let runtime_id = format!("{}-{:08x}", cfg.host_id, h as u32);
-        let (runtime, events) = Runtime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
+        let (runtime, events) =
+            VsRuntime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
         let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
         let local = listener.local_addr()?;
         let (reporter, reporter_task) = Reporter::start(link.clone());
@@ -262,7 +263,7 @@ impl VsHost {
                 return Ok((title.clone(), addrs.clone()));
             }
         }
-        let deadline = Instant::now() + crate::vs::COLD_START_WAIT;
+        let deadline = Instant::now() + respawn_proxy::COLD_START_WAIT;
         loop {
             let reply = self
                 .link
@@ -349,8 +350,10 @@ impl VsHost {
             Err(r) => return r,
         };
         // Spread calls: a random running instance.
-        let pick = (rand::thread_rng().next_u32() as usize) % addrs.len().max(1);
-        let Some(addr) = addrs.get(pick).copied() else {
+        // The agent does not count its calls per instance: all loads are
+        // equal, so the shared picker starts at a random instance.
+        let start = (rand::thread_rng().next_u32() as usize) % addrs.len().max(1);
+        let Some(addr) = respawn_proxy::pick_instance(addrs.iter().map(|a| (*a, 0)), start) else {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

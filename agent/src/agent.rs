@@ -21,313 +21,26 @@
 //! battle session) are forwarded synchronously and answered 503 while the
 //! link is down.
 
-mod api;
-mod backoff;
-mod events;
-mod health;
-pub mod link;
-mod reporter;
-mod supervisor;
-pub mod vs;
-
-#[cfg(test)]
-mod tests;
-
-pub use link::{LinkDown, ServerLink};
-
-use events::EventQueue;
-use health::HealthTracker;
-use reporter::Reporter;
+use crate::api;
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::link::ServerLink;
+use crate::reporter::Reporter;
+use crate::state::{Proc, Registry, Shared, SupMsg};
+use crate::supervisor::supervise;
+use crate::vs::{VsConfig, VsHost};
 use respawn_types::agent::{
     AgentHello, AgentReply, ErrorCode, LiveProcess, ServerToAgent, WireError, PROTOCOL_VERSION,
 };
 use respawn_types::sdk::SdkEvent;
-use respawn_types::{ExitReason, Fleet, FleetId, HostId, ProcessId};
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use respawn_types::{ExitReason, Fleet, ProcessId};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 /// Most DS processes one host may be asked to run.
 pub const MAX_PROCESSES_PER_HOST: u32 = 1024;
-/// Health-check interval bounds the agent enforces whatever the fleet says.
-const MIN_HEALTH_INTERVAL: Duration = Duration::from_millis(50);
-const MAX_HEALTH_INTERVAL: Duration = Duration::from_secs(600);
-/// Health-check interval before any fleet is known.
-const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How an agent runs.
-#[derive(Clone, Debug)]
-pub struct AgentConfig {
-    /// This host's id.
-    pub host_id: HostId,
-    /// The fleet this host serves.
-    pub fleet_id: FleetId,
-    /// Address game clients use to reach this host's DS processes.
-    pub ip: String,
-    /// Where the agent keeps its files; DS logs go to `data_dir/logs/<process_id>/`.
-    pub data_dir: PathBuf,
-    /// Where the local SDK API listens; must be a loopback address.
-    /// Default `127.0.0.1:0` (any free port).
-    pub local_api_addr: SocketAddr,
-    /// After OnProcessTerminate, a process still alive this much later is
-    /// killed. Default 5 s.
-    pub kill_grace: Duration,
-    /// Where VS instances reach other virtual servers (loopback, port 0 = any).
-    pub intranet_addr: SocketAddr,
-    /// Host name Docker containers use to reach `intranet_addr`.
-    pub docker_intranet_host: Option<String>,
-}
-
-impl AgentConfig {
-    /// A configuration with the defaults for `local_api_addr` and `kill_grace`.
-    pub fn new(
-        host_id: HostId,
-        fleet_id: FleetId,
-        ip: impl Into<String>,
-        data_dir: impl Into<PathBuf>,
-    ) -> Self {
-        Self {
-            host_id,
-            fleet_id,
-            ip: ip.into(),
-            data_dir: data_dir.into(),
-            local_api_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            kill_grace: Duration::from_secs(5),
-            intranet_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            docker_intranet_host: None,
-        }
-    }
-}
-
-/// Why the agent could not start or refused a fleet.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The local SDK API may only listen on loopback.
-    #[error("the local SDK API must listen on a loopback address, not {0}")]
-    NotLoopback(SocketAddr),
-    /// The local SDK API could not listen.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file or directory could not be used.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The cluster sent another fleet than the one this host serves.
-    #[error("fleet {got} is not this host's fleet {expected}")]
-    WrongFleet {
-        /// This host's fleet.
-        expected: FleetId,
-        /// The fleet received.
-        got: FleetId,
-    },
-    /// The fleet's runtime configuration cannot be run.
-    #[error("invalid fleet runtime configuration: {0}")]
-    InvalidFleet(String),
-}
-
-/// One DS process the agent runs.
-struct Proc {
-    id: ProcessId,
-    pid: u32,
-    token: String,
-    /// Set by ProcessReady.
-    port: Option<u16>,
-    log_paths: Vec<String>,
-    /// The DS called ProcessEnding.
-    ending: bool,
-    /// OnProcessTerminate was sent; the process is killed after the grace.
-    terminating: bool,
-    events: EventQueue,
-    /// Present once the process is ready.
-    health: Option<HealthTracker>,
-    /// Asks the process's watcher to SIGKILL it.
-    kill: mpsc::UnboundedSender<()>,
-    /// Reported instead of the exit status when the agent ended the process.
-    exit_reason: Option<ExitReason>,
-}
-
-impl Proc {
-    fn live(&self) -> LiveProcess {
-        LiveProcess {
-            process_id: self.id.clone(),
-            pid: self.pid,
-            port: self.port,
-            log_paths: self.log_paths.clone(),
-            ending: self.ending,
-        }
-    }
-}
-
-/// Mutable state of the agent, behind one lock held only briefly (never
-/// across an await).
-#[derive(Default)]
-struct Registry {
-    fleet: Option<Fleet>,
-    procs: HashMap<ProcessId, Proc>,
-    /// Process token → process.
-    tokens: HashMap<String, ProcessId>,
-    /// Shutting down: launch nothing more.
-    stopping: bool,
-}
-
-/// What the agent's tasks share.
-struct Shared {
-    config: AgentConfig,
-    /// `data_dir/logs`, absolute.
-    logs_dir: PathBuf,
-    /// Base URL of the local SDK API.
-    endpoint: String,
-    link: Arc<dyn ServerLink>,
-    reporter: Reporter,
-    registry: Mutex<Registry>,
-    supervisor: mpsc::UnboundedSender<supervisor::SupMsg>,
-    /// Notified whenever a process is gone.
-    exited: Notify,
-    /// Virtual server instances.
-    vs: Arc<vs::VsHost>,
-}
-
-impl Shared {
-    fn reg(&self) -> MutexGuard<'_, Registry> {
-        // The registry stays consistent even if a holder panicked: every
-        // critical section is a handful of map operations.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn health_interval(&self) -> Duration {
-        self.reg()
-            .fleet
-            .as_ref()
-            .map(|f| Duration::from_millis(f.health_check_interval_ms))
-            .unwrap_or(DEFAULT_HEALTH_INTERVAL)
-            .clamp(MIN_HEALTH_INTERVAL, MAX_HEALTH_INTERVAL)
-    }
-
-    /// Sends OnProcessTerminate and kills the process after the grace.
-    /// `exit` is what will be reported when it is gone.
-    fn begin_terminate(&self, proc: &mut Proc, reason: String, exit: ExitReason) {
-        if proc.terminating {
-            return;
-        }
-        tracing::info!(process_id = %proc.id, %reason, "terminating process");
-        proc.terminating = true;
-        proc.exit_reason = Some(exit);
-        proc.events.push(SdkEvent::ProcessTerminate { reason });
-        let kill = proc.kill.clone();
-        let grace = self.config.kill_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            // Fails harmlessly if the process is already gone.
-            let _ = kill.send(());
-        });
-    }
-}
-
-/// One actor per ready DS process: it owns the health-check timer and asks
-/// the process for its health every interval, a thin shell over the pure
-/// [`health::HealthTracker`]. It stops when the process is gone, ending or
-/// terminated. Unnamed, so never in ractor's global registry.
-struct HealthActor;
-
-struct HealthState {
-    shared: Arc<Shared>,
-    id: ProcessId,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<()>>>>,
-}
-
-impl HealthActor {
-    /// Starts health-checking process `id`.
-    fn start(shared: Arc<Shared>, id: ProcessId) {
-        tokio::spawn(async move {
-            if let Err(e) = ractor::Actor::spawn(None, HealthActor, (shared, id.clone())).await {
-                tracing::error!(process_id = %id, error = %e, "cannot start the health-check actor");
-            }
-        });
-    }
-}
-
-impl ractor::Actor for HealthActor {
-    type Msg = ();
-    type State = HealthState;
-    type Arguments = (Arc<Shared>, ProcessId);
-
-    async fn pre_start(
-        &self,
-        myself: ractor::ActorRef<()>,
-        (shared, id): Self::Arguments,
-    ) -> Result<HealthState, ractor::ActorProcessingErr> {
-        let timer = Some(myself.send_after(shared.health_interval(), || ()));
-        Ok(HealthState { shared, id, timer })
-    }
-
-    /// One tick: send a check, or terminate after too many failures.
-    async fn handle(
-        &self,
-        myself: ractor::ActorRef<()>,
-        _tick: (),
-        st: &mut HealthState,
-    ) -> Result<(), ractor::ActorProcessingErr> {
-        let keep_going = {
-            let mut reg = st.shared.reg();
-            match reg.procs.get_mut(&st.id) {
-                Some(p) if !p.terminating && !p.ending => {
-                    match p.health.as_mut().map(|t| t.on_tick()) {
-                        Some(health::Tick::Send(seq)) => {
-                            p.events.push(SdkEvent::HealthCheck { seq });
-                            true
-                        }
-                        Some(health::Tick::Terminate) => {
-                            tracing::warn!(process_id = %st.id, "process failed {} health checks in a row", health::UNHEALTHY_THRESHOLD);
-                            st.shared.begin_terminate(
-                                p,
-                                format!(
-                                    "unhealthy: {} consecutive failed health checks",
-                                    health::UNHEALTHY_THRESHOLD
-                                ),
-                                ExitReason::Unhealthy,
-                            );
-                            false
-                        }
-                        None => false,
-                    }
-                }
-                _ => false,
-            }
-        };
-        if keep_going {
-            st.timer = Some(myself.send_after(st.shared.health_interval(), || ()));
-        } else {
-            myself.stop(None);
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ractor::ActorRef<()>,
-        st: &mut HealthState,
-    ) -> Result<(), ractor::ActorProcessingErr> {
-        if let Some(t) = st.timer.take() {
-            t.abort();
-        }
-        Ok(())
-    }
-}
 
 /// Background tasks, stopped when the last [`Agent`] handle is dropped.
 struct Tasks {
@@ -354,7 +67,7 @@ impl Drop for Tasks {
 /// processes) when the last clone is dropped or on [`Agent::shutdown`].
 #[derive(Clone)]
 pub struct Agent {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tasks: Arc<Tasks>,
 }
 
@@ -396,8 +109,8 @@ impl Agent {
         })?;
         let (reporter, reporter_task) = Reporter::start(link.clone());
         let vs_dir = data_dir.join("vs");
-        let vs = vs::VsHost::start(
-            vs::VsConfig {
+        let vs = VsHost::start(
+            VsConfig {
                 data_dir: vs_dir.clone(),
                 host_id: config.host_id.clone(),
                 intranet_addr: config.intranet_addr,
@@ -429,7 +142,7 @@ impl Agent {
                 tracing::error!(error = %e, "local SDK API stopped");
             }
         });
-        let supervisor = tokio::spawn(supervisor::supervise(shared.clone(), sup_rx));
+        let supervisor = tokio::spawn(supervise(shared.clone(), sup_rx));
         tracing::info!(endpoint = %shared.endpoint, "agent local SDK API listening");
         let tasks = Arc::new(Tasks {
             shared: shared.clone(),
@@ -483,7 +196,7 @@ impl Agent {
         }
         tracing::info!(fleet_id = %fleet.id, processes = rt.processes_per_host, "fleet configuration applied");
         self.shared.reg().fleet = Some(fleet);
-        let _ = self.shared.supervisor.send(supervisor::SupMsg::Reconcile);
+        let _ = self.shared.supervisor.send(SupMsg::Reconcile);
         Ok(())
     }
 

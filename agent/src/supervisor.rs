@@ -1,34 +1,27 @@
 //! Launching DS processes, watching them exit, and keeping the fleet's
-//! number of them running.
+//! number of them running. Processes are spawned with
+//! [`respawn_runtime::child::spawn`] (output into files, death with the agent)
+//! and relaunched under [`respawn_runtime::LaunchBackoff`], like VS instances.
 
-use super::backoff::LaunchBackoff;
-use super::events::EventQueue;
-use super::{Proc, Shared};
+use crate::backoff::ds_launch_backoff;
+use crate::events::EventQueue;
+use crate::state::{Proc, Shared, SupMsg};
+use respawn_runtime::child::{self, Output};
 use respawn_types::agent::AgentToServer;
 use respawn_types::sdk::{
     ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
 };
 use respawn_types::{ExitReason, Fleet, ProcessId};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Messages to the supervisor task.
-#[derive(Debug)]
-pub enum SupMsg {
-    /// The fleet changed: check the process count.
-    Reconcile,
-    /// A process is gone; `started` = it had called ProcessReady.
-    Exited { started: bool },
-}
-
 /// The supervisor: launches processes until `processes_per_host` run,
 /// backing off while they fail to start.
 pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupMsg>) {
-    let mut backoff = LaunchBackoff::default();
+    let mut backoff = ds_launch_backoff();
     let mut not_before = Instant::now();
     loop {
         let mut missing;
@@ -83,39 +76,6 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// Makes the child get SIGKILL when the agent dies, so no DS outlives it.
-///
-/// The signal is tied to the thread that forks; the supervisor runs on a
-/// Tokio runtime thread, which lives as long as the runtime (the agent).
-#[allow(unsafe_code)]
-fn die_with_agent(cmd: &mut Command) {
-    let agent_pid = std::process::id();
-    // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe functions may be called. It calls prctl(2) and
-    // getppid(2), plain system calls, and builds io::Errors from raw OS
-    // codes, which does not allocate. It touches no locks and no memory
-    // shared with the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The agent died between fork and prctl: do not run orphaned.
-            if libc::getppid() as u32 != agent_pid {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Launches one process of `fleet`. On failure returns the id it would have
 /// had and why.
 fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)> {
@@ -140,12 +100,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
         .env(ENV_PROCESS_TOKEN, &token)
         .env(ENV_FLEET_ID, fleet.id.as_str())
         .env(ENV_HOST_ID, config.host_id.as_str())
-        .env(ENV_LOG_DIR, &log_dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(true);
-    die_with_agent(&mut cmd);
+        .env(ENV_LOG_DIR, &log_dir);
 
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     // Spawn, register and report under the registry lock, so the process
@@ -155,8 +110,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
     if reg.stopping {
         return Ok(());
     }
-    let child = cmd
-        .spawn()
+    let child = child::spawn(&mut cmd, Output::Files { stdout, stderr })
         .map_err(|e| fail(&format!("cannot run {:?}", rt.launch_path), e))?;
     let Some(pid) = child.id() else {
         // Only None once the child has been reaped, which nothing did yet.

@@ -1,0 +1,33 @@
+//! The Respawn agent: the runtime a host runs beside its DS processes and VS
+//! instances, its local SDK API, health checks, and its QUIC link to the
+//! cluster.
+//!
+//! - [`Agent`] (`agent.rs`): launches and supervises DS processes, serves the
+//!   local SDK API, reports to the cluster through a [`ServerLink`];
+//! - [`AgentNode`] (`node.rs`): an agent wired to a QUIC endpoint and kept
+//!   connected by the [`uplink`].
+
+mod agent;
+mod api;
+mod backoff;
+mod config;
+mod error;
+mod events;
+mod health;
+mod health_actor;
+pub mod link;
+mod node;
+mod reporter;
+mod state;
+mod supervisor;
+pub mod uplink;
+pub mod vs;
+
+#[cfg(test)]
+mod tests;
+
+pub use agent::{Agent, MAX_PROCESSES_PER_HOST};
+pub use config::AgentConfig;
+pub use error::AgentError;
+pub use link::{LinkDown, ServerLink};
+pub use node::AgentNode;
