@@ -23,8 +23,8 @@
 
 mod access_log;
 mod forward;
-mod pick;
 mod invoke;
+mod pick;
 pub mod player_ticket;
 mod reserved;
 mod stats;

@@ -6,11 +6,11 @@
 use super::context::{Edge, Region};
 use super::error::{ApiError, ErrorBody};
 use crate::vs_routing::{invoke, Call};
-use respawn_proxy::upstream_path;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Response, StatusCode};
 use axum::response::IntoResponse;
+use respawn_proxy::upstream_path;
 use respawn_proxy::{json_error, player_ticket, reserved_uri, Invoker};
 use respawn_types::*;
 use std::net::SocketAddr;
