@@ -17,6 +17,7 @@ use crate::pki::{Identity, PeerKind};
 use crate::{tls, NetError};
 use quinn::VarInt;
 use respawn_types::agent::MAX_FRAME_LEN;
+use respawn_types::text::truncate_utf8;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -675,7 +676,7 @@ impl Link {
     pub fn close(&self, reason: &str) {
         self.conn.close(
             VarInt::from_u32(CLOSE_NORMAL),
-            truncate(reason, MAX_REASON_LEN).as_bytes(),
+            truncate_utf8(reason, MAX_REASON_LEN).as_bytes(),
         );
     }
 
@@ -704,7 +705,7 @@ impl Link {
     pub(crate) fn close_wrong_peer(&self, reason: &str) {
         self.conn.close(
             VarInt::from_u32(CLOSE_WRONG_PEER_KIND),
-            truncate(reason, MAX_REASON_LEN).as_bytes(),
+            truncate_utf8(reason, MAX_REASON_LEN).as_bytes(),
         );
     }
 
@@ -720,7 +721,7 @@ impl Link {
         let reason = format!("malformed frame: {err}");
         self.conn.close(
             VarInt::from_u32(CLOSE_MALFORMED_FRAME),
-            truncate(&reason, MAX_REASON_LEN).as_bytes(),
+            truncate_utf8(&reason, MAX_REASON_LEN).as_bytes(),
         );
     }
 
@@ -825,17 +826,6 @@ fn map_stream_error(e: NetError) -> NetError {
         Some(quinn::ReadError::ConnectionLost(c)) => NetError::Connection(c.clone()),
         _ => NetError::Io(io),
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Serves the requests the peer sends on `link` until the link closes.
