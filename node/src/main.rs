@@ -4,7 +4,7 @@ mod bench;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use respawn::edge::auth::sign_ticket;
+use respawn_types::ticket::server::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::Config;
 use std::collections::BTreeMap;
@@ -373,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let exp = respawn_types::now_millis() / 1000 + valid_secs;
             println!(
                 "{}",
-                respawn_proxy::player_ticket::mint(
+                respawn_types::ticket::player::mint(
                     secret_key,
                     title_id,
                     title_region_id,

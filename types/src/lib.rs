@@ -13,6 +13,7 @@ pub mod ids;
 pub mod model;
 pub mod sdk;
 pub mod text;
+pub mod ticket;
 pub mod vs;
 
 pub use ids::*;
