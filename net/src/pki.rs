@@ -12,11 +12,11 @@
 //! Keys are ECDSA P-256, generated with aws-lc-rs.
 
 use crate::NetError;
-use respawn_types::text::truncate_utf8;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use respawn_types::text::truncate_utf8;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;

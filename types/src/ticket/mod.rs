@@ -34,7 +34,12 @@ fn v1_mac(secret_key: &str, fields: &[&str]) -> HmacSha256 {
 
 /// Lowercase hex of the MAC of [`v1_mac`].
 fn v1_tag_hex(secret_key: &str, fields: &[&str]) -> String {
-    hex::encode(v1_mac(secret_key, fields).finalize().into_bytes().as_slice())
+    hex::encode(
+        v1_mac(secret_key, fields)
+            .finalize()
+            .into_bytes()
+            .as_slice(),
+    )
 }
 
 /// Whether `tag` is the MAC of [`v1_mac`], compared in constant time.

@@ -250,7 +250,10 @@ mod tests {
             secret_id: "sid-tr-a",
             ticket: &t,
         };
-        assert_eq!(verify(&p, Some(&a), NOW, 300), Err(ServerTicketError::WrongTitle));
+        assert_eq!(
+            verify(&p, Some(&a), NOW, 300),
+            Err(ServerTicketError::WrongTitle)
+        );
         assert_eq!(
             verify(&present(&a, &t), None, NOW, 300),
             Err(ServerTicketError::UnknownRegion)
