@@ -7,10 +7,10 @@ pub mod cluster;
 pub mod history;
 
 use anyhow::{bail, Context};
-use respawn_types::ticket::server::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};
 use respawn_state::ClusterState;
+use respawn_types::ticket::server::sign_ticket;
 use respawn_types::*;
 use serde_json::{json, Value};
 use std::future::Future;

@@ -4,9 +4,9 @@ mod bench;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use respawn_types::ticket::server::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::Config;
+use respawn_types::ticket::server::sign_ticket;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

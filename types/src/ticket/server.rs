@@ -14,7 +14,8 @@
 //! `docs/http-api.md` has a worked example.
 
 use super::{v1_tag_hex, v1_tag_matches};
-use crate::{TitleRegion, TitleRegionId};
+use crate::ids::TitleRegionId;
+use crate::model::TitleRegion;
 
 /// Computes the ticket a backend sends at unix time `ts`.
 pub fn sign_ticket(
