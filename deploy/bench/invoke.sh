@@ -2,7 +2,7 @@
 # Virtual-server invoke benchmark: what Respawn's edge adds to a call.
 #
 # Three ways to reach one instance of the std-only Rust sample VS
-# (examples/rust-vs/main.rs, GET /hello), measured side by side with wrk:
+# (examples/rust-vs, GET /hello), measured side by side with wrk:
 #
 #   direct  wrk -> VS instance                             (Invoker: backend sent by wrk)
 #   nginx   wrk -> nginx keep-alive reverse proxy -> VS     (nginx sets Invoker: backend)
@@ -188,8 +188,9 @@ else
 fi
 [[ -x $BIN ]] || die "no respawn binary at $BIN"
 VSBIN=$WORK/rust-vs
-log "rustc -O rust-vs"
-rustc -O --edition 2021 -o "$VSBIN" "$ROOT/examples/rust-vs/main.rs"
+log "cargo build --release -p rust-vs"
+(cd "$ROOT" && cargo build --release -p rust-vs -q)
+cp "$ROOT/target/release/rust-vs" "$VSBIN"
 
 # ------------------------------------------------------------------ respawn dev
 log "starting respawn dev (data dir $WORK/data)"

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Builds the respawn-example/rust-vs image FROM scratch: compiles main.rs into
-# a static binary with rustc alone (no cargo, no crates, no base image), puts
-# it with the Dockerfile in a temporary build context and runs docker build.
+# Builds the respawn-example/rust-vs image FROM scratch: compiles the rust-vs
+# package into a static binary with cargo (no base image), puts it with the
+# Dockerfile in a temporary build context and runs docker build.
 #
 #   examples/rust-vs/build-image.sh [TAG]    (default respawn-example/rust-vs:latest)
 #
-# Needs rustc with the x86_64-unknown-linux-gnu target and its static glibc
-# (libc6-dev), and a Docker engine. Nothing is pulled.
+# Needs cargo with the x86_64-unknown-linux-gnu target and its static glibc
+# (libc6-dev), and a Docker engine. No image is pulled.
 set -eu
 
 TAG=${1:-respawn-example/rust-vs:latest}
@@ -14,10 +14,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CTX=$(mktemp -d "${TMPDIR:-/tmp}/rust-vs-image.XXXXXX")
 trap 'rm -rf "$CTX"' EXIT INT TERM
 
-echo "compiling $HERE/main.rs (static) ..."
-rustc -O -C target-feature=+crt-static -C strip=symbols \
-    --target x86_64-unknown-linux-gnu --edition 2021 \
-    -o "$CTX/rust-vs" "$HERE/main.rs"
+echo "compiling the rust-vs package (static) ..."
+# Its own target directory: the static flags must not rebuild the workspace's.
+RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" \
+    cargo build --release --manifest-path "$HERE/Cargo.toml" \
+    --target x86_64-unknown-linux-gnu --target-dir "$CTX/target" -p rust-vs
+cp "$CTX/target/x86_64-unknown-linux-gnu/release/rust-vs" "$CTX/rust-vs"
+rm -rf "$CTX/target"
 cp "$HERE/Dockerfile" "$CTX/Dockerfile"
 
 echo "building image $TAG ..."

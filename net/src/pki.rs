@@ -16,6 +16,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use respawn_types::text::truncate_utf8;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
@@ -85,7 +86,7 @@ impl FromStr for PeerKind {
             "agent" => Ok(PeerKind::Agent),
             other => Err(NetError::InvalidCertificate(format!(
                 "unknown peer kind {:?}",
-                truncate(other, 32)
+                truncate_utf8(other, 32)
             ))),
         }
     }
@@ -192,7 +193,7 @@ impl CaBundle {
     /// `respawn`, `localhost` and `127.0.0.1` are always included.
     pub fn issue(&self, kind: PeerKind, name: &str, sans: &[String]) -> Result<Identity, NetError> {
         respawn_types::validate_id("identity name", name).map_err(|e| NetError::InvalidName {
-            name: truncate(name, 64).to_owned(),
+            name: truncate_utf8(name, 64).to_owned(),
             reason: e.to_string(),
         })?;
         let mut names: Vec<String> = vec![
@@ -339,7 +340,7 @@ pub fn subject_from_der(der: &[u8]) -> Result<PeerSubject, NetError> {
     let kind: PeerKind =
         single_attr(subject.iter_organizational_unit(), "organizational unit")?.parse()?;
     respawn_types::validate_id("peer name", &name)
-        .map_err(|e| invalid(format!("common name {:?}: {e}", truncate(&name, 64))))?;
+        .map_err(|e| invalid(format!("common name {:?}: {e}", truncate_utf8(&name, 64))))?;
 
     // A `respawn://` URI, when present, must agree with the subject.
     let expected_uri = format!("respawn://{kind}/{name}");
@@ -349,7 +350,7 @@ pub fn subject_from_der(der: &[u8]) -> Result<PeerSubject, NetError> {
                 if uri.starts_with("respawn://") && *uri != expected_uri {
                     return Err(invalid(format!(
                         "URI {:?} does not match the subject",
-                        truncate(uri, 64)
+                        truncate_utf8(uri, 64)
                     )));
                 }
             }
@@ -464,17 +465,6 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) {
     // of the date type (year 9999), so the additions cannot overflow.
     params.not_before = epoch + Duration::from_secs(now.saturating_sub(BACKDATE.as_secs()));
     params.not_after = epoch + Duration::from_secs(now) + validity;
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn read_file(path: &Path) -> Result<String, NetError> {

@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use respawn::edge::auth::sign_ticket;
+use respawn_types::ticket::server::sign_ticket;
 use respawn::simulated_agent::{SimAgent, SimAgentOptions, SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};

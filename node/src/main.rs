@@ -10,7 +10,7 @@ use cli::launch::{
     server_identity, wait_for_signal,
 };
 use cli::{ctl, dev, pki, Cli, Cmd, CtlCmd};
-use respawn::edge::auth::sign_ticket;
+use respawn_types::ticket::server::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::Config;
 
@@ -75,7 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let exp = respawn_types::now_millis() / 1000 + valid_secs;
             println!(
                 "{}",
-                respawn_proxy::player_ticket::mint(
+                respawn_types::ticket::player::mint(
                     secret_key,
                     title_id,
                     title_region_id,

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::Version;
+use respawn_types::civil::{civil_from_days, days_from_civil};
 
 use crate::ProxyError;
 
@@ -375,7 +376,7 @@ pub(crate) fn parse_time_local(s: &str) -> Option<u64> {
         part.parse().ok()
     };
     let d = num(0..2)?;
-    let m = MONTHS.iter().position(|x| *x == &s[3..6])? as i64 + 1;
+    let m = MONTHS.iter().position(|x| *x == &s[3..6])? as u32 + 1;
     let y = num(7..11)?;
     if b[14] != b':' || b[17] != b':' {
         return None;
@@ -390,32 +391,9 @@ pub(crate) fn parse_time_local(s: &str) -> Option<u64> {
     if !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
-    let t = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss - off;
+    // `d` is in 1..=31 (checked above), so the cast keeps it.
+    let t = days_from_civil(y, m, d as u32) * 86_400 + hh * 3600 + mm * 60 + ss - off;
     u64::try_from(t).ok()
-}
-
-/// Howard Hinnant's `civil_from_days`: (year, month 1-12, day 1-31).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Howard Hinnant's `days_from_civil`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 struct OpenFile {

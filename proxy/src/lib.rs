@@ -18,14 +18,13 @@
 //!   the `metrics` facade (§10) and writes nginx "combined" access-log lines
 //!   (§9, [`AccessLogStore`]).
 //!
-//! [`player_ticket`] mints and verifies the `PlayerTicket` a game backend hands
-//! to a game client.
+//! The `PlayerTicket` a game backend hands to a game client is minted and
+//! verified by `respawn_types::ticket::player`.
 
 mod access_log;
 mod forward;
 mod invoke;
 mod pick;
-pub mod player_ticket;
 mod reserved;
 mod stats;
 
@@ -40,6 +39,7 @@ pub use forward::Proxy;
 pub use invoke::{upstream_path, COLD_START_WAIT};
 pub use pick::pick_instance;
 pub use reserved::{reserved_uri, RESERVED_HEADERS};
+pub use respawn_types::ticket::player::PlayerIdentity;
 
 /// Who is calling the virtual server: the value of the `Invoker` header the
 /// VS receives (seed §5.2). The caller can never choose it. (The seed's
@@ -95,13 +95,6 @@ impl std::fmt::Display for Invoker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The player behind a game-client call, from a verified `PlayerTicket`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayerIdentity {
-    pub player_id: String,
-    pub session_id: String,
 }
 
 /// Everything the edge decided about one invocation.
@@ -173,18 +166,6 @@ impl std::fmt::Debug for InvokeContext {
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// The ticket is not `v1.<player_id>.<session_id>.<expires_at>.<mac>`.
-    #[error("malformed player ticket: {0}")]
-    TicketMalformed(&'static str),
-    /// The MAC does not match: wrong key, wrong title / title region, or tampered.
-    #[error("player ticket signature does not match")]
-    TicketBadSignature,
-    /// The ticket's expiry has passed.
-    #[error("player ticket expired at {expires_at} (now {now})")]
-    TicketExpired { expires_at: u64, now: u64 },
-    /// The ticket claims to be valid for more than 24 hours from now.
-    #[error("player ticket expiry {expires_at} is more than 24 h after now ({now})")]
-    TicketExpiryTooFar { expires_at: u64, now: u64 },
     /// Reading or writing access logs failed.
     #[error("access log {path}: {source}")]
     AccessLogIo {

@@ -45,7 +45,9 @@ mod lines;
 use futures::StreamExt;
 use lines::{Line, LineSplitter};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
+use respawn_types::backoff::capped_exponential;
 use respawn_types::sdk::{self as api, HealthAnswer, SdkEvent};
+use respawn_types::text::truncate_utf8;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -210,14 +212,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, SdkError> {
             message: e.message,
         }),
         Err(_) => {
-            let mut body = String::from_utf8_lossy(&bytes).into_owned();
-            if body.len() > 300 {
-                let mut cut = 300;
-                while !body.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                body.truncate(cut);
-            }
+            let body = truncate_utf8(&String::from_utf8_lossy(&bytes), 300).to_owned();
             Err(SdkError::UnexpectedResponse {
                 status: status.as_u16(),
                 body,
@@ -530,8 +525,7 @@ impl ServerSdk {
 /// Delay before reconnect attempt `attempt` (0-based) of the event stream:
 /// 50 ms doubling up to 2 s.
 fn reconnect_delay(attempt: u32) -> Duration {
-    let ms = 50u64.saturating_mul(1u64 << attempt.min(16));
-    Duration::from_millis(ms.min(2_000))
+    capped_exponential(Duration::from_millis(50), Duration::from_secs(2), attempt)
 }
 
 /// Keeps the event stream open and dispatches events until aborted.

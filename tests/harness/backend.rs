@@ -3,7 +3,7 @@
 
 use crate::support::wait_for;
 use anyhow::{bail, Context};
-use respawn::edge::auth::sign_ticket;
+use respawn_types::ticket::server::sign_ticket;
 use respawn_types::*;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod model;
 pub mod sdk;
 pub mod text;
+pub mod ticket;
 pub mod vs;
 
 pub use ids::*;

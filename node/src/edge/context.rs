@@ -35,7 +35,7 @@ impl FromRequestParts<Edge> for Region {
             let region = TitleRegionId::parse(p.title_region_id)
                 .ok()
                 .and_then(|id| s.title_regions.get(&id));
-            auth::verify(&p, region, now, edge.ticket_window)
+            respawn_types::ticket::server::verify(&p, region, now, edge.ticket_window)
         })?;
         Ok(Region(id))
     }

@@ -65,7 +65,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()>
     dev.wait_ready().await?;
     let b = &dev.backend;
     let ticket = || {
-        respawn::edge::auth::sign_ticket(
+        respawn_types::ticket::server::sign_ticket(
             &b.secret_key,
             &b.title_id,
             &b.title_region_id,
@@ -152,7 +152,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()>
         .await?;
     assert_eq!(s, 401);
     assert!(v["message"].as_str().unwrap().contains("signature"), "{v}");
-    let old = respawn::edge::auth::sign_ticket(
+    let old = respawn_types::ticket::server::sign_ticket(
         &b.secret_key,
         &b.title_id,
         &b.title_region_id,

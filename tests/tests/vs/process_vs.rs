@@ -183,7 +183,7 @@ async fn timeouts_client_tickets_blocking_and_logs() -> anyhow::Result<()> {
     // A game client with a PlayerTicket minted by the backend.
     let key = c.backend.secret_key.clone();
     let exp = now_millis() / 1000 + 600;
-    let ticket = respawn_proxy::player_ticket::mint(&key, "title-dev", TR, "alice", "sess-1", exp);
+    let ticket = respawn_types::ticket::player::mint(&key, "title-dev", TR, "alice", "sess-1", exp);
     let a = c.backend.invoke_as_client("vs-a/hello", &ticket).await?;
     assert_eq!(a.status, 200, "{}", a.body);
     let v = a.json();
@@ -199,7 +199,7 @@ async fn timeouts_client_tickets_blocking_and_logs() -> anyhow::Result<()> {
             .status,
         401
     );
-    let expired = respawn_proxy::player_ticket::mint(&key, "title-dev", TR, "alice", "s", 1);
+    let expired = respawn_types::ticket::player::mint(&key, "title-dev", TR, "alice", "s", 1);
     assert_eq!(
         c.backend
             .invoke_as_client("vs-a/hello", &expired)

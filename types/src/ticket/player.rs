@@ -22,7 +22,7 @@
 //! - the MAC is 64 hex digits (uppercase is accepted too); it binds the ticket
 //!   to one title and one title region.
 //!
-//! # Example (a test vector of this crate)
+//! # Example (a test vector of this module)
 //!
 //! secret key `sk_test_0123456789abcdef`, title `title-1`, title region `tr-1`,
 //! player `player_42`, session `sess-7f3a`, expiry `1790000000`:
@@ -50,12 +50,31 @@
 //! var ticket = $"v1.{playerId}.{sessionId}.{expiresAt}.{mac}";
 //! ```
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use super::{v1_tag_hex, v1_tag_matches};
 
-use crate::{PlayerIdentity, ProxyError};
+/// The player behind a game-client call, from a verified `PlayerTicket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerIdentity {
+    pub player_id: String,
+    pub session_id: String,
+}
 
-type HmacSha256 = Hmac<Sha256>;
+/// Why a player ticket was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayerTicketError {
+    /// The ticket is not `v1.<player_id>.<session_id>.<expires_at>.<mac>`.
+    #[error("malformed player ticket: {0}")]
+    Malformed(&'static str),
+    /// The MAC does not match: wrong key, wrong title / title region, or tampered.
+    #[error("player ticket signature does not match")]
+    BadSignature,
+    /// The ticket's expiry has passed.
+    #[error("player ticket expired at {expires_at} (now {now})")]
+    Expired { expires_at: u64, now: u64 },
+    /// The ticket claims to be valid for more than 24 hours from now.
+    #[error("player ticket expiry {expires_at} is more than 24 h after now ({now})")]
+    ExpiryTooFar { expires_at: u64, now: u64 },
+}
 
 /// How far in the future a ticket's expiry may be.
 pub const MAX_LIFETIME_SECS: u64 = 24 * 60 * 60;
@@ -71,38 +90,6 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn mac(
-    secret_key: &str,
-    title_id: &str,
-    title_region_id: &str,
-    player_id: &str,
-    session_id: &str,
-    expires_at: &str,
-) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut m = match HmacSha256::new_from_slice(secret_key.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    for (i, part) in [
-        "v1",
-        title_id,
-        title_region_id,
-        player_id,
-        session_id,
-        expires_at,
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            m.update(b"\n");
-        }
-        m.update(part.as_bytes());
-    }
-    m
-}
-
 /// Mints a ticket (see the module doc for the format). `player_id` and
 /// `session_id` must match `[A-Za-z0-9_-]{1,128}`, or [`verify`] will reject
 /// the ticket.
@@ -115,39 +102,30 @@ pub fn mint(
     expires_at_unix: u64,
 ) -> String {
     let exp = expires_at_unix.to_string();
-    let tag = mac(
+    let tag = v1_tag_hex(
         secret_key,
-        title_id,
-        title_region_id,
-        player_id,
-        session_id,
-        &exp,
-    )
-    .finalize()
-    .into_bytes();
-    format!(
-        "v1.{player_id}.{session_id}.{exp}.{}",
-        hex::encode(tag.as_slice())
-    )
+        &[title_id, title_region_id, player_id, session_id, &exp],
+    );
+    format!("v1.{player_id}.{session_id}.{exp}.{tag}")
 }
 
 /// Verifies a ticket for `title_id`/`title_region_id` at time `now_unix`: the
 /// format, then the MAC (in constant time), then the expiry. Errors:
-/// [`ProxyError::TicketMalformed`], [`ProxyError::TicketBadSignature`],
-/// [`ProxyError::TicketExpired`], [`ProxyError::TicketExpiryTooFar`].
+/// [`PlayerTicketError::Malformed`], [`PlayerTicketError::BadSignature`],
+/// [`PlayerTicketError::Expired`], [`PlayerTicketError::ExpiryTooFar`].
 pub fn verify(
     secret_key: &str,
     title_id: &str,
     title_region_id: &str,
     ticket: &str,
     now_unix: u64,
-) -> Result<PlayerIdentity, ProxyError> {
+) -> Result<PlayerIdentity, PlayerTicketError> {
     if ticket.len() > MAX_TICKET_LEN {
-        return Err(ProxyError::TicketMalformed("too long"));
+        return Err(PlayerTicketError::Malformed("too long"));
     }
     let rest = ticket
         .strip_prefix("v1.")
-        .ok_or(ProxyError::TicketMalformed("does not start with \"v1.\""))?;
+        .ok_or(PlayerTicketError::Malformed("does not start with \"v1.\""))?;
     let mut parts = rest.split('.');
     let (Some(player_id), Some(session_id), Some(exp), Some(tag), None) = (
         parts.next(),
@@ -156,46 +134,40 @@ pub fn verify(
         parts.next(),
         parts.next(),
     ) else {
-        return Err(ProxyError::TicketMalformed(
+        return Err(PlayerTicketError::Malformed(
             "expected v1.<player_id>.<session_id>.<expires_at>.<mac>",
         ));
     };
     if !valid_id(player_id) {
-        return Err(ProxyError::TicketMalformed(
+        return Err(PlayerTicketError::Malformed(
             "player id must match [A-Za-z0-9_-]{1,128}",
         ));
     }
     if !valid_id(session_id) {
-        return Err(ProxyError::TicketMalformed(
+        return Err(PlayerTicketError::Malformed(
             "session id must match [A-Za-z0-9_-]{1,128}",
         ));
     }
-    let expires_at = parse_canonical_u64(exp).ok_or(ProxyError::TicketMalformed(
+    let expires_at = parse_canonical_u64(exp).ok_or(PlayerTicketError::Malformed(
         "expiry must be Unix seconds in decimal",
     ))?;
     if tag.len() != 64 {
-        return Err(ProxyError::TicketMalformed("mac must be 64 hex digits"));
+        return Err(PlayerTicketError::Malformed("mac must be 64 hex digits"));
     }
     let tag =
-        hex::decode(tag).map_err(|_| ProxyError::TicketMalformed("mac must be 64 hex digits"))?;
-    mac(
-        secret_key,
-        title_id,
-        title_region_id,
-        player_id,
-        session_id,
-        exp,
-    )
-    .verify_slice(&tag)
-    .map_err(|_| ProxyError::TicketBadSignature)?;
+        hex::decode(tag).map_err(|_| PlayerTicketError::Malformed("mac must be 64 hex digits"))?;
+    let fields = [title_id, title_region_id, player_id, session_id, exp];
+    if !v1_tag_matches(secret_key, &fields, &tag) {
+        return Err(PlayerTicketError::BadSignature);
+    }
     if now_unix > expires_at {
-        return Err(ProxyError::TicketExpired {
+        return Err(PlayerTicketError::Expired {
             expires_at,
             now: now_unix,
         });
     }
     if expires_at > now_unix.saturating_add(MAX_LIFETIME_SECS) {
-        return Err(ProxyError::TicketExpiryTooFar {
+        return Err(PlayerTicketError::ExpiryTooFar {
             expires_at,
             now: now_unix,
         });
@@ -246,7 +218,7 @@ mod tests {
         assert!(verify(KEY, "title-1", "tr-1", VECTOR, EXP).is_ok());
         assert!(matches!(
             verify(KEY, "title-1", "tr-1", VECTOR, EXP + 1),
-            Err(ProxyError::TicketExpired {
+            Err(PlayerTicketError::Expired {
                 expires_at: EXP,
                 ..
             })
@@ -261,7 +233,7 @@ mod tests {
         assert!(verify(KEY, "title-1", "tr-1", VECTOR, EXP - MAX_LIFETIME_SECS).is_ok());
         assert!(matches!(
             verify(KEY, "title-1", "tr-1", VECTOR, EXP - MAX_LIFETIME_SECS - 1),
-            Err(ProxyError::TicketExpiryTooFar { .. })
+            Err(PlayerTicketError::ExpiryTooFar { .. })
         ));
     }
 
@@ -295,7 +267,7 @@ mod tests {
             assert!(
                 matches!(
                     verify(key, title, tr, &ticket, now),
-                    Err(ProxyError::TicketBadSignature)
+                    Err(PlayerTicketError::BadSignature)
                 ),
                 "{key} {title} {tr} {ticket}"
             );
@@ -325,7 +297,7 @@ mod tests {
             assert!(
                 matches!(
                     verify(KEY, "title-1", "tr-1", &ticket, now),
-                    Err(ProxyError::TicketMalformed(_))
+                    Err(PlayerTicketError::Malformed(_))
                 ),
                 "{ticket}"
             );
