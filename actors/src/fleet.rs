@@ -175,10 +175,10 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     for (placement, process) in plan {
         st.in_flight_placements.insert(placement.clone());
         *st.in_flight_processes.entry(process.clone()).or_default() += 1;
-        let proposer = st.deps.proposer.clone();
+        let commands = st.deps.commands.clone();
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = proposer
+            let result = commands
                 .propose(Command::AssignPlacement {
                     placement_id: placement.clone(),
                     process_id: process.clone(),

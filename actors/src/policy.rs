@@ -2,8 +2,10 @@
 //! passes `now`. Each is unit-tested below.
 
 use respawn_state::{ClusterState, Command};
+use respawn_types::backoff::capped_exponential;
 use respawn_types::*;
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// The placement policy: match the fleet's waiting placements, oldest first,
 /// to processes that can take a session now.
@@ -209,8 +211,8 @@ pub fn battle_session_spec(
 }
 
 /// Backoff for retrying a delivery to an agent: 100 ms doubling to 5 s.
-pub fn retry_delay_ms(attempt: u32) -> u64 {
-    (100u64 << attempt.min(6)).min(5_000)
+pub fn agent_retry_delay(attempt: u32) -> Duration {
+    capped_exponential(Duration::from_millis(100), Duration::from_secs(5), attempt)
 }
 
 #[cfg(test)]
@@ -476,8 +478,8 @@ mod tests {
 
     #[test]
     fn retry_backoff_is_bounded() {
-        assert_eq!(retry_delay_ms(0), 100);
-        assert_eq!(retry_delay_ms(3), 800);
-        assert_eq!(retry_delay_ms(50), 5_000);
+        assert_eq!(agent_retry_delay(0), Duration::from_millis(100));
+        assert_eq!(agent_retry_delay(3), Duration::from_millis(800));
+        assert_eq!(agent_retry_delay(50), Duration::from_millis(5_000));
     }
 }

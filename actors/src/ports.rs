@@ -1,7 +1,6 @@
 //! What the actors need from the rest of the node, as traits: the node
 //! wires consensus and the agent links in; tests can wire anything.
 
-use crate::vs::{Delivery, Site};
 use futures::future::BoxFuture;
 use respawn_state::{Applied, ClusterState, Command, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
@@ -23,8 +22,9 @@ pub enum ProposeError {
     Unavailable(String),
 }
 
-/// Commits commands through Raft; resolves once applied locally.
-pub trait Proposer: Send + Sync + 'static {
+/// Where the actors send the commands they decide on: it commits them
+/// through Raft and resolves once they are applied locally.
+pub trait CommandSink: Send + Sync + 'static {
     fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>>;
 }
 
@@ -45,6 +45,24 @@ pub trait AgentGateway: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<AgentReply, GatewayError>>;
     /// Whether the host's agent currently holds a link to the cluster.
     fn is_connected(&self, host: &HostId) -> bool;
+}
+
+/// What one delivery attempt to a virtual server gave.
+#[derive(Debug)]
+pub struct Delivery {
+    pub status: Option<u16>,
+    pub response: String,
+    pub latency_ms: u64,
+}
+
+/// Facts about this deployment that VS instances see as system variables.
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    /// dev, test or release.
+    pub region_type: String,
+    /// Where the VS reaches the backend HTTP API (host[:port]).
+    pub backend_api_domain: String,
+    pub cloud_provider: String,
 }
 
 /// What the virtual-server actors need from the node's edge.
@@ -71,7 +89,7 @@ pub trait VsPorts: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Deps {
     pub state: SharedState,
-    pub proposer: Arc<dyn Proposer>,
+    pub commands: Arc<dyn CommandSink>,
     pub gateway: Arc<dyn AgentGateway>,
     pub vs: Arc<dyn VsPorts>,
 }

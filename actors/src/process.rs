@@ -3,7 +3,7 @@
 //! OnTerminateBattleSession, OnProcessTerminate) and owns the ProcessEnding
 //! grace timer, re-armed from the committed `ending_since` after a restart.
 
-use crate::policy::{battle_session_spec, process_due, retry_delay_ms, ProcessDue};
+use crate::policy::{agent_retry_delay, battle_session_spec, process_due, ProcessDue};
 use crate::ports::{Deps, GatewayError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use respawn_state::ClusterState;
@@ -224,7 +224,7 @@ fn deliver(
                 Err(GatewayError::NotConnected(_)) => {}
                 Err(e) => tracing::debug!(%process, error = %e, "delivery failed; retrying"),
             }
-            tokio::time::sleep(Duration::from_millis(retry_delay_ms(attempt))).await;
+            tokio::time::sleep(agent_retry_delay(attempt)).await;
         }
     });
 }

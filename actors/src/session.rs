@@ -106,10 +106,10 @@ fn evaluate(myself: &ActorRef<SessionMsg>, st: &mut SessionState) {
             }
             st.proposing = true;
             tracing::info!(battle_session = %st.id, ?command, "deadline passed");
-            let proposer = st.deps.proposer.clone();
+            let commands = st.deps.commands.clone();
             let me = myself.clone();
             tokio::spawn(async move {
-                let retry = match proposer.propose(command).await {
+                let retry = match commands.propose(command).await {
                     Ok(_) => false,
                     Err(ProposeError::Rejected(r)) => {
                         tracing::debug!(%r, "timeout command rejected");

@@ -21,7 +21,7 @@
 use crate::links::AgentLinks;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use respawn_actors::{AgentGateway, Deps, GatewayError, ProposeError, Proposer};
+use respawn_actors::{AgentGateway, CommandSink, Deps, GatewayError, ProposeError};
 use respawn_consensus::{Consensus, ConsensusError, NodeInfo};
 use respawn_net::transport::{Handler, Service, SharedTransport};
 use respawn_state::{Applied, Command, Rejection, Request};
@@ -514,10 +514,10 @@ async fn stand_for_election(consensus: Consensus, left: NodeId) {
     }
 }
 
-/// The actors' [`Proposer`]: proposals go through the leader.
-pub struct ClusterProposer(pub Cluster);
+/// The actors' [`CommandSink`]: proposals go through the leader.
+pub struct ClusterCommandSink(pub Cluster);
 
-impl Proposer for ClusterProposer {
+impl CommandSink for ClusterCommandSink {
     fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>> {
         let c = self.0.clone();
         Box::pin(async move {
@@ -609,7 +609,7 @@ pub async fn run_leader_actors(
         let _ = cluster.consensus.go_live(tx);
         let deps = Deps {
             state: cluster.consensus.state(),
-            proposer: Arc::new(ClusterProposer(cluster.clone())),
+            commands: Arc::new(ClusterCommandSink(cluster.clone())),
             gateway: Arc::new(ClusterGateway(cluster.clone())),
             vs: Arc::new(crate::vs::ClusterVsPorts(cluster.clone())),
         };
