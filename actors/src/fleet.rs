@@ -2,7 +2,7 @@
 //! demand changes and commits the assignments it chooses. It supervises the
 //! fleet's process and session actors.
 
-use crate::policy::plan_assignments;
+use crate::policy::{plan_assignments, FleetView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use respawn_state::Command;
@@ -163,9 +163,11 @@ impl Actor for FleetActor {
 fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     let gateway = st.deps.gateway.clone();
     let plan = st.deps.read(|s| {
+        let Some(fleet) = FleetView::of(s, &st.id) else {
+            return Vec::new();
+        };
         plan_assignments(
-            s,
-            &st.id,
+            fleet,
             &st.in_flight_placements,
             &st.in_flight_processes,
             |h| gateway.is_connected(h),

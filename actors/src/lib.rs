@@ -21,7 +21,7 @@ pub mod vs_policy;
 
 pub use node::{start_runtime, NodeMsg, Runtime};
 pub use ports::{
-    AgentGateway, CommandSink, Delivery, Deps, GatewayError, ProposeError, SharedState, Site,
+    AgentGateway, CommandSink, Delivery, Deps, GatewayError, ProposeError, Site, StateReader,
     VsPorts,
 };
 

@@ -9,8 +9,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The applied placement state, shared with the Raft state machine.
-pub type SharedState = respawn_consensus::StateHandle;
+/// Read access to the applied state, which the node shares with the Raft
+/// state machine. Any `Fn(&mut dyn FnMut(&ClusterState))` is one.
+pub trait StateReader: Send + Sync + 'static {
+    /// Runs `reader` exactly once on the current state; a lock, if any, is
+    /// held only while it runs.
+    fn read_state(&self, reader: &mut dyn FnMut(&ClusterState));
+}
+
+impl<F> StateReader for F
+where
+    F: Fn(&mut dyn FnMut(&ClusterState)) + Send + Sync + 'static,
+{
+    fn read_state(&self, reader: &mut dyn FnMut(&ClusterState)) {
+        self(reader)
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProposeError {
@@ -88,7 +102,7 @@ pub trait VsPorts: Send + Sync + 'static {
 /// Everything an actor is given at spawn time.
 #[derive(Clone)]
 pub struct Deps {
-    pub state: SharedState,
+    pub state: Arc<dyn StateReader>,
     pub commands: Arc<dyn CommandSink>,
     pub gateway: Arc<dyn AgentGateway>,
     pub vs: Arc<dyn VsPorts>,
@@ -97,6 +111,15 @@ pub struct Deps {
 impl Deps {
     /// Runs `f` on the current state; the lock is held only for `f`.
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        self.state.read(f)
+        let mut f = Some(f);
+        let mut out = None;
+        self.state.read_state(&mut |s| {
+            if let Some(f) = f.take() {
+                out = Some(f(s));
+            }
+        });
+        // `read_state` runs its reader exactly once: that is its contract.
+        #[allow(clippy::expect_used)]
+        out.expect("StateReader::read_state ran the reader")
     }
 }

@@ -246,7 +246,7 @@ impl VsState {
         let site = self.deps.vs.site();
         let command = match self
             .deps
-            .read(|s| instance_command(SpecView::of(s), id, status, &site))
+            .read(|s| instance_command(InstanceSpecView::of(s), id, status, &site))
         {
             Ok(Some(command)) => command,
             Ok(None) => return,

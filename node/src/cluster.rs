@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use respawn_actors::{AgentGateway, CommandSink, Deps, GatewayError, ProposeError};
 use respawn_consensus::{Consensus, ConsensusError, NodeInfo};
 use respawn_net::transport::{Handler, Service, SharedTransport};
-use respawn_state::{Applied, Command, Rejection, Request};
+use respawn_state::{Applied, ClusterState, Command, Rejection, Request};
 use respawn_types::agent::{AgentReply, ErrorCode, ServerToAgent, WireError};
 use respawn_types::{HostId, NodeId, TitleRegionId, VsName};
 use serde::{Deserialize, Serialize};
@@ -607,8 +607,9 @@ pub async fn run_leader_actors(
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = cluster.consensus.go_live(tx);
+        let state = cluster.consensus.state();
         let deps = Deps {
-            state: cluster.consensus.state(),
+            state: Arc::new(move |f: &mut dyn FnMut(&ClusterState)| state.read(|s| f(s))),
             commands: Arc::new(ClusterCommandSink(cluster.clone())),
             gateway: Arc::new(ClusterGateway(cluster.clone())),
             vs: Arc::new(crate::vs::ClusterVsPorts(cluster.clone())),

@@ -15,15 +15,15 @@ pub const RESEND_AFTER: Duration = Duration::from_secs(5);
 /// What [`instance_spec`] reads: the instances, the virtual servers and the
 /// title regions.
 #[derive(Clone, Copy)]
-pub struct SpecView<'a> {
+pub struct InstanceSpecView<'a> {
     pub instances: &'a BTreeMap<VsInstanceId, VsInstance>,
     pub servers: &'a BTreeMap<TitleRegionId, BTreeMap<VsName, VirtualServer>>,
     pub title_regions: &'a BTreeMap<TitleRegionId, TitleRegion>,
 }
 
-impl<'a> SpecView<'a> {
+impl<'a> InstanceSpecView<'a> {
     pub fn of(s: &'a ClusterState) -> Self {
-        SpecView {
+        InstanceSpecView {
             instances: &s.vs_instances,
             servers: &s.virtual_servers,
             title_regions: &s.title_regions,
@@ -32,7 +32,11 @@ impl<'a> SpecView<'a> {
 }
 
 /// The spec an agent needs to run instance `id`, with seed §3.2's system variables.
-pub fn instance_spec(s: SpecView<'_>, id: &VsInstanceId, site: &Site) -> Option<VsInstanceSpec> {
+pub fn instance_spec(
+    s: InstanceSpecView<'_>,
+    id: &VsInstanceId,
+    site: &Site,
+) -> Option<VsInstanceSpec> {
     let i = s.instances.get(id)?;
     let vs = s.servers.get(&i.title_region_id)?.get(&i.vs)?;
     let spec = vs
@@ -74,7 +78,7 @@ pub fn instance_spec(s: SpecView<'_>, id: &VsInstanceId, site: &Site) -> Option<
 /// stopping, otherwise start it from its spec. `Ok(None)`: the instance or
 /// its virtual server is gone, nothing to send.
 pub fn instance_command(
-    s: SpecView<'_>,
+    s: InstanceSpecView<'_>,
     id: &VsInstanceId,
     status: VsInstanceStatus,
     site: &Site,

@@ -101,8 +101,8 @@ impl World {
         }
     }
 
-    fn view(&self) -> SpecView<'_> {
-        SpecView {
+    fn view(&self) -> InstanceSpecView<'_> {
+        InstanceSpecView {
             instances: &self.instances,
             servers: &self.servers,
             title_regions: &self.title_regions,
