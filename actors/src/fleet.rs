@@ -2,7 +2,7 @@
 //! demand changes and commits the assignments it chooses. It supervises the
 //! fleet's process and session actors.
 
-use crate::policy::plan_assignments;
+use crate::policy::{plan_assignments, FleetView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use respawn_state::Command;
@@ -163,9 +163,11 @@ impl Actor for FleetActor {
 fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     let gateway = st.deps.gateway.clone();
     let plan = st.deps.read(|s| {
+        let Some(fleet) = FleetView::of(s, &st.id) else {
+            return Vec::new();
+        };
         plan_assignments(
-            s,
-            &st.id,
+            fleet,
             &st.in_flight_placements,
             &st.in_flight_processes,
             |h| gateway.is_connected(h),
@@ -175,10 +177,10 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     for (placement, process) in plan {
         st.in_flight_placements.insert(placement.clone());
         *st.in_flight_processes.entry(process.clone()).or_default() += 1;
-        let proposer = st.deps.proposer.clone();
+        let commands = st.deps.commands.clone();
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = proposer
+            let result = commands
                 .propose(Command::AssignPlacement {
                     placement_id: placement.clone(),
                     process_id: process.clone(),

@@ -1,10 +1,11 @@
 //! The actors of a Respawn server node.
 //!
-//! One actor per title region, fleet, DS process and battle session, each a
-//! thin shell over a pure decision function in [`policy`]. The committed
+//! One actor per fleet, DS process and battle session, each a thin shell
+//! over pure decision functions in [`policy`], and one per title region for
+//! its virtual servers, over [`vs_policy`]. The committed
 //! Raft log is their input: [`node::NodeActor`] receives the events that
 //! `apply` emitted and routes them; actors act by proposing commands through
-//! [`ports::Proposer`] and by talking to agents through
+//! [`ports::CommandSink`] and by talking to agents through
 //! [`ports::AgentGateway`]. After a restart (or, later, a change of leader)
 //! they are rebuilt from the replicated state, deadlines included, so no
 //! timer is lost.
@@ -14,14 +15,15 @@ pub mod node;
 pub mod policy;
 pub mod ports;
 pub mod process;
-pub mod region;
 pub mod session;
 pub mod vs;
 pub mod vs_policy;
 
 pub use node::{start_runtime, NodeMsg, Runtime};
-pub use ports::{AgentGateway, Deps, GatewayError, ProposeError, Proposer, SharedState, VsPorts};
-pub use vs::{Delivery, Site};
+pub use ports::{
+    AgentGateway, CommandSink, Delivery, Deps, GatewayError, ProposeError, Site, StateReader,
+    VsPorts,
+};
 
 /// Errors of the actor runtime.
 #[derive(Debug, thiserror::Error)]

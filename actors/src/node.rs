@@ -1,14 +1,14 @@
 //! The root actor of a server node: it receives the events that each
 //! committed command produced, in log order, and routes them to the actors
-//! of the title regions, fleets, processes and battle sessions concerned,
-//! spawning those that do not exist yet. Actor references are held here, in
+//! of the title regions' virtual servers, fleets, processes and battle
+//! sessions concerned, spawning those that do not exist yet. It supervises
+//! the fleet and VS actors; fleets supervise their processes and sessions. Actor references are held here, in
 //! plain maps: the global ractor registry is never used, so several nodes can
 //! run in one process.
 
 use crate::fleet::{FleetActor, FleetMsg};
 use crate::ports::Deps;
 use crate::process::{ProcessActor, ProcessMsg};
-use crate::region::{RegionActor, RegionMsg};
 use crate::session::{SessionActor, SessionMsg};
 use crate::vs::{VsActor, VsMsg};
 use crate::ActorsError;
@@ -30,7 +30,6 @@ pub enum NodeMsg {
 
 pub struct NodeState {
     deps: Deps,
-    regions: HashMap<TitleRegionId, ActorRef<RegionMsg>>,
     fleets: HashMap<FleetId, ActorRef<FleetMsg>>,
     processes: HashMap<ProcessId, ActorRef<ProcessMsg>>,
     sessions: HashMap<BattleSessionId, ActorRef<SessionMsg>>,
@@ -85,7 +84,6 @@ impl Actor for NodeActor {
     ) -> Result<NodeState, ActorProcessingErr> {
         Ok(NodeState {
             deps,
-            regions: HashMap::new(),
             fleets: HashMap::new(),
             processes: HashMap::new(),
             sessions: HashMap::new(),
@@ -168,7 +166,7 @@ impl Actor for NodeActor {
         _st: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(who, err) = evt {
-            tracing::error!(actor = ?who.get_id(), %err, "title region actor failed");
+            tracing::error!(actor = ?who.get_id(), %err, "fleet or virtual server actor failed");
         }
         Ok(())
     }
@@ -182,7 +180,6 @@ impl NodeState {
     async fn route(&mut self, myself: &ActorRef<NodeMsg>, e: Event) {
         match e {
             Event::TitleRegionPut { title_region_id } => {
-                self.region(myself, &title_region_id).await;
                 self.vs_region(myself, &title_region_id).await;
             }
             Event::VsChanged {
@@ -362,19 +359,6 @@ impl NodeState {
         }
     }
 
-    async fn region(
-        &mut self,
-        myself: &ActorRef<NodeMsg>,
-        id: &TitleRegionId,
-    ) -> Option<ActorRef<RegionMsg>> {
-        if let Some(r) = live(&self.regions, id) {
-            return Some(r);
-        }
-        let r = spawn_child(RegionActor, id.clone(), myself.get_cell(), id).await?;
-        self.regions.insert(id.clone(), r.clone());
-        Some(r)
-    }
-
     async fn fleet(
         &mut self,
         myself: &ActorRef<NodeMsg>,
@@ -383,12 +367,11 @@ impl NodeState {
         if let Some(f) = live(&self.fleets, id) {
             return Some(f);
         }
-        let tr = self
-            .deps
-            .read(|s| s.fleets.get(id).map(|f| f.title_region_id.clone()))?;
-        let region = self.region(myself, &tr).await?;
+        if !self.deps.read(|s| s.fleets.contains_key(id)) {
+            return None;
+        }
         let args = (id.clone(), self.deps.clone());
-        let f = spawn_child(FleetActor, args, region.get_cell(), id).await?;
+        let f = spawn_child(FleetActor, args, myself.get_cell(), id).await?;
         self.fleets.insert(id.clone(), f.clone());
         Some(f)
     }

@@ -1,9 +1,38 @@
-//! Pure decision functions behind the actors. No I/O, no clock: the caller
-//! passes `now`. Each is unit-tested below.
+//! Pure decision functions behind the fleet, process and session actors,
+//! each over the small part of the state it reads. No I/O, no clock: the
+//! caller passes `now`. Each is unit-tested below.
 
 use respawn_state::{ClusterState, Command};
+use respawn_types::backoff::capped_exponential;
 use respawn_types::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// What [`plan_assignments`] reads of a fleet: its mode, its placements
+/// waiting for a process (oldest first) and its processes that can take a
+/// session now (in id order), both read lazily.
+pub struct FleetView<W, P> {
+    pub mode: ServerMode,
+    pub waiting: W,
+    pub placeable: P,
+}
+
+impl<'a>
+    FleetView<
+        Box<dyn Iterator<Item = &'a PlacementId> + 'a>,
+        Box<dyn Iterator<Item = &'a DsProcess> + 'a>,
+    >
+{
+    /// The view of fleet `id`, if it exists.
+    pub fn of(state: &'a ClusterState, id: &FleetId) -> Option<Self> {
+        let fleet = state.fleets.get(id)?;
+        Some(FleetView {
+            mode: fleet.mode,
+            waiting: Box::new(state.waiting_placements(id)),
+            placeable: Box::new(state.placeable_processes(id)),
+        })
+    }
+}
 
 /// The placement policy: match the fleet's waiting placements, oldest first,
 /// to processes that can take a session now.
@@ -17,19 +46,15 @@ use std::collections::{HashMap, HashSet};
 /// Processes on hosts without a live agent link are skipped (the session
 /// could not be delivered). `in_flight_*` are assignments proposed but not
 /// yet applied; they count as taken.
-pub fn plan_assignments(
-    state: &ClusterState,
-    fleet_id: &FleetId,
+pub fn plan_assignments<'a>(
+    fleet: FleetView<impl Iterator<Item = &'a PlacementId>, impl Iterator<Item = &'a DsProcess>>,
     in_flight_placements: &HashSet<PlacementId>,
     in_flight_processes: &HashMap<ProcessId, u32>,
     connected: impl Fn(&HostId) -> bool,
     max: usize,
 ) -> Vec<(PlacementId, ProcessId)> {
-    let Some(fleet) = state.fleets.get(fleet_id) else {
-        return Vec::new();
-    };
-    let waiting: Vec<&PlacementId> = state
-        .waiting_placements(fleet_id)
+    let waiting: Vec<&PlacementId> = fleet
+        .waiting
         .filter(|p| !in_flight_placements.contains(*p))
         .take(max)
         .collect();
@@ -42,16 +67,16 @@ pub fn plan_assignments(
         // One session per process: every free process is alike, so take the
         // first ones in id (= launch) order and stop as soon as there are
         // enough — no scan of the whole fleet.
-        ServerMode::Simple => state
-            .placeable_processes(fleet_id)
+        ServerMode::Simple => fleet
+            .placeable
             .filter(|p| taken(p) == 0 && connected(&p.host_id))
             .map(|p| (p, 1))
             .take(waiting.len())
             .collect(),
         // Fill the busiest process first (packed).
         ServerMode::Parallel { max_sessions } => {
-            let mut slots: Vec<(&DsProcess, u32)> = state
-                .placeable_processes(fleet_id)
+            let mut slots: Vec<(&DsProcess, u32)> = fleet
+                .placeable
                 .filter(|p| connected(&p.host_id))
                 .map(|p| {
                     (
@@ -100,13 +125,30 @@ pub enum SessionDue {
     Finished,
 }
 
+/// A battle session and its placement, as [`session_due`] reads them.
+pub struct SessionView<'a> {
+    pub session: Option<&'a BattleSession>,
+    pub placement: Option<&'a Placement>,
+}
+
+impl<'a> SessionView<'a> {
+    pub fn of(state: &'a ClusterState, id: &BattleSessionId) -> Self {
+        let session = state.battle_sessions.get(id);
+        SessionView {
+            session,
+            placement: session.and_then(|s| state.placements.get(&s.placement_id)),
+        }
+    }
+}
+
 /// Timers of a battle session and its placement: the activation deadline
 /// while ACTIVATING, the placement deadline while waiting for a process.
-pub fn session_due(state: &ClusterState, id: &BattleSessionId, now: UnixMillis) -> SessionDue {
-    let Some(s) = state.battle_sessions.get(id) else {
+pub fn session_due(view: SessionView<'_>, now: UnixMillis) -> SessionDue {
+    let Some(s) = view.session else {
         return SessionDue::Finished;
     };
-    let placement = state.placements.get(&s.placement_id);
+    let id = &s.id;
+    let placement = view.placement;
     match s.status {
         BattleSessionStatus::Terminated => SessionDue::Finished,
         BattleSessionStatus::Active => SessionDue::Idle,
@@ -147,17 +189,34 @@ pub enum ProcessDue {
     Finished,
 }
 
-pub fn process_due(state: &ClusterState, id: &ProcessId, now: UnixMillis) -> ProcessDue {
-    let Some(p) = state.processes.get(id) else {
+/// A DS process and its fleet, as [`process_due`] reads them.
+pub struct ProcessView<'a> {
+    pub process: Option<&'a DsProcess>,
+    pub fleet: Option<&'a Fleet>,
+}
+
+impl<'a> ProcessView<'a> {
+    pub fn of(state: &'a ClusterState, id: &ProcessId) -> Self {
+        let process = state.processes.get(id);
+        ProcessView {
+            process,
+            fleet: process.and_then(|p| state.fleets.get(&p.fleet_id)),
+        }
+    }
+}
+
+/// Timers and orders of a DS process: the ProcessEnding grace, and the
+/// cluster's wish to see it gone.
+pub fn process_due(view: ProcessView<'_>, now: UnixMillis) -> ProcessDue {
+    let Some(p) = view.process else {
         return ProcessDue::Finished;
     };
     match p.status {
         ProcessStatus::Exited => ProcessDue::Finished,
         ProcessStatus::Terminating => ProcessDue::Terminate,
         ProcessStatus::Ending => {
-            let grace = state
-                .fleets
-                .get(&p.fleet_id)
+            let grace = view
+                .fleet
                 .map(|f| f.process_ending_grace_ms)
                 .unwrap_or(120_000);
             let deadline = p.ending_since.unwrap_or(now).saturating_add(grace);
@@ -171,9 +230,30 @@ pub fn process_due(state: &ClusterState, id: &ProcessId, now: UnixMillis) -> Pro
     }
 }
 
+/// What [`battle_session_spec`] reads: the sessions, processes, placements
+/// and players' sessions.
+#[derive(Clone, Copy)]
+pub struct SessionSpecView<'a> {
+    pub battle_sessions: &'a BTreeMap<BattleSessionId, BattleSession>,
+    pub processes: &'a BTreeMap<ProcessId, DsProcess>,
+    pub placements: &'a BTreeMap<PlacementId, Placement>,
+    pub player_battle_sessions: &'a BTreeMap<PlayerBattleSessionId, PlayerBattleSession>,
+}
+
+impl<'a> SessionSpecView<'a> {
+    pub fn of(state: &'a ClusterState) -> Self {
+        SessionSpecView {
+            battle_sessions: &state.battle_sessions,
+            processes: &state.processes,
+            placements: &state.placements,
+            player_battle_sessions: &state.player_battle_sessions,
+        }
+    }
+}
+
 /// The OnStartBattleSession payload for a session assigned to a process.
 pub fn battle_session_spec(
-    state: &ClusterState,
+    state: SessionSpecView<'_>,
     id: &BattleSessionId,
 ) -> Option<(ProcessId, HostId, agent::BattleSessionSpec)> {
     let s = state.battle_sessions.get(id)?;
@@ -209,8 +289,8 @@ pub fn battle_session_spec(
 }
 
 /// Backoff for retrying a delivery to an agent: 100 ms doubling to 5 s.
-pub fn retry_delay_ms(attempt: u32) -> u64 {
-    (100u64 << attempt.min(6)).min(5_000)
+pub fn agent_retry_delay(attempt: u32) -> Duration {
+    capped_exponential(Duration::from_millis(100), Duration::from_secs(5), attempt)
 }
 
 #[cfg(test)]
@@ -315,9 +395,9 @@ mod tests {
             in_flight: &HashMap<ProcessId, u32>,
             connected: &[&str],
         ) -> Vec<(String, String)> {
+            let fleet = FleetView::of(&self.s, &FleetId::new_unchecked("f")).unwrap();
             plan_assignments(
-                &self.s,
-                &FleetId::new_unchecked("f"),
+                fleet,
                 &HashSet::new(),
                 in_flight,
                 |h| connected.contains(&h.as_str()),
@@ -389,9 +469,12 @@ mod tests {
         w.placement("a");
         let bs = BattleSessionId::new_unchecked("a");
         let deadline = w.s.placements[&PlacementId::new_unchecked("a")].deadline;
-        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(deadline));
         assert_eq!(
-            session_due(&w.s, &bs, deadline),
+            session_due(SessionView::of(&w.s, &bs), w.at),
+            SessionDue::At(deadline)
+        );
+        assert_eq!(
+            session_due(SessionView::of(&w.s, &bs), deadline),
             SessionDue::Now(Command::PlacementTimedOut {
                 placement_id: PlacementId::new_unchecked("a")
             })
@@ -403,9 +486,12 @@ mod tests {
         let act = w.s.battle_sessions[&bs]
             .activation_deadline
             .unwrap_or_default();
-        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::At(act));
         assert_eq!(
-            session_due(&w.s, &bs, act + 1),
+            session_due(SessionView::of(&w.s, &bs), w.at),
+            SessionDue::At(act)
+        );
+        assert_eq!(
+            session_due(SessionView::of(&w.s, &bs), act + 1),
             SessionDue::Now(Command::ActivationTimedOut {
                 battle_session_id: bs.clone(),
                 process_id: ProcessId::new_unchecked("p1")
@@ -415,13 +501,22 @@ mod tests {
             process_id: ProcessId::new_unchecked("p1"),
             battle_session_id: bs.clone(),
         });
-        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Idle);
+        assert_eq!(
+            session_due(SessionView::of(&w.s, &bs), w.at),
+            SessionDue::Idle
+        );
         w.ok(Command::ProcessEnding {
             process_id: ProcessId::new_unchecked("p1"),
         });
-        assert_eq!(session_due(&w.s, &bs, w.at), SessionDue::Finished);
         assert_eq!(
-            session_due(&w.s, &BattleSessionId::new_unchecked("zz"), 0),
+            session_due(SessionView::of(&w.s, &bs), w.at),
+            SessionDue::Finished
+        );
+        assert_eq!(
+            session_due(
+                SessionView::of(&w.s, &BattleSessionId::new_unchecked("zz")),
+                0
+            ),
             SessionDue::Finished
         );
     }
@@ -431,28 +526,37 @@ mod tests {
         let mut w = W::new(ServerMode::Simple);
         w.process("p1", "h1");
         let p = ProcessId::new_unchecked("p1");
-        assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Idle);
+        assert_eq!(
+            process_due(ProcessView::of(&w.s, &p), w.at),
+            ProcessDue::Idle
+        );
         w.ok(Command::ProcessEnding {
             process_id: p.clone(),
         });
         let since = w.s.processes[&p].ending_since.unwrap_or_default();
         assert_eq!(
-            process_due(&w.s, &p, since),
+            process_due(ProcessView::of(&w.s, &p), since),
             ProcessDue::KillAt(since + 120_000)
         );
-        assert_eq!(process_due(&w.s, &p, since + 120_000), ProcessDue::KillNow);
+        assert_eq!(
+            process_due(ProcessView::of(&w.s, &p), since + 120_000),
+            ProcessDue::KillNow
+        );
         w.ok(Command::ProcessExited {
             process_id: p.clone(),
             reason: ExitReason::Killed,
         });
-        assert_eq!(process_due(&w.s, &p, w.at), ProcessDue::Finished);
+        assert_eq!(
+            process_due(ProcessView::of(&w.s, &p), w.at),
+            ProcessDue::Finished
+        );
         w.process("p2", "h1");
         w.ok(Command::ProcessTerminating {
             process_id: ProcessId::new_unchecked("p2"),
             reason: "x".into(),
         });
         assert_eq!(
-            process_due(&w.s, &ProcessId::new_unchecked("p2"), w.at),
+            process_due(ProcessView::of(&w.s, &ProcessId::new_unchecked("p2")), w.at),
             ProcessDue::Terminate
         );
     }
@@ -462,12 +566,20 @@ mod tests {
         let mut w = W::new(ServerMode::Simple);
         w.process("p1", "h1");
         w.placement("a");
-        assert!(battle_session_spec(&w.s, &BattleSessionId::new_unchecked("a")).is_none());
+        assert!(battle_session_spec(
+            SessionSpecView::of(&w.s),
+            &BattleSessionId::new_unchecked("a")
+        )
+        .is_none());
         w.ok(Command::AssignPlacement {
             placement_id: PlacementId::new_unchecked("a"),
             process_id: ProcessId::new_unchecked("p1"),
         });
-        let (p, h, spec) = battle_session_spec(&w.s, &BattleSessionId::new_unchecked("a")).unwrap();
+        let (p, h, spec) = battle_session_spec(
+            SessionSpecView::of(&w.s),
+            &BattleSessionId::new_unchecked("a"),
+        )
+        .unwrap();
         assert_eq!(
             (p.as_str(), h.as_str(), spec.port, spec.ip.as_str()),
             ("p1", "h1", 9000, "1.2.3.4")
@@ -476,8 +588,8 @@ mod tests {
 
     #[test]
     fn retry_backoff_is_bounded() {
-        assert_eq!(retry_delay_ms(0), 100);
-        assert_eq!(retry_delay_ms(3), 800);
-        assert_eq!(retry_delay_ms(50), 5_000);
+        assert_eq!(agent_retry_delay(0), Duration::from_millis(100));
+        assert_eq!(agent_retry_delay(3), Duration::from_millis(800));
+        assert_eq!(agent_retry_delay(50), Duration::from_millis(5_000));
     }
 }

@@ -1,7 +1,6 @@
 //! What the actors need from the rest of the node, as traits: the node
 //! wires consensus and the agent links in; tests can wire anything.
 
-use crate::vs::{Delivery, Site};
 use futures::future::BoxFuture;
 use respawn_state::{Applied, ClusterState, Command, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
@@ -10,8 +9,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The applied placement state, shared with the Raft state machine.
-pub type SharedState = respawn_consensus::StateHandle;
+/// Read access to the applied state, which the node shares with the Raft
+/// state machine. Any `Fn(&mut dyn FnMut(&ClusterState))` is one.
+pub trait StateReader: Send + Sync + 'static {
+    /// Runs `reader` exactly once on the current state; a lock, if any, is
+    /// held only while it runs.
+    fn read_state(&self, reader: &mut dyn FnMut(&ClusterState));
+}
+
+impl<F> StateReader for F
+where
+    F: Fn(&mut dyn FnMut(&ClusterState)) + Send + Sync + 'static,
+{
+    fn read_state(&self, reader: &mut dyn FnMut(&ClusterState)) {
+        self(reader)
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProposeError {
@@ -23,8 +36,9 @@ pub enum ProposeError {
     Unavailable(String),
 }
 
-/// Commits commands through Raft; resolves once applied locally.
-pub trait Proposer: Send + Sync + 'static {
+/// Where the actors send the commands they decide on: it commits them
+/// through Raft and resolves once they are applied locally.
+pub trait CommandSink: Send + Sync + 'static {
     fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>>;
 }
 
@@ -45,6 +59,24 @@ pub trait AgentGateway: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<AgentReply, GatewayError>>;
     /// Whether the host's agent currently holds a link to the cluster.
     fn is_connected(&self, host: &HostId) -> bool;
+}
+
+/// What one delivery attempt to a virtual server gave.
+#[derive(Debug)]
+pub struct Delivery {
+    pub status: Option<u16>,
+    pub response: String,
+    pub latency_ms: u64,
+}
+
+/// Facts about this deployment that VS instances see as system variables.
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    /// dev, test or release.
+    pub region_type: String,
+    /// Where the VS reaches the backend HTTP API (host[:port]).
+    pub backend_api_domain: String,
+    pub cloud_provider: String,
 }
 
 /// What the virtual-server actors need from the node's edge.
@@ -70,8 +102,8 @@ pub trait VsPorts: Send + Sync + 'static {
 /// Everything an actor is given at spawn time.
 #[derive(Clone)]
 pub struct Deps {
-    pub state: SharedState,
-    pub proposer: Arc<dyn Proposer>,
+    pub state: Arc<dyn StateReader>,
+    pub commands: Arc<dyn CommandSink>,
     pub gateway: Arc<dyn AgentGateway>,
     pub vs: Arc<dyn VsPorts>,
 }
@@ -79,6 +111,15 @@ pub struct Deps {
 impl Deps {
     /// Runs `f` on the current state; the lock is held only for `f`.
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        self.state.read(f)
+        let mut f = Some(f);
+        let mut out = None;
+        self.state.read_state(&mut |s| {
+            if let Some(f) = f.take() {
+                out = Some(f(s));
+            }
+        });
+        // `read_state` runs its reader exactly once: that is its contract.
+        #[allow(clippy::expect_used)]
+        out.expect("StateReader::read_state ran the reader")
     }
 }

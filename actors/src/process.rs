@@ -3,7 +3,9 @@
 //! OnTerminateBattleSession, OnProcessTerminate) and owns the ProcessEnding
 //! grace timer, re-armed from the committed `ending_since` after a restart.
 
-use crate::policy::{battle_session_spec, process_due, retry_delay_ms, ProcessDue};
+use crate::policy::{
+    agent_retry_delay, battle_session_spec, process_due, ProcessDue, ProcessView, SessionSpecView,
+};
 use crate::ports::{Deps, GatewayError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use respawn_state::ClusterState;
@@ -124,7 +126,10 @@ impl Actor for ProcessActor {
 }
 
 fn start_session(st: &mut ProcessState, bs: BattleSessionId) {
-    let Some((process_id, _, spec)) = st.deps.read(|s| battle_session_spec(s, &bs)) else {
+    let Some((process_id, _, spec)) = st
+        .deps
+        .read(|s| battle_session_spec(SessionSpecView::of(s), &bs))
+    else {
         return;
     };
     if process_id != st.id {
@@ -150,7 +155,10 @@ fn evaluate(myself: &ActorRef<ProcessMsg>, st: &mut ProcessState) {
         t.abort();
     }
     let now = now_millis();
-    match st.deps.read(|s| process_due(s, &st.id, now)) {
+    match st
+        .deps
+        .read(|s| process_due(ProcessView::of(s, &st.id), now))
+    {
         ProcessDue::Finished => myself.stop(None),
         ProcessDue::Idle => {}
         ProcessDue::KillAt(at) => {
@@ -224,7 +232,7 @@ fn deliver(
                 Err(GatewayError::NotConnected(_)) => {}
                 Err(e) => tracing::debug!(%process, error = %e, "delivery failed; retrying"),
             }
-            tokio::time::sleep(Duration::from_millis(retry_delay_ms(attempt))).await;
+            tokio::time::sleep(agent_retry_delay(attempt)).await;
         }
     });
 }

@@ -2,7 +2,7 @@
 //! placement timeout and the activation timeout, re-armed from the committed
 //! deadlines whenever the session changes (and after a restart).
 
-use crate::policy::{session_due, SessionDue};
+use crate::policy::{session_due, SessionDue, SessionView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use respawn_types::{now_millis, BattleSessionId};
@@ -93,7 +93,10 @@ fn evaluate(myself: &ActorRef<SessionMsg>, st: &mut SessionState) {
         t.abort();
     }
     let now = now_millis();
-    match st.deps.read(|s| session_due(s, &st.id, now)) {
+    match st
+        .deps
+        .read(|s| session_due(SessionView::of(s, &st.id), now))
+    {
         SessionDue::Finished => myself.stop(None),
         SessionDue::Idle => {}
         SessionDue::At(at) => {
@@ -106,10 +109,10 @@ fn evaluate(myself: &ActorRef<SessionMsg>, st: &mut SessionState) {
             }
             st.proposing = true;
             tracing::info!(battle_session = %st.id, ?command, "deadline passed");
-            let proposer = st.deps.proposer.clone();
+            let commands = st.deps.commands.clone();
             let me = myself.clone();
             tokio::spawn(async move {
-                let retry = match proposer.propose(command).await {
+                let retry = match commands.propose(command).await {
                     Ok(_) => false,
                     Err(ProposeError::Rejected(r)) => {
                         tracing::debug!(%r, "timeout command rejected");

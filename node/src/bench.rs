@@ -11,11 +11,11 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use respawn_types::ticket::server::sign_ticket;
 use respawn::simulated_agent::{SimAgent, SimAgentOptions, SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Config, DEV_FLEET, DEV_TITLE_REGION};
 use respawn_net::Identity;
+use respawn_types::ticket::server::sign_ticket;
 use respawn_types::*;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -10,9 +10,9 @@ use cli::launch::{
     server_identity, wait_for_signal,
 };
 use cli::{ctl, dev, pki, Cli, Cmd, CtlCmd};
-use respawn_types::ticket::server::sign_ticket;
 use respawn::{AgentNode, ServerNode};
 use respawn_config::Config;
+use respawn_types::ticket::server::sign_ticket;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

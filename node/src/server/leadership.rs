@@ -1,23 +1,23 @@
 //! The actors run on the leader only ([`run_leader_actors`]): a node that
 //! becomes leader rebuilds them from the committed state, and stops them
 //! when it loses leadership. Their proposals go through the leader
-//! ([`ClusterProposer`]).
+//! ([`ClusterCommandSink`]).
 
 use super::vs_ports::ClusterVsPorts;
 use super::ServerCtx;
 use crate::bootstrap::bootstrap_config;
 use crate::cluster::Cluster;
 use futures::future::BoxFuture;
-use respawn_actors::{Deps, ProposeError, Proposer};
+use respawn_actors::{CommandSink, Deps, ProposeError};
 use respawn_consensus::ConsensusError;
-use respawn_state::{Applied, Command};
+use respawn_state::{Applied, ClusterState, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The actors' [`Proposer`]: proposals go through the leader.
-pub struct ClusterProposer(pub Cluster);
+/// The actors' [`CommandSink`]: proposals go through the leader.
+pub struct ClusterCommandSink(pub Cluster);
 
-impl Proposer for ClusterProposer {
+impl CommandSink for ClusterCommandSink {
     fn propose(&self, command: Command) -> BoxFuture<'static, Result<Applied, ProposeError>> {
         let c = self.0.clone();
         Box::pin(async move {
@@ -59,9 +59,10 @@ pub async fn run_leader_actors(
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = cluster.consensus.go_live(tx);
+        let state = cluster.consensus.state();
         let deps = Deps {
-            state: cluster.consensus.state(),
-            proposer: Arc::new(ClusterProposer(cluster.clone())),
+            state: Arc::new(move |f: &mut dyn FnMut(&ClusterState)| state.read(|s| f(s))),
+            commands: Arc::new(ClusterCommandSink(cluster.clone())),
             gateway: Arc::new(ctx.gateway()),
             vs: Arc::new(ClusterVsPorts {
                 consensus: cluster.consensus.clone(),
