@@ -120,8 +120,9 @@ mod tests {
             .lines()
             .map_while(Result::ok)
             .find_map(|l| {
-                l.strip_prefix("child-pid ")
-                    .map(|p| p.trim().parse().unwrap())
+                // libtest may print "test <name> ... " first on the same line.
+                l.split_once("child-pid ")
+                    .map(|(_, p)| p.trim().parse().unwrap())
             })
             .expect("the stand-in agent names its child");
         assert!(alive(pid), "the child runs while the agent does");
