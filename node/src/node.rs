@@ -313,19 +313,28 @@ impl ServerNode {
         // Wait for the aborted tasks to drop what they hold: the HTTP
         // listener, the endpoint clone of the accept loop and the tasks
         // serving each link (owned by the accept loop, aborted with it).
+        // Each step is bounded: a stuck step is logged and skipped, so a
+        // shutdown always returns.
         for t in self.tasks {
-            let _ = t.await;
+            if tokio::time::timeout(RELEASE_TIMEOUT, t).await.is_err() {
+                tracing::warn!(node, "shutdown: an aborted task did not end in time");
+            }
         }
         // The links registered for the actors' gateway.
         self.links.close_all();
-        if let Err(e) = self.consensus.shutdown().await {
-            tracing::warn!(node, error = %e, "consensus shutdown");
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.consensus.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(node, error = %e, "consensus shutdown"),
+            Err(_) => tracing::warn!(node, "shutdown: raft did not stop in time"),
         }
         tracing::debug!(node, ms = ms(), "shutdown: raft stopped");
         // No heartbeat follows: let the successor stand for election as
         // soon as the others will vote, rather than on its election timer.
         if let Some(handover) = handover {
-            self.cluster.announce_leaving(handover).await;
+            let told = self.cluster.announce_leaving(handover);
+            if tokio::time::timeout(RELEASE_TIMEOUT, told).await.is_err() {
+                tracing::warn!(node, "shutdown: successor not told in time");
+            }
             tracing::debug!(node, ms = ms(), "shutdown: successor told");
         }
         // The transport's cached connections to the other nodes and its
