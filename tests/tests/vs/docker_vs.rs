@@ -8,25 +8,29 @@ use super::*;
 async fn docker_vs_is_invoked_through_the_edge() -> anyhow::Result<()> {
     let ctx = tempfile::tempdir()?;
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust-vs");
-    let out = std::process::Command::new("rustc")
-        .args([
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-            "--edition",
-            "2021",
-            "-o",
-        ])
-        .arg(ctx.path().join("rust-vs"))
-        .arg(src.join("main.rs"))
+    // The package built as examples/rust-vs/build-image.sh does: a static
+    // binary, in its own target directory (the static flags must not
+    // rebuild the workspace's).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args(["build", "--release", "--locked", "-p", "rust-vs"])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(ctx.path().join("target"))
+        .arg("--manifest-path")
+        .arg(src.join("Cargo.toml"))
         .output()?;
     assert!(
         out.status.success(),
-        "rustc: {}",
+        "cargo build -p rust-vs: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::copy(
+        ctx.path()
+            .join("target/x86_64-unknown-linux-gnu/release/rust-vs"),
+        ctx.path().join("rust-vs"),
+    )?;
+    std::fs::remove_dir_all(ctx.path().join("target"))?;
     std::fs::copy(src.join("Dockerfile"), ctx.path().join("Dockerfile"))?;
 
     let c = cluster().await?;
