@@ -1,10 +1,9 @@
-//! Why a server node or an agent could not start ([`NodeError`]).
+//! Why a server node could not start ([`NodeError`]).
 
-use respawn_agent::AgentError;
 use respawn_consensus::ConsensusError;
 use std::net::SocketAddr;
 
-/// Why a node or agent could not start.
+/// Why a server node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("consensus: {0}")]
@@ -16,8 +15,6 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("agent: {0}")]
-    Agent(#[from] AgentError),
     #[error("actors: {0}")]
     Actors(#[from] respawn_actors::ActorsError),
     #[error("{0}")]
