@@ -10,6 +10,7 @@
 pub mod charts;
 pub mod recorder;
 pub mod render;
+pub mod sample;
 pub mod series;
 pub mod session;
 pub mod views;

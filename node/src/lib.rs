@@ -10,6 +10,7 @@
 pub mod agent_links;
 pub mod bootstrap;
 pub mod cluster;
+pub mod console;
 pub mod edge;
 pub mod error;
 pub mod node;

@@ -27,15 +27,20 @@ use std::time::Instant;
 use utoipa::OpenApi;
 
 /// The process-wide Prometheus recorder (installed once; several nodes in
-/// one test process share it).
+/// one test process share it), beside the console's recorder of VS calls
+/// (`respawn_console::recorder`): both see every metric.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
+        let both = metrics_util::layers::FanoutBuilder::default()
+            .add_recorder(recorder)
+            .add_recorder(respawn_console::recorder::global().clone())
+            .build();
         // Fails only if another recorder was installed first; then metrics
         // go there and this handle renders an empty page.
-        let _ = metrics::set_global_recorder(recorder);
+        let _ = metrics::set_global_recorder(both);
         handle
     })
 }
@@ -252,6 +257,7 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .route("/openapi.json", get(openapi_page))
+        .merge(crate::console::router(edge.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn(track))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -1,0 +1,276 @@
+//! What a node samples every [`SAMPLE_SECS`] for the charts, and the charts
+//! drawn from it: fleet utilization from the replicated state, and per
+//! virtual server the call rate, status classes, mean RTT, bytes, CPU,
+//! memory and instances from the [`crate::recorder`] and the state, plus the
+//! RTT histogram of the retained hour.
+//!
+//! Memory is bounded by [`SeriesStore`]'s limits and, for the histogram
+//! snapshots, by [`POINTS`] per virtual server that still exists.
+
+use crate::charts::{histogram, line_chart};
+use crate::recorder::{VsKey, VsTotals, VsUsage, RTT_BUCKETS_MS};
+use crate::series::{Point, Ring, SeriesStore, POINTS};
+use crate::views::fleets::Utilization;
+use crate::ConsoleError;
+use std::collections::HashMap;
+
+pub use crate::series::SAMPLE_SECS;
+
+/// A virtual server at sampling time.
+#[derive(Clone, Debug, Default)]
+pub struct VsNow {
+    pub key: VsKey,
+    /// Cumulative calls at this process's edge (none yet: no call).
+    pub totals: Option<VsTotals>,
+    pub usage: Option<VsUsage>,
+    pub running: u32,
+    pub instances: u32,
+}
+
+type Buckets = [u64; RTT_BUCKETS_MS.len() + 1];
+
+/// The sampled series of one node.
+#[derive(Default)]
+pub struct Sampler {
+    store: SeriesStore,
+    prev: HashMap<VsKey, (u64, VsTotals)>,
+    hist: HashMap<VsKey, Ring<(u64, Buckets)>>,
+}
+
+fn fkey(fleet: &str, what: &str) -> String {
+    format!("fleet/{fleet}/{what}")
+}
+
+fn vkey(k: &VsKey, what: &str) -> String {
+    format!("vs/{}/{}/{what}", k.0, k.1)
+}
+
+/// Per-second rates between two cumulative readings `dt_s` apart.
+pub fn rates(prev: &VsTotals, now: &VsTotals, dt_s: f64) -> Vec<(&'static str, f64)> {
+    let d = |a: u64, b: u64| b.saturating_sub(a) as f64 / dt_s;
+    let calls = now.requests().saturating_sub(prev.requests());
+    let rtt_calls = now.rtt_count.saturating_sub(prev.rtt_count);
+    let mut out = vec![
+        ("qps", calls as f64 / dt_s),
+        ("c2", d(prev.by_class[1], now.by_class[1])),
+        ("c4", d(prev.by_class[3], now.by_class[3])),
+        ("c5", d(prev.by_class[4], now.by_class[4])),
+        ("bytes_in", d(prev.bytes_in, now.bytes_in)),
+        ("bytes_out", d(prev.bytes_out, now.bytes_out)),
+    ];
+    if rtt_calls > 0 {
+        out.push((
+            "rtt_ms",
+            (now.rtt_sum_ms - prev.rtt_sum_ms).max(0.0) / rtt_calls as f64,
+        ));
+    }
+    out
+}
+
+impl Sampler {
+    /// Records one sample taken at `now_ms`.
+    pub fn record(&mut self, now_ms: u64, fleets: &[(String, Utilization)], vss: &[VsNow]) {
+        for (f, u) in fleets {
+            for (what, v) in [
+                ("sessions", u.sessions),
+                ("available", u.available_slots),
+                ("waiting", u.waiting_placements),
+                ("processes", u.live_processes),
+            ] {
+                self.store.push(&fkey(f, what), (now_ms, f64::from(v)));
+            }
+        }
+        for v in vss {
+            let k = &v.key;
+            self.store
+                .push(&vkey(k, "running"), (now_ms, f64::from(v.running)));
+            self.store
+                .push(&vkey(k, "instances"), (now_ms, f64::from(v.instances)));
+            if let Some(u) = &v.usage {
+                self.store.push(&vkey(k, "cpu"), (now_ms, u.cpu_millicores));
+                self.store
+                    .push(&vkey(k, "mem_mib"), (now_ms, u.memory_bytes / 1_048_576.0));
+            }
+            let Some(t) = &v.totals else { continue };
+            if let Some((t0, prev)) = self.prev.get(k) {
+                let dt = now_ms.saturating_sub(*t0) as f64 / 1000.0;
+                if dt >= 1.0 {
+                    for (what, x) in rates(prev, t, dt) {
+                        self.store.push(&vkey(k, what), (now_ms, x));
+                    }
+                }
+            }
+            self.prev.insert(k.clone(), (now_ms, t.clone()));
+            self.hist
+                .entry(k.clone())
+                .or_insert_with(|| Ring::new(POINTS))
+                .push((now_ms, t.rtt_buckets));
+        }
+        // Forget virtual servers that are gone.
+        let live: std::collections::HashSet<&VsKey> = vss.iter().map(|v| &v.key).collect();
+        self.prev.retain(|k, _| live.contains(k));
+        self.hist.retain(|k, _| live.contains(k));
+        self.store
+            .forget_older_than(now_ms.saturating_sub(POINTS as u64 * SAMPLE_SECS * 1000));
+    }
+
+    pub fn points(&self, key: &str) -> Vec<Point> {
+        self.store.points(key)
+    }
+
+    /// The utilization chart of a fleet.
+    pub fn fleet_chart(&self, fleet: &str, now_ms: u64) -> Result<String, ConsoleError> {
+        line_chart(
+            "Utilization",
+            "count",
+            &[
+                ("sessions", self.points(&fkey(fleet, "sessions"))),
+                ("available slots", self.points(&fkey(fleet, "available"))),
+                ("waiting placements", self.points(&fkey(fleet, "waiting"))),
+                ("processes", self.points(&fkey(fleet, "processes"))),
+            ],
+            now_ms,
+        )
+    }
+
+    /// Calls per RTT bucket over the retained window.
+    pub fn rtt_histogram(&self, k: &VsKey) -> Vec<(String, u64)> {
+        let mut counts: Buckets = Default::default();
+        if let Some(r) = self.hist.get(k) {
+            if let (Some(first), Some(last)) = (r.first(), r.last()) {
+                let base = if r.len() > 1 {
+                    first.1
+                } else {
+                    Default::default()
+                };
+                for (i, c) in counts.iter_mut().enumerate() {
+                    *c = last.1[i].saturating_sub(base[i]);
+                }
+            }
+        }
+        let mut labels: Vec<String> = RTT_BUCKETS_MS
+            .iter()
+            .map(|b| {
+                if *b >= 1000.0 {
+                    format!("≤{}s", b / 1000.0)
+                } else {
+                    format!("≤{b}ms")
+                }
+            })
+            .collect();
+        labels.push(">10s".into());
+        labels.into_iter().zip(counts).collect()
+    }
+
+    /// The charts of a virtual server: (id, SVG).
+    pub fn vs_charts(
+        &self,
+        k: &VsKey,
+        now_ms: u64,
+    ) -> Result<Vec<(&'static str, String)>, ConsoleError> {
+        let p = |what: &str| self.points(&vkey(k, what));
+        Ok(vec![
+            (
+                "qps",
+                line_chart("QPS", "calls/s", &[("calls", p("qps"))], now_ms)?,
+            ),
+            (
+                "rtt",
+                line_chart("RTT (mean)", "ms", &[("rtt", p("rtt_ms"))], now_ms)?,
+            ),
+            (
+                "rtt-histogram",
+                histogram("RTT distribution (last hour)", &self.rtt_histogram(k))?,
+            ),
+            (
+                "status",
+                line_chart(
+                    "Status codes",
+                    "calls/s",
+                    &[("2xx", p("c2")), ("4xx", p("c4")), ("5xx", p("c5"))],
+                    now_ms,
+                )?,
+            ),
+            (
+                "bytes",
+                line_chart(
+                    "Bytes",
+                    "B/s",
+                    &[("in", p("bytes_in")), ("out", p("bytes_out"))],
+                    now_ms,
+                )?,
+            ),
+            (
+                "cpu",
+                line_chart("CPU", "millicores", &[("cpu", p("cpu"))], now_ms)?,
+            ),
+            (
+                "memory",
+                line_chart("Memory", "MiB", &[("memory", p("mem_mib"))], now_ms)?,
+            ),
+            (
+                "instances",
+                line_chart(
+                    "Instances",
+                    "count",
+                    &[("running", p("running")), ("all", p("instances"))],
+                    now_ms,
+                )?,
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn totals(calls: u64, rtt_ms: f64, bucket: usize) -> VsTotals {
+        let mut t = VsTotals {
+            rtt_count: calls,
+            rtt_sum_ms: rtt_ms * calls as f64,
+            ..VsTotals::default()
+        };
+        t.by_class[1] = calls;
+        t.rtt_buckets[bucket] = calls;
+        t
+    }
+
+    #[test]
+    fn rates_come_from_two_readings() {
+        let r = rates(&totals(10, 5.0, 2), &totals(30, 5.0, 2), 10.0);
+        assert!(r.contains(&("qps", 2.0)));
+        assert!(r.contains(&("c2", 2.0)));
+        assert!(r.contains(&("rtt_ms", 5.0)));
+    }
+
+    #[test]
+    fn samples_make_points_and_the_histogram_spans_the_window() {
+        let k: VsKey = ("tr".into(), "api".into());
+        let mut s = Sampler::default();
+        let vs = |t: VsTotals| VsNow {
+            key: k.clone(),
+            totals: Some(t),
+            running: 1,
+            instances: 1,
+            ..VsNow::default()
+        };
+        s.record(
+            10_000,
+            &[("f".into(), Utilization::default())],
+            &[vs(totals(0, 0.0, 2))],
+        );
+        s.record(20_000, &[], &[vs(totals(50, 3.0, 2))]);
+        assert_eq!(s.points(&vkey(&k, "qps")), vec![(20_000, 5.0)]);
+        assert_eq!(s.points(&vkey(&k, "running")).len(), 2);
+        assert_eq!(s.rtt_histogram(&k)[2].1, 50);
+        let charts = s.vs_charts(&k, 20_000).unwrap();
+        assert_eq!(charts.len(), 8);
+        assert!(charts[0].1.contains("<circle"));
+        assert_eq!(s.points(&fkey("f", "sessions")).len(), 1);
+        // The VS is gone: its history goes too.
+        s.record(30_000, &[], &[]);
+        assert!(s.rtt_histogram(&k).iter().all(|b| b.1 == 0));
+    }
+}

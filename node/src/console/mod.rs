@@ -1,0 +1,196 @@
+//! The web console at `/console` (HTML rendered on the server; see
+//! docs/console.md): [`auth`] signs people in and out and checks their
+//! session on every page, [`pages`] serves the cluster, fleets,
+//! placements and players pages, [`vs`] the virtual servers' pages and
+//! their start and stop forms, and [`sampler`] records, every 10 s, the
+//! series the charts draw. Templates, charts, sessions and series are the
+//! `respawn-console` crate's; this module wires them to the node.
+//!
+//! Pages read the state the way the admin API does: linearizably (read
+//! index), so any node serves any page.
+
+pub mod auth;
+pub mod pages;
+pub mod sampler;
+pub mod vs;
+
+use crate::edge::error::ApiError;
+use crate::edge::Edge;
+use auth::Me;
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use respawn_console::sample::Sampler;
+use respawn_console::session::Signer;
+use respawn_console::{render, views, ConsoleError};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What the console's handlers share.
+pub struct Console {
+    pub edge: Edge,
+    pub signer: Signer,
+    /// The series behind the charts (bounded: see `respawn_console::series`).
+    pub sampler: Mutex<Sampler>,
+}
+
+/// The router's state.
+pub type ConsoleState = Arc<Console>;
+
+impl Console {
+    pub fn sampler(&self) -> std::sync::MutexGuard<'_, Sampler> {
+        // Only plain data behind it, updated without panicking paths.
+        self.sampler.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The console's routes, and its sampler (which stops when the router is
+/// dropped). Call inside a Tokio runtime.
+pub fn router(edge: Edge) -> Router<Edge> {
+    let console = Arc::new(Console {
+        signer: Signer::from_admin_token(&edge.admin_token),
+        edge,
+        sampler: Mutex::new(Sampler::default()),
+    });
+    tokio::spawn(sampler::run(Arc::downgrade(&console)));
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/cluster") }),
+        )
+        .route(
+            "/console/",
+            get(|| async { Redirect::to("/console/cluster") }),
+        )
+        .route("/console/login", get(auth::login_form).post(auth::login))
+        .route("/console/logout", post(auth::logout))
+        .route("/console/assets/{name}", get(asset))
+        .route("/console/cluster", get(pages::cluster))
+        .route("/console/fleets", get(pages::fleets))
+        .route("/console/fleets/{id}", get(pages::fleet))
+        .route("/console/placements", get(pages::placements))
+        .route("/console/placements/{id}", get(pages::placement))
+        .route("/console/players", get(pages::players))
+        .route("/console/virtual_servers", get(vs::list))
+        .route("/console/virtual_servers/{tr}/{name}", get(vs::show))
+        .route(
+            "/console/virtual_servers/{tr}/{name}/start",
+            post(vs::start),
+        )
+        .route("/console/virtual_servers/{tr}/{name}/stop", post(vs::stop))
+        .with_state(console)
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match render::asset(&name) {
+        Some((ct, body)) => (
+            [
+                (header::CONTENT_TYPE, ct),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// An HTML answer (every console page): the content type and a policy that
+/// lets the page load only its own scripts and styles.
+pub fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Why a page could not be shown; answered as an HTML error page.
+#[derive(Debug)]
+pub enum PageError {
+    /// No such record, or not one the session may see (the same answer).
+    NotFound(String),
+    /// A change without a valid CSRF token.
+    Csrf,
+    /// The edge's own error (a read or a write that failed).
+    Api(ApiError),
+    Render(ConsoleError),
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::Api(e)
+    }
+}
+
+impl From<respawn_consensus::ConsensusError> for PageError {
+    fn from(e: respawn_consensus::ConsensusError) -> Self {
+        PageError::Api(e.into())
+    }
+}
+
+impl From<ConsoleError> for PageError {
+    fn from(e: ConsoleError) -> Self {
+        PageError::Render(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what),
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "missing or wrong CSRF token: reload the page and try again".to_string(),
+            ),
+            PageError::Api(e) => (e.status, "Error", e.message),
+            PageError::Render(e) => {
+                tracing::error!(error = %e, "console page failed to render");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Error", e.to_string())
+            }
+        };
+        let body = render::render(
+            "error.html",
+            minijinja::context! { title, message, now => now_text() },
+        )
+        .unwrap_or_else(|_| message.clone());
+        html(status, body)
+    }
+}
+
+fn now_text() -> String {
+    views::time(respawn_types::now_millis())
+}
+
+/// Renders a signed-in page: `template` with `ctx` and the common parts.
+pub fn page<C: Serialize>(
+    c: &Console,
+    me: &Me,
+    template: &str,
+    title: &str,
+    section: &str,
+    ctx: C,
+) -> Result<Response, PageError> {
+    let body = render::render(
+        template,
+        minijinja::context! {
+            title, section,
+            me => minijinja::context! { who => me.who(), csrf => me.csrf.clone() },
+            node_id => c.edge.server.cluster.node_id(),
+            now => now_text(),
+            ..minijinja::Value::from_serialize(&ctx)
+        },
+    )?;
+    Ok(html(StatusCode::OK, body))
+}

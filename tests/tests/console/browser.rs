@@ -1,0 +1,256 @@
+//! The console in a real headless Chromium, driven over WebDriver
+//! (chromedriver). Screenshots of each page are saved under
+//! `target/tmp/console-screenshots/` for people to look at.
+
+use super::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use respawn_config::DEV_FLEET;
+use std::path::PathBuf;
+use tokio::process::{Child, Command};
+
+/// The first `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver {
+    _child: Child,
+    url: String,
+}
+
+async fn driver() -> anyhow::Result<Driver> {
+    let chromium = on_path("chromium").context(
+        "chromium is not installed (`.ci/run` installs Debian's chromium and chromium-driver)",
+    )?;
+    let chromedriver = on_path("chromedriver")
+        .context("chromedriver is not installed (`.ci/run` installs Debian's chromium-driver)")?;
+    let _ = chromium;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("chromedriver to answer", T, || async {
+        let r = http.get(format!("{url}/status")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await?;
+    Ok(Driver { _child: child, url })
+}
+
+async fn chromium(d: &Driver) -> anyhow::Result<Client> {
+    let binary = on_path("chromium").context("chromium")?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": binary,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1300,1100"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    Ok(ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&d.url)
+        .await?)
+}
+
+struct Shots {
+    dir: PathBuf,
+    n: u32,
+}
+
+impl Shots {
+    fn new() -> anyhow::Result<Shots> {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Shots { dir, n: 0 })
+    }
+
+    async fn take(&mut self, b: &Client, name: &str) -> anyhow::Result<()> {
+        self.n += 1;
+        let png = b.screenshot().await?;
+        std::fs::write(self.dir.join(format!("{:02}-{name}.png", self.n)), png)?;
+        Ok(())
+    }
+}
+
+async fn text(b: &Client, css: &str) -> anyhow::Result<String> {
+    Ok(b.find(Locator::Css(css)).await?.text().await?)
+}
+
+async fn path(b: &Client) -> anyhow::Result<String> {
+    Ok(b.current_url().await?.path().to_string())
+}
+
+/// Reloads `url` until `css` matches an element.
+async fn wait_element(b: &Client, url: &str, css: &str) -> anyhow::Result<()> {
+    wait_for(&format!("{css} on {url}"), T, || async {
+        b.goto(url).await.ok()?;
+        b.find(Locator::Css(css)).await.ok().map(|_| ())
+    })
+    .await
+}
+
+async fn sign_in(
+    b: &Client,
+    base: &str,
+    fields: &[(&str, &str)],
+    button: &str,
+) -> anyhow::Result<()> {
+    b.goto(&format!("{base}/console/login")).await?;
+    for (id, value) in fields {
+        b.find(Locator::Id(id)).await?.send_keys(value).await?;
+    }
+    b.find(Locator::Id(button)).await?.click().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_headless_chromium() -> anyhow::Result<()> {
+    let d = driver().await?;
+    let e = start().await?;
+    let b = chromium(&d).await?;
+    let result = walk(&b, &e).await;
+    let _ = b.close().await;
+    result
+}
+
+async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
+    let base = &e.base;
+    let tr = e.dev.id.to_string();
+    let mut shots = Shots::new()?;
+
+    // Any console page sends a stranger to the sign-in form.
+    b.goto(&format!("{base}/console")).await?;
+    assert_eq!(path(b).await?, "/console/login");
+    shots.take(b, "login").await?;
+
+    // Sign in with the admin token: the cluster page.
+    sign_in(b, base, &[("token", &e.token)], "sign-in").await?;
+    assert_eq!(path(b).await?, "/console/cluster");
+    assert_eq!(text(b, "#leader").await?, "node 1");
+    assert_eq!(text(b, "#health").await?, "ready");
+    assert!(text(b, "#hosts").await?.contains(respawn_config::DEV_HOST));
+    shots.take(b, "cluster").await?;
+
+    // A placement made through /dsm, found from the list, FULFILLED on its page.
+    let p = e.c.backend.place(DEV_FLEET, &["alice", "bob"]).await?;
+    e.c.backend.wait_status(&p, "FULFILLED", T).await?;
+    b.find(Locator::LinkText("Placements"))
+        .await?
+        .click()
+        .await?;
+    shots.take(b, "placements").await?;
+    b.find(Locator::Css(&format!("a[href='/console/placements/{p}']")))
+        .await?
+        .click()
+        .await?;
+    assert_eq!(path(b).await?, format!("/console/placements/{p}"));
+    assert_eq!(text(b, "#placement-status").await?, "FULFILLED");
+    assert!(text(b, "#players").await?.contains("alice"));
+    assert!(text(b, "#timeline").await?.contains("placement FULFILLED"));
+    shots.take(b, "placement").await?;
+
+    // The player's sessions.
+    b.goto(&format!("{base}/console/players?player=alice"))
+        .await?;
+    assert!(text(b, "#player-sessions").await?.contains(&p));
+
+    // The fleet page charts its utilization as SVG.
+    b.goto(&format!("{base}/console/fleets/{DEV_FLEET}"))
+        .await?;
+    b.find(Locator::Css("#chart-utilization svg")).await?;
+    wait_element(
+        b,
+        &format!("{base}/console/fleets/{DEV_FLEET}"),
+        "#chart-utilization svg circle",
+    )
+    .await?;
+    shots.take(b, "fleet").await?;
+
+    // After a series of invokes, the VS page's QPS chart has points.
+    for _ in 0..20 {
+        let a = e.c.backend.invoke("GET", "api/hello", &[], vec![]).await?;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let vs_url = format!("{base}/console/virtual_servers/{tr}/api");
+    wait_element(b, &vs_url, "#chart-qps svg circle").await?;
+    b.find(Locator::Css("#chart-rtt-histogram svg rect"))
+        .await?;
+    assert_eq!(text(b, "#vs-status").await?, "RUNNING");
+    shots.take(b, "virtual-server").await?;
+
+    // Stop and start it from its page.
+    b.find(Locator::Id("vs-stop")).await?.click().await?;
+    assert_eq!(text(b, "#vs-desired").await?, "STOPPED");
+    b.find(Locator::Id("vs-start")).await?.click().await?;
+    assert_eq!(text(b, "#vs-desired").await?, "RUNNING");
+
+    // A POST without the CSRF token is refused, even with the session cookie.
+    let status = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0], {method: 'POST', credentials: 'same-origin',
+                   headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: ''})
+               .then(r => done(r.status), () => done(0));",
+            vec![serde_json::json!(format!("{vs_url}/stop"))],
+        )
+        .await?;
+    assert_eq!(status, serde_json::json!(403));
+    b.goto(&vs_url).await?;
+    assert_eq!(text(b, "#vs-desired").await?, "RUNNING");
+
+    // Sign out: back to the login page, and the pages are closed again.
+    b.find(Locator::Id("sign-out")).await?.click().await?;
+    assert_eq!(path(b).await?, "/console/login");
+    b.goto(&format!("{base}/console/cluster")).await?;
+    assert_eq!(path(b).await?, "/console/login");
+
+    // A forged cookie goes back to the login page.
+    let mut forged = fantoccini::cookies::Cookie::new(
+        "respawn_console",
+        "eyJzY29wZSI6eyJraW5kIjoiYWRtaW4ifX0.00",
+    );
+    forged.set_path("/console");
+    b.add_cookie(forged).await?;
+    b.goto(&format!("{base}/console/cluster")).await?;
+    assert_eq!(path(b).await?, "/console/login");
+
+    // A title-region session cannot open another region's VS.
+    sign_in(
+        b,
+        base,
+        &[
+            ("secret_id", e.dev.secret_id.as_str()),
+            ("secret_key", &e.dev.secret_key),
+        ],
+        "sign-in-region",
+    )
+    .await?;
+    assert_eq!(text(b, "#who").await?, format!("title region {tr}"));
+    b.goto(&format!("{base}/console/virtual_servers")).await?;
+    let list = text(b, "#virtual-servers").await?;
+    assert!(
+        list.contains("api") && !list.contains("secret-vs"),
+        "{list}"
+    );
+    b.goto(&format!("{base}/console/virtual_servers/{OTHER}/secret-vs"))
+        .await?;
+    assert!(text(b, "#error").await?.contains("not found"));
+    shots.take(b, "other-region-not-found").await?;
+    b.find(Locator::Id("sign-out")).await.ok();
+    Ok(())
+}
