@@ -217,3 +217,87 @@ pub fn player_sessions(s: &ClusterState, scope: Scope<'_>, player: &str) -> Rows
     all.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     Rows::cut(all.into_iter().map(|p| player_row(s, p)).collect())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState::default();
+        for (n, tr, status) in [
+            (1, "tr-a", PlacementStatus::Fulfilled),
+            (2, "tr-a", PlacementStatus::Pending),
+            (3, "tr-b", PlacementStatus::Fulfilled),
+        ] {
+            let id = PlacementId::new_unchecked(format!("pl-{n}"));
+            let bs = BattleSessionId::new_unchecked(format!("bs-{n}"));
+            let pbs = PlayerBattleSessionId::new_unchecked(format!("pbs-{n}"));
+            s.placements.insert(
+                id.clone(),
+                Placement {
+                    id: id.clone(),
+                    title_region_id: TitleRegionId::new_unchecked(tr),
+                    fleet_id: FleetId::new_unchecked(format!("fleet-{tr}")),
+                    battle_session_id: bs.clone(),
+                    status,
+                    created_at: 1000 * n,
+                    deadline: 1000 * n + 60_000,
+                    ended_at: (status != PlacementStatus::Pending).then_some(1000 * n + 5),
+                    reason: None,
+                    player_battle_sessions: vec![pbs.clone()],
+                },
+            );
+            s.player_battle_sessions.insert(
+                pbs.clone(),
+                PlayerBattleSession {
+                    id: pbs,
+                    player_id: PlayerId::new_unchecked("alice"),
+                    battle_session_id: bs,
+                    title_region_id: TitleRegionId::new_unchecked(tr),
+                    status: PlayerBattleSessionStatus::Reserved,
+                    player_data: String::new(),
+                    created_at: 1000 * n,
+                    updated_at: 1000 * n,
+                },
+            );
+        }
+        s
+    }
+
+    fn ids(r: &Rows<PlacementRow>) -> Vec<&str> {
+        r.rows.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn lists_filter_by_status_fleet_and_id_newest_first() {
+        let s = state();
+        let all = Scope(None);
+        let f = |status: &str, fleet: &str, q: &str| PlacementFilter {
+            status: status.into(),
+            fleet: fleet.into(),
+            q: q.into(),
+        };
+        assert_eq!(ids(&placements(&s, all, &f("", "", ""))), ["pl-3", "pl-2", "pl-1"]);
+        assert_eq!(ids(&placements(&s, all, &f("FULFILLED", "", ""))), ["pl-3", "pl-1"]);
+        assert_eq!(ids(&placements(&s, all, &f("", "fleet-tr-a", ""))), ["pl-2", "pl-1"]);
+        assert_eq!(ids(&placements(&s, all, &f("", "", "bs-2"))), ["pl-2"]);
+    }
+
+    #[test]
+    fn a_region_scope_sees_its_records_only_and_others_as_missing() {
+        let s = state();
+        let a = TitleRegionId::new_unchecked("tr-a");
+        let scope = Scope(Some(&a));
+        let r = placements(&s, scope, &PlacementFilter::default());
+        assert_eq!(ids(&r), ["pl-2", "pl-1"]);
+        assert!(placement_page(&s, scope, "pl-3").is_none());
+        assert!(placement_page(&s, scope, "pl-404").is_none());
+        let page = placement_page(&s, scope, "pl-1").unwrap();
+        assert_eq!(page.placement.status, "FULFILLED");
+        assert_eq!(page.timeline.len(), 3, "{:?}", page.timeline);
+        let mine = player_sessions(&s, scope, "alice");
+        assert_eq!(mine.matched, 2);
+        assert_eq!(player_sessions(&s, Scope(None), "alice").matched, 3);
+    }
+}
