@@ -220,12 +220,14 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     assert_eq!(path(b).await?, "/console/login");
 
     // A forged cookie goes back to the login page.
-    let mut forged = fantoccini::cookies::Cookie::new(
-        "respawn_console",
-        "eyJzY29wZSI6eyJraW5kIjoiYWRtaW4ifX0.00",
-    );
-    forged.set_path("/console");
-    b.add_cookie(forged).await?;
+    // (Set from the page: a cookie with an admin-scope payload and a made-up signature.)
+    b.execute(
+        "document.cookie = 'respawn_console=eyJzY29wZSI6eyJraW5kIjoiYWRtaW4ifX0.00; path=/console';",
+        vec![],
+    )
+    .await?;
+    let cookies = b.execute("return document.cookie;", vec![]).await?;
+    assert!(cookies.to_string().contains("respawn_console="), "{cookies}");
     b.goto(&format!("{base}/console/cluster")).await?;
     assert_eq!(path(b).await?, "/console/login");
 
