@@ -19,10 +19,14 @@ fn err<E: std::fmt::Display>(e: E) -> ConsoleError {
     ConsoleError::Chart(e.to_string())
 }
 
-/// `HH:MM` (UTC) of a Unix time in ms.
-fn clock(ms: u64) -> String {
+/// `HH:MM`, or `HH:MM:SS` with `seconds` (UTC), of a Unix time in ms.
+fn clock(ms: u64, seconds: bool) -> String {
     let s = (ms / 1000) % 86_400;
-    format!("{:02}:{:02}", s / 3600, (s / 60) % 60)
+    if seconds {
+        format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 3600, (s / 60) % 60)
+    }
 }
 
 /// A line chart of named series over time, points marked; `now_ms` is the
@@ -47,6 +51,7 @@ pub fn line_chart(
         x0 = x1.saturating_sub(60_000);
     }
     let y1 = if y1 <= 0.0 { 1.0 } else { y1 * 1.15 };
+    let seconds = x1 - x0 <= 15 * 60_000;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -62,7 +67,7 @@ pub fn line_chart(
             .configure_mesh()
             .x_labels(6)
             .y_labels(5)
-            .x_label_formatter(&|x| clock(*x))
+            .x_label_formatter(&|x| clock(*x, seconds))
             .y_desc(unit)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()

@@ -29,9 +29,20 @@ pub struct VsNow {
 
 type Buckets = [u64; RTT_BUCKETS_MS.len() + 1];
 
+/// A chart as a page shows it: its SVG and a caption with the latest values.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Chart {
+    pub id: &'static str,
+    pub svg: String,
+    pub caption: String,
+}
+
 /// The sampled series of one node.
 #[derive(Default)]
 pub struct Sampler {
+    /// When the last sample was taken: a VS's first reading counts from
+    /// zero since then (it had no calls before).
+    last_ms: Option<u64>,
     store: SeriesStore,
     prev: HashMap<VsKey, (u64, VsTotals)>,
     hist: HashMap<VsKey, Ring<(u64, Buckets)>>,
@@ -92,7 +103,12 @@ impl Sampler {
                     .push(&vkey(k, "mem_mib"), (now_ms, u.memory_bytes / 1_048_576.0));
             }
             let Some(t) = &v.totals else { continue };
-            if let Some((t0, prev)) = self.prev.get(k) {
+            let base = self
+                .prev
+                .get(k)
+                .cloned()
+                .or_else(|| self.last_ms.map(|t0| (t0, VsTotals::default())));
+            if let Some((t0, prev)) = &base {
                 let dt = now_ms.saturating_sub(*t0) as f64 / 1000.0;
                 if dt >= 1.0 {
                     for (what, x) in rates(prev, t, dt) {
@@ -112,6 +128,7 @@ impl Sampler {
         self.hist.retain(|k, _| live.contains(k));
         self.store
             .forget_older_than(now_ms.saturating_sub(POINTS as u64 * SAMPLE_SECS * 1000));
+        self.last_ms = Some(now_ms);
     }
 
     pub fn points(&self, key: &str) -> Vec<Point> {
@@ -119,18 +136,14 @@ impl Sampler {
     }
 
     /// The utilization chart of a fleet.
-    pub fn fleet_chart(&self, fleet: &str, now_ms: u64) -> Result<String, ConsoleError> {
-        line_chart(
-            "Utilization",
-            "count",
-            &[
-                ("sessions", self.points(&fkey(fleet, "sessions"))),
-                ("available slots", self.points(&fkey(fleet, "available"))),
-                ("waiting placements", self.points(&fkey(fleet, "waiting"))),
-                ("processes", self.points(&fkey(fleet, "processes"))),
-            ],
-            now_ms,
-        )
+    pub fn fleet_chart(&self, fleet: &str, now_ms: u64) -> Result<Chart, ConsoleError> {
+        let series = [
+            ("sessions", self.points(&fkey(fleet, "sessions"))),
+            ("available slots", self.points(&fkey(fleet, "available"))),
+            ("waiting placements", self.points(&fkey(fleet, "waiting"))),
+            ("processes", self.points(&fkey(fleet, "processes"))),
+        ];
+        chart("utilization", "Utilization", "", &series, now_ms)
     }
 
     /// Calls per RTT bucket over the retained window.
@@ -162,62 +175,90 @@ impl Sampler {
         labels.into_iter().zip(counts).collect()
     }
 
-    /// The charts of a virtual server: (id, SVG).
-    pub fn vs_charts(
-        &self,
-        k: &VsKey,
-        now_ms: u64,
-    ) -> Result<Vec<(&'static str, String)>, ConsoleError> {
+    /// The charts of a virtual server.
+    pub fn vs_charts(&self, k: &VsKey, now_ms: u64) -> Result<Vec<Chart>, ConsoleError> {
         let p = |what: &str| self.points(&vkey(k, what));
+        let bars = self.rtt_histogram(k);
+        let calls: u64 = bars.iter().map(|b| b.1).sum();
         Ok(vec![
-            (
-                "qps",
-                line_chart("QPS", "calls/s", &[("calls", p("qps"))], now_ms)?,
-            ),
-            (
-                "rtt",
-                line_chart("RTT (mean)", "ms", &[("rtt", p("rtt_ms"))], now_ms)?,
-            ),
-            (
-                "rtt-histogram",
-                histogram("RTT distribution (last hour)", &self.rtt_histogram(k))?,
-            ),
-            (
+            chart("qps", "QPS", "calls/s", &[("calls", p("qps"))], now_ms)?,
+            chart("rtt", "RTT (mean)", "ms", &[("rtt", p("rtt_ms"))], now_ms)?,
+            Chart {
+                id: "rtt-histogram",
+                svg: histogram("RTT distribution (last hour)", &bars)?,
+                caption: format!("{calls} calls in the window"),
+            },
+            chart(
                 "status",
-                line_chart(
-                    "Status codes",
-                    "calls/s",
-                    &[("2xx", p("c2")), ("4xx", p("c4")), ("5xx", p("c5"))],
-                    now_ms,
-                )?,
-            ),
-            (
+                "Status codes",
+                "calls/s",
+                &[("2xx", p("c2")), ("4xx", p("c4")), ("5xx", p("c5"))],
+                now_ms,
+            )?,
+            chart(
                 "bytes",
-                line_chart(
-                    "Bytes",
-                    "B/s",
-                    &[("in", p("bytes_in")), ("out", p("bytes_out"))],
-                    now_ms,
-                )?,
-            ),
-            (
-                "cpu",
-                line_chart("CPU", "millicores", &[("cpu", p("cpu"))], now_ms)?,
-            ),
-            (
+                "Bytes",
+                "B/s",
+                &[("in", p("bytes_in")), ("out", p("bytes_out"))],
+                now_ms,
+            )?,
+            chart("cpu", "CPU", "millicores", &[("cpu", p("cpu"))], now_ms)?,
+            chart(
                 "memory",
-                line_chart("Memory", "MiB", &[("memory", p("mem_mib"))], now_ms)?,
-            ),
-            (
+                "Memory",
+                "MiB",
+                &[("memory", p("mem_mib"))],
+                now_ms,
+            )?,
+            chart(
                 "instances",
-                line_chart(
-                    "Instances",
-                    "count",
-                    &[("running", p("running")), ("all", p("instances"))],
-                    now_ms,
-                )?,
-            ),
+                "Instances",
+                "",
+                &[("running", p("running")), ("all", p("instances"))],
+                now_ms,
+            )?,
         ])
+    }
+}
+
+/// A line chart with a caption of each series' latest value.
+fn chart(
+    id: &'static str,
+    title: &str,
+    unit: &str,
+    series: &[(&str, Vec<Point>)],
+    now_ms: u64,
+) -> Result<Chart, ConsoleError> {
+    let caption = series
+        .iter()
+        .map(|(name, pts)| match pts.last() {
+            Some((_, v)) => format!("{name}: {}", fmt_value(*v, unit)),
+            None => format!("{name}: no sample yet"),
+        })
+        .collect::<Vec<_>>()
+        .join(" · ");
+    Ok(Chart {
+        id,
+        svg: line_chart(
+            title,
+            if unit.is_empty() { "count" } else { unit },
+            series,
+            now_ms,
+        )?,
+        caption,
+    })
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    let n = if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    };
+    if unit.is_empty() {
+        n
+    } else {
+        format!("{n} {unit}")
     }
 }
 
@@ -267,7 +308,9 @@ mod tests {
         assert_eq!(s.rtt_histogram(&k)[2].1, 50);
         let charts = s.vs_charts(&k, 20_000).unwrap();
         assert_eq!(charts.len(), 8);
-        assert!(charts[0].1.contains("<circle"));
+        assert!(charts[0].svg.contains("<circle"));
+        assert_eq!(charts[0].caption, "calls: 5 calls/s");
+        assert_eq!(charts[2].caption, "50 calls in the window");
         assert_eq!(s.points(&fkey("f", "sessions")).len(), 1);
         // The VS is gone: its history goes too.
         s.record(30_000, &[], &[]);

@@ -55,6 +55,11 @@ pub fn time(ms: u64) -> String {
     )
 }
 
+/// [`time`] with milliseconds: `YYYY-MM-DD HH:MM:SS.mmm`.
+pub fn time_ms(ms: u64) -> String {
+    format!("{}.{:03}", time(ms), ms % 1000)
+}
+
 /// The upper-case name serde gives a status enum.
 pub fn status_name<T: Serialize>(s: &T) -> String {
     match serde_json::to_value(s) {
@@ -70,5 +75,6 @@ mod tests {
     fn times_are_utc_civil() {
         assert_eq!(super::time(0), "1970-01-01 00:00:00");
         assert_eq!(super::time(1_796_515_200_000), "2026-12-06 00:00:00");
+        assert_eq!(super::time_ms(1_796_515_200_042), "2026-12-06 00:00:00.042");
     }
 }

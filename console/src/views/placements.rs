@@ -1,7 +1,7 @@
 //! Placements and battle sessions: the filtered list, one placement's page
 //! (its session, address, players and timeline) and a player's sessions.
 
-use super::{status_name, time, Rows, Scope};
+use super::{status_name, time, time_ms, Rows, Scope};
 use respawn_state::ClusterState;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
@@ -201,7 +201,10 @@ pub fn placement_page(s: &ClusterState, scope: Scope<'_>, id: &str) -> Option<Pl
         players: players.into_iter().map(|pl| player_row(s, pl)).collect(),
         timeline: t
             .into_iter()
-            .map(|(at, what)| TimelineEntry { at: time(at), what })
+            .map(|(at, what)| TimelineEntry {
+                at: time_ms(at),
+                what,
+            })
             .collect(),
     })
 }
@@ -278,9 +281,18 @@ mod tests {
             fleet: fleet.into(),
             q: q.into(),
         };
-        assert_eq!(ids(&placements(&s, all, &f("", "", ""))), ["pl-3", "pl-2", "pl-1"]);
-        assert_eq!(ids(&placements(&s, all, &f("FULFILLED", "", ""))), ["pl-3", "pl-1"]);
-        assert_eq!(ids(&placements(&s, all, &f("", "fleet-tr-a", ""))), ["pl-2", "pl-1"]);
+        assert_eq!(
+            ids(&placements(&s, all, &f("", "", ""))),
+            ["pl-3", "pl-2", "pl-1"]
+        );
+        assert_eq!(
+            ids(&placements(&s, all, &f("FULFILLED", "", ""))),
+            ["pl-3", "pl-1"]
+        );
+        assert_eq!(
+            ids(&placements(&s, all, &f("", "fleet-tr-a", ""))),
+            ["pl-2", "pl-1"]
+        );
         assert_eq!(ids(&placements(&s, all, &f("", "", "bs-2"))), ["pl-2"]);
     }
 

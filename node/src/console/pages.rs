@@ -151,7 +151,7 @@ pub async fn fleet(
         "fleet.html",
         &title,
         "fleets",
-        minijinja::context! { page => p, charts => minijinja::context! { utilization => chart } },
+        minijinja::context! { page => p, chart },
     )
 }
 

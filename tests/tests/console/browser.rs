@@ -188,6 +188,22 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     }
     let vs_url = format!("{base}/console/virtual_servers/{tr}/api");
     wait_element(b, &vs_url, "#chart-qps svg circle").await?;
+    // The sampled rate is above zero: the caption says the latest value.
+    wait_for("a QPS point above zero", T, || async {
+        b.goto(&vs_url).await.ok()?;
+        let caption = text(b, "#chart-qps figcaption").await.ok()?;
+        let qps: f64 = caption
+            .strip_prefix("calls: ")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (qps > 0.0).then_some(())
+    })
+    .await?;
+    assert!(!text(b, "#chart-rtt-histogram figcaption")
+        .await?
+        .starts_with("0 "));
     b.find(Locator::Css("#chart-rtt-histogram svg rect"))
         .await?;
     assert_eq!(text(b, "#vs-status").await?, "RUNNING");
@@ -227,7 +243,10 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     )
     .await?;
     let cookies = b.execute("return document.cookie;", vec![]).await?;
-    assert!(cookies.to_string().contains("respawn_console="), "{cookies}");
+    assert!(
+        cookies.to_string().contains("respawn_console="),
+        "{cookies}"
+    );
     b.goto(&format!("{base}/console/cluster")).await?;
     assert_eq!(path(b).await?, "/console/login");
 
