@@ -135,13 +135,26 @@ impl Sampler {
         self.store.points(key)
     }
 
-    /// The utilization chart of a fleet.
-    pub fn fleet_chart(&self, fleet: &str, now_ms: u64) -> Result<Chart, ConsoleError> {
+    /// The utilization chart of a fleet: the samples, and `now` (the
+    /// figures as the page reads them) as the latest point.
+    pub fn fleet_chart(
+        &self,
+        fleet: &str,
+        now_ms: u64,
+        now: &Utilization,
+    ) -> Result<Chart, ConsoleError> {
+        let with_now = |what: &str, v: u32| {
+            let mut p = self.points(&fkey(fleet, what));
+            if p.last().is_none_or(|l| l.0 < now_ms) {
+                p.push((now_ms, f64::from(v)));
+            }
+            p
+        };
         let series = [
-            ("sessions", self.points(&fkey(fleet, "sessions"))),
-            ("available slots", self.points(&fkey(fleet, "available"))),
-            ("waiting placements", self.points(&fkey(fleet, "waiting"))),
-            ("processes", self.points(&fkey(fleet, "processes"))),
+            ("sessions", with_now("sessions", now.sessions)),
+            ("available slots", with_now("available", now.available_slots)),
+            ("waiting placements", with_now("waiting", now.waiting_placements)),
+            ("processes", with_now("processes", now.live_processes)),
         ];
         chart("utilization", "Utilization", "", &series, now_ms)
     }
@@ -312,6 +325,13 @@ mod tests {
         assert_eq!(charts[0].caption, "calls: 5 calls/s");
         assert_eq!(charts[2].caption, "50 calls in the window");
         assert_eq!(s.points(&fkey("f", "sessions")).len(), 1);
+        let now = Utilization {
+            sessions: 3,
+            ..Utilization::default()
+        };
+        let c = s.fleet_chart("f", 25_000, &now).unwrap();
+        assert!(c.caption.starts_with("sessions: 3 ·"), "{}", c.caption);
+        assert_eq!(c.svg.matches("<circle").count(), 8);
         // The VS is gone: its history goes too.
         s.record(30_000, &[], &[]);
         assert!(s.rtt_histogram(&k).iter().all(|b| b.1 == 0));

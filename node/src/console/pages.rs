@@ -143,7 +143,7 @@ pub async fn fleet(
     let p = found.ok_or_else(|| PageError::NotFound(format!("fleet '{id}' not found")))?;
     let chart = c
         .sampler()
-        .fleet_chart(&p.fleet.id, respawn_types::now_millis())?;
+        .fleet_chart(&p.fleet.id, respawn_types::now_millis(), &p.fleet.now)?;
     let title = format!("Fleet {}", p.fleet.id);
     page(
         &c,
