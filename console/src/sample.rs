@@ -152,8 +152,14 @@ impl Sampler {
         };
         let series = [
             ("sessions", with_now("sessions", now.sessions)),
-            ("available slots", with_now("available", now.available_slots)),
-            ("waiting placements", with_now("waiting", now.waiting_placements)),
+            (
+                "available slots",
+                with_now("available", now.available_slots),
+            ),
+            (
+                "waiting placements",
+                with_now("waiting", now.waiting_placements),
+            ),
             ("processes", with_now("processes", now.live_processes)),
         ];
         chart("utilization", "Utilization", "", &series, now_ms)
