@@ -25,6 +25,8 @@ pub mod types;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod repair_tests;
+#[cfg(test)]
 mod tests;
 
 pub use batcher::Committed;

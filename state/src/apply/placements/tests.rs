@@ -395,9 +395,14 @@ fn start_placement_validation() {
         Rejection::Conflict(_)
     ));
     h.ok(sp(1, fleet_id(), 2, vec![]));
-    // The id is used now.
+    // The id is used now: the same request again is answered as done
+    // (`repeated_start_placement_is_idempotent`), another one refused.
+    assert_eq!(
+        h.run(sp(1, fleet_id(), 2, vec![])).0,
+        Ok(Applied::Unchanged)
+    );
     assert!(matches!(
-        h.refused(sp(1, fleet_id(), 2, vec![])),
+        h.refused(sp(1, fleet_id(), 3, vec![])),
         Rejection::Conflict(_)
     ));
     // Foreign title region: an id issued to another region cannot be used here.
