@@ -81,6 +81,8 @@ pub struct ClusterStatus {
     pub change_in_progress: bool,
     /// The configuration is joint (old and new voters both count).
     pub joint: bool,
+    /// Log index of the entry that set the current configuration.
+    pub membership_index: Option<u64>,
     pub members: Vec<MemberView>,
     /// In answers to membership calls: `done`, or `in_progress` (202) for a
     /// change still being committed; poll `GET /admin/cluster` until
@@ -184,6 +186,7 @@ async fn cluster_status(edge: &Edge, outcome: Option<ChangeOutcome>) -> ClusterS
         can_commit: cluster.in_quorum(Duration::from_secs(1)).await,
         change_in_progress: !committed,
         joint: m.joint,
+        membership_index: m.log_index,
         members: members.into_values().collect(),
         outcome: outcome.map(|o| match o {
             ChangeOutcome::Done => "done".into(),
