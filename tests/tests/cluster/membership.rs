@@ -172,3 +172,121 @@ async fn misuse_is_refused_and_a_real_node_joins_and_leaves() -> anyhow::Result<
     assert_eq!(c.node(leader).consensus.membership().voters, before.voters);
     Ok(())
 }
+
+async fn get(url: &str) -> anyhow::Result<(u16, Value)> {
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+/// The brick of issue 10 as the old code made it (a learner that never
+/// answers, promoted: a joint configuration nothing can commit, stored in
+/// the log). The node still starts from that data directory, serves its
+/// status and tells the truth on /readyz; `force_new_cluster` repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bricked_data_directory_starts_and_is_repaired() -> anyhow::Result<()> {
+    // A configuration and a certificate from a cluster of one, which is
+    // then stopped: its ports are reused.
+    let mut c = TestCluster::start(ClusterOptions {
+        nodes: 1,
+        ..Default::default()
+    })
+    .await?;
+    c.kill(1).await;
+    let mut cfg = c.cfgs[0].clone();
+    cfg.server.bootstrap = Bootstrap::Single;
+    cfg.server.members = Vec::new();
+    let dir = tempfile::tempdir()?;
+    cfg.data_dir = dir.path().to_path_buf();
+    let identity = Identity::load_dir(cfg.server.pki_dir.as_ref().unwrap())?;
+    let node = ServerNode::start(&cfg, &identity).await?;
+    let base = format!("http://{}", node.http_addr);
+    let backend = respawn_tests::Backend::new(base.clone(), &node.title_regions()[0]);
+    backend
+        .ok("/dsm/request_battle_session_id", json!({}))
+        .await?;
+    node.shutdown().await;
+
+    // Brick it with the consensus handle directly, as the unchecked admin
+    // calls did.
+    let raft_dir = dir.path().join("raft");
+    let consensus = respawn_consensus::Consensus::open(
+        1,
+        &raft_dir,
+        respawn_consensus::RaftSettings::default(),
+        respawn_consensus::SingleNodeNetwork,
+    )
+    .await?;
+    consensus.wait_for_leader(T).await?;
+    let learner = respawn_consensus::NodeInfo {
+        raft_addr: "127.0.0.1:9".into(),
+        http_addr: "127.0.0.1:9".into(),
+    };
+    consensus.add_learner_committed(2, learner).await?;
+    let stuck = consensus.clone();
+    let promote = tokio::spawn(async move {
+        stuck
+            .change_membership(std::collections::BTreeSet::from([1, 2]))
+            .await
+    });
+    wait_for("the joint configuration", T, || async {
+        consensus.membership().joint.then_some(())
+    })
+    .await?;
+    consensus.shutdown().await?;
+    let _ = promote.await;
+    drop(consensus);
+
+    // It starts, and says what is wrong.
+    let node = ServerNode::start(&cfg, &identity).await?;
+    let (s, v) = get(&format!("{base}/admin/cluster")).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["can_commit"], &v["change_in_progress"], &v["joint"]),
+        (&json!(false), &json!(true), &json!(true)),
+        "{v}"
+    );
+    let (s, v) = get(&format!("{base}/readyz")).await?;
+    assert_eq!(s, 503, "{v}");
+    let (s, v) = backend
+        .post("/dsm/request_battle_session_id", json!({}))
+        .await?;
+    assert_eq!(s, 503, "{v}");
+    // Another change cannot start; the answer says how to repair.
+    let (s, v) = admin(&base, "remove", json!({"node_id": 2})).await?;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("force-new-cluster"),
+        "{v}"
+    );
+    node.shutdown().await;
+
+    // The repair.
+    cfg.server.force_new_cluster = true;
+    let node = ServerNode::start(&cfg, &identity).await?;
+    wait_for("ready after the repair", T, || async {
+        (get(&format!("{base}/readyz")).await.ok()?.0 == 200).then_some(())
+    })
+    .await?;
+    let (_, v) = get(&format!("{base}/admin/cluster")).await?;
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        (&v["can_commit"], &v["change_in_progress"]),
+        (&json!(true), &json!(false)),
+        "{v}"
+    );
+    backend
+        .ok("/dsm/request_battle_session_id", json!({}))
+        .await?;
+    node.shutdown().await;
+    Ok(())
+}
