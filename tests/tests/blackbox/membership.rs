@@ -309,7 +309,7 @@ async fn a_learner_that_dies_is_not_promoted_and_is_removed() -> anyhow::Result<
     assert!(admin.members().await?.contains(&(2, "learner".into())));
     // The learner dies; promoting it now is refused at once, nothing changes.
     let mut n2 = procs.0.remove(1);
-    n2.kill()?;
+    let _ = n2.kill();
     n2.wait()?;
     let (s, v) = admin.post("promote", json!({"node_id": 2})).await?;
     assert_eq!(
@@ -327,7 +327,7 @@ async fn a_learner_that_dies_is_not_promoted_and_is_removed() -> anyhow::Result<
 
     // Node 1 restarts from its data directory and commits.
     let mut n1 = procs.0.remove(0);
-    n1.kill()?;
+    let _ = n1.kill();
     n1.wait()?;
     procs.0.push(server(dir.path(), "n1", &cfg(0, ""))?);
     wait_for("node 1 ready again", T, || async {
