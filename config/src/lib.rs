@@ -678,6 +678,10 @@ mod tests {
         std::fs::write(&path, "[server]\nnode_id = 0\n").unwrap();
         let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("server.node_id"), "{e}");
+        // Above 2^53 - 1 (a JSON number loses it): refused too.
+        std::fs::write(&path, "[server]\nnode_id = 9223372036854775806\n").unwrap();
+        let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("server.node_id"), "{e}");
         std::fs::write(&path, "[server]\nnode_idd = 3\n").unwrap();
         let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("node_idd"), "{e}");

@@ -272,6 +272,8 @@ pub async fn remove(
 /// How long `join` waits for the new learner to catch up before it answers
 /// 202 (the joining node calls again).
 const JOIN_CATCH_UP: Duration = Duration::from_secs(4);
+/// The longest a `join` call takes: past it, 202 (what was started goes on).
+const JOIN_LIMIT: Duration = Duration::from_secs(12);
 
 /// Join: add the node as a learner (checked as for `add_learner`), wait a
 /// little for it to catch up, then promote it. 202 when it has not caught
@@ -283,32 +285,37 @@ const JOIN_CATCH_UP: Duration = Duration::from_secs(4);
     security(("admin_token" = [])))]
 pub async fn join(State(edge): State<Edge>, _: Admin, ApiJson(n): ApiJson<NodeSpec>) -> Answer {
     let info = check_spec(&n)?;
+    match tokio::time::timeout(JOIN_LIMIT, join_steps(&edge, n.node_id, info)).await {
+        Ok(answer) => answer,
+        Err(_) => answer(&edge, ChangeOutcome::InProgress).await,
+    }
+}
+
+/// Add as a learner, then promote once caught up (see [`join`]).
+async fn join_steps(edge: &Edge, node_id: u64, info: NodeInfo) -> Answer {
     let cluster = &edge.server.cluster;
     let added = cluster
-        .change_membership(MembershipOp::AddLearner {
-            node_id: n.node_id,
-            info,
-        })
+        .change_membership(MembershipOp::AddLearner { node_id, info })
         .await?;
     if added == ChangeOutcome::InProgress {
-        return answer(&edge, added).await;
+        return answer(edge, added).await;
     }
     let deadline = tokio::time::Instant::now() + JOIN_CATCH_UP;
     loop {
         match cluster
-            .change_membership(MembershipOp::Promote { node_id: n.node_id })
+            .change_membership(MembershipOp::Promote { node_id })
             .await
         {
-            Ok(outcome) => return answer(&edge, outcome).await,
+            Ok(outcome) => return answer(edge, outcome).await,
             // Not caught up yet (or the add still settling): a moment more.
             Err(ConsensusError::Rejected(Rejection::InvalidState(why)))
                 if tokio::time::Instant::now() < deadline =>
             {
-                tracing::debug!(node = n.node_id, %why, "join: waiting for the learner");
+                tracing::debug!(node = node_id, %why, "join: waiting for the learner");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(ConsensusError::Rejected(Rejection::InvalidState(_))) => {
-                return answer(&edge, ChangeOutcome::InProgress).await
+                return answer(edge, ChangeOutcome::InProgress).await
             }
             Err(e) => return Err(e.into()),
         }
