@@ -108,6 +108,13 @@ pub struct ServerSection {
     /// of this cluster's edge). Unset: `advertise_http`, else `http_addr`.
     #[serde(default)]
     pub backend_api_domain: Option<String>,
+    /// Repair: before starting, make this node the only member of its
+    /// cluster, whatever the stored membership says (see
+    /// `docs/operations.md`, "Repairing a cluster that cannot commit").
+    /// Meant for one start (`respawn server --force-new-cluster`), on the
+    /// survivor of a cluster whose other members are gone for good.
+    #[serde(default)]
+    pub force_new_cluster: bool,
 }
 
 fn default_region_type() -> String {
@@ -290,6 +297,7 @@ impl Default for Config {
                 node_id_from_hostname: false,
                 region_type: default_region_type(),
                 backend_api_domain: None,
+                force_new_cluster: false,
             },
             agent: AgentSection {
                 server_addr: "127.0.0.1:7600".into(),
@@ -402,8 +410,11 @@ impl Config {
 
     /// Checks what serde cannot: ranges, ids, references between sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.node_id == 0 {
-            return Err(invalid("server.node_id", "must not be 0"));
+        if self.server.node_id == 0 || self.server.node_id > limits::MAX_NODE_ID {
+            return Err(invalid(
+                "server.node_id",
+                format!("must be between 1 and {}", limits::MAX_NODE_ID),
+            ));
         }
         if !["dev", "test", "release"].contains(&self.server.region_type.as_str()) {
             return Err(invalid(
@@ -665,6 +676,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[server]\nnode_id = 0\n").unwrap();
+        let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("server.node_id"), "{e}");
+        // Above 2^53 - 1 (a JSON number loses it): refused too.
+        std::fs::write(&path, "[server]\nnode_id = 9223372036854775806\n").unwrap();
         let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("server.node_id"), "{e}");
         std::fs::write(&path, "[server]\nnode_idd = 3\n").unwrap();

@@ -236,6 +236,61 @@ impl Consensus {
         Ok(())
     }
 
+    /// Adds `id` as a learner and returns once that membership is
+    /// committed, without waiting for the learner to catch up (see
+    /// [`Consensus::matched_index`]). Leader only.
+    pub async fn add_learner_committed(
+        &self,
+        id: u64,
+        node: NodeInfo,
+    ) -> Result<(), ConsensusError> {
+        self.raft
+            .add_learner(id, node, false)
+            .await
+            .map_err(client_write_error)?;
+        Ok(())
+    }
+
+    /// Removes the learner `id` (one step: the voters do not change, so the
+    /// current quorum commits it). Leader only.
+    pub async fn remove_learner(&self, id: u64) -> Result<(), ConsensusError> {
+        self.raft
+            .change_membership(
+                openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                false,
+            )
+            .await
+            .map_err(client_write_error)?;
+        Ok(())
+    }
+
+    /// Whether the latest membership this member knows is committed (no
+    /// change in progress, as far as it knows). On the leader this is
+    /// exactly whether openraft would accept another change.
+    pub async fn membership_committed(&self) -> Result<bool, ConsensusError> {
+        self.raft
+            .with_raft_state(|st| {
+                st.membership_state.committed().log_id() == st.membership_state.effective().log_id()
+            })
+            .await
+            .map_err(fatal)
+    }
+
+    /// On the leader: the last log index known to be stored on `id`
+    /// (`Some(None)` while nothing is), from the replication metrics;
+    /// `None` if this member does not lead or does not replicate to `id`.
+    pub fn matched_index(&self, id: u64) -> Option<Option<u64>> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let matched = m.replication.as_ref()?.get(&id)?;
+        Some(matched.map(|l| l.index))
+    }
+
+    /// The last log index appended on this member.
+    pub fn last_log_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().last_log_index
+    }
+
     /// Makes `voters` the voting members (a joint change, committed in two
     /// steps; this returns after both). Every new voter must be a learner
     /// already ([`Consensus::add_learner`]). Members left out are removed
@@ -267,17 +322,19 @@ impl Consensus {
         let m = self.raft.metrics();
         let m = m.borrow();
         let stored = &m.membership_config;
-        let membership = stored.membership();
-        MembershipView {
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
-            nodes: membership
-                .nodes()
-                .map(|(id, info)| (*id, info.clone()))
-                .collect(),
-            joint: membership.get_joint_config().len() > 1,
-            log_index: stored.log_id().map(|l| l.index),
-        }
+        view_of(stored.membership(), stored.log_id().map(|l| l.index))
+    }
+
+    /// [`Consensus::membership`] asked of the Raft core itself rather than
+    /// its published metrics: exact also right after [`Consensus::open`].
+    pub async fn membership_now(&self) -> Result<MembershipView, ConsensusError> {
+        self.raft
+            .with_raft_state(|st| {
+                let e = st.membership_state.effective();
+                view_of(e.membership(), e.log_id().map(|l| l.index))
+            })
+            .await
+            .map_err(fatal)
     }
 
     /// True while this member believes it is the leader. Another member may
@@ -463,6 +520,22 @@ impl Consensus {
     #[cfg(test)]
     pub(crate) fn log_probe(&self) -> &LogProbe {
         &self.log
+    }
+}
+
+fn view_of(
+    membership: &openraft::Membership<u64, NodeInfo>,
+    log_index: Option<u64>,
+) -> MembershipView {
+    MembershipView {
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        nodes: membership
+            .nodes()
+            .map(|(id, info)| (*id, info.clone()))
+            .collect(),
+        joint: membership.get_joint_config().len() > 1,
+        log_index,
     }
 }
 

@@ -17,12 +17,15 @@ pub mod error;
 pub mod handle;
 pub mod log_store;
 pub mod network;
+pub mod repair;
 pub mod rpc;
 pub mod sm;
 pub mod types;
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod repair_tests;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +35,7 @@ pub use handle::{Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FIL
 pub use log_store::{LogReader, LogStore, LogStoreStats};
 pub use network::{NoConnection, SingleNodeNetwork, TransportClient, TransportNetwork};
 pub use openraft::SnapshotPolicy;
+pub use repair::{force_new_cluster, ForcedCluster};
 pub use rpc::RaftRpc;
 pub use sm::{EventSink, SnapshotBuilder, StateHandle, StateMachineStore};
 pub use types::{Batch, BatchResponse, NodeInfo, Raft, RaftMetrics, TypeConfig};

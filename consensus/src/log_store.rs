@@ -40,12 +40,12 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 /// Log entries: index → encoded [`Entry`].
-const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+pub(crate) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 /// Vote, committed log id and last purged log id, encoded.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const KEY_VOTE: &str = "vote";
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
-const KEY_LAST_PURGED: &str = "last_purged";
+pub(crate) const KEY_LAST_PURGED: &str = "last_purged";
 
 /// Upper bound of write operations folded into one transaction.
 const MAX_BATCH_OPS: usize = 4096;

@@ -434,6 +434,13 @@ impl Transport for QuicTransport {
         );
     }
 
+    fn forget(&self, node: NodeId) {
+        let peer = lock(&self.inner.peers).remove(&node);
+        if let Some(link) = peer.and_then(|p| lock(&p.link).take()) {
+            link.close("forgotten");
+        }
+    }
+
     fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
         let inner = Arc::clone(&self.inner);
         async move {

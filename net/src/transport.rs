@@ -62,6 +62,11 @@ pub trait Transport: Send + Sync + 'static {
     /// learned from the Raft membership. In-memory transports ignore it.
     fn set_address(&self, _node: NodeId, _addr: &str) {}
 
+    /// Forgets what [`Transport::set_address`] recorded for `node` (and
+    /// closes its link): a node that was probed and refused leaves nothing
+    /// behind. In-memory transports ignore it.
+    fn forget(&self, _node: NodeId) {}
+
     /// Closes the transport for good (its node is shutting down): drops
     /// its connections and releases its sockets; later calls fail with
     /// `Unreachable`. Resolves once the resources are released, or after

@@ -495,6 +495,26 @@ async fn quic_a_peer_with_the_wrong_name_is_refused() {
     assert!(within("call", ping(&t, 2)).await.is_ok());
 }
 
+/// A node probed and refused leaves nothing behind: `forget` drops its
+/// address and link, and calls to it are to an unknown node again.
+#[tokio::test]
+async fn quic_forget_drops_a_peer() {
+    let ca = Pki::generate_ca("cluster CA").unwrap();
+    let a = quic_node(&ca, 1, loopback());
+    let b = quic_node(&ca, 2, loopback());
+    a.transport.set_address(2, &b.addr.to_string());
+    let t: Arc<dyn Transport> = a.transport.clone();
+    assert!(within("call", ping(&t, 2)).await.is_ok());
+    t.forget(2);
+    assert_eq!(a.transport.address(2), None);
+    assert_eq!(
+        ping(&t, 2).await.unwrap_err(),
+        TransportError::UnknownNode(2)
+    );
+    // Forgetting a node never known is harmless.
+    t.forget(7);
+}
+
 #[tokio::test]
 async fn quic_server_refuses_peers_that_are_not_named_nodes() {
     let ca = Pki::generate_ca("cluster CA").unwrap();

@@ -32,8 +32,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Dev(a) => dev::dev(&cli, a).await,
         Cmd::Server(a) => {
             let mut o = common(&cli);
-            o.push(("server.http_addr", s(a.server.http_addr)));
-            o.push(("server.quic_addr", s(a.server.quic_addr)));
+            o.extend(a.server.overrides());
             o.push((
                 "server.node_id",
                 a.node_id.map(|n| toml::Value::Integer(n as i64)),

@@ -112,6 +112,21 @@ impl ServerNode {
             max_in_snapshot_log_to_keep: cfg.server.snapshot_every.min(1_000),
             ..RaftSettings::default()
         };
+        let me = NodeInfo {
+            raft_addr: cfg
+                .server
+                .advertise_quic
+                .clone()
+                .unwrap_or_else(|| quic_addr.to_string()),
+            http_addr: cfg
+                .server
+                .advertise_http
+                .clone()
+                .unwrap_or_else(|| http_addr.to_string()),
+        };
+        if cfg.server.force_new_cluster {
+            force_new_cluster(&cfg.data_dir.join("raft"), node_id, &me)?;
+        }
         let consensus = Consensus::open(
             node_id,
             &cfg.data_dir.join("raft"),
@@ -158,25 +173,25 @@ impl ServerNode {
             handler.clone(),
         ));
 
-        let me = NodeInfo {
-            raft_addr: cfg
-                .server
-                .advertise_quic
-                .clone()
-                .unwrap_or_else(|| quic_addr.to_string()),
-            http_addr: cfg
-                .server
-                .advertise_http
-                .clone()
-                .unwrap_or_else(|| http_addr.to_string()),
-        };
         let admin_token = admin_token(cfg)?;
         let mut tasks = vec![accept];
         match cfg.server.bootstrap {
             Bootstrap::Single => {
-                consensus.initialize_single_node(me.clone()).await?;
-                consensus.wait_for_leader(Duration::from_secs(30)).await?;
-                bootstrap_config(&cluster, cfg).await?;
+                let view = consensus.membership_now().await?;
+                if view.nodes.is_empty() || (view.voters == [node_id].into() && !view.joint) {
+                    consensus.initialize_single_node(me.clone()).await?;
+                    consensus.wait_for_leader(Duration::from_secs(30)).await?;
+                    bootstrap_config(&cluster, cfg).await?;
+                } else {
+                    // Other members were added since: whether this node can
+                    // commit depends on them. Start anyway (status, repair);
+                    // the configuration is applied when it leads.
+                    tracing::warn!(
+                        voters = ?view.voters,
+                        joint = view.joint,
+                        "this node is no longer a cluster of one; starting without waiting for a quorum"
+                    );
+                }
             }
             Bootstrap::Members => {
                 let members: BTreeMap<NodeId, NodeInfo> = cfg
@@ -351,6 +366,26 @@ impl ServerNode {
     }
 }
 
+/// `--force-new-cluster`: rewrites the stored membership so that this node
+/// is its only member (`respawn_consensus::repair`), before Raft opens.
+fn force_new_cluster(
+    dir: &std::path::Path,
+    node_id: NodeId,
+    me: &NodeInfo,
+) -> Result<(), NodeError> {
+    match respawn_consensus::force_new_cluster(dir, node_id, me.clone())? {
+        Some(f) => tracing::warn!(
+            node_id,
+            index = f.index,
+            term = f.term,
+            "force-new-cluster: this node is now the only member of its cluster; \
+             wipe the other nodes' data directories before adding them again"
+        ),
+        None => tracing::info!("force-new-cluster: no log yet, nothing to repair"),
+    }
+    Ok(())
+}
+
 /// Asks a member's admin API to add this node, until it is a member.
 async fn join_cluster(
     consensus: Consensus,
@@ -370,9 +405,13 @@ async fn join_cluster(
             .send()
             .await;
         match res {
-            Ok(r) if r.status().is_success() => {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => {
                 tracing::info!(%url, "joined the cluster");
                 return;
+            }
+            // Added, still catching up or committing: ask again.
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                tracing::info!(%url, "joining: in progress");
             }
             Ok(r) => tracing::warn!(%url, status = %r.status(), "join refused; retrying"),
             Err(e) => tracing::warn!(%url, error = %e, "join failed; retrying"),

@@ -74,6 +74,9 @@ impl Transport for CutTransport {
     fn set_address(&self, node: NodeId, addr: &str) {
         self.inner.set_address(node, addr)
     }
+    fn forget(&self, node: NodeId) {
+        self.inner.forget(node)
+    }
     fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
         self.inner.close(within)
     }

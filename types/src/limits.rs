@@ -18,6 +18,11 @@ pub const MAX_PLAYER_DATA_BYTES: usize = 4_096;
 /// text is clipped (with an ellipsis).
 pub const TEXT_LIMIT: usize = 1_024;
 
+/// Largest server node id: 2^53 − 1, the largest integer a JSON number
+/// carries exactly in every client (JavaScript's `Number.MAX_SAFE_INTEGER`).
+/// Ids are 1 to this; the configuration and the admin API refuse others.
+pub const MAX_NODE_ID: u64 = (1 << 53) - 1;
+
 /// A millisecond range in whole seconds, for the configuration file and the
 /// HTTP API, which speak seconds.
 pub const fn in_secs((lo, hi): (u64, u64)) -> (u64, u64) {

@@ -3,7 +3,7 @@
 //! virtual server.
 
 use super::launch::{
-    agent_identity, common, init_tracing, overrides, print_credentials, s, server_identity,
+    agent_identity, common, init_tracing, overrides, print_credentials, server_identity,
     wait_for_signal,
 };
 use super::{Cli, DevArgs};
@@ -27,8 +27,7 @@ pub async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     }
 
     let mut o = common(cli);
-    o.push(("server.http_addr", s(a.server.http_addr)));
-    o.push(("server.quic_addr", s(a.server.quic_addr)));
+    o.extend(a.server.overrides());
     let mut cfg = Config::load(base, cli.config.as_deref(), &overrides(&o))?;
     init_tracing(&cfg.log);
     // The sample virtual server (examples/python-vs), embedded so that

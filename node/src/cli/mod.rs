@@ -69,6 +69,25 @@ pub struct ServerFlags {
     /// QUIC listener address for agents [default: 127.0.0.1:7600].
     #[arg(long)]
     pub quic_addr: Option<SocketAddr>,
+    /// Repair: make this node the only member of its cluster before it
+    /// starts, whatever its stored membership (when the other voters are
+    /// gone for good and nothing can commit). See docs/operations.md.
+    #[arg(long)]
+    pub force_new_cluster: bool,
+}
+
+impl ServerFlags {
+    /// The configuration overrides these flags make.
+    pub fn overrides(&self) -> Vec<(&'static str, Option<toml::Value>)> {
+        vec![
+            ("server.http_addr", launch::s(self.http_addr)),
+            ("server.quic_addr", launch::s(self.quic_addr)),
+            (
+                "server.force_new_cluster",
+                self.force_new_cluster.then_some(toml::Value::Boolean(true)),
+            ),
+        ]
+    }
 }
 
 #[derive(Args)]

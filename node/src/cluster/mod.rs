@@ -8,7 +8,8 @@
 //!   waits until it has applied that index, then reads locally. Read index
 //!   rather than a leader lease because a lease depends on bounded clock
 //!   drift between machines, which nothing here guarantees.
-//! - [`Cluster::change_membership`], carried out by the leader.
+//! - [`Cluster::change_membership`] ([`membership`]): checked, bounded
+//!   membership changes, carried out by the leader.
 //! - [`Cluster::announce_leaving`] ([`handover`]): a leader that stops names
 //!   a successor, which stands for election as soon as the others would
 //!   vote for it.
@@ -17,15 +18,15 @@
 //! the server's (`crate::server::inbound`).
 
 pub mod handover;
+pub mod membership;
 pub mod wire;
 
 use respawn_consensus::{Consensus, ConsensusError};
 use respawn_net::transport::{Service, SharedTransport};
-use respawn_state::{Applied, Command, Rejection, Request};
+use respawn_state::{Applied, Command, Request};
 use respawn_types::NodeId;
-use std::collections::BTreeSet;
 use std::time::Duration;
-use wire::{decode, encode, ClusterMsg, ClusterReply, MembershipOp, RemoteError};
+use wire::{decode, encode, ClusterMsg, ClusterReply, RemoteError};
 
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,42 +182,5 @@ impl Cluster {
         };
         self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
         Ok(self.consensus.read(f))
-    }
-
-    /// Applies a membership change on the leader.
-    pub async fn change_membership(&self, op: MembershipOp) -> Result<(), ConsensusError> {
-        if !self.consensus.is_leader() {
-            let leader = self
-                .consensus
-                .leader()
-                .map(|(id, _)| id)
-                .ok_or(ConsensusError::NotLeader { leader: None })?;
-            return match self.ask_node(leader, &ClusterMsg::Membership(op)).await? {
-                ClusterReply::Done => Ok(()),
-                ClusterReply::Err(e) => Err(e.into()),
-                other => Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
-            };
-        }
-        let voters = self.consensus.membership().voters;
-        match op {
-            MembershipOp::AddLearner { node_id, info } => {
-                self.consensus.add_learner(node_id, info).await
-            }
-            MembershipOp::Promote { node_id } => {
-                let mut v: BTreeSet<NodeId> = voters;
-                v.insert(node_id);
-                self.consensus.change_membership(v).await
-            }
-            MembershipOp::Remove { node_id } => {
-                let mut v: BTreeSet<NodeId> = voters;
-                v.remove(&node_id);
-                if v.is_empty() {
-                    return Err(ConsensusError::Rejected(Rejection::BadRequest(
-                        "cannot remove the last voter".into(),
-                    )));
-                }
-                self.consensus.change_membership(v).await
-            }
-        }
     }
 }

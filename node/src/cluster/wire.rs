@@ -36,6 +36,10 @@ pub enum ClusterMsg {
     /// other voters' leader lease runs out (see
     /// [`Cluster::announce_leaving`](super::Cluster::announce_leaving)).
     LeaderLeaving { leader: NodeId, successor: NodeId },
+    /// Who are you? Sent to a node before it is made a member: the answer
+    /// (over a link whose certificate the transport checked) proves it is
+    /// there and is who it claims.
+    Identify,
 }
 
 /// A membership change.
@@ -44,6 +48,15 @@ pub enum MembershipOp {
     AddLearner { node_id: NodeId, info: NodeInfo },
     Promote { node_id: NodeId },
     Remove { node_id: NodeId },
+}
+
+/// How far a membership change got within the time a call waits for it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Committed (or there was nothing to change).
+    Done,
+    /// Proposed but not committed yet: it goes on; poll the cluster status.
+    InProgress,
 }
 
 /// Answers on [`Service::Cluster`].
@@ -56,6 +69,14 @@ pub enum ClusterReply {
     Index(u64),
     Agent(AgentReply),
     Done,
+    /// A membership change carried out by the leader, and how far it got.
+    Membership(ChangeOutcome),
+    /// The answer to [`ClusterMsg::Identify`]: this node's id and the
+    /// voters of the cluster it belongs to (empty before it joins one).
+    Identity {
+        node_id: NodeId,
+        voters: Vec<NodeId>,
+    },
     Err(RemoteError),
 }
 

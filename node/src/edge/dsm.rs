@@ -7,7 +7,7 @@ use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use axum::extract::State;
 use axum::Json;
-use respawn_state::{ClusterState, Command, StartPlacement};
+use respawn_state::{Applied, ClusterState, Command, StartPlacement};
 use respawn_types::limits;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
@@ -268,7 +268,7 @@ pub async fn start_battle_session_placement(
     )?;
     let placement_id = match req.placement_id {
         Some(p) => parse("placement_id", PlacementId::parse(p))?,
-        None => PlacementId::generate(),
+        None => placement_id_of(&battle_session_id),
     };
     let (lo, hi) = limits::in_secs(limits::PLACEMENT_TIMEOUT_RANGE);
     let timeout_ms = match req.placement_timeout_secs {
@@ -291,7 +291,8 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    edge.server
+    let applied = edge
+        .server
         .cluster
         .propose(Command::StartPlacement(StartPlacement {
             placement_id: placement_id.clone(),
@@ -304,8 +305,20 @@ pub async fn start_battle_session_placement(
             timeout_ms,
         }))
         .await?;
-    metrics::counter!("respawn_placements_started_total").increment(1);
+    // `Unchanged`: a repeat of the request that made this placement.
+    if applied == Applied::Done {
+        metrics::counter!("respawn_placements_started_total").increment(1);
+    }
     placement(&edge, &tr, &placement_id).await
+}
+
+/// The placement id of a request that names none: `pl-` and the battle
+/// session id's own suffix, so a repeated request names the same placement
+/// (and is answered with it rather than refused).
+fn placement_id_of(battle_session_id: &BattleSessionId) -> PlacementId {
+    let s = battle_session_id.as_str();
+    PlacementId::parse(format!("pl-{}", s.strip_prefix("bs-").unwrap_or(s)))
+        .unwrap_or_else(|_| PlacementId::generate())
 }
 
 /// DescribeBattleSessionPlacement: status of a placement; when FULFILLED, the

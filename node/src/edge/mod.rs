@@ -110,12 +110,20 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the node knows a Raft leader (the edge serves only after start-up).
+/// Readiness: the cluster can commit through this node now — a leader is
+/// known and a quorum confirmed it within 1 s (a read-index round). 503
+/// says why not: writes would fail (see `GET /admin/cluster`).
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
 async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
-    if edge.server.cluster.consensus.leader().is_none() {
+    let cluster = &edge.server.cluster;
+    if cluster.consensus.leader().is_none() {
         return Err(ApiError::unavailable("no Raft leader"));
+    }
+    if !cluster.in_quorum(std::time::Duration::from_secs(1)).await {
+        return Err(ApiError::unavailable(
+            "no quorum answered within 1 s: this node cannot commit writes",
+        ));
     }
     Ok("ready")
 }

@@ -10,7 +10,6 @@ use crate::cluster::Cluster;
 use crate::vs_hub::LoadBoard;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use respawn_consensus::ConsensusError;
 use respawn_net::transport::{Handler, Service};
 use respawn_state::Request;
 use respawn_types::NodeId;
@@ -54,10 +53,6 @@ async fn serve(
     msg: ClusterMsg,
 ) -> ClusterReply {
     let c = &cluster.consensus;
-    let done = |r: Result<(), ConsensusError>| match r {
-        Ok(()) => ClusterReply::Done,
-        Err(e) => ClusterReply::Err(e.into()),
-    };
     match msg {
         // Local only: a forwarded proposal is never forwarded again.
         ClusterMsg::Propose(command) => match c
@@ -90,10 +85,17 @@ async fn serve(
         }
         ClusterMsg::Membership(op) => {
             if c.is_leader() {
-                done(cluster.change_membership(op).await)
+                match cluster.change_membership(op).await {
+                    Ok(outcome) => ClusterReply::Membership(outcome),
+                    Err(e) => ClusterReply::Err(e.into()),
+                }
             } else {
                 ClusterReply::Err(RemoteError::NotLeader(c.leader().map(|(id, _)| id)))
             }
         }
+        ClusterMsg::Identify => ClusterReply::Identity {
+            node_id: c.node_id(),
+            voters: c.membership().voters.into_iter().collect(),
+        },
     }
 }

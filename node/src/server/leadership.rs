@@ -41,6 +41,9 @@ pub async fn run_leader_actors(
 ) {
     let ServerCtx { cluster, links, vs } = ctx.clone();
     let mut metrics = cluster.consensus.metrics();
+    // Failed confirmations in a row (a leader without a quorum retries,
+    // backing off to 5 s, and logs each failure once per try).
+    let mut failures = 0u32;
     loop {
         // Wait to become leader.
         while !cluster.consensus.is_leader() {
@@ -50,10 +53,20 @@ pub async fn run_leader_actors(
             }
         }
         if let Err(e) = cluster.consensus.read_index().await {
-            tracing::warn!(error = %e, "new leader could not confirm its state; retrying");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            failures = failures.saturating_add(1);
+            tracing::warn!(error = %e, failures, "new leader could not confirm its state; retrying");
+            let pause = respawn_types::backoff::capped_exponential(
+                Duration::from_millis(100),
+                Duration::from_secs(5),
+                failures,
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
+            }
             continue;
         }
+        failures = 0;
         if let Err(e) = bootstrap_config(&cluster, &cfg).await {
             tracing::warn!(error = %e, "could not apply the configured title regions and fleets");
         }

@@ -142,16 +142,22 @@ impl ClusterState {
             .get(&sp.fleet_id)
             .filter(|f| f.title_region_id == sp.title_region_id)
             .ok_or_else(|| Rejection::not_found("fleet", &sp.fleet_id))?;
-        if self.placements.contains_key(&sp.placement_id) {
+        // A repeated request (its first answer lost, say) names the
+        // placement it made: same placement id, same battle session, same
+        // parameters. It is answered as done, and changes nothing.
+        if let Some(existing) = self.placements.get(&sp.placement_id) {
+            if self.repeats_start(existing, sp, fleet.placement_timeout_ms) {
+                return Ok(Applied::Unchanged);
+            }
             return Err(Rejection::Conflict(format!(
-                "placement id {} already exists",
+                "placement id {} already exists with another request",
                 sp.placement_id
             )));
         }
-        if self.battle_sessions.contains_key(&sp.battle_session_id) {
+        if let Some(s) = self.battle_sessions.get(&sp.battle_session_id) {
             return Err(Rejection::Conflict(format!(
-                "battle session id {} is already in use",
-                sp.battle_session_id
+                "battle session id {} is already in use by placement {}",
+                sp.battle_session_id, s.placement_id
             )));
         }
         match self.issued_session_ids.get(&sp.battle_session_id) {
@@ -239,6 +245,34 @@ impl ClusterState {
             fleet_id: sp.fleet_id.clone(),
         });
         Ok(Applied::Done)
+    }
+
+    /// Whether `sp` asks again for the placement `existing` made: same
+    /// title region, fleet, battle session, players (ids and data, in
+    /// order), maximum, properties and timeout. Player battle session ids
+    /// are minted per request and not compared. A record pruned since (a
+    /// player battle session) makes it a different request.
+    fn repeats_start(&self, existing: &Placement, sp: &StartPlacement, fleet_timeout: u64) -> bool {
+        let Some(session) = self.battle_sessions.get(&existing.battle_session_id) else {
+            return false;
+        };
+        let players_match =
+            existing.player_battle_sessions.len() == sp.players.len()
+                && existing.player_battle_sessions.iter().zip(&sp.players).all(
+                    |(id, (_, spec))| {
+                        self.player_battle_sessions.get(id).is_some_and(|p| {
+                            p.player_id == spec.player_id && p.player_data == spec.player_data
+                        })
+                    },
+                );
+        existing.title_region_id == sp.title_region_id
+            && existing.fleet_id == sp.fleet_id
+            && existing.battle_session_id == sp.battle_session_id
+            && session.max_players == sp.max_players
+            && session.properties == sp.properties
+            && existing.deadline.saturating_sub(existing.created_at)
+                == sp.timeout_ms.unwrap_or(fleet_timeout)
+            && players_match
     }
 
     fn assign(

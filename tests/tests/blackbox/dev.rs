@@ -128,7 +128,15 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()>
     assert_eq!(s, 400, "{v}");
     let ok = b.post(start, json!({"fleet_id": respawn_config::DEV_FLEET, "battle_session_id": bs, "max_players": 2})).await?;
     assert_eq!(ok.0, 200, "{}", ok.1);
+    // The same request again names the same placement; another one for
+    // the same battle session id is a conflict.
     let (s, v) = b.post(start, json!({"fleet_id": respawn_config::DEV_FLEET, "battle_session_id": bs, "max_players": 2})).await?;
+    assert_eq!(
+        (s, &v["placement"]["placement_id"]),
+        (200, &ok.1["placement"]["placement_id"]),
+        "{v}"
+    );
+    let (s, v) = b.post(start, json!({"fleet_id": respawn_config::DEV_FLEET, "battle_session_id": bs, "max_players": 3})).await?;
     assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
     let (s, _) = b
         .post(

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod dev;
+mod membership;
 mod three_servers;
 mod two_processes;
 
@@ -25,6 +26,11 @@ impl Dev {
     /// Starts `respawn dev` on `dir` and reads the edge address and the
     /// credentials from its output, as a user would.
     fn start(dir: &std::path::Path) -> anyhow::Result<Dev> {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Dev::start`] with more flags (`--force-new-cluster`, say).
+    fn start_with(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Dev> {
         let mut child = Command::new(respawn_bin())
             .args([
                 "dev",
@@ -35,6 +41,7 @@ impl Dev {
                 "--processes",
                 "2",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")

@@ -10,6 +10,7 @@ use respawn_types::*;
 use std::time::Duration;
 
 mod agent_failover;
+mod membership;
 mod partition;
 mod placement;
 mod randomized;

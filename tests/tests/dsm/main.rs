@@ -5,7 +5,7 @@
 use respawn_config::DEV_FLEET;
 use respawn_tests::*;
 use respawn_types::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 mod agent_link;

@@ -214,3 +214,92 @@ async fn activation_timeout_fails_placement_over_to_another_process() -> anyhow:
     }
     Ok(())
 }
+
+/// A backend that lost the answer to StartBattleSessionPlacement retries it:
+/// the same request names the same placement (200, the same placement and
+/// player battle session ids, whatever its status by then); another request
+/// for that battle session id is still a conflict, and nothing is doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_start_placement_answers_the_existing_placement() -> anyhow::Result<()> {
+    let c = Cluster::start(Options {
+        processes: 1,
+        ..Options::default()
+    })
+    .await?;
+    c.wait_ready(1).await?;
+    let b = &c.backend;
+    let bs = b.ok("/dsm/request_battle_session_id", json!({})).await?["battle_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let request = json!({
+        "fleet_id": DEV_FLEET, "battle_session_id": bs, "max_players": 4,
+        "properties": {"map": "dust"},
+        "players": [{"player_id": "ann", "player_data": "red"}, {"player_id": "ben"}],
+    });
+    let start = "/dsm/start_battle_session_placement";
+    let first = b.ok(start, request.clone()).await?["placement"].clone();
+    let pl = first["placement_id"].as_str().unwrap().to_string();
+    let pbs = |v: &Value| -> Vec<Value> {
+        v["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["player_battle_session_id"].clone())
+            .collect()
+    };
+    let again = b.ok(start, request.clone()).await?["placement"].clone();
+    assert_eq!(again["placement_id"], first["placement_id"]);
+    assert_eq!(pbs(&again), pbs(&first));
+    b.wait_status(&pl, "FULFILLED", T).await?;
+    let late = b.ok(start, request.clone()).await?["placement"].clone();
+    assert_eq!(late["placement_id"], first["placement_id"]);
+    assert_eq!(late["status"], "FULFILLED");
+    assert_eq!(pbs(&late), pbs(&first));
+
+    // Different requests for the same battle session id: 409, no change.
+    let mut other = request.clone();
+    other["max_players"] = json!(5);
+    let mut other_players = request.clone();
+    other_players["players"] =
+        json!([{"player_id": "ann", "player_data": "blue"}, {"player_id": "ben"}]);
+    let mut other_id = request.clone();
+    other_id["placement_id"] = json!("pl-chosen-by-the-caller");
+    for r in [other, other_players, other_id] {
+        let (status, body) = b.post(start, r).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (409, Some("conflict")),
+            "{body}"
+        );
+    }
+    let q = b
+        .ok(
+            "/dsm/query_player_battle_sessions",
+            json!({"player_id": "ann"}),
+        )
+        .await?;
+    assert_eq!(
+        q["player_battle_sessions"].as_array().unwrap().len(),
+        1,
+        "{q}"
+    );
+    assert_eq!(b.describe(&pl).await?["status"], "FULFILLED");
+
+    // A caller-chosen placement id repeats the same way.
+    let bs2 = b.ok("/dsm/request_battle_session_id", json!({})).await?["battle_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chosen = json!({"fleet_id": DEV_FLEET, "battle_session_id": bs2, "max_players": 2,
+        "placement_id": "pl-mine-1"});
+    assert_eq!(
+        b.ok(start, chosen.clone()).await?["placement"]["placement_id"],
+        "pl-mine-1"
+    );
+    assert_eq!(
+        b.ok(start, chosen).await?["placement"]["placement_id"],
+        "pl-mine-1"
+    );
+    Ok(())
+}

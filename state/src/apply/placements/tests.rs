@@ -395,9 +395,14 @@ fn start_placement_validation() {
         Rejection::Conflict(_)
     ));
     h.ok(sp(1, fleet_id(), 2, vec![]));
-    // The id is used now.
+    // The id is used now: the same request again is answered as done
+    // (`repeated_start_placement_is_idempotent`), another one refused.
+    assert_eq!(
+        h.run(sp(1, fleet_id(), 2, vec![])).0,
+        Ok(Applied::Unchanged)
+    );
     assert!(matches!(
-        h.refused(sp(1, fleet_id(), 2, vec![])),
+        h.refused(sp(1, fleet_id(), 3, vec![])),
         Rejection::Conflict(_)
     ));
     // Foreign title region: an id issued to another region cannot be used here.
@@ -479,4 +484,79 @@ fn terminate_battle_session_by_ds() {
         battle_session_id: bs(1),
     });
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
+}
+
+/// A repeated StartPlacement (same placement id, battle session and
+/// parameters; new player battle session ids minted) is answered
+/// `Unchanged` and changes nothing, whatever the placement's status since;
+/// any difference is still a conflict.
+#[test]
+fn repeated_start_placement_is_idempotent() {
+    let mut h = H::new(ServerMode::Simple);
+    h.ready_process(1);
+    h.start(1, vec![(pbs(1), player(1))]);
+    let repeat = |players: Vec<(PlayerBattleSessionId, PlayerSpec)>, max: u32| {
+        Command::StartPlacement(StartPlacement {
+            placement_id: pl(1),
+            title_region_id: tr(),
+            fleet_id: fleet_id(),
+            battle_session_id: bs(1),
+            max_players: max,
+            properties: Default::default(),
+            players,
+            timeout_ms: None,
+        })
+    };
+    let same = repeat(vec![(pbs(9), player(1))], 4);
+    let before = h.s.clone();
+    let (r, ev) = h.run(same.clone());
+    assert_eq!(r, Ok(Applied::Unchanged));
+    assert!(ev.is_empty());
+    assert_eq!(h.s, before, "a repeat changes nothing");
+    assert!(!h.s.player_battle_sessions.contains_key(&pbs(9)));
+
+    // Different players, maximum, timeout, or another placement id for the
+    // same battle session: conflicts.
+    assert!(matches!(
+        h.refused(repeat(vec![(pbs(9), player(2))], 4)),
+        Rejection::Conflict(_)
+    ));
+    assert!(matches!(
+        h.refused(repeat(vec![], 4)),
+        Rejection::Conflict(_)
+    ));
+    assert!(matches!(
+        h.refused(repeat(vec![(pbs(9), player(1))], 3)),
+        Rejection::Conflict(_)
+    ));
+    let Command::StartPlacement(mut sp) = same.clone() else {
+        unreachable!()
+    };
+    sp.timeout_ms = Some(12_345);
+    assert!(matches!(
+        h.refused(Command::StartPlacement(sp.clone())),
+        Rejection::Conflict(_)
+    ));
+    sp.timeout_ms = None;
+    sp.placement_id = pl(2);
+    assert!(matches!(
+        h.refused(Command::StartPlacement(sp)),
+        Rejection::Conflict(_)
+    ));
+
+    // Still answered the same once the placement has moved on.
+    h.ok(Command::AssignPlacement {
+        placement_id: pl(1),
+        process_id: pid(1),
+    });
+    h.ok(Command::ActivateBattleSession {
+        process_id: pid(1),
+        battle_session_id: bs(1),
+    });
+    let before = h.s.clone();
+    let (r, ev) = h.run(same);
+    assert_eq!(r, Ok(Applied::Unchanged));
+    assert!(ev.is_empty());
+    assert_eq!(h.s, before);
+    assert_eq!(h.placement(1).status, PlacementStatus::Fulfilled);
 }
