@@ -497,14 +497,18 @@ async fn shutdown_releases_the_port_with_links_open() {
     let addr = server.local_addr().unwrap();
     // A server whose link tasks belong to its accept loop, with a handler
     // that never answers.
+    // Told when a request reaches the server's handler.
+    let (arrived, mut in_flight) = tokio::sync::mpsc::unbounded_channel::<()>();
     let accept = {
         let server = server.clone();
         tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             while let Some(accepted) = server.accept().await {
                 let Ok(link) = accepted else { continue };
-                links.spawn(serve_requests(link, |_: AgentToServer| async {
-                    std::future::pending::<ServerReply>().await
+                let arrived = arrived.clone();
+                links.spawn(serve_requests(link, move |_: AgentToServer| {
+                    let _ = arrived.send(());
+                    async { std::future::pending::<ServerReply>().await }
                 }));
             }
             links.shutdown().await;
@@ -525,7 +529,8 @@ async fn shutdown_releases_the_port_with_links_open() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The request is in flight: the server's handler holds it.
+    within("request in flight", in_flight.recv()).await.unwrap();
 
     within("shutdown", server.shutdown(DEADLINE)).await.unwrap();
     // Bound again at once, no retry.

@@ -598,6 +598,8 @@ async fn sim_agent(
         processes,
         session: None,
         observer,
+        vs_port: None,
+        parallel: false,
     })
     .await?)
 }

@@ -1,28 +1,27 @@
 //! A harness for multi-node tests: N server nodes in this process over one
 //! transport seam (in memory, or real QUIC on loopback), M simulated agents
 //! ([`SimAgent`]) on real QUIC links, and fault injection: partition any sets of nodes,
-//! isolate one, delay or drop messages, kill a node and restart it with its
-//! data. Everything outside observers see is recorded in a [`History`].
+//! isolate one, delay or drop messages, crash a node (or stop it) and
+//! restart it with its data. Everything outside observers see is recorded in a [`History`].
 #![allow(clippy::field_reassign_with_default)]
 
 use crate::backend::Backend;
 use crate::history::{History, Observation};
 use crate::support::{init_logs, wait_for};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 pub use respawn::simulated_agent::SimAgent;
 use respawn::simulated_agent::{SimAgentOptions, SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
-use respawn_net::transport::{
-    MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError,
-};
-use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
+use respawn_net::transport::{MemRouter, Service, SharedTransport, Transport, TransportError};
+use respawn_net::{CaBundle, Identity, PeerKind, Pki};
 use respawn_state::ClusterState;
 use respawn_types::*;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,11 +48,13 @@ impl Cuts {
     }
 }
 
-/// Wraps a transport with the [`Cuts`] (the sender refuses cut pairs).
+/// Wraps a node's transport with the [`Cuts`] (the sender refuses cut
+/// pairs) and with its crash: once silenced, every call fails at once.
 struct CutTransport {
     me: NodeId,
     inner: SharedTransport,
     cuts: Arc<Cuts>,
+    silenced: AtomicBool,
 }
 
 impl Transport for CutTransport {
@@ -64,6 +65,9 @@ impl Transport for CutTransport {
         payload: Bytes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        if self.silenced.load(Ordering::Relaxed) {
+            return Box::pin(async move { Err(TransportError::Unreachable(to, "crashed".into())) });
+        }
         if self.cuts.cut(self.me, to) {
             return Box::pin(
                 async move { Err(TransportError::Unreachable(to, "partitioned".into())) },
@@ -77,6 +81,10 @@ impl Transport for CutTransport {
     fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
         self.inner.close(within)
     }
+    fn silence(&self) {
+        self.silenced.store(true, Ordering::Relaxed);
+        self.inner.silence()
+    }
 }
 
 /// Options of a test cluster.
@@ -88,6 +96,9 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     pub placement_timeout_secs: u64,
     pub activation_timeout_secs: u64,
+    /// `Some(n)`: [`FLEET`] runs parallel mode, at most `n` sessions per
+    /// process (and the simulated agents end sessions, not processes).
+    pub parallel: Option<u32>,
 }
 
 impl Default for ClusterOptions {
@@ -98,6 +109,7 @@ impl Default for ClusterOptions {
             snapshot_every: 5_000,
             placement_timeout_secs: 60,
             activation_timeout_secs: 10,
+            parallel: None,
         }
     }
 }
@@ -176,8 +188,12 @@ impl TestCluster {
                 id: FLEET.into(),
                 title_region: TITLE_REGION.into(),
                 name: String::new(),
-                mode: ModeSpec::Simple,
-                max_sessions_per_process: 1,
+                mode: if opts.parallel.is_some() {
+                    ModeSpec::Parallel
+                } else {
+                    ModeSpec::Simple
+                },
+                max_sessions_per_process: opts.parallel.unwrap_or(1),
                 launch_path: "/bin/false".into(),
                 args: vec![],
                 env: Default::default(),
@@ -217,16 +233,21 @@ impl TestCluster {
     pub async fn start_node(&mut self, id: NodeId) -> anyhow::Result<()> {
         let cfg = self.cfgs[Self::idx(id)].clone();
         let identity = Identity::load_dir(cfg.server.pki_dir.as_ref().context("pki dir")?)?;
-        let transport: SharedTransport = match self.opts.net {
+        // QUIC: the production transport, with its settings (connect
+        // timeout); partitions are applied at the sender, in memory by the
+        // router.
+        let inner = match self.opts.net {
             Net::Memory => self.router.transport(id),
-            Net::Quic => Arc::new(CutTransport {
-                me: id,
-                inner: QuicTransport::new(id, Endpoint::client(&identity)?),
-                cuts: self.cuts.clone(),
-            }),
+            Net::Quic => respawn::node::node_transport(id, &identity)?,
         };
-        // A restarted node reuses its ports: `ServerNode::shutdown` returns
-        // once they are free.
+        let transport: SharedTransport = Arc::new(CutTransport {
+            me: id,
+            inner,
+            cuts: self.cuts.clone(),
+            silenced: AtomicBool::new(false),
+        });
+        // A restarted node reuses its ports: `ServerNode::shutdown` and
+        // `ServerNode::crash` return once they are free.
         let node = ServerNode::start_with(&cfg, &identity, Some(transport)).await?;
         if self.opts.net == Net::Memory {
             self.router.register(id, node.handler.clone());
@@ -235,8 +256,21 @@ impl TestCluster {
         Ok(())
     }
 
-    /// Stops node `id` (its data stays for a restart).
-    pub async fn kill(&mut self, id: NodeId) {
+    /// Crashes node `id` (its data stays for a restart): it goes silent at
+    /// once, with no graceful step — no handover to a successor, no
+    /// "going away" to its peers and agents, who find out by their own
+    /// timeouts ([`ServerNode::crash`]). What every "killed" scenario uses.
+    pub async fn crash(&mut self, id: NodeId) {
+        self.router.unregister(id);
+        if let Some(n) = self.nodes[Self::idx(id)].take() {
+            n.crash().await;
+        }
+    }
+
+    /// Stops node `id` the orderly way (its data stays for a restart):
+    /// actors first, links closed with "going away", Raft stopped, a
+    /// successor named if it led ([`ServerNode::shutdown`]).
+    pub async fn stop(&mut self, id: NodeId) {
         self.router.unregister(id);
         if let Some(n) = self.nodes[Self::idx(id)].take() {
             n.shutdown().await;
@@ -347,7 +381,8 @@ impl TestCluster {
     }
 
     /// Waits until every one of `placements` has left PENDING (asking the
-    /// leader), then until all running nodes have converged; returns the state.
+    /// leader; every read recorded), then until all running nodes have
+    /// converged; returns the state.
     pub async fn settle(&self, placements: &[String]) -> anyhow::Result<ClusterState> {
         let b = self.backend(self.wait_leader().await?);
         for pl in placements {
@@ -355,8 +390,8 @@ impl TestCluster {
                 &format!("placement {pl} terminal"),
                 Duration::from_secs(60),
                 || async {
-                    let v = b.describe(pl).await.ok()?;
-                    (v["status"] != "PENDING").then_some(())
+                    let s = describe_recorded(&b, &self.history, pl).await?;
+                    (s != PlacementStatus::Pending).then_some(())
                 },
             )
             .await?;
@@ -382,6 +417,21 @@ impl TestCluster {
         session: Duration,
         servers: Vec<SocketAddr>,
     ) -> anyhow::Result<SimAgent> {
+        self.sim_agent_with_vs(host, processes, session, servers, None)
+            .await
+    }
+
+    /// [`TestCluster::sim_agent`] that also "runs" virtual-server
+    /// instances: it reports each RUNNING on `vs_port` of 127.0.0.1 (an
+    /// [`crate::events::EventSink`]'s).
+    pub async fn sim_agent_with_vs(
+        &self,
+        host: &str,
+        processes: usize,
+        session: Duration,
+        servers: Vec<SocketAddr>,
+        vs_port: Option<u16>,
+    ) -> anyhow::Result<SimAgent> {
         let history = self.history.clone();
         let observer: SimObserver = Arc::new(move |event| history.record(observation(event)));
         Ok(SimAgent::start(SimAgentOptions {
@@ -391,6 +441,8 @@ impl TestCluster {
             processes,
             session: Some(session),
             observer,
+            vs_port,
+            parallel: self.opts.parallel.is_some(),
         })
         .await?)
     }
@@ -424,41 +476,155 @@ fn observation(event: SimEvent) -> Observation {
     }
 }
 
-/// Places a battle session through `backend`, recording the outcome.
-pub async fn place_recorded(
-    backend: &Backend,
-    history: &History,
-) -> anyhow::Result<Option<String>> {
+/// What one placement attempt came to (each is also recorded in the history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaceOutcome {
+    /// Answered 200: the placement id.
+    Accepted(String),
+    /// The cluster could not say (502/503/504, or no answer): the placement
+    /// may or may not exist.
+    Unavailable(String),
+    /// Refused (4xx, or a 500): with the status and body.
+    Refused(u16, String),
+}
+
+impl PlaceOutcome {
+    pub fn accepted(self) -> Option<String> {
+        match self {
+            PlaceOutcome::Accepted(pl) => Some(pl),
+            _ => None,
+        }
+    }
+}
+
+/// "The cluster cannot answer now" rather than "no": 502/503/504.
+fn unavailable(status: u16) -> bool {
+    matches!(status, 502..=504)
+}
+
+/// Places a battle session through `backend` and records the outcome in
+/// `history`, whatever it is: accepted, indeterminate (may or may not be
+/// placed), not started (no battle session id) or refused (which the
+/// checker reports as a violation).
+pub async fn place_recorded(backend: &Backend, history: &History) -> PlaceOutcome {
     let v = match backend
         .post("/dsm/request_battle_session_id", serde_json::json!({}))
         .await
     {
         Ok((200, v)) => v,
-        _ => return Ok(None),
+        Ok((status, v)) if !unavailable(status) => {
+            history.record(Observation::PlacementRefused {
+                battle_session: None,
+                status,
+                error: v.to_string(),
+            });
+            return PlaceOutcome::Refused(status, v.to_string());
+        }
+        other => {
+            let error = match other {
+                Ok((status, v)) => format!("{status} {v}"),
+                Err(e) => e.to_string(),
+            };
+            history.record(Observation::PlacementNotStarted {
+                error: error.clone(),
+            });
+            return PlaceOutcome::Unavailable(error);
+        }
     };
-    let bs = v["battle_session_id"].as_str().context("id")?.to_string();
+    let Some(bs) = v["battle_session_id"].as_str().map(str::to_string) else {
+        let error = format!("no battle_session_id in {v}");
+        history.record(Observation::PlacementRefused {
+            battle_session: None,
+            status: 200,
+            error: error.clone(),
+        });
+        return PlaceOutcome::Refused(200, error);
+    };
+    let battle_session = BattleSessionId::new_unchecked(bs.clone());
     let body = serde_json::json!({"fleet_id": FLEET, "battle_session_id": bs, "max_players": 2});
     match backend
         .post("/dsm/start_battle_session_placement", body)
         .await
     {
-        Ok((200, v)) => {
-            let pl = v["placement"]["placement_id"]
-                .as_str()
-                .context("placement_id")?
-                .to_string();
-            history.record(Observation::PlacementAccepted {
-                placement: PlacementId::new_unchecked(pl.clone()),
-                battle_session: BattleSessionId::new_unchecked(bs),
+        Ok((200, v)) => match v["placement"]["placement_id"].as_str() {
+            Some(pl) => {
+                history.record(Observation::PlacementAccepted {
+                    placement: PlacementId::new_unchecked(pl),
+                    battle_session,
+                });
+                PlaceOutcome::Accepted(pl.to_string())
+            }
+            None => {
+                let error = format!("no placement id in {v}");
+                history.record(Observation::PlacementRefused {
+                    battle_session: Some(battle_session),
+                    status: 200,
+                    error: error.clone(),
+                });
+                PlaceOutcome::Refused(200, error)
+            }
+        },
+        Ok((status, v)) if !unavailable(status) => {
+            history.record(Observation::PlacementRefused {
+                battle_session: Some(battle_session),
+                status,
+                error: v.to_string(),
             });
-            Ok(Some(pl))
+            PlaceOutcome::Refused(status, v.to_string())
         }
-        Ok((status, v)) if status < 500 => bail!("placement refused: {status} {v}"),
-        _ => {
-            history.record(Observation::PlacementIndeterminate {
-                battle_session: BattleSessionId::new_unchecked(bs),
-            });
-            Ok(None)
+        other => {
+            history.record(Observation::PlacementIndeterminate { battle_session });
+            PlaceOutcome::Unavailable(match other {
+                Ok((status, v)) => format!("{status} {v}"),
+                Err(e) => e.to_string(),
+            })
         }
     }
+}
+
+/// Describes `placement` through `backend` and records the status seen
+/// (with the time the read started, see [`History::record_since`]);
+/// `None` if the read failed (nothing is recorded then).
+pub async fn describe_recorded(
+    backend: &Backend,
+    history: &History,
+    placement: &str,
+) -> Option<PlacementStatus> {
+    let invoked = history.now();
+    let v = backend.describe(placement).await.ok()?;
+    let status: PlacementStatus = serde_json::from_value(v["status"].clone()).ok()?;
+    history.record_since(
+        invoked,
+        Observation::PlacementStatusSeen {
+            placement: PlacementId::new_unchecked(placement),
+            status,
+        },
+    );
+    Some(status)
+}
+
+/// Waits until a Describe through `backend` answers `status` for
+/// `placement`, recording every read; fails if it reaches another terminal
+/// status first.
+pub async fn wait_status_recorded(
+    backend: &Backend,
+    history: &History,
+    placement: &str,
+    status: PlacementStatus,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let seen = wait_for(
+        &format!("placement {placement} {status:?}"),
+        deadline,
+        || async {
+            let s = describe_recorded(backend, history, placement).await?;
+            (s == status || s.is_terminal()).then_some(s)
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        seen == status,
+        "placement {placement} ended {seen:?}, not {status:?}"
+    );
+    Ok(())
 }

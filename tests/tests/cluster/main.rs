@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use respawn_tests::cluster::*;
+use respawn_tests::events::EventSink;
 use respawn_tests::history::{check, summary, FinalState, Observation};
 use respawn_tests::*;
 use respawn_types::*;
@@ -22,14 +23,16 @@ async fn fulfilled(
     history: &respawn_tests::history::History,
 ) -> anyhow::Result<String> {
     let pl = wait_for("an accepted placement", T, || async {
-        place_recorded(b, history).await.ok().flatten()
+        match place_recorded(b, history).await {
+            PlaceOutcome::Accepted(pl) => Some(Ok(pl)),
+            PlaceOutcome::Refused(status, body) => {
+                Some(Err(anyhow::anyhow!("placement refused: {status} {body}")))
+            }
+            PlaceOutcome::Unavailable(_) => None,
+        }
     })
-    .await?;
-    let v = b.wait_status(&pl, "FULFILLED", T).await?;
-    history.record(Observation::PlacementStatusSeen {
-        placement: PlacementId::new_unchecked(pl.clone()),
-        status: PlacementStatus::Fulfilled,
-    });
-    assert_eq!(v["battle_session_status"], "ACTIVE");
+    .await??;
+    wait_status_recorded(b, history, &pl, PlacementStatus::Fulfilled, T).await?;
+    assert_eq!(b.describe(&pl).await?["battle_session_status"], "ACTIVE");
     Ok(pl)
 }
