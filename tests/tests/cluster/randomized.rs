@@ -152,9 +152,46 @@ async fn randomized(
         accepted >= 20,
         "seed {seed}: only {accepted} placements were accepted; the run proves little"
     );
+    if parallel.is_some() {
+        let most = most_sessions_at_once(&h);
+        assert!(
+            most >= 2,
+            "seed {seed}: no process ever held two sessions at once ({most}); parallel mode was not exercised"
+        );
+    }
     eprintln!("seed {seed}: {accepted} placements accepted, faults: {faults:?}");
     for a in agents {
         a.stop();
     }
     Ok(())
+}
+
+/// The most sessions one process held at once (delivered and not ended).
+fn most_sessions_at_once(h: &[respawn_tests::history::Entry]) -> usize {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut held: BTreeMap<&ProcessId, BTreeSet<&BattleSessionId>> = BTreeMap::new();
+    let mut most = 0;
+    for e in h {
+        match &e.obs {
+            Observation::SessionDelivered {
+                process,
+                battle_session,
+            } => {
+                let s = held.entry(process).or_default();
+                s.insert(battle_session);
+                most = most.max(s.len());
+            }
+            Observation::SessionEnded {
+                process,
+                battle_session,
+            } => {
+                held.entry(process).or_default().remove(battle_session);
+            }
+            Observation::ProcessEnded { process } => {
+                held.remove(process);
+            }
+            _ => {}
+        }
+    }
+    most
 }
