@@ -600,6 +600,7 @@ async fn sim_agent(
         observer,
         vs_port: None,
         parallel: false,
+        activate: true,
     })
     .await?)
 }

@@ -73,6 +73,9 @@ pub struct SimAgentOptions {
     /// its DS (TerminateBattleSession) and the process lives on for more;
     /// otherwise (simple mode) the process ends with its session.
     pub parallel: bool,
+    /// `false`: its DSs receive sessions and never activate them (for
+    /// activation timeouts and failed placements).
+    pub activate: bool,
 }
 
 /// A running simulated agent; [`SimAgent::stop`] ends it.
@@ -96,6 +99,7 @@ struct SimInner {
     stopped: AtomicBool,
     vs_port: Option<u16>,
     parallel: bool,
+    activate: bool,
     /// The VS instances it "runs" (reported RUNNING on `vs_port`).
     vs: Mutex<BTreeSet<VsInstanceId>>,
 }
@@ -208,7 +212,7 @@ impl SimInner {
             tokio::time::sleep(session).await;
             if self.parallel {
                 if !lock(&self.procs).contains_key(&process_id) {
-                    return; // the process ended meanwhile, and its sessions
+                    return; // the process ended meanwhile, its sessions with it
                 }
                 // The DS ends the session: it no longer holds it from here.
                 (self.observer)(SimEvent::SessionEnded {
@@ -244,7 +248,9 @@ impl SimInner {
                     process: process_id.clone(),
                     battle_session: battle_session.clone(),
                 });
-                tokio::spawn(self.clone().activate(process_id, battle_session));
+                if self.activate {
+                    tokio::spawn(self.clone().activate(process_id, battle_session));
+                }
                 AgentReply::Ok
             }
             ServerToAgent::StartVsInstance { spec_json } => {
@@ -386,6 +392,7 @@ impl SimAgent {
             stopped: AtomicBool::new(false),
             vs_port: opts.vs_port,
             parallel: opts.parallel,
+            activate: opts.activate,
             vs: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(

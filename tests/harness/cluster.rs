@@ -12,7 +12,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 pub use respawn::simulated_agent::SimAgent;
-use respawn::simulated_agent::{SimAgentOptions, SimEvent, SimObserver};
+pub use respawn::simulated_agent::SimAgentOptions;
+use respawn::simulated_agent::{SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
 use respawn_net::transport::{MemRouter, Service, SharedTransport, Transport, TransportError};
@@ -28,6 +29,10 @@ use std::time::Duration;
 pub const TITLE_REGION: &str = "tr-cluster";
 pub const FLEET: &str = "fleet-cluster";
 const KEY: &str = "cluster-test-secret-key-0123456789";
+/// A second title region, configured in every test cluster, with no fleet:
+/// what its credentials can reach shows title-region isolation.
+pub const OTHER_TITLE_REGION: &str = "tr-other";
+const OTHER_KEY: &str = "other-region-secret-key-9876543210";
 
 /// How nodes reach each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,14 +181,24 @@ impl TestCluster {
             ca.issue(PeerKind::Node, &respawn_net::transport::node_name(*id), &[])?
                 .write_dir(&pki)?;
             cfg.server.pki_dir = Some(pki);
-            cfg.title_regions = vec![TitleRegionSpec {
-                id: TITLE_REGION.into(),
-                title_id: "title-cluster".into(),
-                name: String::new(),
-                title_name: String::new(),
-                secret_id: Some("sid-cluster".into()),
-                secret_key: Some(KEY.into()),
-            }];
+            cfg.title_regions = vec![
+                TitleRegionSpec {
+                    id: TITLE_REGION.into(),
+                    title_id: "title-cluster".into(),
+                    name: String::new(),
+                    title_name: String::new(),
+                    secret_id: Some("sid-cluster".into()),
+                    secret_key: Some(KEY.into()),
+                },
+                TitleRegionSpec {
+                    id: OTHER_TITLE_REGION.into(),
+                    title_id: "title-other".into(),
+                    name: String::new(),
+                    title_name: String::new(),
+                    secret_id: Some("sid-other".into()),
+                    secret_key: Some(OTHER_KEY.into()),
+                },
+            ];
             cfg.fleets = vec![FleetSpec {
                 id: FLEET.into(),
                 title_region: TITLE_REGION.into(),
@@ -331,6 +346,22 @@ impl TestCluster {
         )
     }
 
+    /// A backend of [`OTHER_TITLE_REGION`] calling node `id`'s edge.
+    pub fn other_backend(&self, id: NodeId) -> Backend {
+        let r = TitleRegion {
+            id: TitleRegionId::new_unchecked(OTHER_TITLE_REGION),
+            title_id: TitleId::new_unchecked("title-other"),
+            name: String::new(),
+            title_name: String::new(),
+            secret_id: SecretId::new_unchecked("sid-other"),
+            secret_key: OTHER_KEY.into(),
+        };
+        Backend::new(
+            format!("http://{}", self.cfgs[Self::idx(id)].server.http_addr),
+            &r,
+        )
+    }
+
     /// QUIC addresses of all nodes (fixed across restarts).
     pub fn quic_addrs(&self) -> Vec<SocketAddr> {
         self.cfgs.iter().map(|c| c.server.quic_addr).collect()
@@ -432,19 +463,35 @@ impl TestCluster {
         servers: Vec<SocketAddr>,
         vs_port: Option<u16>,
     ) -> anyhow::Result<SimAgent> {
+        self.sim_agent_with(host, processes, session, servers, |o| o.vs_port = vs_port)
+            .await
+    }
+
+    /// [`TestCluster::sim_agent`] with its options changed by `tweak`
+    /// (e.g. DSs that never activate).
+    pub async fn sim_agent_with(
+        &self,
+        host: &str,
+        processes: usize,
+        session: Duration,
+        servers: Vec<SocketAddr>,
+        tweak: impl FnOnce(&mut SimAgentOptions),
+    ) -> anyhow::Result<SimAgent> {
         let history = self.history.clone();
         let observer: SimObserver = Arc::new(move |event| history.record(observation(event)));
-        Ok(SimAgent::start(SimAgentOptions {
+        let mut opts = SimAgentOptions {
             identity: self.agent_identity(host)?,
             fleet: FleetId::new_unchecked(FLEET),
             servers,
             processes,
             session: Some(session),
             observer,
-            vs_port,
+            vs_port: None,
             parallel: self.opts.parallel.is_some(),
-        })
-        .await?)
+            activate: true,
+        };
+        tweak(&mut opts);
+        Ok(SimAgent::start(opts).await?)
     }
 }
 

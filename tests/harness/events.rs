@@ -47,6 +47,7 @@ impl EventSink {
         };
         let app = axum::Router::new()
             .route("/pgos_event", axum::routing::post(on_event))
+            .fallback(|| async { "event sink" })
             .with_state(sink);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

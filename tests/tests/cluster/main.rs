@@ -11,6 +11,8 @@ use respawn_types::*;
 use std::time::Duration;
 
 mod agent_failover;
+mod events;
+mod isolation;
 mod partition;
 mod placement;
 mod randomized;
