@@ -544,3 +544,38 @@ async fn shutdown_releases_the_port_with_links_open() {
         within("client sees close", link.closed()).await;
     }
 }
+
+/// A silenced endpoint (a crash) tells its peers nothing: the client's
+/// link is not closed and is not told "going away" (unlike `close`, whose
+/// close reaches it); its requests go unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_endpoint_tells_its_peers_nothing() {
+    let c = cluster();
+    let server = Endpoint::server(loopback(), &c.node).unwrap();
+    let addr = server.local_addr().unwrap();
+    let _served = spawn_echo_server(server.clone());
+    let client = Endpoint::client(&c.agent).unwrap();
+    let crashed = within("connect", client.connect(addr)).await.unwrap();
+    let req = AgentToServer::ProcessEnding { process_id: pid(1) };
+    let reply: ServerReply = crashed.request(&req, DEADLINE).await.unwrap();
+    assert_eq!(reply, ServerReply::Ok);
+
+    server.silence();
+    let err = crashed
+        .request::<_, ServerReply>(&req, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Timeout { .. }), "{err:?}");
+    assert!(crashed.close_reason().is_none(), "the peer heard a close");
+    assert!(!crashed.peer_went_away());
+
+    // The same with an orderly close: the client hears it.
+    let server = Endpoint::server(loopback(), &c.node).unwrap();
+    let addr = server.local_addr().unwrap();
+    let _served = spawn_echo_server(server.clone());
+    let stopped = within("connect", client.connect(addr)).await.unwrap();
+    let _: ServerReply = stopped.request(&req, DEADLINE).await.unwrap();
+    server.close();
+    within("the close heard", stopped.closed()).await;
+    assert!(stopped.peer_went_away());
+}

@@ -208,10 +208,14 @@ async fn other_port_is_reported() {
 #[tokio::test]
 async fn late_listener_is_not_listening_then_running() {
     let mut h = Harness::new(Duration::from_millis(1500));
-    let s = python(&h, "late", "vs-late", "time.sleep(4)\nserve()");
+    // It listens only once the test, having seen NotListening, says "go"
+    // (a file in its working directory): no race with the deadline.
+    let body = "while not os.path.exists('go'):\n    time.sleep(0.05)\nserve()";
+    let s = python(&h, "late", "vs-late", body);
     h.rt.start(s).await.unwrap();
     let detail = h.abnormal("late", AbnormalReason::NotListening, T).await;
     assert!(detail.contains("nothing listens on port"), "{detail}");
+    std::fs::write(h.rt.volume_dir("tr_test", "vs-late").join("go"), "go").unwrap();
     let (port, _) = h.running("late", T).await;
     assert_eq!(http_get(port, "/").await, "hello from python");
     h.rt.stop("late").await.unwrap();

@@ -152,6 +152,19 @@ async fn randomized(
         accepted >= 20,
         "seed {seed}: only {accepted} placements were accepted; the run proves little"
     );
+    // The checker's view of the modes comes from the fleets in the state.
+    let fin = FinalState::from_state(&state, true);
+    let want = match parallel {
+        Some(n) => ServerMode::Parallel { max_sessions: n },
+        None => ServerMode::Simple,
+    };
+    assert!(!fin.process_modes.is_empty());
+    assert!(
+        fin.process_modes.values().all(|m| *m == want),
+        "{:?}",
+        fin.process_modes
+    );
+    assert_eq!(fin.placements.len(), state.placements.len());
     if parallel.is_some() {
         let most = most_sessions_at_once(&h);
         assert!(
