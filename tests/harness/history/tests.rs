@@ -3,7 +3,6 @@
 use super::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use respawn_state::ClusterState;
 use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
 use std::collections::BTreeSet;
 use std::time::Duration;
