@@ -20,11 +20,14 @@ mod recovery;
 
 const T: Duration = Duration::from_secs(30);
 
-async fn fulfilled(
+/// Places until a placement is accepted (attempts the cluster cannot
+/// answer, during an election, are recorded and tried again); a refusal
+/// fails.
+async fn accepted(
     b: &Backend,
     history: &respawn_tests::history::History,
 ) -> anyhow::Result<String> {
-    let pl = wait_for("an accepted placement", T, || async {
+    wait_for("an accepted placement", T, || async {
         match place_recorded(b, history).await {
             PlaceOutcome::Accepted(pl) => Some(Ok(pl)),
             PlaceOutcome::Refused(status, body) => {
@@ -33,7 +36,14 @@ async fn fulfilled(
             PlaceOutcome::Unavailable(_) => None,
         }
     })
-    .await??;
+    .await?
+}
+
+async fn fulfilled(
+    b: &Backend,
+    history: &respawn_tests::history::History,
+) -> anyhow::Result<String> {
+    let pl = accepted(b, history).await?;
     wait_status_recorded(b, history, &pl, PlacementStatus::Fulfilled, T).await?;
     assert_eq!(b.describe(&pl).await?["battle_session_status"], "ACTIVE");
     Ok(pl)
