@@ -104,6 +104,10 @@ pub struct ClusterOptions {
     /// `Some(n)`: [`FLEET`] runs parallel mode, at most `n` sessions per
     /// process (and the simulated agents end sessions, not processes).
     pub parallel: Option<u32>,
+    /// `Some((path, args))`: [`FLEET`]'s processes run this executable
+    /// (for a real agent, e.g. `respawn sample-ds`), four per host;
+    /// `None`: `/bin/false`, for simulated agents.
+    pub launch: Option<(String, Vec<String>)>,
 }
 
 impl Default for ClusterOptions {
@@ -115,6 +119,7 @@ impl Default for ClusterOptions {
             placement_timeout_secs: 60,
             activation_timeout_secs: 10,
             parallel: None,
+            launch: None,
         }
     }
 }
@@ -209,10 +214,13 @@ impl TestCluster {
                     ModeSpec::Simple
                 },
                 max_sessions_per_process: opts.parallel.unwrap_or(1),
-                launch_path: "/bin/false".into(),
-                args: vec![],
+                launch_path: opts
+                    .launch
+                    .as_ref()
+                    .map_or("/bin/false".into(), |(p, _)| p.clone()),
+                args: opts.launch.as_ref().map_or(Vec::new(), |(_, a)| a.clone()),
                 env: Default::default(),
-                processes_per_host: 1,
+                processes_per_host: if opts.launch.is_some() { 4 } else { 1 },
                 activation_timeout_secs: opts.activation_timeout_secs,
                 placement_timeout_secs: opts.placement_timeout_secs,
                 health_check_interval_secs: 5,
@@ -237,6 +245,25 @@ impl TestCluster {
             c.start_node(id).await?;
         }
         c.wait_leader().await?;
+        // The first leader applies the configured title regions and fleet
+        // after its election; until that commit reaches a node, its edge
+        // answers 401/404 for them. Tests start once every node has them.
+        let fleet = FleetId::new_unchecked(FLEET);
+        wait_for(
+            "the configuration on every node",
+            Duration::from_secs(30),
+            || async {
+                c.alive()
+                    .iter()
+                    .all(|id| {
+                        c.read(*id, |s| {
+                            s.title_regions.len() >= 2 && s.fleets.contains_key(&fleet)
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .await?;
         Ok(c)
     }
 

@@ -16,6 +16,7 @@ mod isolation;
 mod partition;
 mod placement;
 mod randomized;
+mod real_agent;
 mod recovery;
 
 const T: Duration = Duration::from_secs(30);
