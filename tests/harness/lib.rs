@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod events;
 pub mod history;
 pub mod node;
+pub mod recorded;
 pub mod support;
 
 pub use backend::{Answer, Backend};

@@ -3,6 +3,7 @@
 //! asserts the clean run passes and the faulty one is reported with that
 //! kind, and only that kind.
 
+use super::sim::Sim;
 use super::*;
 
 /// Appends `obs` after the last entry of `h`.
