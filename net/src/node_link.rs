@@ -441,6 +441,13 @@ impl Transport for QuicTransport {
         }
     }
 
+    fn silence(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(endpoint) = lock(&self.inner.endpoint).as_ref() {
+            endpoint.silence();
+        }
+    }
+
     fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
         let inner = Arc::clone(&self.inner);
         async move {

@@ -74,6 +74,13 @@ pub trait Transport: Send + Sync + 'static {
     fn close(&self, _within: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
+
+    /// Silences the transport at once, as a crash of its node would:
+    /// nothing more it sends reaches a peer (no close, no goodbye) and
+    /// later calls fail. [`close`](Self::close) still releases what it
+    /// holds. In-memory transports ignore it (the test router takes the
+    /// node away instead).
+    fn silence(&self) {}
 }
 
 /// Handles requests arriving at a node. `from` is the sender's node id

@@ -497,14 +497,18 @@ async fn shutdown_releases_the_port_with_links_open() {
     let addr = server.local_addr().unwrap();
     // A server whose link tasks belong to its accept loop, with a handler
     // that never answers.
+    // Told when a request reaches the server's handler.
+    let (arrived, mut in_flight) = tokio::sync::mpsc::unbounded_channel::<()>();
     let accept = {
         let server = server.clone();
         tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             while let Some(accepted) = server.accept().await {
                 let Ok(link) = accepted else { continue };
-                links.spawn(serve_requests(link, |_: AgentToServer| async {
-                    std::future::pending::<ServerReply>().await
+                let arrived = arrived.clone();
+                links.spawn(serve_requests(link, move |_: AgentToServer| {
+                    let _ = arrived.send(());
+                    async { std::future::pending::<ServerReply>().await }
                 }));
             }
             links.shutdown().await;
@@ -525,7 +529,8 @@ async fn shutdown_releases_the_port_with_links_open() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The request is in flight: the server's handler holds it.
+    within("request in flight", in_flight.recv()).await.unwrap();
 
     within("shutdown", server.shutdown(DEADLINE)).await.unwrap();
     // Bound again at once, no retry.
@@ -538,4 +543,39 @@ async fn shutdown_releases_the_port_with_links_open() {
     for link in &links {
         within("client sees close", link.closed()).await;
     }
+}
+
+/// A silenced endpoint (a crash) tells its peers nothing: the client's
+/// link is not closed and is not told "going away" (unlike `close`, whose
+/// close reaches it); its requests go unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_endpoint_tells_its_peers_nothing() {
+    let c = cluster();
+    let server = Endpoint::server(loopback(), &c.node).unwrap();
+    let addr = server.local_addr().unwrap();
+    let _served = spawn_echo_server(server.clone());
+    let client = Endpoint::client(&c.agent).unwrap();
+    let crashed = within("connect", client.connect(addr)).await.unwrap();
+    let req = AgentToServer::ProcessEnding { process_id: pid(1) };
+    let reply: ServerReply = crashed.request(&req, DEADLINE).await.unwrap();
+    assert_eq!(reply, ServerReply::Ok);
+
+    server.silence();
+    let err = crashed
+        .request::<_, ServerReply>(&req, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Timeout { .. }), "{err:?}");
+    assert!(crashed.close_reason().is_none(), "the peer heard a close");
+    assert!(!crashed.peer_went_away());
+
+    // The same with an orderly close: the client hears it.
+    let server = Endpoint::server(loopback(), &c.node).unwrap();
+    let addr = server.local_addr().unwrap();
+    let _served = spawn_echo_server(server.clone());
+    let stopped = within("connect", client.connect(addr)).await.unwrap();
+    let _: ServerReply = stopped.request(&req, DEADLINE).await.unwrap();
+    server.close();
+    within("the close heard", stopped.closed()).await;
+    assert!(stopped.peer_went_away());
 }

@@ -622,9 +622,9 @@ async fn quic_reconnects_after_the_server_restarts() {
     within("shutdown", endpoint.shutdown(DEADLINE))
         .await
         .unwrap();
-    // It said it was going away: the call fails at once, instead of
-    // waiting out a connection attempt to a port nobody listens on.
-    let start = Instant::now();
+    // It said it was going away: the call fails without a connection
+    // attempt (the "shut down" answer comes from the transport's memory
+    // of the close, not from a connect that timed out).
     let err = within("call to a stopped node", ping(&t, 2))
         .await
         .unwrap_err();
@@ -632,7 +632,6 @@ async fn quic_reconnects_after_the_server_restarts() {
         matches!(&err, TransportError::Unreachable(2, why) if why.contains("shut down")),
         "{err:?}"
     );
-    assert!(start.elapsed() < T / 2, "{:?}", start.elapsed());
     let err = ping(&t, 2).await.unwrap_err();
     assert!(matches!(err, TransportError::Unreachable(2, _)), "{err:?}");
 

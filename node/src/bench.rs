@@ -598,6 +598,9 @@ async fn sim_agent(
         processes,
         session: None,
         observer,
+        vs_port: None,
+        parallel: false,
+        activate: true,
     })
     .await?)
 }

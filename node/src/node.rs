@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+mod crash;
+
 /// A running server node: Raft member, actors (while it leads), QUIC
 /// listener for agents and other nodes, HTTP edge.
 pub struct ServerNode {
@@ -92,14 +94,7 @@ impl ServerNode {
         })?;
         let transport: SharedTransport = match transport {
             Some(t) => t,
-            // Nodes of one cluster are a LAN apart: a peer that does not
-            // answer a handshake within 1 s is treated as down (a stale
-            // leader hint then costs 1 s, not 5).
-            None => QuicTransport::with_connect_timeout(
-                node_id,
-                Endpoint::client(identity)?,
-                Duration::from_secs(1),
-            ),
+            None => node_transport(node_id, identity)?,
         };
         let settings = RaftSettings {
             heartbeat_interval_ms: cfg.server.heartbeat_ms,
@@ -384,6 +379,19 @@ fn force_new_cluster(
         None => tracing::info!("force-new-cluster: no log yet, nothing to repair"),
     }
     Ok(())
+}
+
+/// The node↔node transport of a production node: QUIC with this node's
+/// identity. Nodes of one cluster are a LAN apart: a peer that does not
+/// answer a handshake within 1 s is treated as down (a stale leader hint
+/// then costs 1 s, not 5). Tests that wrap the transport (to cut links)
+/// start from this one, so they run with the same settings.
+pub fn node_transport(node_id: NodeId, identity: &Identity) -> Result<SharedTransport, NodeError> {
+    Ok(QuicTransport::with_connect_timeout(
+        node_id,
+        Endpoint::client(identity)?,
+        Duration::from_secs(1),
+    ))
 }
 
 /// Asks a member's admin API to add this node, until it is a member.

@@ -1,7 +1,8 @@
 //! A simulated agent, shared by `respawn bench` and the test harness: ready
-//! simple-mode DS processes on a real QUIC link whose SDK activates a
-//! session the moment OnStartBattleSession arrives. Optionally each session
-//! ends after a while and its process is replaced by a fresh one. The agent
+//! DS processes on a real QUIC link whose SDK activates a session the
+//! moment OnStartBattleSession arrives. Optionally each session ends after
+//! a while: in simple mode its process is replaced by a fresh one, in
+//! parallel mode the DS terminates the session and keeps serving. The agent
 //! keeps one link, moving to the next server when its node goes away, and
 //! tells an observer what its processes see.
 
@@ -63,6 +64,18 @@ pub struct SimAgentOptions {
     /// `None`: sessions run until the cluster ends them.
     pub session: Option<Duration>,
     pub observer: SimObserver,
+    /// Virtual-server instances: `None`, the agent refuses them; `Some(port)`,
+    /// it reports every instance it is asked to start RUNNING on that port
+    /// of 127.0.0.1, where the caller serves (the edge then proxies calls
+    /// and events there for real; only the runtime is simulated).
+    pub vs_port: Option<u16>,
+    /// The fleet runs parallel mode: a session that ends is terminated by
+    /// its DS (TerminateBattleSession) and the process lives on for more;
+    /// otherwise (simple mode) the process ends with its session.
+    pub parallel: bool,
+    /// `false`: its DSs receive sessions and never activate them (for
+    /// activation timeouts and failed placements).
+    pub activate: bool,
 }
 
 /// A running simulated agent; [`SimAgent::stop`] ends it.
@@ -84,6 +97,11 @@ struct SimInner {
     observer: SimObserver,
     connected_to: Mutex<Option<SocketAddr>>,
     stopped: AtomicBool,
+    vs_port: Option<u16>,
+    parallel: bool,
+    activate: bool,
+    /// The VS instances it "runs" (reported RUNNING on `vs_port`).
+    vs: Mutex<BTreeSet<VsInstanceId>>,
 }
 
 /// Locks `m`, also when another task panicked holding it (the data stays usable).
@@ -188,10 +206,26 @@ impl SimInner {
         }
         (self.observer)(SimEvent::SessionActivated {
             process: process_id.clone(),
-            battle_session,
+            battle_session: battle_session.clone(),
         });
         if let Some(session) = self.session {
             tokio::time::sleep(session).await;
+            if self.parallel {
+                if !lock(&self.procs).contains_key(&process_id) {
+                    return; // the process ended meanwhile, its sessions with it
+                }
+                // The DS ends the session: it no longer holds it from here.
+                (self.observer)(SimEvent::SessionEnded {
+                    process: process_id.clone(),
+                    battle_session: battle_session.clone(),
+                });
+                let msg = AgentToServer::TerminateBattleSession {
+                    process_id,
+                    battle_session_id: battle_session,
+                };
+                self.report(msg).await;
+                return;
+            }
             let exited = ExitReason::Exited {
                 code: Some(0),
                 signal: None,
@@ -214,17 +248,54 @@ impl SimInner {
                     process: process_id.clone(),
                     battle_session: battle_session.clone(),
                 });
-                tokio::spawn(self.clone().activate(process_id, battle_session));
+                if self.activate {
+                    tokio::spawn(self.clone().activate(process_id, battle_session));
+                }
                 AgentReply::Ok
             }
-            // The simulated agent runs no virtual servers.
-            ServerToAgent::StartVsInstance { .. } | ServerToAgent::QueryVsLogs { .. } => {
-                AgentReply::Err(WireError::new(
-                    ErrorCode::BadRequest,
-                    "this simulated agent runs no virtual servers",
-                ))
+            ServerToAgent::StartVsInstance { spec_json } => {
+                let (Some(port), Ok(spec)) = (
+                    self.vs_port,
+                    serde_json::from_str::<vs::VsInstanceSpec>(&spec_json),
+                ) else {
+                    return AgentReply::Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        "this simulated agent runs no virtual servers",
+                    ));
+                };
+                // Start is idempotent: report RUNNING once per instance.
+                if lock(&self.vs).insert(spec.instance_id.clone()) {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let running = vs::VsInstanceReport::Running {
+                            port,
+                            limits: "none".into(),
+                        };
+                        me.report(AgentToServer::VsInstanceReport {
+                            instance_id: spec.instance_id,
+                            report: running,
+                        })
+                        .await;
+                    });
+                }
+                AgentReply::Ok
             }
-            ServerToAgent::StopVsInstance { .. } => AgentReply::Ok,
+            ServerToAgent::QueryVsLogs { .. } => AgentReply::Err(WireError::new(
+                ErrorCode::BadRequest,
+                "this simulated agent keeps no logs",
+            )),
+            ServerToAgent::StopVsInstance { instance_id } => {
+                lock(&self.vs).remove(&instance_id);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.report(AgentToServer::VsInstanceReport {
+                        instance_id,
+                        report: vs::VsInstanceReport::Stopped,
+                    })
+                    .await;
+                });
+                AgentReply::Ok
+            }
             ServerToAgent::TerminateBattleSession {
                 process_id,
                 battle_session_id,
@@ -275,7 +346,7 @@ impl SimInner {
                 fleet_id: fleet.clone(),
                 ip: "127.0.0.1".into(),
                 live_processes: live,
-                live_vs: Vec::new(),
+                live_vs: lock(&self.vs).iter().cloned().collect(),
             });
             match link.request::<_, ServerReply>(&hello, CALL).await {
                 Ok(ServerReply::Welcome { .. }) => {}
@@ -319,6 +390,10 @@ impl SimAgent {
             observer: opts.observer,
             connected_to: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            vs_port: opts.vs_port,
+            parallel: opts.parallel,
+            activate: opts.activate,
+            vs: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(
             inner

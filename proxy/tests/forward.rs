@@ -569,10 +569,9 @@ async fn slow_vs_gets_504_within_the_limit() {
     let mut c = ctx("vs-slow", Invoker::Backend, "/slow");
     c.timeout = Duration::from_millis(200);
     c.guard = guards.make();
-    let t = Instant::now();
-    let resp = p.forward(up, get("/"), c).await;
-    assert!(t.elapsed() < Duration::from_secs(5));
-    assert!(t.elapsed() >= Duration::from_millis(200));
+    // The upstream answers only after 30 s: a 504 (not its 200 "late")
+    // is the proxy giving up at the call's limit.
+    let resp = within("the 504", p.forward(up, get("/"), c)).await;
     assert_eq!(guards.live(), 0);
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(resp.headers()["content-type"], "application/json");

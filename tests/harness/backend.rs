@@ -89,6 +89,15 @@ impl Backend {
 
     /// RequestBattleSessionID + StartBattleSessionPlacement; returns the placement id.
     pub async fn place(&self, fleet: &str, players: &[&str]) -> anyhow::Result<String> {
+        let v = self.place_view(fleet, players).await?;
+        Ok(v["placement_id"]
+            .as_str()
+            .context("placement_id")?
+            .to_string())
+    }
+
+    /// [`Backend::place`], returning the placement as the start answered it.
+    pub async fn place_view(&self, fleet: &str, players: &[&str]) -> anyhow::Result<Value> {
         let v = self.ok("/dsm/request_battle_session_id", json!({})).await?;
         let bs = v["battle_session_id"]
             .as_str()
@@ -101,10 +110,7 @@ impl Backend {
                 json!({"fleet_id": fleet, "battle_session_id": bs, "max_players": 8, "players": players}),
             )
             .await?;
-        Ok(v["placement"]["placement_id"]
-            .as_str()
-            .context("placement_id")?
-            .to_string())
+        Ok(v["placement"].clone())
     }
 
     pub async fn describe(&self, placement: &str) -> anyhow::Result<Value> {

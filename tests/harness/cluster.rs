@@ -1,34 +1,39 @@
 //! A harness for multi-node tests: N server nodes in this process over one
 //! transport seam (in memory, or real QUIC on loopback), M simulated agents
 //! ([`SimAgent`]) on real QUIC links, and fault injection: partition any sets of nodes,
-//! isolate one, delay or drop messages, kill a node and restart it with its
-//! data. Everything outside observers see is recorded in a [`History`].
+//! isolate one, delay or drop messages, crash a node (or stop it) and
+//! restart it with its data. Everything outside observers see is recorded in a [`History`].
 #![allow(clippy::field_reassign_with_default)]
 
 use crate::backend::Backend;
 use crate::history::{History, Observation};
+pub use crate::recorded::*;
 use crate::support::{init_logs, wait_for};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 pub use respawn::simulated_agent::SimAgent;
-use respawn::simulated_agent::{SimAgentOptions, SimEvent, SimObserver};
+pub use respawn::simulated_agent::SimAgentOptions;
+use respawn::simulated_agent::{SimEvent, SimObserver};
 use respawn::ServerNode;
 use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
-use respawn_net::transport::{
-    MemRouter, QuicTransport, Service, SharedTransport, Transport, TransportError,
-};
-use respawn_net::{CaBundle, Endpoint, Identity, PeerKind, Pki};
+use respawn_net::transport::{MemRouter, Service, SharedTransport, Transport, TransportError};
+use respawn_net::{CaBundle, Identity, PeerKind, Pki};
 use respawn_state::ClusterState;
 use respawn_types::*;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const TITLE_REGION: &str = "tr-cluster";
 pub const FLEET: &str = "fleet-cluster";
 const KEY: &str = "cluster-test-secret-key-0123456789";
+/// A second title region, configured in every test cluster, with no fleet:
+/// what its credentials can reach shows title-region isolation.
+pub const OTHER_TITLE_REGION: &str = "tr-other";
+const OTHER_KEY: &str = "other-region-secret-key-9876543210";
 
 /// How nodes reach each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +54,13 @@ impl Cuts {
     }
 }
 
-/// Wraps a transport with the [`Cuts`] (the sender refuses cut pairs).
+/// Wraps a node's transport with the [`Cuts`] (the sender refuses cut
+/// pairs) and with its crash: once silenced, every call fails at once.
 struct CutTransport {
     me: NodeId,
     inner: SharedTransport,
     cuts: Arc<Cuts>,
+    silenced: AtomicBool,
 }
 
 impl Transport for CutTransport {
@@ -64,6 +71,9 @@ impl Transport for CutTransport {
         payload: Bytes,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        if self.silenced.load(Ordering::Relaxed) {
+            return Box::pin(async move { Err(TransportError::Unreachable(to, "crashed".into())) });
+        }
         if self.cuts.cut(self.me, to) {
             return Box::pin(
                 async move { Err(TransportError::Unreachable(to, "partitioned".into())) },
@@ -80,6 +90,10 @@ impl Transport for CutTransport {
     fn close(&self, within: Duration) -> BoxFuture<'static, ()> {
         self.inner.close(within)
     }
+    fn silence(&self) {
+        self.silenced.store(true, Ordering::Relaxed);
+        self.inner.silence()
+    }
 }
 
 /// Options of a test cluster.
@@ -91,6 +105,13 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     pub placement_timeout_secs: u64,
     pub activation_timeout_secs: u64,
+    /// `Some(n)`: [`FLEET`] runs parallel mode, at most `n` sessions per
+    /// process (and the simulated agents end sessions, not processes).
+    pub parallel: Option<u32>,
+    /// `Some((path, args))`: [`FLEET`]'s processes run this executable
+    /// (for a real agent, e.g. `respawn sample-ds`), four per host;
+    /// `None`: `/bin/false`, for simulated agents.
+    pub launch: Option<(String, Vec<String>)>,
 }
 
 impl Default for ClusterOptions {
@@ -101,6 +122,8 @@ impl Default for ClusterOptions {
             snapshot_every: 5_000,
             placement_timeout_secs: 60,
             activation_timeout_secs: 10,
+            parallel: None,
+            launch: None,
         }
     }
 }
@@ -167,24 +190,41 @@ impl TestCluster {
             ca.issue(PeerKind::Node, &respawn_net::transport::node_name(*id), &[])?
                 .write_dir(&pki)?;
             cfg.server.pki_dir = Some(pki);
-            cfg.title_regions = vec![TitleRegionSpec {
-                id: TITLE_REGION.into(),
-                title_id: "title-cluster".into(),
-                name: String::new(),
-                title_name: String::new(),
-                secret_id: Some("sid-cluster".into()),
-                secret_key: Some(KEY.into()),
-            }];
+            cfg.title_regions = vec![
+                TitleRegionSpec {
+                    id: TITLE_REGION.into(),
+                    title_id: "title-cluster".into(),
+                    name: String::new(),
+                    title_name: String::new(),
+                    secret_id: Some("sid-cluster".into()),
+                    secret_key: Some(KEY.into()),
+                },
+                TitleRegionSpec {
+                    id: OTHER_TITLE_REGION.into(),
+                    title_id: "title-other".into(),
+                    name: String::new(),
+                    title_name: String::new(),
+                    secret_id: Some("sid-other".into()),
+                    secret_key: Some(OTHER_KEY.into()),
+                },
+            ];
             cfg.fleets = vec![FleetSpec {
                 id: FLEET.into(),
                 title_region: TITLE_REGION.into(),
                 name: String::new(),
-                mode: ModeSpec::Simple,
-                max_sessions_per_process: 1,
-                launch_path: "/bin/false".into(),
-                args: vec![],
+                mode: if opts.parallel.is_some() {
+                    ModeSpec::Parallel
+                } else {
+                    ModeSpec::Simple
+                },
+                max_sessions_per_process: opts.parallel.unwrap_or(1),
+                launch_path: opts
+                    .launch
+                    .as_ref()
+                    .map_or("/bin/false".into(), |(p, _)| p.clone()),
+                args: opts.launch.as_ref().map_or(Vec::new(), |(_, a)| a.clone()),
                 env: Default::default(),
-                processes_per_host: 1,
+                processes_per_host: if opts.launch.is_some() { 4 } else { 1 },
                 activation_timeout_secs: opts.activation_timeout_secs,
                 placement_timeout_secs: opts.placement_timeout_secs,
                 health_check_interval_secs: 5,
@@ -209,6 +249,25 @@ impl TestCluster {
             c.start_node(id).await?;
         }
         c.wait_leader().await?;
+        // The first leader applies the configured title regions and fleet
+        // after its election; until that commit reaches a node, its edge
+        // answers 401/404 for them. Tests start once every node has them.
+        let fleet = FleetId::new_unchecked(FLEET);
+        wait_for(
+            "the configuration on every node",
+            Duration::from_secs(30),
+            || async {
+                c.alive()
+                    .iter()
+                    .all(|id| {
+                        c.read(*id, |s| {
+                            s.title_regions.len() >= 2 && s.fleets.contains_key(&fleet)
+                        })
+                    })
+                    .then_some(())
+            },
+        )
+        .await?;
         Ok(c)
     }
 
@@ -220,16 +279,21 @@ impl TestCluster {
     pub async fn start_node(&mut self, id: NodeId) -> anyhow::Result<()> {
         let cfg = self.cfgs[Self::idx(id)].clone();
         let identity = Identity::load_dir(cfg.server.pki_dir.as_ref().context("pki dir")?)?;
-        let transport: SharedTransport = match self.opts.net {
+        // QUIC: the production transport, with its settings (connect
+        // timeout); partitions are applied at the sender, in memory by the
+        // router.
+        let inner = match self.opts.net {
             Net::Memory => self.router.transport(id),
-            Net::Quic => Arc::new(CutTransport {
-                me: id,
-                inner: QuicTransport::new(id, Endpoint::client(&identity)?),
-                cuts: self.cuts.clone(),
-            }),
+            Net::Quic => respawn::node::node_transport(id, &identity)?,
         };
-        // A restarted node reuses its ports: `ServerNode::shutdown` returns
-        // once they are free.
+        let transport: SharedTransport = Arc::new(CutTransport {
+            me: id,
+            inner,
+            cuts: self.cuts.clone(),
+            silenced: AtomicBool::new(false),
+        });
+        // A restarted node reuses its ports: `ServerNode::shutdown` and
+        // `ServerNode::crash` return once they are free.
         let node = ServerNode::start_with(&cfg, &identity, Some(transport)).await?;
         if self.opts.net == Net::Memory {
             self.router.register(id, node.handler.clone());
@@ -238,8 +302,21 @@ impl TestCluster {
         Ok(())
     }
 
-    /// Stops node `id` (its data stays for a restart).
-    pub async fn kill(&mut self, id: NodeId) {
+    /// Crashes node `id` (its data stays for a restart): it goes silent at
+    /// once, with no graceful step — no handover to a successor, no
+    /// "going away" to its peers and agents, who find out by their own
+    /// timeouts ([`ServerNode::crash`]). What every "killed" scenario uses.
+    pub async fn crash(&mut self, id: NodeId) {
+        self.router.unregister(id);
+        if let Some(n) = self.nodes[Self::idx(id)].take() {
+            n.crash().await;
+        }
+    }
+
+    /// Stops node `id` the orderly way (its data stays for a restart):
+    /// actors first, links closed with "going away", Raft stopped, a
+    /// successor named if it led ([`ServerNode::shutdown`]).
+    pub async fn stop(&mut self, id: NodeId) {
         self.router.unregister(id);
         if let Some(n) = self.nodes[Self::idx(id)].take() {
             n.shutdown().await;
@@ -300,6 +377,22 @@ impl TestCluster {
         )
     }
 
+    /// A backend of [`OTHER_TITLE_REGION`] calling node `id`'s edge.
+    pub fn other_backend(&self, id: NodeId) -> Backend {
+        let r = TitleRegion {
+            id: TitleRegionId::new_unchecked(OTHER_TITLE_REGION),
+            title_id: TitleId::new_unchecked("title-other"),
+            name: String::new(),
+            title_name: String::new(),
+            secret_id: SecretId::new_unchecked("sid-other"),
+            secret_key: OTHER_KEY.into(),
+        };
+        Backend::new(
+            format!("http://{}", self.cfgs[Self::idx(id)].server.http_addr),
+            &r,
+        )
+    }
+
     /// QUIC addresses of all nodes (fixed across restarts).
     pub fn quic_addrs(&self) -> Vec<SocketAddr> {
         self.cfgs.iter().map(|c| c.server.quic_addr).collect()
@@ -350,7 +443,8 @@ impl TestCluster {
     }
 
     /// Waits until every one of `placements` has left PENDING (asking the
-    /// leader), then until all running nodes have converged; returns the state.
+    /// leader; every read recorded), then until all running nodes have
+    /// converged; returns the state.
     pub async fn settle(&self, placements: &[String]) -> anyhow::Result<ClusterState> {
         let b = self.backend(self.wait_leader().await?);
         for pl in placements {
@@ -358,8 +452,8 @@ impl TestCluster {
                 &format!("placement {pl} terminal"),
                 Duration::from_secs(60),
                 || async {
-                    let v = b.describe(pl).await.ok()?;
-                    (v["status"] != "PENDING").then_some(())
+                    let s = describe_recorded(&b, &self.history, pl).await?;
+                    (s != PlacementStatus::Pending).then_some(())
                 },
             )
             .await?;
@@ -385,17 +479,50 @@ impl TestCluster {
         session: Duration,
         servers: Vec<SocketAddr>,
     ) -> anyhow::Result<SimAgent> {
+        self.sim_agent_with_vs(host, processes, session, servers, None)
+            .await
+    }
+
+    /// [`TestCluster::sim_agent`] that also "runs" virtual-server
+    /// instances: it reports each RUNNING on `vs_port` of 127.0.0.1 (an
+    /// [`crate::events::EventSink`]'s).
+    pub async fn sim_agent_with_vs(
+        &self,
+        host: &str,
+        processes: usize,
+        session: Duration,
+        servers: Vec<SocketAddr>,
+        vs_port: Option<u16>,
+    ) -> anyhow::Result<SimAgent> {
+        self.sim_agent_with(host, processes, session, servers, |o| o.vs_port = vs_port)
+            .await
+    }
+
+    /// [`TestCluster::sim_agent`] with its options changed by `tweak`
+    /// (e.g. DSs that never activate).
+    pub async fn sim_agent_with(
+        &self,
+        host: &str,
+        processes: usize,
+        session: Duration,
+        servers: Vec<SocketAddr>,
+        tweak: impl FnOnce(&mut SimAgentOptions),
+    ) -> anyhow::Result<SimAgent> {
         let history = self.history.clone();
         let observer: SimObserver = Arc::new(move |event| history.record(observation(event)));
-        Ok(SimAgent::start(SimAgentOptions {
+        let mut opts = SimAgentOptions {
             identity: self.agent_identity(host)?,
             fleet: FleetId::new_unchecked(FLEET),
             servers,
             processes,
             session: Some(session),
             observer,
-        })
-        .await?)
+            vs_port: None,
+            parallel: self.opts.parallel.is_some(),
+            activate: true,
+        };
+        tweak(&mut opts);
+        Ok(SimAgent::start(opts).await?)
     }
 }
 
@@ -424,44 +551,5 @@ fn observation(event: SimEvent) -> Observation {
             battle_session,
         },
         SimEvent::ProcessEnded { process } => Observation::ProcessEnded { process },
-    }
-}
-
-/// Places a battle session through `backend`, recording the outcome.
-pub async fn place_recorded(
-    backend: &Backend,
-    history: &History,
-) -> anyhow::Result<Option<String>> {
-    let v = match backend
-        .post("/dsm/request_battle_session_id", serde_json::json!({}))
-        .await
-    {
-        Ok((200, v)) => v,
-        _ => return Ok(None),
-    };
-    let bs = v["battle_session_id"].as_str().context("id")?.to_string();
-    let body = serde_json::json!({"fleet_id": FLEET, "battle_session_id": bs, "max_players": 2});
-    match backend
-        .post("/dsm/start_battle_session_placement", body)
-        .await
-    {
-        Ok((200, v)) => {
-            let pl = v["placement"]["placement_id"]
-                .as_str()
-                .context("placement_id")?
-                .to_string();
-            history.record(Observation::PlacementAccepted {
-                placement: PlacementId::new_unchecked(pl.clone()),
-                battle_session: BattleSessionId::new_unchecked(bs),
-            });
-            Ok(Some(pl))
-        }
-        Ok((status, v)) if status < 500 => bail!("placement refused: {status} {v}"),
-        _ => {
-            history.record(Observation::PlacementIndeterminate {
-                battle_session: BattleSessionId::new_unchecked(bs),
-            });
-            Ok(None)
-        }
     }
 }

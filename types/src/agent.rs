@@ -279,4 +279,267 @@ mod tests {
         }
         roundtrip(ServerReply::Err(WireError::new(ErrorCode::Forbidden, "no")));
     }
+
+    fn pid() -> ProcessId {
+        ProcessId::new_unchecked("p")
+    }
+    fn bsid() -> BattleSessionId {
+        BattleSessionId::new_unchecked("bs")
+    }
+    fn pbs() -> PlayerBattleSessionId {
+        PlayerBattleSessionId::new_unchecked("pbs")
+    }
+    fn inst() -> VsInstanceId {
+        VsInstanceId::new_unchecked("vsi")
+    }
+
+    /// Which variant, numbered: exhaustive (no `_`), so a new message does
+    /// not compile until it is added to the test below.
+    fn a2s(m: &AgentToServer) -> usize {
+        use AgentToServer::*;
+        match m {
+            Hello(_) => 0,
+            ProcessStarted { .. } => 1,
+            ProcessReady { .. } => 2,
+            ProcessExited { .. } => 3,
+            ProcessEnding { .. } => 4,
+            ActivateBattleSession { .. } => 5,
+            AcceptPlayerBattleSession { .. } => 6,
+            DisconnectPlayerBattleSession { .. } => 7,
+            RemovePlayerBattleSession { .. } => 8,
+            TerminateBattleSession { .. } => 9,
+            VsInstanceReport { .. } => 10,
+            VsUsage { .. } => 11,
+            ResolveVs { .. } => 12,
+        }
+    }
+    fn s2a(m: &ServerToAgent) -> usize {
+        use ServerToAgent::*;
+        match m {
+            StartBattleSession { .. } => 0,
+            TerminateBattleSession { .. } => 1,
+            TerminateProcess { .. } => 2,
+            KillProcess { .. } => 3,
+            FleetUpdated { .. } => 4,
+            StartVsInstance { .. } => 5,
+            StopVsInstance { .. } => 6,
+            QueryVsLogs { .. } => 7,
+        }
+    }
+    fn reply(m: &ServerReply) -> usize {
+        match m {
+            ServerReply::Ok => 0,
+            ServerReply::Welcome { .. } => 1,
+            ServerReply::Err(_) => 2,
+            ServerReply::VsEndpoints { .. } => 3,
+        }
+    }
+    fn agent_reply(m: &AgentReply) -> usize {
+        match m {
+            AgentReply::Ok => 0,
+            AgentReply::Err(_) => 1,
+            AgentReply::VsLogs { .. } => 2,
+        }
+    }
+
+    /// Every variant of every message, each through bincode and back.
+    #[test]
+    fn every_wire_message_roundtrips() {
+        let agent_to_server = vec![
+            AgentToServer::Hello(AgentHello {
+                protocol_version: PROTOCOL_VERSION,
+                host_id: HostId::new_unchecked("h"),
+                fleet_id: FleetId::new_unchecked("f"),
+                ip: "10.0.0.1".into(),
+                live_processes: vec![LiveProcess {
+                    process_id: pid(),
+                    pid: 7,
+                    port: Some(7000),
+                    log_paths: vec!["/l".into()],
+                    ending: true,
+                }],
+                live_vs: vec![inst()],
+            }),
+            AgentToServer::ProcessStarted {
+                process_id: pid(),
+                pid: 7,
+            },
+            AgentToServer::ProcessReady {
+                process_id: pid(),
+                port: 7000,
+                log_paths: vec!["/l".into()],
+            },
+            AgentToServer::ProcessExited {
+                process_id: pid(),
+                reason: ExitReason::Exited {
+                    code: None,
+                    signal: Some(9),
+                },
+            },
+            AgentToServer::ProcessExited {
+                process_id: pid(),
+                reason: ExitReason::EndingGraceExpired,
+            },
+            AgentToServer::ProcessExited {
+                process_id: pid(),
+                reason: ExitReason::Killed,
+            },
+            AgentToServer::ProcessEnding { process_id: pid() },
+            AgentToServer::ActivateBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+            },
+            AgentToServer::AcceptPlayerBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+                player_battle_session_id: pbs(),
+            },
+            AgentToServer::DisconnectPlayerBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+                player_battle_session_id: pbs(),
+            },
+            AgentToServer::RemovePlayerBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+                player_battle_session_id: pbs(),
+            },
+            AgentToServer::TerminateBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+            },
+            AgentToServer::VsInstanceReport {
+                instance_id: inst(),
+                report: VsInstanceReport::Deploying,
+            },
+            AgentToServer::VsInstanceReport {
+                instance_id: inst(),
+                report: VsInstanceReport::Running {
+                    port: 8080,
+                    limits: "cgroup2".into(),
+                },
+            },
+            AgentToServer::VsInstanceReport {
+                instance_id: inst(),
+                report: VsInstanceReport::Abnormal {
+                    reason: "CRASHED".into(),
+                    detail: "exit 1".into(),
+                },
+            },
+            AgentToServer::VsInstanceReport {
+                instance_id: inst(),
+                report: VsInstanceReport::Stopped,
+            },
+            AgentToServer::VsUsage {
+                samples: vec![VsUsageSample {
+                    instance_id: inst(),
+                    cpu_millicores: 250,
+                    memory_bytes: 1 << 20,
+                }],
+            },
+            AgentToServer::ResolveVs {
+                title_region_id: TitleRegionId::new_unchecked("tr"),
+                vs: VsName::parse("vs-a").unwrap(),
+            },
+        ];
+        let server_to_agent = vec![
+            ServerToAgent::StartBattleSession {
+                process_id: pid(),
+                session: BattleSessionSpec {
+                    battle_session_id: bsid(),
+                    placement_id: PlacementId::new_unchecked("pl"),
+                    title_region_id: TitleRegionId::new_unchecked("tr"),
+                    fleet_id: FleetId::new_unchecked("f"),
+                    max_players: 4,
+                    properties: [("k".to_string(), "v".to_string())].into(),
+                    players: vec![PlayerSlot {
+                        player_id: PlayerId::new_unchecked("alice"),
+                        player_battle_session_id: pbs(),
+                        player_data: "{}".into(),
+                    }],
+                    ip: "10.0.0.1".into(),
+                    port: 7000,
+                },
+            },
+            ServerToAgent::TerminateBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+            },
+            ServerToAgent::TerminateProcess {
+                process_id: pid(),
+                reason: "scale in".into(),
+            },
+            ServerToAgent::KillProcess { process_id: pid() },
+            ServerToAgent::StartVsInstance {
+                spec_json: "{}".into(),
+            },
+            ServerToAgent::StopVsInstance {
+                instance_id: inst(),
+            },
+            ServerToAgent::QueryVsLogs {
+                query_json: "{}".into(),
+            },
+        ];
+        let replies = vec![
+            ServerReply::Ok,
+            ServerReply::VsEndpoints {
+                exists: true,
+                running: false,
+                title_id: "t".into(),
+                endpoints: vec!["10.0.0.1:8080".into()],
+                reason: "deploying".into(),
+            },
+        ];
+        let agent_replies = vec![
+            AgentReply::Ok,
+            AgentReply::Err(WireError::new(ErrorCode::NotFound, "no such process")),
+            AgentReply::VsLogs {
+                lines_json: "[]".into(),
+            },
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for m in agent_to_server {
+            seen.insert(("AgentToServer", a2s(&m)));
+            roundtrip(m);
+        }
+        for m in server_to_agent {
+            seen.insert(("ServerToAgent", s2a(&m)));
+            roundtrip(m);
+        }
+        for m in replies {
+            seen.insert(("ServerReply", reply(&m)));
+            roundtrip(m);
+        }
+        for m in agent_replies {
+            seen.insert(("AgentReply", agent_reply(&m)));
+            roundtrip(m);
+        }
+        // The other test covers Welcome, Err (ServerReply) and FleetUpdated.
+        seen.insert(("ServerReply", 1));
+        seen.insert(("ServerReply", 2));
+        seen.insert(("ServerToAgent", 4));
+        for (name, n) in [
+            ("AgentToServer", 13),
+            ("ServerToAgent", 8),
+            ("ServerReply", 4),
+            ("AgentReply", 3),
+        ] {
+            for i in 0..n {
+                assert!(seen.contains(&(name, i)), "{name} variant {i} not covered");
+            }
+        }
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
+            ErrorCode::InvalidState,
+            ErrorCode::NotLeader,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            roundtrip(ServerReply::Err(WireError::new(code, "x")));
+        }
+    }
 }

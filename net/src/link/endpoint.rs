@@ -179,6 +179,20 @@ impl Endpoint {
         }
     }
 
+    /// Silences the endpoint at once, as a crash of its host would: the UDP
+    /// socket is closed first, so nothing more is sent or received (no
+    /// close reaches the peers: they find out by their idle timeouts), then
+    /// every connection is dropped and the listener stops. For tests that
+    /// crash a node in process; [`shutdown`](Self::shutdown) is the orderly
+    /// stop.
+    pub fn silence(&self) {
+        self.inner.socket.close();
+        self.inner.quic.close(VarInt::from_u32(0), b"crashed");
+        if let Some(task) = lock_task(&self.inner.accept_task).as_ref() {
+            task.abort();
+        }
+    }
+
     /// Resolves once the endpoint's UDP socket is closed (its port free
     /// again). Holding this future does not keep the socket open.
     pub fn released(&self) -> impl Future<Output = ()> + Send + 'static {

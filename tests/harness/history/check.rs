@@ -15,6 +15,7 @@ pub fn check(history: &[Entry], final_state: &FinalState) -> Vec<Violation> {
     let mut h: Vec<&Entry> = history.iter().collect();
     h.sort_by_key(|e| e.seq);
     let mut out = Vec::new();
+    check_refusals(&h, &mut out);
     check_placements(&h, final_state, &mut out);
     check_processes(&h, final_state, &mut out);
     check_activations(&h, &mut out);
@@ -23,6 +24,25 @@ pub fn check(history: &[Entry], final_state: &FinalState) -> Vec<Violation> {
     }
     check_events(&h, final_state, &mut out);
     out
+}
+
+/// A valid placement request is never refused, faults or not.
+fn check_refusals(h: &[&Entry], out: &mut Vec<Violation>) {
+    for e in h {
+        if let Observation::PlacementRefused {
+            battle_session,
+            status,
+            error,
+        } = &e.obs
+        {
+            out.push(Violation::PlacementRefused {
+                battle_session: battle_session.clone(),
+                status: *status,
+                error: error.clone(),
+                seq: e.seq,
+            });
+        }
+    }
 }
 
 /// Invariant 1.
@@ -159,16 +179,13 @@ fn check_processes(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
     let mut procs: BTreeMap<&ProcessId, P> = BTreeMap::new();
     for e in h {
         match &e.obs {
+            // A delivered session holds its slot from then on (ACTIVATING
+            // counts toward the limit as ACTIVE does) until it ends.
             Observation::SessionDelivered {
                 process,
                 battle_session,
-            } => {
-                let p = procs.entry(process).or_default();
-                if !p.lifetime.iter().any(|(b, _)| *b == battle_session) {
-                    p.lifetime.push((battle_session, e.seq));
-                }
             }
-            Observation::SessionActivated {
+            | Observation::SessionActivated {
                 process,
                 battle_session,
             } => {
@@ -309,13 +326,20 @@ fn check_fulfilled_activated(h: &[&Entry], fin: &FinalState, out: &mut Vec<Viola
     }
 }
 
+/// The final statuses that have a placement event
+/// (`event_battle_session_placement_*`): a cancelled placement has none.
+pub const EVENTED: [PlacementStatus; 3] = [
+    PlacementStatus::Fulfilled,
+    PlacementStatus::TimedOut,
+    PlacementStatus::Failed,
+];
+
 /// Invariant 5.
 fn check_events(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
     let mut by_id: BTreeMap<&str, (&PlacementId, PlacementStatus, u64)> = BTreeMap::new();
     let mut reported: BTreeSet<&str> = BTreeSet::new();
     // (placement, status name): PlacementStatus is not Ord.
     let mut delivered: BTreeSet<(&PlacementId, &str)> = BTreeSet::new();
-    let mut any = false;
     for e in h {
         if let Observation::EventDelivered {
             placement,
@@ -323,7 +347,6 @@ fn check_events(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
             event_id,
         } = &e.obs
         {
-            any = true;
             delivered.insert((placement, status_name(*status)));
             if !status.is_terminal() {
                 out.push(Violation::EventNotTerminal {
@@ -349,11 +372,11 @@ fn check_events(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
             }
         }
     }
-    if !any {
+    if !fin.events_subscribed {
         return;
     }
     for (pl, (status, _)) in &fin.placements {
-        if status.is_terminal() && !delivered.contains(&(pl, status_name(*status))) {
+        if EVENTED.contains(status) && !delivered.contains(&(pl, status_name(*status))) {
             out.push(Violation::EventMissing {
                 placement: pl.clone(),
                 status: *status,

@@ -16,6 +16,12 @@ pub struct FinalState {
     /// The history holds the DS processes' observations (deliveries,
     /// activations), so a FULFILLED placement must show an activation.
     pub agents_observed: bool,
+    /// A subscriber (a virtual server's handler of the placement events)
+    /// was registered before the first placement and its deliveries were
+    /// recorded, so every placement of `placements` that ended with an
+    /// event must show it delivered. Without it, delivered events are
+    /// still checked for consistency, but none is required.
+    pub events_subscribed: bool,
 }
 
 impl Default for FinalState {
@@ -25,6 +31,7 @@ impl Default for FinalState {
             process_modes: BTreeMap::new(),
             default_mode: ServerMode::Simple,
             agents_observed: false,
+            events_subscribed: false,
         }
     }
 }
@@ -33,9 +40,7 @@ impl FinalState {
     /// Reads the placements and each process's mode (its fleet's) from the
     /// replicated state, e.g. `cluster.read(|s| FinalState::from_state(s, true))`.
     ///
-    /// Every terminal placement of the state must then have its event
-    /// delivered if the history has any event: when the subscriber sees only
-    /// part of the state, filter `placements` to that part.
+    /// Events are not required; see [`FinalState::with_events`].
     pub fn from_state(s: &ClusterState, agents_observed: bool) -> Self {
         FinalState {
             placements: s
@@ -50,7 +55,16 @@ impl FinalState {
                 .collect(),
             default_mode: ServerMode::Simple,
             agents_observed,
+            events_subscribed: false,
         }
+    }
+
+    /// Requires the placement events: the history recorded every delivery
+    /// of a subscriber registered for all of `placements` (filter
+    /// `placements` to what it saw otherwise).
+    pub fn with_events(mut self) -> Self {
+        self.events_subscribed = true;
+        self
     }
 
     pub(super) fn mode(&self, p: &ProcessId) -> ServerMode {

@@ -16,21 +16,32 @@
 //!
 //! Invariants checked (DESIGN.md "Invariants" 1 and 3, and what they imply):
 //!
+//! 0. no valid placement request is refused ([`Observation::PlacementRefused`]:
+//!    a 4xx or a 500; "unavailable" answers are indeterminate, not refusals);
 //! 1. every accepted placement ends in exactly one terminal state, and no
-//!    observer sees it change terminal state or go back to PENDING;
-//! 2. a DS process never holds more sessions than its mode allows;
+//!    observer (Describe, event) sees it change terminal state or go back
+//!    to PENDING;
+//! 2. a DS process never holds more sessions than its mode allows: one per
+//!    lifetime in simple mode; in parallel mode at most N delivered
+//!    (ACTIVATING) or activated sessions not yet ended;
 //! 3. no battle session is activated on two processes;
 //! 4. a FULFILLED placement's battle session was activated by a DS
 //!    (only when [`FinalState::agents_observed`]);
-//! 5. placement-finished events arrive at least once and their ids
-//!    de-duplicate (one id, one placement and status).
+//! 5. placement-finished events carry a terminal status and their ids
+//!    de-duplicate (one id, one placement and status); with
+//!    [`FinalState::with_events`], every placement that ended FULFILLED,
+//!    TIMED_OUT or FAILED had its event delivered at least once.
+//!
+//! The checker's own tests (`tests.rs`) feed it random valid runs (no
+//! violation may be reported) and the same runs with each kind of
+//! violation injected (each must be reported).
 
 mod check;
 mod final_state;
 mod record;
 mod violation;
 
-pub use check::check;
+pub use check::{check, EVENTED};
 pub use final_state::FinalState;
 pub use record::{Entry, History, Observation};
 pub use violation::{status_name, summary, Seen, Sighting, Violation};

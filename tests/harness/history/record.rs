@@ -15,6 +15,20 @@ pub enum Observation {
     /// StartBattleSessionPlacement got an error or no answer (it may or may
     /// not have been accepted). Not counted as accepted.
     PlacementIndeterminate { battle_session: BattleSessionId },
+    /// StartBattleSessionPlacement (or the RequestBattleSessionID before
+    /// it, `battle_session: None`) was refused: a 4xx, or a server error
+    /// other than "unavailable" (500). A valid request during faults must
+    /// never be refused, so the checker reports every one; a refusal a
+    /// scenario expects (503 on a minority) is asserted by the test, not
+    /// recorded here.
+    PlacementRefused {
+        battle_session: Option<BattleSessionId>,
+        status: u16,
+        error: String,
+    },
+    /// RequestBattleSessionID got no id because the cluster was unavailable
+    /// (502/503/504 or no answer): nothing was placed.
+    PlacementNotStarted { error: String },
     /// A Describe answered this status for the placement.
     PlacementStatusSeen {
         placement: PlacementId,

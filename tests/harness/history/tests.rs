@@ -3,7 +3,6 @@
 use super::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use respawn_state::ClusterState;
 use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -75,6 +74,7 @@ fn fin(placements: &[(&str, PlacementStatus, &str)]) -> FinalState {
             .map(|(p, s, b)| (pl(p), (*s, bs(b))))
             .collect(),
         agents_observed: true,
+        events_subscribed: true,
         ..FinalState::default()
     }
 }
@@ -248,7 +248,8 @@ fn simple_process_gets_two_sessions() {
 #[test]
 fn parallel_process_over_capacity() {
     let (mut obs, mut f) = clean();
-    // proc-b holds bs-3 (bs-2 ended); max 2: bs-5 fits, bs-6 does not.
+    // proc-b holds bs-3 (bs-2 ended); max 2: bs-5 fits, bs-6 does not,
+    // from its delivery on (ACTIVATING holds a slot).
     for (i, n) in ["5", "6"].iter().enumerate() {
         obs.push(accepted(&format!("pl-{n}"), &format!("bs-{n}")));
         obs.push(delivered("proc-b", &format!("bs-{n}")));
@@ -261,7 +262,7 @@ fn parallel_process_over_capacity() {
             assert!(v.is_empty(), "{}", summary(&v));
         } else {
             only(&v, |x| {
-                matches!(x, Violation::ParallelOverCapacity { max_sessions: 2, held, seq: 28, .. }
+                matches!(x, Violation::ParallelOverCapacity { max_sessions: 2, held, seq: 27, .. }
                     if held == &vec![bs("bs-3"), bs("bs-5"), bs("bs-6")])
             });
         }
@@ -305,21 +306,73 @@ fn fulfilled_without_activation() {
 
 #[test]
 fn missing_event() {
-    let (obs, f) = clean();
+    let (obs, mut f) = clean();
     let obs: Vec<_> = obs
         .into_iter()
-        .filter(|o| *o != event("pl-4", Cancelled, "ev-4"))
+        .filter(|o| *o != event("pl-2", Fulfilled, "ev-2"))
         .collect();
     let v = check(&history(obs.clone()), &f);
     only(&v, |x| {
-        matches!(x, Violation::EventMissing { placement, status: Cancelled }
-            if placement.as_str() == "pl-4")
+        matches!(x, Violation::EventMissing { placement, status: Fulfilled }
+            if placement.as_str() == "pl-2")
     });
-    // No events at all: not checked.
-    let obs: Vec<_> = obs
-        .into_iter()
-        .filter(|o| !matches!(o, Observation::EventDelivered { .. }))
+    // A cancelled placement has no event: none is required.
+    let no_cancel: Vec<_> = obs
+        .iter()
+        .filter(|o| **o != event("pl-4", Cancelled, "ev-4"))
+        .cloned()
         .collect();
+    let v = check(&history(no_cancel), &f);
+    assert_eq!(v.len(), 1, "{}", summary(&v));
+    // Without a subscriber, no event is required (and the test says so).
+    f.events_subscribed = false;
+    let v = check(&history(obs), &f);
+    assert!(v.is_empty(), "{}", summary(&v));
+}
+
+#[test]
+fn refused_placement() {
+    let (mut obs, f) = clean();
+    obs.push(Observation::PlacementRefused {
+        battle_session: Some(bs("bs-9")),
+        status: 409,
+        error: "conflict".into(),
+    });
+    let v = check(&history(obs), &f);
+    only(&v, |x| {
+        matches!(
+            x,
+            Violation::PlacementRefused {
+                status: 409,
+                seq: 22,
+                ..
+            }
+        )
+    });
+    assert!(summary(&v).contains("placement of bs-9 refused at #22: 409 conflict"));
+}
+
+#[test]
+fn activating_sessions_count_toward_the_parallel_limit() {
+    // Two deliveries, neither activated yet, on a process of max 1.
+    let (mut obs, mut f) = clean();
+    f.process_modes
+        .insert(pr("proc-p"), ServerMode::Parallel { max_sessions: 1 });
+    obs.push(delivered("proc-p", "bs-7"));
+    obs.push(delivered("proc-p", "bs-8"));
+    let v = check(&history(obs.clone()), &f);
+    only(&v, |x| {
+        matches!(
+            x,
+            Violation::ParallelOverCapacity {
+                seq: 23,
+                max_sessions: 1,
+                ..
+            }
+        )
+    });
+    // Ended (revoked) before the next delivery: within the limit.
+    obs.insert(23, session_ended("proc-p", "bs-7"));
     let v = check(&history(obs), &f);
     assert!(v.is_empty(), "{}", summary(&v));
 }
@@ -363,345 +416,5 @@ fn summary_lists_each_violation() {
     );
 }
 
-#[test]
-fn from_state_reads_placements_and_modes() {
-    let s = ClusterState::default();
-    let f = FinalState::from_state(&s, true);
-    assert!(f.placements.is_empty() && f.agents_observed);
-}
-
-// ----- a random but valid run -----
-
-struct SimProc {
-    id: ProcessId,
-    mode: ServerMode,
-    lifetime: u32,
-    /// Assigned (activating or active) sessions.
-    current: BTreeSet<usize>,
-    alive: bool,
-}
-
-struct SimPl {
-    id: PlacementId,
-    bs: BattleSessionId,
-    status: PlacementStatus,
-    /// Process index while assigned.
-    on: Option<usize>,
-    activated: bool,
-    attempts: u32,
-    /// Known to the backend (accepted): it may Describe it.
-    known: bool,
-    ended: bool,
-}
-
-struct Sim {
-    rng: StdRng,
-    h: History,
-    procs: Vec<SimProc>,
-    pls: Vec<SimPl>,
-}
-
-impl Sim {
-    fn spawn(&mut self) {
-        let n = self.procs.len();
-        let mode = if self.rng.gen_bool(0.5) {
-            ServerMode::Simple
-        } else {
-            ServerMode::Parallel {
-                max_sessions: self.rng.gen_range(1..4),
-            }
-        };
-        self.procs.push(SimProc {
-            id: pr(&format!("proc-{n}")),
-            mode,
-            lifetime: 0,
-            current: BTreeSet::new(),
-            alive: true,
-        });
-    }
-
-    fn finish(&mut self, i: usize, status: PlacementStatus) {
-        self.pls[i].status = status;
-        let o = event(self.pls[i].id.as_str(), status, &format!("ev-{i}"));
-        self.h.record(o.clone());
-        if self.rng.gen_bool(0.2) {
-            self.h.record(o); // redelivered, same id
-        }
-    }
-
-    fn end_process(&mut self, p: usize) {
-        self.procs[p].alive = false;
-        self.h.record(Observation::ProcessEnded {
-            process: self.procs[p].id.clone(),
-        });
-        for i in std::mem::take(&mut self.procs[p].current) {
-            let pl = &mut self.pls[i];
-            pl.on = None;
-            if pl.status == Pending {
-                pl.attempts += 1;
-            }
-            if pl.activated {
-                pl.ended = true;
-            }
-        }
-        self.spawn();
-    }
-
-    /// Takes a pending assigned session off its process.
-    fn withdraw(&mut self, i: usize) {
-        let Some(p) = self.pls[i].on.take() else {
-            return;
-        };
-        self.procs[p].current.remove(&i);
-        self.pls[i].attempts += 1;
-        if self.procs[p].mode == ServerMode::Simple {
-            self.end_process(p);
-        }
-    }
-
-    fn pick(&mut self, f: impl Fn(&SimPl) -> bool) -> Option<usize> {
-        let c: Vec<usize> = (0..self.pls.len()).filter(|&i| f(&self.pls[i])).collect();
-        (!c.is_empty()).then(|| c[self.rng.gen_range(0..c.len())])
-    }
-
-    fn step(&mut self) {
-        match self.rng.gen_range(0..10) {
-            0 | 1 => {
-                let n = self.pls.len();
-                let (id, b) = (pl(&format!("pl-{n}")), bs(&format!("bs-{n}")));
-                let known = self.rng.gen_bool(0.85);
-                if known {
-                    self.h.record(Observation::PlacementAccepted {
-                        placement: id.clone(),
-                        battle_session: b.clone(),
-                    });
-                } else {
-                    self.h.record(Observation::PlacementIndeterminate {
-                        battle_session: b.clone(),
-                    });
-                    if self.rng.gen_bool(0.5) {
-                        return; // never reached the cluster
-                    }
-                }
-                self.pls.push(SimPl {
-                    id,
-                    bs: b,
-                    status: Pending,
-                    on: None,
-                    activated: false,
-                    attempts: 0,
-                    known,
-                    ended: false,
-                });
-            }
-            2 => {
-                // Assign a waiting placement to a process that admits it.
-                let Some(i) = self.pick(|p| p.status == Pending && p.on.is_none()) else {
-                    return;
-                };
-                let free: Vec<usize> = (0..self.procs.len())
-                    .filter(|&j| {
-                        let p = &self.procs[j];
-                        p.alive && p.mode.admits(p.lifetime, p.current.len() as u32)
-                    })
-                    .collect();
-                if free.is_empty() {
-                    return;
-                }
-                let p = free[self.rng.gen_range(0..free.len())];
-                self.procs[p].lifetime += 1;
-                self.procs[p].current.insert(i);
-                self.pls[i].on = Some(p);
-                self.h.record(Observation::SessionDelivered {
-                    process: self.procs[p].id.clone(),
-                    battle_session: self.pls[i].bs.clone(),
-                });
-            }
-            3 | 4 => {
-                let Some(i) = self.pick(|p| p.status == Pending && p.on.is_some()) else {
-                    return;
-                };
-                let p = self.pls[i].on.unwrap_or_default();
-                self.pls[i].activated = true;
-                self.h.record(Observation::SessionActivated {
-                    process: self.procs[p].id.clone(),
-                    battle_session: self.pls[i].bs.clone(),
-                });
-                self.finish(i, Fulfilled);
-            }
-            5 => {
-                // Activation timeout: try another process, or FAIL.
-                let Some(i) = self.pick(|p| p.status == Pending && p.on.is_some()) else {
-                    return;
-                };
-                self.withdraw(i);
-                if self.pls[i].attempts >= 3 {
-                    self.finish(i, Failed);
-                }
-            }
-            6 => {
-                // Cancel or placement timeout.
-                let Some(i) = self.pick(|p| p.status == Pending) else {
-                    return;
-                };
-                self.withdraw(i);
-                let s = if self.rng.gen_bool(0.5) {
-                    Cancelled
-                } else {
-                    TimedOut
-                };
-                self.finish(i, s);
-            }
-            7 => {
-                // An active session ends.
-                let Some(i) = self.pick(|p| p.activated && !p.ended && p.on.is_some()) else {
-                    return;
-                };
-                let p = self.pls[i].on.unwrap_or_default();
-                if self.procs[p].mode == ServerMode::Simple {
-                    self.end_process(p);
-                } else {
-                    self.procs[p].current.remove(&i);
-                    self.pls[i].on = None;
-                    self.pls[i].ended = true;
-                    self.h.record(Observation::SessionEnded {
-                        process: self.procs[p].id.clone(),
-                        battle_session: self.pls[i].bs.clone(),
-                    });
-                }
-            }
-            8 => {
-                // A process crashes or is killed.
-                let alive: Vec<usize> = (0..self.procs.len())
-                    .filter(|&j| self.procs[j].alive)
-                    .collect();
-                if self.rng.gen_bool(0.3) && !alive.is_empty() {
-                    let p = alive[self.rng.gen_range(0..alive.len())];
-                    self.end_process(p);
-                    // Its PENDING sessions that ran out of attempts FAIL.
-                    for i in 0..self.pls.len() {
-                        if self.pls[i].status == Pending
-                            && self.pls[i].on.is_none()
-                            && self.pls[i].attempts >= 3
-                        {
-                            self.finish(i, Failed);
-                        }
-                    }
-                }
-            }
-            _ => {
-                // Describe, sometimes concurrent with the next change.
-                let Some(i) = self.pick(|p| p.known) else {
-                    return;
-                };
-                let t = self.h.now();
-                let s = self.pls[i].status;
-                self.h.record_since(t, seen(self.pls[i].id.as_str(), s));
-            }
-        }
-    }
-
-    fn run(seed: u64, steps: usize) -> (Vec<Entry>, FinalState) {
-        let mut s = Sim {
-            rng: StdRng::seed_from_u64(seed),
-            h: History::new(),
-            procs: Vec::new(),
-            pls: Vec::new(),
-        };
-        for _ in 0..4 {
-            s.spawn();
-        }
-        for _ in 0..steps {
-            s.step();
-        }
-        // Converge: whatever is still PENDING times out.
-        for i in 0..s.pls.len() {
-            if s.pls[i].status == Pending {
-                s.withdraw(i);
-                s.finish(i, TimedOut);
-            }
-        }
-        let f = FinalState {
-            placements: s
-                .pls
-                .iter()
-                .map(|p| (p.id.clone(), (p.status, p.bs.clone())))
-                .collect(),
-            process_modes: s.procs.iter().map(|p| (p.id.clone(), p.mode)).collect(),
-            default_mode: ServerMode::Simple,
-            agents_observed: true,
-        };
-        (s.h.snapshot(), f)
-    }
-}
-
-#[test]
-fn random_valid_runs_pass() {
-    // Over all seeds, the runs must exercise every kind of observation
-    // and every terminal status, or passing proves little.
-    let mut kinds = BTreeSet::new();
-    for seed in 0..64 {
-        let (h, f) = Sim::run(seed, 400);
-        for e in &h {
-            let k = format!("{:?}", e.obs);
-            kinds.insert(k.split([' ', '{']).next().unwrap_or("").to_string());
-            if let Observation::PlacementStatusSeen { status, .. }
-            | Observation::EventDelivered { status, .. } = &e.obs
-            {
-                kinds.insert(status_name(*status).to_string());
-            }
-        }
-        assert!(
-            h.iter()
-                .any(|e| matches!(e.obs, Observation::SessionActivated { .. })),
-            "seed {seed}: a run should activate something"
-        );
-        let v = check(&h, &f);
-        assert!(v.is_empty(), "seed {seed}: {}", summary(&v));
-        // Deterministic.
-        assert_eq!(check(&h, &f), v);
-    }
-    let want = [
-        "PlacementAccepted",
-        "PlacementIndeterminate",
-        "PlacementStatusSeen",
-        "SessionDelivered",
-        "SessionActivated",
-        "SessionEnded",
-        "ProcessEnded",
-        "EventDelivered",
-        "PENDING",
-        "FULFILLED",
-        "CANCELLED",
-        "TIMED_OUT",
-        "FAILED",
-    ];
-    for k in want {
-        assert!(kinds.contains(k), "no {k} in any run: {kinds:?}");
-    }
-}
-
-#[test]
-fn random_runs_with_an_injected_fault_fail() {
-    for seed in 0..16 {
-        let (mut h, f) = Sim::run(seed, 400);
-        let Some(b) = h.iter().find_map(|e| match &e.obs {
-            Observation::SessionActivated { battle_session, .. } => Some(battle_session.clone()),
-            _ => None,
-        }) else {
-            continue;
-        };
-        let last = h.last().map_or(Duration::ZERO, |e| e.at);
-        h.push(Entry {
-            seq: h.len() as u64,
-            invoked: last,
-            at: last,
-            obs: Observation::SessionActivated {
-                process: pr("proc-intruder"),
-                battle_session: b,
-            },
-        });
-        let v = check(&h, &f);
-        only(&v, |x| matches!(x, Violation::ActiveOnTwoProcesses { .. }));
-    }
-}
+mod faults;
+mod sim;

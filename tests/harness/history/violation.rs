@@ -37,6 +37,14 @@ impl fmt::Display for Sighting {
 /// A broken invariant, with the ids and history positions (`seq`) involved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
+    /// (0) A placement request was refused (4xx or 500) at entry `seq`;
+    /// `battle_session` is `None` when its RequestBattleSessionID was.
+    PlacementRefused {
+        battle_session: Option<BattleSessionId>,
+        status: u16,
+        error: String,
+        seq: u64,
+    },
     /// (1) An accepted placement is not terminal in the final state
     /// (`final_status` PENDING, or `None`: missing).
     NotTerminal {
@@ -115,6 +123,18 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Violation::*;
         match self {
+            PlacementRefused {
+                battle_session,
+                status,
+                error,
+                seq,
+            } => write!(
+                f,
+                "placement of {} refused at #{seq}: {status} {error}",
+                battle_session
+                    .as_ref()
+                    .map_or("a new battle session", |b| b.as_str())
+            ),
             NotTerminal {
                 placement,
                 accepted_seq,

@@ -38,7 +38,15 @@ async fn sigkill_and_restart_keeps_state_and_placements_continue() -> anyhow::Re
     dev.wait_ready().await?;
     let v = fulfilled_placement(&dev.backend).await?;
     let pl = v["placement_id"].as_str().unwrap().to_string();
-    // A placement that cannot be served yet stays PENDING across the crash.
+    // The dev fleet's two processes both hold a session: a third placement
+    // is accepted PENDING, and must survive the crash.
+    fulfilled_placement(&dev.backend).await?;
+    let waiting = dev
+        .backend
+        .place_view(respawn_config::DEV_FLEET, &["bob"])
+        .await?;
+    assert_eq!(waiting["status"], "PENDING", "{waiting}");
+    let waiting = waiting["placement_id"].as_str().unwrap().to_string();
     dev.kill9();
 
     let dev = Dev::start(dir.path())?;
@@ -54,8 +62,24 @@ async fn sigkill_and_restart_keeps_state_and_placements_continue() -> anyhow::Re
             .then_some(())
     })
     .await?;
+    // The placement that was waiting is still known, and served by the
+    // processes launched after the restart.
+    dev.backend.wait_status(&waiting, "FULFILLED", T).await?;
     fulfilled_placement(&dev.backend).await?;
     Ok(())
+}
+
+/// `respawn_placements_started_total` on the node's `/metrics`.
+async fn placements_started(b: &Backend) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", b.base))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("respawn_placements_started_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +170,11 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()>
         .await?;
     assert_eq!(s, 404);
     assert_eq!(count().await, 0, "rejected requests reserved nothing");
+    assert_eq!(
+        placements_started(b).await?,
+        1,
+        "of all the starts above only the valid one started a placement"
+    );
 
     // Authentication: bad, tampered, expired tickets; missing headers.
     let (s, v) = b
@@ -187,6 +216,12 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()>
         .post("/dsm/request_battle_session_id", json!({}))
         .await?;
     assert_eq!(s, 401);
+
+    assert_eq!(
+        placements_started(b).await?,
+        1,
+        "refused callers changed nothing"
+    );
 
     // Unknown endpoint and wrong method get JSON too.
     let r = reqwest::get(format!("{}/dsm/start_battle_session_placement", b.base)).await?;

@@ -159,7 +159,17 @@ processes_per_host = 3
     // Place through a node that is not the leader.
     let via = (0..3).find(|i| *i as u64 + 1 != leader).unwrap();
     let b = Backend::new(edge(via), &region);
-    let pl = b.place("fleet-c", &["p"]).await?;
+    // The first leader applies the configured title region and fleet after
+    // its election: until that commit reaches this node, its edge answers
+    // 401 "unknown title region" / 404 "fleet not found" (a node is
+    // /readyz-ready once it knows a leader, before that). A refused start
+    // creates nothing, so it is tried again until accepted.
+    let pl = wait_for(
+        "a placement accepted once the configuration is applied",
+        T,
+        || async { b.place("fleet-c", &["p"]).await.ok() },
+    )
+    .await?;
     b.wait_status(&pl, "FULFILLED", T).await?;
     // Kill the leader; place through a survivor.
     let l = (leader - 1) as usize;

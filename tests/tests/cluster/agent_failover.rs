@@ -19,7 +19,7 @@ async fn agents_node_killed_agent_moves_and_keeps_working() -> anyhow::Result<()
         .sim_agent("host-a", 4, Duration::from_secs(600), order)
         .await?;
     let pl = fulfilled(&c.backend(leader), &c.history).await?;
-    c.kill(follower).await;
+    c.crash(follower).await;
     wait_for("agent relinked", T, || async {
         let to = agent.connected_to()?;
         (to != addrs[(follower - 1) as usize]).then_some(())

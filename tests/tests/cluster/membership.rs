@@ -162,7 +162,7 @@ async fn misuse_is_refused_and_a_real_node_joins_and_leaves() -> anyhow::Result<
 
     // Every node restarts with its data and the cluster commits.
     for id in [1, 2, 3] {
-        c.kill(id).await;
+        c.crash(id).await;
     }
     for id in [1, 2, 3] {
         c.start_node(id).await?;
@@ -201,7 +201,7 @@ async fn a_bricked_data_directory_starts_and_is_repaired() -> anyhow::Result<()>
         ..Default::default()
     })
     .await?;
-    c.kill(1).await;
+    c.stop(1).await;
     let mut cfg = c.cfgs[0].clone();
     cfg.server.bootstrap = Bootstrap::Single;
     cfg.server.members = Vec::new();

@@ -46,17 +46,27 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
+    // A VS subscribed to the placement events, on the agents' hosts.
+    let sink = EventSink::start(c.history.clone()).await?;
     let agents = [
-        c.sim_agent("host-a", 20, Duration::from_millis(300), c.quic_addrs())
-            .await?,
-        c.sim_agent(
+        c.sim_agent_with_vs(
+            "host-a",
+            20,
+            Duration::from_millis(300),
+            c.quic_addrs(),
+            Some(sink.port),
+        )
+        .await?,
+        c.sim_agent_with_vs(
             "host-b",
             20,
             Duration::from_millis(300),
             c.quic_addrs().into_iter().rev().collect(),
+            Some(sink.port),
         )
         .await?,
     ];
+    c.subscribe_events().await?;
     let old = c.wait_leader().await?;
     let survivors: Vec<NodeId> = c.alive().into_iter().filter(|n| *n != old).collect();
     // Backends place concurrently through the surviving nodes while the leader dies.
@@ -65,10 +75,19 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
     for (i, id) in survivors.iter().cycle().take(4).enumerate() {
         let (b, h, stop) = (c.backend(*id), c.history.clone(), stop.clone());
         placers.push(tokio::spawn(async move {
-            let mut placed = Vec::new();
+            // Every attempt is recorded with its outcome (a refusal fails
+            // the check), and each round re-reads one of this placer's
+            // placements, so a status that changes after it was seen
+            // terminal is caught.
+            let mut placed: Vec<String> = Vec::new();
+            let mut n = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(Some(pl)) = place_recorded(&b, &h).await {
+                if let PlaceOutcome::Accepted(pl) = place_recorded(&b, &h).await {
                     placed.push(pl);
+                }
+                if !placed.is_empty() {
+                    n = n.wrapping_mul(31).wrapping_add(7 + i);
+                    describe_recorded(&b, &h, &placed[n % placed.len()]).await;
                 }
                 tokio::time::sleep(Duration::from_millis(20 + i as u64)).await;
             }
@@ -85,7 +104,9 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
             .then_some(())
     })
     .await?;
-    c.kill(old).await;
+    // A crash: no successor named, no "going away"; the others find out
+    // by their timeouts.
+    c.crash(old).await;
     let new = c.wait_new_leader(old).await?;
     let before = c.history.len();
     // Placements resume on the new leader.
@@ -102,11 +123,21 @@ async fn leader_killed_during_placements(net: Net) -> anyhow::Result<()> {
     for p in placers {
         all.extend(p.await?);
     }
-    // Every accepted placement reaches exactly one terminal state.
+    // Every accepted placement reaches exactly one terminal state, no
+    // attempt was refused, no read saw a terminal status change.
     assert_eq!(c.wait_leader().await?, new);
-    let state = c.settle(&all).await?;
-    let v = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    c.settle(&all).await?;
+    // Every placement's event, across the leader change (at least once).
+    let state = c.wait_events_delivered().await?;
+    let h = c.history.snapshot();
+    let v = check(&h, &FinalState::from_state(&state, true).with_events());
     assert!(v.is_empty(), "{}", summary(&v));
+    assert!(sink.malformed().is_empty(), "{:?}", sink.malformed());
+    let events = h
+        .iter()
+        .filter(|e| matches!(e.obs, Observation::EventDelivered { .. }))
+        .count();
+    assert!(events >= 10, "only {events} events delivered");
     for a in agents {
         a.stop();
     }

@@ -3,13 +3,31 @@
 use super::*;
 
 /// A history checker over a randomized run: for a minute, backends place
-/// and describe through random nodes while nodes are killed, restarted,
+/// and describe through random nodes (every attempt and read recorded)
+/// while nodes are crashed (no graceful step), restarted,
 /// isolated and partitioned (at most one node down or cut off at a time,
-/// so a majority exists most of the time) and messages are delayed. Then
-/// every fault is healed and the recorded history is checked against the
-/// design's invariants on the converged state.
+/// so a majority exists most of the time) and messages are delayed; a
+/// virtual server receives the placement events throughout. Then every
+/// fault is healed and the recorded history is checked against the
+/// design's invariants on the converged state, events included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
+    randomized(None, 15, Duration::from_secs(60)).await
+}
+
+/// The same in parallel mode (three sessions per process at most, each
+/// ended by its DS): a process never holds more than three delivered or
+/// active sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_faults_keep_the_invariants_in_parallel_mode() -> anyhow::Result<()> {
+    randomized(Some(3), 3, Duration::from_secs(40)).await
+}
+
+async fn randomized(
+    parallel: Option<u32>,
+    processes: usize,
+    run_for: Duration,
+) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
     let seed: u64 = std::env::var("RESPAWN_SEED")
         .ok()
@@ -19,22 +37,32 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
     let mut c = TestCluster::start(ClusterOptions {
         placement_timeout_secs: 8,
         activation_timeout_secs: 3,
+        parallel,
         ..Default::default()
     })
     .await?;
     c.router
         .set_delay(Duration::from_millis(0), Duration::from_millis(3));
+    let sink = EventSink::start(c.history.clone()).await?;
     let agents = [
-        c.sim_agent("host-a", 15, Duration::from_millis(400), c.quic_addrs())
-            .await?,
-        c.sim_agent(
+        c.sim_agent_with_vs(
+            "host-a",
+            processes,
+            Duration::from_millis(400),
+            c.quic_addrs(),
+            Some(sink.port),
+        )
+        .await?,
+        c.sim_agent_with_vs(
             "host-b",
-            15,
+            processes,
             Duration::from_millis(700),
             c.quic_addrs().into_iter().rev().collect(),
+            Some(sink.port),
         )
         .await?,
     ];
+    c.subscribe_events().await?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut placers = Vec::new();
     for i in 0..3u64 {
@@ -46,30 +74,18 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let b = &backends[rng.gen_range(0..backends.len())];
                 if rng.gen_bool(0.5) || mine.is_empty() {
-                    if let Ok(Some(pl)) = place_recorded(b, &h).await {
+                    if let PlaceOutcome::Accepted(pl) = place_recorded(b, &h).await {
                         mine.push(pl);
                     }
                 } else {
-                    let pl = mine[rng.gen_range(0..mine.len())].clone();
-                    let invoked = h.now();
-                    if let Ok(v) = b.describe(&pl).await {
-                        if let Some(status) = v["status"].as_str().and_then(parse_status) {
-                            h.record_since(
-                                invoked,
-                                Observation::PlacementStatusSeen {
-                                    placement: PlacementId::new_unchecked(pl),
-                                    status,
-                                },
-                            );
-                        }
-                    }
+                    let pl = &mine[rng.gen_range(0..mine.len())];
+                    describe_recorded(b, &h, pl).await;
                 }
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
             }
             mine
         }));
     }
-    let run_for = Duration::from_secs(60);
     let started = tokio::time::Instant::now();
     let mut down: Option<NodeId> = None;
     let mut faults = Vec::new();
@@ -86,8 +102,8 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
         let victim = rng.gen_range(1..=3u64);
         match rng.gen_range(0..3) {
             0 => {
-                c.kill(victim).await;
-                faults.push(format!("kill {victim}"));
+                c.crash(victim).await;
+                faults.push(format!("crash {victim}"));
             }
             1 => {
                 c.isolate(victim);
@@ -118,14 +134,15 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
     for p in placers {
         placed.extend(p.await?);
     }
-    let state = c.settle(&placed).await?;
-    let accepted = c
-        .history
-        .snapshot()
+    c.settle(&placed).await?;
+    let state = c.wait_events_delivered().await?;
+    let h = c.history.snapshot();
+    let accepted = h
         .iter()
         .filter(|e| matches!(e.obs, Observation::PlacementAccepted { .. }))
         .count();
-    let violations = check(&c.history.snapshot(), &FinalState::from_state(&state, true));
+    assert!(sink.malformed().is_empty(), "{:?}", sink.malformed());
+    let violations = check(&h, &FinalState::from_state(&state, true).with_events());
     assert!(
         violations.is_empty(),
         "seed {seed}, faults {faults:?}\n{}",
@@ -135,6 +152,26 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
         accepted >= 20,
         "seed {seed}: only {accepted} placements were accepted; the run proves little"
     );
+    // The checker's view of the modes comes from the fleets in the state.
+    let fin = FinalState::from_state(&state, true);
+    let want = match parallel {
+        Some(n) => ServerMode::Parallel { max_sessions: n },
+        None => ServerMode::Simple,
+    };
+    assert!(!fin.process_modes.is_empty());
+    assert!(
+        fin.process_modes.values().all(|m| *m == want),
+        "{:?}",
+        fin.process_modes
+    );
+    assert_eq!(fin.placements.len(), state.placements.len());
+    if parallel.is_some() {
+        let most = most_sessions_at_once(&h);
+        assert!(
+            most >= 2,
+            "seed {seed}: no process ever held two sessions at once ({most}); parallel mode was not exercised"
+        );
+    }
     eprintln!("seed {seed}: {accepted} placements accepted, faults: {faults:?}");
     for a in agents {
         a.stop();
@@ -142,6 +179,32 @@ async fn randomized_faults_keep_the_invariants() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_status(s: &str) -> Option<PlacementStatus> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+/// The most sessions one process held at once (delivered and not ended).
+fn most_sessions_at_once(h: &[respawn_tests::history::Entry]) -> usize {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut held: BTreeMap<&ProcessId, BTreeSet<&BattleSessionId>> = BTreeMap::new();
+    let mut most = 0;
+    for e in h {
+        match &e.obs {
+            Observation::SessionDelivered {
+                process,
+                battle_session,
+            } => {
+                let s = held.entry(process).or_default();
+                s.insert(battle_session);
+                most = most.max(s.len());
+            }
+            Observation::SessionEnded {
+                process,
+                battle_session,
+            } => {
+                held.entry(process).or_default().remove(battle_session);
+            }
+            Observation::ProcessEnded { process } => {
+                held.remove(process);
+            }
+            _ => {}
+        }
+    }
+    most
 }

@@ -19,7 +19,7 @@ async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Resul
         .into_iter()
         .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to())
         .unwrap();
-    c.kill(follower).await;
+    c.crash(follower).await;
     for _ in 0..25 {
         fulfilled(&c.backend(leader), &c.history).await?;
     }
@@ -52,7 +52,7 @@ async fn all_nodes_restarted_keep_committed_state() -> anyhow::Result<()> {
     agent.stop();
     let before = c.wait_converged().await?;
     for id in c.alive() {
-        c.kill(id).await;
+        c.crash(id).await;
     }
     for id in 1..=3 {
         c.start_node(id).await?;
@@ -99,7 +99,7 @@ async fn stopped_node_releases_its_quic_port_at_once() -> anyhow::Result<()> {
     fulfilled(&c.backend(follower), &c.history).await?;
     assert_eq!(agent.connected_to(), Some(addr));
 
-    c.kill(leader).await;
+    c.stop(leader).await;
     // No retry: the port must be free now.
     let socket = std::net::UdpSocket::bind(addr)
         .map_err(|e| anyhow::anyhow!("{addr} still bound after shutdown returned: {e}"))?;

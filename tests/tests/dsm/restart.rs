@@ -57,11 +57,10 @@ async fn placement_timer_survives_a_restart() -> anyhow::Result<()> {
     c.wait_ready(1).await?;
     let busy = c.backend.place(DEV_FLEET, &[]).await?;
     c.backend.wait_status(&busy, "FULFILLED", T).await?;
-    let waiting = c.backend.place(DEV_FLEET, &["x"]).await?;
-    let deadline = c.backend.describe(&waiting).await?["deadline"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(c.backend.describe(&waiting).await?["status"], "PENDING");
+    let v = c.backend.place_view(DEV_FLEET, &["x"]).await?;
+    assert_eq!(v["status"], "PENDING", "{v}");
+    let waiting = v["placement_id"].as_str().unwrap().to_string();
+    let deadline = v["deadline"].as_u64().unwrap();
     c.halt().await;
     wait_for("the deadline to pass while down", T, || async {
         (now_millis() > deadline).then_some(())

@@ -15,25 +15,25 @@ async fn scales_up_under_concurrent_load_and_back_down() -> anyhow::Result<()> {
     c.wait_vs_running("vs-a", 1).await?;
 
     // Eight requests in flight at a time (target 2 per instance, max 3).
+    // Every call must succeed (scaling up loses none); the pids that
+    // answered are collected.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pids = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let mut load = Vec::new();
     for _ in 0..8 {
         let b = c.backend.clone();
-        let stop = stop.clone();
+        let (stop, pids) = (stop.clone(), pids.clone());
         load.push(tokio::spawn(async move {
-            let mut pids = BTreeSet::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(a) = b.invoke("GET", "vs-a/slow?ms=300", &[], vec![]).await {
-                    assert_eq!(a.status, 200, "{}", a.body);
-                    let _ = a.body;
-                }
-                if let Ok(a) = b.invoke("GET", "vs-a/hello", &[], vec![]).await {
-                    if let Some(p) = a.json()["pid"].as_u64() {
-                        pids.insert(p);
-                    }
-                }
+                let a = b.invoke("GET", "vs-a/slow?ms=300", &[], vec![]).await?;
+                anyhow::ensure!(a.status == 200, "slow call: {} {}", a.status, a.body);
+                let a = b.invoke("GET", "vs-a/hello", &[], vec![]).await?;
+                anyhow::ensure!(a.status == 200, "hello: {} {}", a.status, a.body);
+                let pid = a.json()["pid"].as_u64();
+                anyhow::ensure!(pid.is_some(), "no pid in {}", a.body);
+                pids.lock().unwrap().extend(pid);
             }
-            pids
+            Ok(())
         }));
     }
     c.wait_vs_running("vs-a", 3).await?;
@@ -46,23 +46,17 @@ async fn scales_up_under_concurrent_load_and_back_down() -> anyhow::Result<()> {
         .scale
     });
     assert_eq!(scale, 3, "never above max_instances");
-    // Keep loading until the new instances have served requests.
-    wait_for("requests served by three instances", T, || async {
-        let mut seen = BTreeSet::new();
-        for _ in 0..12 {
-            if let Ok(a) = c.backend.invoke("GET", "vs-a/hello", &[], vec![]).await {
-                if let Some(p) = a.json()["pid"].as_u64() {
-                    seen.insert(p);
-                }
-            }
-        }
-        (seen.len() >= 2).then_some(())
+    // Keep loading until three instances (three processes) have served.
+    let served = wait_for("requests served by three instances", T, || async {
+        let p = pids.lock().unwrap().clone();
+        (p.len() >= 3 || load.iter().any(|l| l.is_finished())).then_some(p)
     })
     .await?;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for l in load {
-        l.await?;
+        l.await??;
     }
+    assert_eq!(served.len(), 3, "pids that answered: {served:?}");
     // Quiet: back to one instance after the scale-down delay, never zero.
     wait_for("one instance again", T, || async {
         let live: Vec<VsInstance> = c

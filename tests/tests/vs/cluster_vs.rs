@@ -50,8 +50,8 @@ async fn virtual_servers_in_a_three_node_cluster_survive_the_leader() -> anyhow:
     }
     let pid = serving(tc.backend(leader)).await.unwrap()["pid"].clone();
 
-    // The leader dies; the instance keeps serving through the survivors.
-    tc.kill(leader).await;
+    // The leader crashes; the instance keeps serving through the survivors.
+    tc.crash(leader).await;
     let new_leader = tc.wait_new_leader(leader).await?;
     for id in tc.alive() {
         let v = wait_for("the VS serving after failover", T, || {

@@ -68,11 +68,34 @@ async fn docker_vs_is_invoked_through_the_edge() -> anyhow::Result<()> {
         env["PGOS_VS_Listen_Port"], "8080",
         "containers listen on the configured port"
     );
-    // Stop removes the container.
-    c.admin("POST", &admin_path("virtual_servers/vs-docker/stop"), None)
+    // The container runs in Docker under the instance's name.
+    let container = format!("respawn-{}", inst[0].id);
+    let in_docker = |name: String| async move {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--filter", &format!("name=^/{name}$")])
+            .args(["--format", "{{.Names}}"])
+            .output()
+            .expect("docker ps");
+        assert!(out.status.success(), "docker ps failed");
+        String::from_utf8_lossy(&out.stdout).trim() == name
+    };
+    assert!(
+        in_docker(container.clone()).await,
+        "{container} not in docker ps"
+    );
+    // Stop is accepted, the instance leaves the state and the container
+    // leaves Docker.
+    let a = c
+        .admin("POST", &admin_path("virtual_servers/vs-docker/stop"), None)
         .await?;
-    wait_for("the container gone", T, || async {
+    assert_eq!(a.status, 200, "{}", a.body);
+    wait_for("the instance gone", T, || async {
         c.vs_instances("vs-docker").is_empty().then_some(())
+    })
+    .await?;
+    wait_for("the container gone from Docker", T, || {
+        let name = container.clone();
+        async move { (!in_docker(name).await).then_some(()) }
     })
     .await?;
     Ok(())
