@@ -130,9 +130,8 @@ pub(crate) fn spawn_watcher(raft: Raft, counters: Counters, trigger: SnapshotTri
             }
             // A retry needs a wake-up even when nothing is applied.
             let retry = Duration::from_millis(trigger.retry_ms.max(100));
-            match tokio::time::timeout(retry, metrics.changed()).await {
-                Ok(Err(_)) => return, // Raft has shut down.
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(_)) = tokio::time::timeout(retry, metrics.changed()).await {
+                return; // Raft has shut down.
             }
         }
     });
