@@ -25,10 +25,12 @@ use crate::api;
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::link::ServerLink;
+use crate::log_sweep;
 use crate::reporter::Reporter;
 use crate::state::{Proc, Registry, Shared, SupMsg};
 use crate::supervisor::supervise;
 use crate::vs::{VsConfig, VsHost};
+use respawn_runtime::leftovers::Ledger;
 use respawn_types::agent::{
     AgentHello, AgentReply, ErrorCode, LiveProcess, ServerToAgent, WireError, PROTOCOL_VERSION,
 };
@@ -47,6 +49,7 @@ struct Tasks {
     shared: Arc<Shared>,
     server: JoinHandle<()>,
     supervisor: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
     reporter: JoinHandle<()>,
 }
 
@@ -54,6 +57,7 @@ impl Drop for Tasks {
     fn drop(&mut self) {
         self.server.abort();
         self.supervisor.abort();
+        self.sweeper.abort();
         self.reporter.abort();
         let mut reg = self.shared.reg();
         reg.stopping = true;
@@ -115,11 +119,23 @@ impl Agent {
                 host_id: config.host_id.clone(),
                 intranet_addr: config.intranet_addr,
                 docker_intranet_host: config.docker_intranet_host.clone(),
+                log_rotation: config.logs.rotation,
             },
             link.clone(),
         )
         .await
         .map_err(io(&vs_dir))?;
+        // What a crashed predecessor left running is stopped before
+        // anything new is launched.
+        let ledger_dir = data_dir.join("children");
+        let ledger = Arc::new(Ledger::open(&ledger_dir).map_err(io(&ledger_dir))?);
+        let stopped = ledger.stop_leftovers();
+        if stopped > 0 {
+            tracing::warn!(
+                stopped,
+                "stopped DS processes a previous agent left running"
+            );
+        }
         let (sup_tx, sup_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
@@ -131,6 +147,7 @@ impl Agent {
             supervisor: sup_tx,
             exited: Notify::new(),
             vs,
+            ledger,
         });
         let app = api::router(shared.clone());
         // TCP_NODELAY: answers are not held back waiting for delayed ACKs.
@@ -143,11 +160,13 @@ impl Agent {
             }
         });
         let supervisor = tokio::spawn(supervise(shared.clone(), sup_rx));
+        let sweeper = tokio::spawn(log_sweep::run(shared.clone()));
         tracing::info!(endpoint = %shared.endpoint, "agent local SDK API listening");
         let tasks = Arc::new(Tasks {
             shared: shared.clone(),
             server,
             supervisor,
+            sweeper,
             reporter: reporter_task,
         });
         Ok(Agent { shared, tasks })

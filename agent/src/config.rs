@@ -1,5 +1,7 @@
 //! How an agent is configured.
 
+use respawn_runtime::retention::Retention;
+use respawn_runtime::rotate::Rotation;
 use respawn_types::{FleetId, HostId};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -14,7 +16,8 @@ pub struct AgentConfig {
     pub fleet_id: FleetId,
     /// Address game clients use to reach this host's DS processes.
     pub ip: String,
-    /// Where the agent keeps its files; DS logs go to `data_dir/logs/<process_id>/`.
+    /// Where the agent keeps its files; DS logs go to `data_dir/logs/<process_id>/`,
+    /// the ledger of its children to `data_dir/children/`.
     pub data_dir: PathBuf,
     /// Where the local SDK API listens; must be a loopback address.
     /// Default `127.0.0.1:0` (any free port).
@@ -26,6 +29,45 @@ pub struct AgentConfig {
     pub intranet_addr: SocketAddr,
     /// Host name Docker containers use to reach `intranet_addr`.
     pub docker_intranet_host: Option<String>,
+    /// Rotation and retention of DS and VS logs.
+    pub logs: LogLimits,
+}
+
+/// Rotation and retention of the agent's logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Each DS stdout/stderr file and each VS instance log.
+    pub rotation: Rotation,
+    /// Logs of ended DS processes and VS instances.
+    pub retention: Retention,
+    /// How often the retention sweep runs.
+    pub sweep_interval: Duration,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            rotation: Rotation::default(),
+            retention: Retention::default(),
+            sweep_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl From<&respawn_config::AgentLogs> for LogLimits {
+    fn from(c: &respawn_config::AgentLogs) -> Self {
+        LogLimits {
+            rotation: Rotation {
+                max_file_bytes: c.max_file_bytes,
+                rotated_files: c.rotated_files,
+            },
+            retention: Retention {
+                max_age: Duration::from_secs(c.retention_secs),
+                max_total_bytes: c.max_total_bytes,
+            },
+            sweep_interval: Duration::from_secs(c.sweep_interval_secs),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -45,6 +87,7 @@ impl AgentConfig {
             kill_grace: Duration::from_secs(5),
             intranet_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             docker_intranet_host: None,
+            logs: LogLimits::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod events;
 mod health;
 mod health_actor;
 pub mod link;
+mod log_sweep;
 mod node;
 mod reporter;
 mod state;
@@ -27,7 +28,7 @@ pub mod vs;
 mod tests;
 
 pub use agent::{Agent, MAX_PROCESSES_PER_HOST};
-pub use config::AgentConfig;
+pub use config::{AgentConfig, LogLimits};
 pub use error::AgentError;
 pub use link::{LinkDown, ServerLink};
 pub use node::AgentNode;

@@ -41,6 +41,7 @@ impl AgentNode {
         ac.kill_grace = Duration::from_millis(cfg.agent.kill_grace_ms);
         ac.intranet_addr = cfg.agent.intranet_addr;
         ac.docker_intranet_host = cfg.agent.docker_intranet_host.clone();
+        ac.logs = (&cfg.agent.logs).into();
         let uplink = Arc::new(Uplink::default());
         let agent = Agent::start(ac, uplink.clone()).await?;
         let endpoint = Endpoint::client(identity)?;

@@ -7,6 +7,7 @@ use crate::health::HealthTracker;
 use crate::link::ServerLink;
 use crate::reporter::Reporter;
 use crate::vs::VsHost;
+use respawn_runtime::leftovers::Ledger;
 use respawn_types::agent::LiveProcess;
 use respawn_types::sdk::SdkEvent;
 use respawn_types::{ExitReason, Fleet, ProcessId};
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) exited: Notify,
     /// Virtual server instances.
     pub(crate) vs: Arc<VsHost>,
+    /// The DS processes spawned, for the next agent after a crash.
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl Shared {

@@ -1,12 +1,15 @@
 //! Launching DS processes, watching them exit, and keeping the fleet's
 //! number of them running. Processes are spawned with
-//! [`respawn_runtime::child::spawn`] (output into files, death with the agent)
-//! and relaunched under [`respawn_runtime::LaunchBackoff`], like VS instances.
+//! [`respawn_runtime::child::spawn`] (death with the agent, a record in the
+//! agent's ledger), their stdout and stderr piped into `stdout.log` and
+//! `stderr.log` rotated by size ([`respawn_runtime::rotate`]), and relaunched under [`respawn_runtime::LaunchBackoff`], like VS instances.
 
 use crate::backoff::ds_launch_backoff;
 use crate::events::EventQueue;
 use crate::state::{Proc, Shared, SupMsg};
 use respawn_runtime::child::{self, Output};
+use respawn_runtime::leftovers::Recorded;
+use respawn_runtime::rotate::pump_to_file;
 use respawn_types::agent::AgentToServer;
 use respawn_types::sdk::{
     ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
@@ -83,12 +86,6 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
     let token = new_token();
     let log_dir = shared.logs_dir.join(id.as_str());
     let fail = |what: &str, e: std::io::Error| (id.clone(), format!("{what}: {e}"));
-    std::fs::create_dir_all(&log_dir)
-        .map_err(|e| fail(&format!("cannot create {}", log_dir.display()), e))?;
-    let stdout = std::fs::File::create(log_dir.join("stdout.log"))
-        .map_err(|e| fail("cannot create stdout.log", e))?;
-    let stderr = std::fs::File::create(log_dir.join("stderr.log"))
-        .map_err(|e| fail("cannot create stderr.log", e))?;
 
     let rt = &fleet.runtime;
     let config = &shared.config;
@@ -110,8 +107,19 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
     if reg.stopping {
         return Ok(());
     }
-    let child = child::spawn(&mut cmd, Output::Files { stdout, stderr })
+    // Made under the lock, as the log sweep lists directories under it.
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| fail(&format!("cannot create {}", log_dir.display()), e))?;
+    let (mut child, recorded) = child::spawn(cmd, Output::Piped, &shared.ledger)
         .map_err(|e| fail(&format!("cannot run {:?}", rt.launch_path), e))?;
+    // stdout.log and stderr.log, rotated by size.
+    let rotation = shared.config.logs.rotation;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump_to_file(out, log_dir.join("stdout.log"), rotation));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump_to_file(err, log_dir.join("stderr.log"), rotation));
+    }
     let Some(pid) = child.id() else {
         // Only None once the child has been reaped, which nothing did yet.
         return Err((id, "process vanished at launch".into()));
@@ -139,7 +147,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
     });
     drop(reg);
     tracing::info!(process_id = %id, pid, "DS process launched");
-    tokio::spawn(watch(shared.clone(), id, child, kill_rx));
+    tokio::spawn(watch(shared.clone(), id, child, recorded, kill_rx));
     Ok(())
 }
 
@@ -149,6 +157,7 @@ async fn watch(
     shared: Arc<Shared>,
     id: ProcessId,
     mut child: Child,
+    recorded: Recorded,
     mut kill: mpsc::UnboundedReceiver<()>,
 ) {
     let status = loop {
@@ -161,6 +170,7 @@ async fn watch(
             }
         }
     };
+    drop(recorded); // Exited: nothing to stop after a crash.
     let from_status = match status {
         Ok(s) => ExitReason::Exited {
             code: s.code(),

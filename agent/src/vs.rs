@@ -45,6 +45,8 @@ pub struct VsConfig {
     pub intranet_addr: SocketAddr,
     /// Host name containers use to reach the intranet listener.
     pub docker_intranet_host: Option<String>,
+    /// Size cap and rotated files of each instance's log.
+    pub log_rotation: respawn_runtime::rotate::Rotation,
 }
 
 struct Inst {
@@ -82,8 +84,9 @@ impl VsHost {
         // directory, so two agents on one machine never clean up each other's.
         let h = fnv1a64(cfg.data_dir.as_os_str().as_encoded_bytes().iter().copied());
         let runtime_id = format!("{}-{:08x}", cfg.host_id, h as u32);
-        let (runtime, events) =
-            VsRuntime::new(RuntimeConfig::new(cfg.data_dir.clone(), runtime_id));
+        let mut rt_cfg = RuntimeConfig::new(cfg.data_dir.clone(), runtime_id);
+        rt_cfg.log_rotation = cfg.log_rotation;
+        let (runtime, events) = VsRuntime::new(rt_cfg);
         let listener = tokio::net::TcpListener::bind(cfg.intranet_addr).await?;
         let local = listener.local_addr()?;
         let (reporter, reporter_task) = Reporter::start(link.clone());
@@ -231,6 +234,12 @@ impl VsHost {
                 });
             }
         }
+    }
+
+    /// Deletes the logs of ended instances by `retention`; returns the
+    /// bytes freed. Blocking.
+    pub fn sweep_logs(&self, retention: &respawn_runtime::retention::Retention) -> u64 {
+        self.runtime.sweep_logs(retention)
     }
 
     pub async fn query_logs(&self, query_json: &str) -> Result<String, WireError> {

@@ -6,6 +6,9 @@
 //! Environment variables name a key path with `__` between levels:
 //! `RESPAWN_SERVER__HTTP_ADDR=0.0.0.0:8080`, `RESPAWN_DATA_DIR=/var/lib/respawn`.
 
+mod bounds;
+
+pub use bounds::{AgentLogs, EdgeLimits};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use respawn_types::limits;
@@ -70,6 +73,16 @@ pub struct ServerSection {
     pub election_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
+    /// … or after this many applied commands (an entry holds up to 512),
+    /// whichever comes first; 0 turns this trigger off.
+    #[serde(default = "bounds::default_snapshot_every_commands")]
+    pub snapshot_every_commands: u64,
+    /// … or after this many bytes of log; 0 turns this trigger off.
+    #[serde(default = "bounds::default_snapshot_every_log_bytes")]
+    pub snapshot_every_log_bytes: u64,
+    /// Timeouts and connection cap of the HTTP edge.
+    #[serde(default)]
+    pub edge: EdgeLimits,
     /// Address other nodes and agents use to reach this node's QUIC listener
     /// (`host:port`; DNS names allowed). Default: `quic_addr`.
     #[serde(default)]
@@ -181,6 +194,9 @@ pub struct AgentSection {
     /// Unset: Docker instances get no intranet endpoint.
     #[serde(default)]
     pub docker_intranet_host: Option<String>,
+    /// Rotation and retention of DS and VS logs.
+    #[serde(default)]
+    pub logs: AgentLogs,
 }
 
 /// A virtual server created at start-up if absent (later changes through
@@ -287,6 +303,9 @@ impl Default for Config {
                 heartbeat_ms: 250,
                 election_timeout_ms: 1_000,
                 snapshot_every: 5_000,
+                snapshot_every_commands: bounds::default_snapshot_every_commands(),
+                snapshot_every_log_bytes: bounds::default_snapshot_every_log_bytes(),
+                edge: EdgeLimits::default(),
                 advertise_quic: None,
                 advertise_http: None,
                 pki_dir: None,
@@ -310,6 +329,7 @@ impl Default for Config {
                 kill_grace_ms: 5_000,
                 intranet_addr: default_intranet_addr(),
                 docker_intranet_host: None,
+                logs: AgentLogs::default(),
             },
             title_regions: Vec::new(),
             fleets: Vec::new(),
@@ -429,6 +449,8 @@ impl Config {
                 .map_err(|e| invalid(&field, e.to_string()))?;
             v.spec.validate().map_err(|e| invalid(&field, e))?;
         }
+        self.server.edge.validate()?;
+        self.agent.logs.validate()?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }

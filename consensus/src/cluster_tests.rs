@@ -514,6 +514,87 @@ async fn a_follower_down_past_compaction_installs_a_snapshot() {
     cluster.shutdown().await;
 }
 
+/// Proposes `put(n)` for each `n` on `c`, all at once, so that the
+/// batcher packs them into few entries; returns the highest log index.
+async fn propose_concurrently(c: &Consensus, ns: impl IntoIterator<Item = u32>) -> u64 {
+    let tasks: Vec<_> = ns
+        .into_iter()
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.propose_request(Request {
+                    at: 1,
+                    command: put(n),
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut last = 0;
+    for t in tasks {
+        let committed = t.await.unwrap();
+        assert_eq!(committed.applied, Applied::Done);
+        last = last.max(committed.index);
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_trigger_snapshots_purges_and_a_lagging_follower_installs_it() {
+    // openraft never snapshots by itself here: only the command-count
+    // trigger (crate::compaction) can.
+    let settings = RaftSettings {
+        snapshot_policy: SnapshotPolicy::Never,
+        snapshot_trigger: SnapshotTrigger {
+            commands: 100,
+            log_bytes: 0,
+            retry_ms: 1_000,
+        },
+        max_in_snapshot_log_to_keep: 0,
+        snapshot_chunk_bytes: 1024,
+        ..settings()
+    };
+    let cluster = MemCluster::start(3, settings).await;
+    let all = [1, 2, 3];
+    let leader = cluster.leader().await;
+    let down = all.into_iter().find(|id| *id != leader).unwrap();
+    cluster.router.unregister(down);
+
+    // 400 commands, proposed concurrently: far fewer log entries.
+    let c = cluster.node(leader);
+    let entries_before = c.log_stats().entries_appended;
+    let last = propose_concurrently(c, 0..400).await;
+    let entries = c.log_stats().entries_appended - entries_before;
+    assert!(entries < 400, "{entries} entries for 400 commands");
+    let m = c
+        .raft()
+        .wait(Some(T))
+        .metrics(
+            |m| m.snapshot.is_some() && m.purged.is_some(),
+            "snapshot built by the command trigger and the log purged behind it",
+        )
+        .await
+        .unwrap();
+    let snap = m.snapshot.index().unwrap();
+    assert!(m.purged.index().unwrap() <= snap);
+
+    // Back: what it misses is purged, so it gets the snapshot, in chunks.
+    cluster
+        .router
+        .register(down, Arc::new(RaftHandler(cluster.node(down).clone())));
+    cluster.wait_applied(&all, last).await;
+    let state = cluster.assert_equal(&all);
+    assert_eq!(state.title_regions.len(), 400);
+    let m = cluster.node(down).metrics().borrow().clone();
+    assert!(
+        m.snapshot.is_some(),
+        "installed a snapshot: {:?}",
+        m.snapshot
+    );
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_restart_keeps_the_committed_state() {
     let mut cluster = MemCluster::start(3, settings()).await;

@@ -1,4 +1,5 @@
-//! An open redb file that tells when it has been closed.
+//! An open redb file that tells when it has been closed, compacted when
+//! opened.
 //!
 //! Several tasks (the log writer thread, log readers, the state machine and
 //! its snapshot builders) share one `Arc<DbFile>`; the file is closed when
@@ -35,9 +36,27 @@ impl Closed {
 impl DbFile {
     /// Opens (or creates) the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<(Arc<DbFile>, Closed), ConsensusError> {
-        let db = redb::Database::create(path)
+        let mut db = redb::Database::create(path)
             .map_err(|e| ConsensusError::Storage(format!("open {}: {e}", path.display())))?;
+        // redb reuses freed pages but never gives space back to the file
+        // system by itself; at start-up, while nothing else holds the file,
+        // compaction does. Best effort: a failure only leaves the file as
+        // large as it was.
+        let before = file_len(path);
+        match db.compact() {
+            Ok(_) => {
+                let after = file_len(path);
+                if after < before {
+                    tracing::info!(path = %path.display(), before, after, "compacted");
+                }
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "cannot compact: {e}"),
+        }
         let (tx, rx) = watch::channel(());
         Ok((Arc::new(DbFile { db, _closed: tx }), Closed(rx)))
     }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }

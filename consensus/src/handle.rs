@@ -2,6 +2,7 @@
 //! rest of Respawn uses (propose, read, events, waits).
 
 use crate::batcher::{Committed, ProposalBatcher};
+use crate::compaction::{self, SnapshotTrigger};
 use crate::db::Closed;
 use crate::error::{client_write_error, fatal, ConsensusError};
 use crate::log_store::{LogProbe, LogStore, LogStoreStats};
@@ -44,8 +45,13 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// Timeout for sending and installing a snapshot on a follower (ms).
     pub install_snapshot_timeout_ms: u64,
-    /// When to build a snapshot (default: every 5000 log entries).
+    /// When openraft builds a snapshot by itself (default: every 5000 log
+    /// entries). An entry holds up to `max_batch` commands, so
+    /// `snapshot_trigger` bounds the log by commands and bytes as well.
     pub snapshot_policy: SnapshotPolicy,
+    /// Snapshots after so many commands or log bytes since the last one
+    /// ([`crate::compaction`]).
+    pub snapshot_trigger: SnapshotTrigger,
     /// Log entries kept after a snapshot, so that a slightly lagging
     /// follower catches up from the log rather than a snapshot.
     pub max_in_snapshot_log_to_keep: u64,
@@ -69,6 +75,7 @@ impl Default for RaftSettings {
             election_timeout_max_ms: 1000,
             install_snapshot_timeout_ms: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+            snapshot_trigger: SnapshotTrigger::default(),
             max_in_snapshot_log_to_keep: 1000,
             max_batch: 512,
             snapshot_chunk_bytes: 4 * 1024 * 1024,
@@ -174,6 +181,14 @@ impl Consensus {
             .await
             .map_err(fatal)?;
         let batcher = ProposalBatcher::spawn(raft.clone(), settings.max_batch);
+        compaction::spawn_watcher(
+            raft.clone(),
+            compaction::Counters {
+                state: state.clone(),
+                log: log.clone(),
+            },
+            settings.snapshot_trigger.clone(),
+        );
         Ok(Consensus {
             node_id,
             raft,

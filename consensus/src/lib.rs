@@ -12,6 +12,7 @@
 
 mod batcher;
 mod codec;
+pub mod compaction;
 mod db;
 pub mod error;
 pub mod handle;
@@ -30,6 +31,7 @@ mod repair_tests;
 mod tests;
 
 pub use batcher::Committed;
+pub use compaction::SnapshotTrigger;
 pub use error::ConsensusError;
 pub use handle::{Consensus, MembershipView, RaftSettings, LOG_FILE, SNAPSHOT_FILE};
 pub use log_store::{LogReader, LogStore, LogStoreStats};

@@ -61,6 +61,9 @@ pub struct LogStoreStats {
     pub entries_appended: u64,
     /// Log entries written durably.
     pub entries_written: u64,
+    /// Encoded bytes of the entries handed to `append` (what the log file
+    /// grows by before a purge frees it).
+    pub bytes_appended: u64,
 }
 
 #[derive(Default)]
@@ -69,6 +72,7 @@ struct Counters {
     durable_commits: AtomicU64,
     entries_appended: AtomicU64,
     entries_written: AtomicU64,
+    bytes_appended: AtomicU64,
 }
 
 /// What the log looks like, kept in memory and changed in the order of the
@@ -107,6 +111,7 @@ impl LogProbe {
             durable_commits: self.counters.durable_commits.load(Ordering::Relaxed),
             entries_appended: self.counters.entries_appended.load(Ordering::Relaxed),
             entries_written: self.counters.entries_written.load(Ordering::Relaxed),
+            bytes_appended: self.counters.bytes_appended.load(Ordering::Relaxed),
         }
     }
 }
@@ -399,10 +404,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut encoded = Vec::with_capacity(entries.len());
+        let mut bytes_total = 0u64;
         for e in &entries {
             let bytes = codec::encode(e).map_err(write_err)?;
+            bytes_total += bytes.len() as u64;
             encoded.push((e.log_id.index, e.log_id, bytes));
         }
+        self.shared
+            .counters
+            .bytes_appended
+            .fetch_add(bytes_total, Ordering::Relaxed);
         let mut mem = self.shared.mem();
         if let Some(last) = entries.last() {
             mem.last_log_id = Some(last.log_id);

@@ -24,6 +24,7 @@ use respawn_state::ClusterState;
 use respawn_state::Event;
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Where applied events go: `(log index, events of that entry)`.
@@ -49,6 +50,12 @@ struct SmData {
 #[derive(Clone)]
 pub struct StateHandle {
     data: Arc<RwLock<SmData>>,
+    /// Requests applied since this member started (start-up replay
+    /// included), for the snapshot trigger (`crate::compaction`).
+    commands_applied: Arc<AtomicU64>,
+    /// `commands_applied` as of the state in the latest snapshot built or
+    /// installed.
+    commands_at_snapshot: Arc<AtomicU64>,
 }
 
 impl StateHandle {
@@ -67,6 +74,19 @@ impl StateHandle {
     /// apply waits for it.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.read_guard().state)
+    }
+
+    /// Requests (commands) applied since this member started, start-up
+    /// replay included; a snapshot installed from the leader counts none.
+    pub fn commands_applied(&self) -> u64 {
+        self.commands_applied.load(Ordering::Relaxed)
+    }
+
+    /// Requests applied after the state of the latest snapshot (built or
+    /// installed) by this member since it started.
+    pub fn commands_since_snapshot(&self) -> u64 {
+        self.commands_applied()
+            .saturating_sub(self.commands_at_snapshot.load(Ordering::Relaxed))
     }
 
     /// Index of the last applied log entry.
@@ -205,6 +225,8 @@ impl StateMachineStore {
         };
         let handle = StateHandle {
             data: Arc::new(RwLock::new(data)),
+            commands_applied: Arc::default(),
+            commands_at_snapshot: Arc::default(),
         };
         Ok((StateMachineStore { handle, file }, closed))
     }
@@ -217,14 +239,24 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        // Apply waits only for this copy (under the read lock); encoding
+        // and the fsynced write happen on a blocking thread while apply
+        // goes on.
+        let copy_started = std::time::Instant::now();
         let (state, last_applied, membership) = {
             let data = self.handle.read_guard();
+            // Apply counts under the write lock: this is the count of the
+            // state copied here.
+            self.handle
+                .commands_at_snapshot
+                .store(self.handle.commands_applied(), Ordering::Relaxed);
             (
                 data.state.clone(),
                 data.last_applied,
                 data.membership.clone(),
             )
         };
+        let copy_ms = copy_started.elapsed().as_millis() as u64;
         let file = Arc::clone(&self.file);
         let stored = blocking(move || {
             let data = codec::encode(&state).map_err(ConsensusError::storage)?;
@@ -251,7 +283,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(snap_write_err)?;
-        tracing::info!(snapshot = %stored.meta, bytes = stored.data.len(), "snapshot built");
+        tracing::info!(
+            snapshot = %stored.meta,
+            bytes = stored.data.len(),
+            copy_ms,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -287,6 +324,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         answers.push(response);
                         events.extend(evs);
                     }
+                    self.handle
+                        .commands_applied
+                        .fetch_add(batch.0.len() as u64, Ordering::Relaxed);
                     if let Some(sink) = &data.sink {
                         if sink.send((entry.log_id.index, events)).is_err() {
                             tracing::warn!(
@@ -341,6 +381,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         data.state = state;
         data.last_applied = stored.meta.last_log_id;
         data.membership = stored.meta.last_membership;
+        self.handle
+            .commands_at_snapshot
+            .store(self.handle.commands_applied(), Ordering::Relaxed);
         if data.sink.take().is_some() {
             tracing::warn!("state replaced by a snapshot; the event sink is closed, go live again");
         }

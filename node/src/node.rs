@@ -104,6 +104,11 @@ impl ServerNode {
                 cfg.server.snapshot_every,
             ),
             // Keep about one snapshot interval of log for followers that lag a little.
+            snapshot_trigger: respawn_consensus::SnapshotTrigger {
+                commands: cfg.server.snapshot_every_commands,
+                log_bytes: cfg.server.snapshot_every_log_bytes,
+                ..Default::default()
+            },
             max_in_snapshot_log_to_keep: cfg.server.snapshot_every.min(1_000),
             ..RaftSettings::default()
         };
@@ -248,22 +253,11 @@ impl ServerNode {
             ticket_window: cfg.server.ticket_window_secs as i64,
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
-        tasks.push(tokio::spawn(async move {
-            // TCP_NODELAY: without it a response written in two pieces
-            // (headers, then body) waits for the client's delayed ACK,
-            // up to 40 ms (measured: 24 ms p50 added per proxied call).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            {
-                tracing::error!(error = %e, "HTTP edge stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(edge::serve::serve(
+            listener,
+            app,
+            cfg.server.edge.clone(),
+        )));
         tracing::info!(%http_addr, %quic_addr, node_id, "server node started");
         Ok(ServerNode {
             consensus,

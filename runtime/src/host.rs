@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub instances: Mutex<HashMap<String, Handle>>,
     pub docker: docker::DockerHost,
     pub cgroups: cgroup::Mechanism,
+    /// Process instances spawned, for the next runtime after a crash.
+    pub ledger: Arc<crate::leftovers::Ledger>,
     /// Host ports handed to process instances and not yet released.
     pub ports: Mutex<HashSet<u16>>,
 }

@@ -74,19 +74,26 @@
 //! `<data_dir>/logs/<title_region>/<vs_name>/v<version>/<instance_id>.log` and read
 //! back with [`VsRuntime::query_logs`].
 //!
+//! Each instance's file is rotated by size ([`RuntimeConfig::log_rotation`],
+//! [`rotate`]); [`VsRuntime::sweep_logs`] deletes the logs of ended instances
+//! by age and total size ([`retention`]).
+//!
 //! # Supervision
 //!
 //! [`LaunchBackoff`] and [`child::spawn`] are the one relaunch policy and the
-//! one way to spawn a supervised child (output capture, death with the agent)
-//! for VS process instances here and for the agent's DS processes.
+//! one way to spawn a supervised child (output capture, death with the agent,
+//! a record in a [`leftovers::Ledger`]) for VS process instances here and for
+//! the agent's DS processes.
 //!
 //! # Lifecycle
 //!
 //! Create the [`VsRuntime`] inside a Tokio runtime. Dropping it does not stop the
 //! instances: call [`VsRuntime::shutdown`]. A new runtime with the same
 //! [`RuntimeConfig::agent_id`] cleans up after a previous one that died: it kills
-//! the processes left in that agent's cgroups and removes that agent's containers
-//! (label `respawn.agent=<agent_id>`).
+//! the processes left in that agent's cgroups, stops the process instances its
+//! ledger (`<data_dir>/children/`) names when they still run with the recorded
+//! start time ([`leftovers`]), and removes that agent's containers (label
+//! `respawn.agent=<agent_id>`).
 
 mod cgroup;
 pub mod child;
@@ -95,9 +102,12 @@ mod error;
 mod exit;
 mod host;
 mod launch_backoff;
+pub mod leftovers;
 mod logs;
 mod process;
 mod procfs;
+pub mod retention;
+pub mod rotate;
 mod spec;
 mod supervisor;
 mod tar;

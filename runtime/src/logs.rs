@@ -1,8 +1,12 @@
-//! Instance logs: JSON lines under `<data_dir>/logs/<title_region>/<vs_name>/v<version>/`.
+//! Instance logs: JSON lines under `<data_dir>/logs/<title_region>/<vs_name>/v<version>/`,
+//! one file per instance, rotated by size (`<instance_id>.log.1`, …,
+//! [`crate::rotate`]); the logs of ended instances are swept
+//! ([`sweep`], [`crate::retention`]).
 
+use std::collections::HashSet;
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -11,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 
 use crate::error::RuntimeError;
+use crate::retention::{self, LogUnit, Retention};
+use crate::rotate::{RotatingFile, Rotation};
 use crate::spec::{now_ms, InstanceSpec, LogLine, LogQuery};
 
 /// Longer lines are cut into pieces of this many bytes.
@@ -32,7 +38,7 @@ struct Record<'a> {
 pub(crate) struct LogFile {
     path: PathBuf,
     instance_id: String,
-    file: Mutex<Option<File>>,
+    file: Mutex<Option<RotatingFile>>,
     last_stderr: Mutex<Option<String>>,
 }
 
@@ -43,12 +49,16 @@ pub(crate) fn vs_dir(data_dir: &Path, title_region: &str, vs_name: &str) -> Path
 
 impl LogFile {
     /// Opens (appending) the log file of `spec`'s instance.
-    pub fn open(data_dir: &Path, spec: &InstanceSpec) -> std::io::Result<LogFile> {
+    pub fn open(
+        data_dir: &Path,
+        spec: &InstanceSpec,
+        rotation: Rotation,
+    ) -> std::io::Result<LogFile> {
         let dir =
             vs_dir(data_dir, &spec.title_region, &spec.vs_name).join(format!("v{}", spec.version));
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.log", spec.instance_id));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = RotatingFile::open(&path, rotation)?;
         Ok(LogFile {
             path,
             instance_id: spec.instance_id.clone(),
@@ -92,7 +102,7 @@ impl LogFile {
         };
         json.push(b'\n');
         if let Some(f) = guard.as_mut() {
-            if let Err(e) = f.write_all(&json) {
+            if let Err(e) = f.write(&json) {
                 tracing::warn!(path = %self.path.display(), "cannot write a log line: {e}");
             }
         }
@@ -166,6 +176,76 @@ impl LineSplitter {
     }
 }
 
+/// The instance a log file belongs to: `<instance_id>.log` or a rotated
+/// `<instance_id>.log.<n>`.
+fn instance_of(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    if let Some(id) = name.strip_suffix(".log") {
+        return Some(id);
+    }
+    let (stem, n) = name.rsplit_once('.')?;
+    n.parse::<u32>().ok()?;
+    stem.strip_suffix(".log")
+}
+
+fn is_log_file(path: &Path) -> bool {
+    instance_of(path).is_some()
+}
+
+/// Deletes the logs of ended instances (not in `live`) by
+/// [`retention::to_delete`]; returns the bytes freed. Directories left
+/// empty are removed.
+pub(crate) fn sweep(
+    data_dir: &Path,
+    live: &HashSet<String>,
+    policy: &Retention,
+    now: std::time::SystemTime,
+) -> u64 {
+    let mut units: Vec<LogUnit> = Vec::new();
+    let mut version_dirs: Vec<PathBuf> = Vec::new();
+    let read = |p: &Path| {
+        fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+    };
+    for region in read(&data_dir.join("logs")) {
+        for vs in read(&region) {
+            for version in read(&vs) {
+                let mut by_instance: std::collections::BTreeMap<String, Vec<PathBuf>> =
+                    Default::default();
+                for file in read(&version) {
+                    if let Some(id) = instance_of(&file) {
+                        by_instance.entry(id.to_string()).or_default().push(file);
+                    }
+                }
+                for (id, paths) in by_instance {
+                    let (mut bytes, mut last_write) = (0, std::time::SystemTime::UNIX_EPOCH);
+                    for p in &paths {
+                        let (b, m) = retention::measure(p);
+                        bytes += b;
+                        last_write = last_write.max(m);
+                    }
+                    units.push(LogUnit {
+                        paths,
+                        live: live.contains(&id),
+                        last_write,
+                        bytes,
+                    });
+                }
+                version_dirs.push(version);
+            }
+        }
+    }
+    let chosen = retention::to_delete(&units, policy, now);
+    let freed = retention::delete(&units, &chosen);
+    for dir in version_dirs {
+        let _ = fs::remove_dir(dir); // Only if empty.
+    }
+    freed
+}
+
 /// Answers a [`LogQuery`] by scanning the VS's log files.
 pub(crate) fn query(data_dir: &Path, q: &LogQuery) -> Result<Vec<LogLine>, RuntimeError> {
     let dir = vs_dir(data_dir, &q.title_region, &q.vs_name);
@@ -205,9 +285,21 @@ pub(crate) fn query(data_dir: &Path, q: &LogQuery) -> Result<Vec<LogLine>, Runti
         let mut files: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter(|p| is_log_file(p))
             .collect();
-        files.sort();
+        // Oldest first: per instance, `.log.<n>` from the highest n, then
+        // `.log` (lines of one millisecond keep their order in the sort).
+        files.sort_by_key(|p| {
+            let rotation = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .and_then(|x| x.parse::<u32>().ok())
+                .unwrap_or(0);
+            (
+                instance_of(p).map(str::to_string),
+                std::cmp::Reverse(rotation),
+            )
+        });
         for path in files {
             let Ok(f) = File::open(&path) else { continue };
             let mut window: VecDeque<LogLine> = VecDeque::new();
@@ -291,8 +383,8 @@ mod tests {
     #[test]
     fn writes_and_queries() {
         let d = tempfile::tempdir().unwrap();
-        let a = LogFile::open(d.path(), &spec("a", 1)).unwrap();
-        let b = LogFile::open(d.path(), &spec("b", 2)).unwrap();
+        let a = LogFile::open(d.path(), &spec("a", 1), Rotation::default()).unwrap();
+        let b = LogFile::open(d.path(), &spec("b", 2), Rotation::default()).unwrap();
         for i in 0..10 {
             a.write("stdout", &format!("a line {i}"));
             b.write("stderr", &format!("b line {i}"));
@@ -381,7 +473,7 @@ mod tests {
     #[test]
     fn long_lines_are_cut() {
         let d = tempfile::tempdir().unwrap();
-        let a = LogFile::open(d.path(), &spec("a", 1)).unwrap();
+        let a = LogFile::open(d.path(), &spec("a", 1), Rotation::default()).unwrap();
         a.write("stdout", &"é".repeat(MAX_LINE));
         let all = query(d.path(), &q()).unwrap();
         assert_eq!(all.len(), 2);
@@ -389,6 +481,79 @@ mod tests {
             all.iter().map(|l| l.line.len()).sum::<usize>(),
             2 * MAX_LINE
         );
+    }
+
+    #[test]
+    fn rotated_files_are_bounded_and_still_queried() {
+        let d = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_file_bytes: 4096,
+            rotated_files: 2,
+        };
+        let a = LogFile::open(d.path(), &spec("a", 1), rotation).unwrap();
+        for i in 0..500 {
+            a.write("stdout", &format!("line {i}"));
+        }
+        let dir = vs_dir(d.path(), "tr", "vs").join("v1");
+        let files: Vec<PathBuf> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(files.len(), 3, "{files:?}");
+        let total: u64 = files.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        assert!(total <= 3 * 4096, "{total}");
+        // The newest lines are found, across the live and rotated files,
+        // in time order; the oldest are gone.
+        let t = query(
+            d.path(),
+            &LogQuery {
+                tail: Some(60),
+                ..q()
+            },
+        )
+        .unwrap();
+        let lines: Vec<String> = t.iter().map(|l| l.line.clone()).collect();
+        let expected: Vec<String> = (440..500).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines, expected);
+        let all = query(d.path(), &q()).unwrap();
+        assert!(all.len() < 500 && all.iter().all(|l| l.line != "line 0"));
+    }
+
+    #[test]
+    fn the_sweep_deletes_ended_instances_logs_only() {
+        let d = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_file_bytes: 1024,
+            rotated_files: 1,
+        };
+        for id in ["live", "ended"] {
+            let f = LogFile::open(d.path(), &spec(id, 1), rotation).unwrap();
+            for i in 0..100 {
+                f.write("stdout", &format!("{id} {i}"));
+            }
+        }
+        let ended = LogFile::open(d.path(), &spec("old", 2), rotation).unwrap();
+        ended.write("stdout", "bye");
+        drop(ended);
+        let live: HashSet<String> = ["live".to_string()].into();
+        // Far in the future, everything ended is too old.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(30 * 86_400);
+        let freed = sweep(d.path(), &live, &Retention::default(), later);
+        assert!(freed > 0);
+        let left = query(d.path(), &q()).unwrap();
+        assert!(!left.is_empty());
+        assert!(left.iter().all(|l| l.instance_id == "live"), "{left:?}");
+        // The version directory left empty is gone.
+        assert!(!vs_dir(d.path(), "tr", "vs").join("v2").exists());
+        // Now, with a size cap below what the live logs take: nothing else
+        // to delete, the live logs stay.
+        let cap = Retention {
+            max_age: std::time::Duration::from_secs(86_400),
+            max_total_bytes: 1,
+        };
+        sweep(d.path(), &live, &cap, std::time::SystemTime::now());
+        assert!(!query(d.path(), &q()).unwrap().is_empty());
     }
 
     #[test]

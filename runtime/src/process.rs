@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::cgroup::Group;
 use crate::child::{self, Output};
 use crate::exit::ExitInfo;
+use crate::leftovers::{Ledger, Recorded};
 use crate::logs::{pump, LogFile};
 use crate::spec::{InstanceSpec, LISTEN_PORT_ENV};
 
@@ -25,6 +26,8 @@ pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct Proc {
     child: tokio::process::Child,
+    /// Its ledger record, removed when the instance is dropped.
+    _recorded: Recorded,
     pub pid: i32,
     pub group: Option<Arc<Group>>,
     /// False when the process could not be moved into its cgroup.
@@ -56,6 +59,7 @@ pub(crate) fn launch(
     cwd: &Path,
     log: &Arc<LogFile>,
     group: Option<Arc<Group>>,
+    ledger: &Arc<Ledger>,
 ) -> Result<Proc, String> {
     let mut cmd = tokio::process::Command::new(resolve(command));
     cmd.args(&spec.args)
@@ -68,7 +72,7 @@ pub(crate) fn launch(
         }
     }
     cmd.envs(&spec.env).env(LISTEN_PORT_ENV, port.to_string());
-    let mut child = child::spawn(&mut cmd, Output::Piped)
+    let (mut child, recorded) = child::spawn(cmd, Output::Piped, ledger)
         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut in_group = false;
@@ -92,6 +96,7 @@ pub(crate) fn launch(
     }
     Ok(Proc {
         child,
+        _recorded: recorded,
         pid,
         group,
         in_group,

@@ -34,6 +34,9 @@ pub struct RuntimeConfig {
     /// reported `Abnormal(NotListening)` (it stays watched after that).
     #[serde(default = "default_deploy_timeout")]
     pub deploy_timeout: Duration,
+    /// Size cap and rotated files of each instance's log.
+    #[serde(default)]
+    pub log_rotation: crate::rotate::Rotation,
 }
 
 impl RuntimeConfig {
@@ -44,6 +47,7 @@ impl RuntimeConfig {
             agent_id: agent_id.into(),
             docker_socket: None,
             deploy_timeout: DEFAULT_DEPLOY_TIMEOUT,
+            log_rotation: crate::rotate::Rotation::default(),
         }
     }
 }

@@ -157,8 +157,12 @@ impl InstanceSupervisor {
                 )
             })
             .and_then(|_| {
-                LogFile::open(&self.inner.cfg.data_dir, &self.spec)
-                    .map_err(|e| format!("cannot open the log file: {e}"))
+                LogFile::open(
+                    &self.inner.cfg.data_dir,
+                    &self.spec,
+                    self.inner.cfg.log_rotation,
+                )
+                .map_err(|e| format!("cannot open the log file: {e}"))
             });
         let log = match opened {
             Ok(l) => Arc::new(l),
@@ -286,12 +290,20 @@ impl InstanceSupervisor {
                     self.limits = Some(limits);
                 }
                 let port = self.pick_port()?;
-                process::launch(&spec, command, port, volume, log, self.group.clone())
-                    .map(Launched::Proc)
-                    .map_err(|detail| LaunchError {
-                        reason: AbnormalReason::LaunchFailed,
-                        detail,
-                    })
+                process::launch(
+                    &spec,
+                    command,
+                    port,
+                    volume,
+                    log,
+                    self.group.clone(),
+                    &self.inner.ledger,
+                )
+                .map(Launched::Proc)
+                .map_err(|detail| LaunchError {
+                    reason: AbnormalReason::LaunchFailed,
+                    detail,
+                })
             }
             _ => {
                 let tmp = self.inner.cfg.data_dir.join("tmp");

@@ -12,7 +12,9 @@ use crate::cgroup;
 use crate::docker;
 use crate::error::RuntimeError;
 use crate::host::{Handle, Inner, Live};
+use crate::leftovers::Ledger;
 use crate::logs;
+use crate::retention::Retention;
 use crate::spec::{
     InstanceEvent, InstanceSpec, InstanceState, LogLine, LogQuery, RuntimeConfig, Source, Usage,
 };
@@ -63,6 +65,19 @@ impl VsRuntime {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        // Process instances a crashed predecessor left (where no cgroup
+        // caught them): stopped before anything new runs.
+        let ledger_dir = cfg.data_dir.join("children");
+        let ledger = match Ledger::open(&ledger_dir) {
+            Ok(l) => {
+                l.stop_leftovers();
+                l
+            }
+            Err(e) => {
+                tracing::warn!(dir = %ledger_dir.display(), "cannot open the child ledger: {e}");
+                Ledger::disabled()
+            }
+        };
         let cgroups = cgroup::Mechanism::detect(Path::new(cgroup::CGROUP_ROOT));
         match &cgroups {
             cgroup::Mechanism::None { why } => {
@@ -77,6 +92,7 @@ impl VsRuntime {
         let inner = Arc::new(Inner {
             docker: docker::DockerHost::new(socket, cfg.agent_id.clone()),
             cgroups,
+            ledger: Arc::new(ledger),
             events: tx,
             instances: Mutex::new(HashMap::new()),
             ports: Mutex::new(Default::default()),
@@ -212,6 +228,19 @@ impl VsRuntime {
             }
         }
         logs::query(&self.inner.cfg.data_dir, q)
+    }
+
+    /// Deletes the logs of ended instances by `retention`
+    /// ([`crate::retention`]); returns the bytes freed. Blocking file work:
+    /// call it from a blocking thread.
+    pub fn sweep_logs(&self, retention: &Retention) -> u64 {
+        let live: std::collections::HashSet<String> = self.instance_ids().into_iter().collect();
+        logs::sweep(
+            &self.inner.cfg.data_dir,
+            &live,
+            retention,
+            std::time::SystemTime::now(),
+        )
     }
 
     /// The persistent directory of one VS: `<data_dir>/volumes/<title_region>/<vs_name>`.

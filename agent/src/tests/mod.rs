@@ -7,6 +7,7 @@
 mod health;
 mod lifecycle;
 mod local_api;
+mod logs;
 mod reports;
 mod termination;
 

@@ -10,6 +10,7 @@ pub mod dsm;
 pub mod error;
 pub mod invoke;
 pub mod json;
+pub mod serve;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod dev;
 mod membership;
+mod orphans;
 mod three_servers;
 mod two_processes;
 
