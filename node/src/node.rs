@@ -251,6 +251,7 @@ impl ServerNode {
             server: ctx,
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
+            configured: Arc::new(edge::Configured::from_config(cfg)),
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         tasks.push(tokio::spawn(edge::serve::serve(

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use crate::server::ServerCtx;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use respawn_types::TitleRegionId;
+use respawn_types::{FleetId, TitleRegionId};
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -19,6 +19,47 @@ pub struct Edge {
     pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
+    /// The title regions and fleets this node's configuration names: it is
+    /// not ready (`/readyz`) until the leader's bootstrap has committed them
+    /// and this node has applied them, so a client sent to it right after
+    /// start does not get "unknown title region".
+    pub configured: Arc<Configured>,
+}
+
+/// Ids from the configuration file that must be in the state.
+#[derive(Debug, Default, Clone)]
+pub struct Configured {
+    pub title_regions: Vec<TitleRegionId>,
+    pub fleets: Vec<FleetId>,
+}
+
+impl Configured {
+    /// The ids `cfg` names.
+    pub fn from_config(cfg: &respawn_config::Config) -> Self {
+        Configured {
+            title_regions: cfg
+                .title_regions
+                .iter()
+                .map(|t| TitleRegionId::new_unchecked(t.id.clone()))
+                .collect(),
+            fleets: cfg.fleets.iter().map(|f| f.to_fleet().id).collect(),
+        }
+    }
+
+    /// The first configured id `state` does not hold yet, as a sentence.
+    pub fn missing_in(&self, state: &respawn_state::ClusterState) -> Option<String> {
+        if let Some(tr) = self
+            .title_regions
+            .iter()
+            .find(|t| !state.title_regions.contains_key(*t))
+        {
+            return Some(format!("configured title region '{tr}' is not applied yet"));
+        }
+        self.fleets
+            .iter()
+            .find(|f| !state.fleets.contains_key(*f))
+            .map(|f| format!("configured fleet '{f}' is not applied yet"))
+    }
 }
 
 /// The caller's title region, proven by its server ticket.

@@ -19,7 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use axum::Router;
-pub use context::Edge;
+pub use context::{Configured, Edge};
 use error::ApiError;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use respawn_types::agent::ErrorCode;
@@ -112,8 +112,9 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: the cluster can commit through this node now — a leader is
-/// known and a quorum confirmed it within 1 s (a read-index round). 503
-/// says why not: writes would fail (see `GET /admin/cluster`).
+/// known and a quorum confirmed it within 1 s (a read-index round) — and
+/// this node has applied the title regions and fleets its configuration
+/// names. 503 says why not (see `GET /admin/cluster`).
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses((status = 200, description = "ready"), (status = 503, body = error::ErrorBody)))]
 async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
@@ -125,6 +126,14 @@ async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
         return Err(ApiError::unavailable(
             "no quorum answered within 1 s: this node cannot commit writes",
         ));
+    }
+    let configured = edge.configured.clone();
+    let missing = cluster
+        .read(move |s| configured.missing_in(s))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("read: {e}")))?;
+    if let Some(why) = missing {
+        return Err(ApiError::unavailable(why));
     }
     Ok("ready")
 }

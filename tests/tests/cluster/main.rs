@@ -17,6 +17,7 @@ mod membership;
 mod partition;
 mod placement;
 mod randomized;
+mod readiness;
 mod real_agent;
 mod recovery;
 
