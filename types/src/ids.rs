@@ -38,6 +38,19 @@ pub fn validate_id(kind: &'static str, s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// The timestamp of a UUID v7 written as 32 hex digits, if it is one.
+fn uuid_v7_millis(hex: &str) -> Option<u64> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let u = uuid::Uuid::try_parse(hex).ok()?;
+    if u.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = u.get_timestamp()?.to_unix();
+    Some(secs * 1_000 + u64::from(nanos) / 1_000_000)
+}
+
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident, $kind:literal, $prefix:literal) => {
         $(#[$m])*
@@ -69,6 +82,13 @@ macro_rules! string_id {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The creation time (unix milliseconds) of an id made by
+            /// [`Self::generate`]: this kind's prefix and a UUID v7 in simple
+            /// form. `None` for any other id (one a caller chose, say).
+            pub fn generated_at(&self) -> Option<u64> {
+                uuid_v7_millis(self.0.strip_prefix($prefix)?)
             }
         }
 
@@ -133,5 +153,20 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{id}\""));
         assert_ne!(ProcessId::generate(), ProcessId::generate());
+    }
+
+    #[test]
+    fn generated_ids_tell_their_time() {
+        let before = crate::now_millis();
+        let id = PlacementId::generate();
+        let after = crate::now_millis();
+        let t = id.generated_at().unwrap();
+        assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+        assert_eq!(PlacementId::new_unchecked("pl-mine").generated_at(), None);
+        // Another kind's prefix, or a v4 UUID, has no time.
+        let other = PlacementId::new_unchecked(id.as_str().replace("pl-", "bs-"));
+        assert_eq!(other.generated_at(), None);
+        let v4 = PlacementId::new_unchecked(format!("pl-{}", uuid::Uuid::new_v4().simple()));
+        assert_eq!(v4.generated_at(), None);
     }
 }
