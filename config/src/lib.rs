@@ -6,6 +6,9 @@
 //! Environment variables name a key path with `__` between levels:
 //! `RESPAWN_SERVER__HTTP_ADDR=0.0.0.0:8080`, `RESPAWN_DATA_DIR=/var/lib/respawn`.
 
+mod retention;
+pub use retention::RetentionSection;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use respawn_types::limits;
@@ -40,6 +43,9 @@ pub struct Config {
     pub log: String,
     pub server: ServerSection,
     pub agent: AgentSection,
+    /// How long terminal records and unused battle session ids are kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
     /// Title regions created at start-up if absent.
     #[serde(default)]
     pub title_regions: Vec<TitleRegionSpec>,
@@ -303,6 +309,7 @@ impl Default for Config {
                 intranet_addr: default_intranet_addr(),
                 docker_intranet_host: None,
             },
+            retention: RetentionSection::default(),
             title_regions: Vec::new(),
             fleets: Vec::new(),
             virtual_servers: Vec::new(),
@@ -418,6 +425,7 @@ impl Config {
                 .map_err(|e| invalid(&field, e.to_string()))?;
             v.spec.validate().map_err(|e| invalid(&field, e))?;
         }
+        self.retention.validate()?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }

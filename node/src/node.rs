@@ -226,6 +226,11 @@ impl ServerNode {
             Arc::new(cfg.clone()),
             shutdown_rx.clone(),
         ));
+        tasks.push(tokio::spawn(crate::server::retention::prune_loop(
+            cluster.clone(),
+            cfg.retention.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(vs_hub::report_load(
             cluster.clone(),
             ctx.vs.load.clone(),
@@ -236,6 +241,7 @@ impl ServerNode {
             server: ctx,
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
+            max_issued_ids: cfg.retention.max_issued_ids_per_title_region,
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         tasks.push(tokio::spawn(async move {

@@ -33,10 +33,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// Most ids of one kind in one [`crate::Command::Prune`] (keeps one log entry
-/// small: 40 bytes an id at most, so ≤ 80 KB a kind).
-pub const MAX_PRUNE_BATCH: usize = 2_000;
-/// Bounds of both retention windows (milliseconds): one second to 30 days.
-pub const RETENTION_RANGE_MS: (u64, u64) = (1_000, 30 * 86_400_000);
+/// small: 40 bytes an id at most, so ≤ 80 KB a kind); bounds of both
+/// retention windows (one second to 30 days).
+pub use respawn_types::limits::{MAX_PRUNE_BATCH, RETENTION_RANGE_MS};
 
 /// The windows a prune was decided with, carried in the command so that
 /// `apply` checks every record against the same numbers on every node.

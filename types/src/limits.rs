@@ -18,6 +18,14 @@ pub const MAX_PLAYER_DATA_BYTES: usize = 4_096;
 /// text is clipped (with an ellipsis).
 pub const TEXT_LIMIT: usize = 1_024;
 
+/// Bounds of the retention windows (terminal records, unused issued battle
+/// session ids), in milliseconds: one second to 30 days.
+pub const RETENTION_RANGE_MS: (u64, u64) = (1_000, 30 * 86_400_000);
+/// Most ids of one kind one prune command may list.
+pub const MAX_PRUNE_BATCH: usize = 2_000;
+/// Bounds of the cap on issued, not yet used battle session ids per title region.
+pub const ISSUED_IDS_CAP_RANGE: (u32, u32) = (1, 1_000_000);
+
 /// A millisecond range in whole seconds, for the configuration file and the
 /// HTTP API, which speak seconds.
 pub const fn in_secs((lo, hi): (u64, u64)) -> (u64, u64) {

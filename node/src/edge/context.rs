@@ -19,6 +19,8 @@ pub struct Edge {
     pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
+    /// Most issued, unused battle session ids per title region (`[retention]`).
+    pub max_issued_ids: u32,
 }
 
 /// The caller's title region, proven by its server ticket.
