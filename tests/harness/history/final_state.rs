@@ -1,6 +1,6 @@
 //! What a test reads from the cluster at the end, for the checker.
 
-use respawn_state::ClusterState;
+use respawn_state::{ClusterState, PrunedWatermarks};
 use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
 use std::collections::BTreeMap;
 
@@ -16,6 +16,9 @@ pub struct FinalState {
     /// The history holds the DS processes' observations (deliveries,
     /// activations), so a FULFILLED placement must show an activation.
     pub agents_observed: bool,
+    /// What retention removed: a placement missing from `placements` that
+    /// these cover was pruned after it ended, not lost.
+    pub pruned: PrunedWatermarks,
 }
 
 impl Default for FinalState {
@@ -25,6 +28,7 @@ impl Default for FinalState {
             process_modes: BTreeMap::new(),
             default_mode: ServerMode::Simple,
             agents_observed: false,
+            pruned: PrunedWatermarks::default(),
         }
     }
 }
@@ -50,7 +54,14 @@ impl FinalState {
                 .collect(),
             default_mode: ServerMode::Simple,
             agents_observed,
+            pruned: s.pruned,
         }
+    }
+
+    /// Was this placement removed by retention (absent, and covered by the
+    /// watermark)? Retention removes only placements that ended.
+    pub fn was_pruned(&self, p: &PlacementId) -> bool {
+        !self.placements.contains_key(p) && self.pruned.placement(p)
     }
 
     pub(super) fn mode(&self, p: &ProcessId) -> ServerMode {

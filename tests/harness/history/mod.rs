@@ -17,7 +17,10 @@
 //! Invariants checked (DESIGN.md "Invariants" 1 and 3, and what they imply):
 //!
 //! 1. every accepted placement ends in exactly one terminal state, and no
-//!    observer sees it change terminal state or go back to PENDING;
+//!    observer sees it change terminal state or go back to PENDING; a
+//!    placement retention removed (absent from the final state, covered by
+//!    [`FinalState::pruned`]) counts as ended, and once a Describe answered
+//!    `expired` ([`Observation::PlacementExpiredSeen`]) it is never seen again;
 //! 2. a DS process never holds more sessions than its mode allows;
 //! 3. no battle session is activated on two processes;
 //! 4. a FULFILLED placement's battle session was activated by a DS

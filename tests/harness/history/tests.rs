@@ -630,6 +630,7 @@ impl Sim {
             process_modes: s.procs.iter().map(|p| (p.id.clone(), p.mode)).collect(),
             default_mode: ServerMode::Simple,
             agents_observed: true,
+            pruned: Default::default(),
         };
         (s.h.snapshot(), f)
     }
@@ -704,4 +705,67 @@ fn random_runs_with_an_injected_fault_fail() {
         let v = check(&h, &f);
         only(&v, |x| matches!(x, Violation::ActiveOnTwoProcesses { .. }));
     }
+}
+
+/// Retention: an accepted placement the final state no longer holds is
+/// fine when the watermark says it was pruned, lost otherwise; a Describe
+/// that answered `expired` is fine, unless the placement shows up again.
+#[test]
+fn pruned_placements_are_not_lost_and_expired_ones_stay_gone() {
+    let id = PlacementId::generate();
+    let p = id.as_str();
+    let obs = vec![
+        accepted(p, "bs-1"),
+        delivered("proc-a", "bs-1"),
+        activated("proc-a", "bs-1"),
+        seen(p, Fulfilled),
+        Observation::PlacementExpiredSeen {
+            placement: id.clone(),
+        },
+    ];
+    let mut f = fin(&[]);
+    f.pruned.placement = id.generated_at().unwrap();
+    assert!(f.was_pruned(&id));
+    let v = check(&history(obs.clone()), &f);
+    assert!(v.is_empty(), "{}", summary(&v));
+
+    // Without the watermark the same final state means it was lost.
+    let v = check(&history(obs.clone()), &fin(&[]));
+    assert!(
+        matches!(
+            v[..],
+            [Violation::NotTerminal {
+                final_status: None,
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
+
+    // Seen again after it answered expired: by a later read, or in the final state.
+    let mut again = obs.clone();
+    again.push(seen(p, Fulfilled));
+    let v = check(&history(again), &f);
+    assert!(
+        matches!(
+            v[..],
+            [Violation::SeenAfterExpired {
+                seen: Seen::Entry(5),
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
+    let kept = fin(&[(p, Fulfilled, "bs-1")]);
+    let v = check(&history(obs), &kept);
+    assert!(
+        matches!(
+            v[..],
+            [Violation::SeenAfterExpired {
+                seen: Seen::Final,
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
 }
