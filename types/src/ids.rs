@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest identifier accepted from outside (HTTP, agents, DS processes).
 pub const MAX_ID_LEN: usize = 128;
@@ -54,9 +55,24 @@ fn uuid_v7_millis(hex: &str) -> Option<u64> {
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident, $kind:literal, $prefix:literal) => {
         $(#[$m])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Held as an `Arc<str>`: a record, its map key and the records
+        /// that refer to it share one allocation (the replicated state
+        /// holds each id several times).
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(|s| Self(Arc::from(s)))
+            }
+        }
 
         impl $name {
             /// Human name of this kind of id, used in error messages.
@@ -65,19 +81,19 @@ macro_rules! string_id {
             /// Wraps a string that is already known to be valid (generated
             /// here, or read back from replicated state).
             pub fn new_unchecked(s: impl Into<String>) -> Self {
-                Self(s.into())
+                Self(Arc::from(s.into()))
             }
 
             /// Validates a string that came from outside.
             pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 validate_id($kind, &s)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             /// A new random id with this kind's prefix (UUID v7: time ordered).
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+                Self(Arc::from(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple())))
             }
 
             pub fn as_str(&self) -> &str {
