@@ -315,12 +315,10 @@ fn scan<K: Ord + Clone, V>(
         Some(k) => Bound::Excluded(k),
         None => Bound::Unbounded,
     };
-    let mut seen = 0;
-    for (k, v) in map.range::<K, _>((lower, Bound::Unbounded)) {
+    for (seen, (k, v)) in map.range::<K, _>((lower, Bound::Unbounded)).enumerate() {
         if seen >= max_scan.max(1) || out.len() >= max_take {
             return false;
         }
-        seen += 1;
         *from = Some(k.clone());
         if keep(v) {
             out.push(k.clone());
