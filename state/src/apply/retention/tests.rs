@@ -331,8 +331,9 @@ fn every_replica_prunes_at_the_same_index_snapshots_included() {
     let mut sizes_a = Vec::new();
     let mut sizes_b = Vec::new();
     for (i, req) in log.iter().enumerate() {
-        a.apply(req);
-        b.apply(req);
+        let (ra, ea) = a.apply(req);
+        let (rb, eb) = b.apply(req);
+        assert_eq!((ra, ea), (rb, eb), "answers differ at log index {i}");
         if i == log.len() / 2 {
             let snap = serde_json::to_vec(&b).unwrap();
             b = serde_json::from_slice(&snap).unwrap();
