@@ -378,6 +378,7 @@ mod tests {
             self.ok(Command::IssueBattleSessionId {
                 title_region_id: TitleRegionId::new_unchecked("tr"),
                 battle_session_id: BattleSessionId::new_unchecked(n),
+                max_outstanding: None,
             });
             self.ok(Command::StartPlacement(StartPlacement {
                 placement_id: PlacementId::new_unchecked(n),

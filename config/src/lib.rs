@@ -9,6 +9,9 @@
 mod bounds;
 
 pub use bounds::{AgentLogs, EdgeLimits};
+mod retention;
+pub use retention::RetentionSection;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use respawn_types::limits;
@@ -43,6 +46,9 @@ pub struct Config {
     pub log: String,
     pub server: ServerSection,
     pub agent: AgentSection,
+    /// How long terminal records and unused battle session ids are kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
     /// Title regions created at start-up if absent.
     #[serde(default)]
     pub title_regions: Vec<TitleRegionSpec>,
@@ -331,6 +337,7 @@ impl Default for Config {
                 docker_intranet_host: None,
                 logs: AgentLogs::default(),
             },
+            retention: RetentionSection::default(),
             title_regions: Vec::new(),
             fleets: Vec::new(),
             virtual_servers: Vec::new(),
@@ -451,6 +458,7 @@ impl Config {
         }
         self.server.edge.validate()?;
         self.agent.logs.validate()?;
+        self.retention.validate()?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }

@@ -170,6 +170,8 @@ pub fn rejection(r: Rejection) -> WireError {
         Rejection::Conflict(_) => ErrorCode::Conflict,
         Rejection::InvalidState(_) => ErrorCode::InvalidState,
         Rejection::BadRequest(_) => ErrorCode::BadRequest,
+        Rejection::Expired { .. } => ErrorCode::Expired,
+        Rejection::TooMany(_) => ErrorCode::TooManyRequests,
     };
     WireError::new(code, r.to_string())
 }

@@ -9,6 +9,9 @@
 //! StartBattleSessionPlacement to the commit of its activation (the moment
 //! the placement is FULFILLED).
 
+mod records;
+mod soak;
+
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use respawn::simulated_agent::{SimAgent, SimAgentOptions, SimEvent, SimObserver};
@@ -26,6 +29,12 @@ use std::time::{Duration, Instant};
 pub enum BenchCmd {
     /// Concurrent placements against a single node with simulated DS processes.
     Placement(PlacementArgs),
+    /// Placements without end while simulated agents cycle simple-mode
+    /// processes, under a short retention window: RSS, record counts, log
+    /// and snapshot sizes every 10 s, one JSON line at the end.
+    Soak(soak::SoakArgs),
+    /// Bytes per live record of the replicated state, by kind.
+    Records(records::RecordsArgs),
     /// The same load against a 3-node cluster (real QUIC between the nodes),
     /// then repeated leader kills timing the first placement fulfilled by the
     /// new leader.
@@ -62,6 +71,8 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Placement(a) => placement(a).await,
         BenchCmd::Cluster(a) => cluster(a).await,
+        BenchCmd::Soak(a) => soak::soak(a).await,
+        BenchCmd::Records(a) => records::records(a),
     }
 }
 
@@ -85,11 +96,7 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     cfg.log = "warn".into();
     let (node_id, agent_id) = respawn_net::ensure_dev_pki(&dir)?;
     let node = ServerNode::start(&cfg, &node_id).await?;
-    let region = node
-        .title_regions()
-        .into_iter()
-        .find(|r| r.id.as_str() == DEV_TITLE_REGION)
-        .context("dev title region missing")?;
+    let region = free_region(&node)?;
 
     let started: Started = Arc::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
@@ -121,12 +128,22 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
         &mut latencies,
     );
     println!("log store:         {entries:?}");
+    let (rss, hwm) = soak::rss_mb();
+    println!("RSS:               {rss:.0} MB now, {hwm:.0} MB peak");
     agent.stop();
     node.shutdown().await;
     if cleanup {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// The dev title region of `node`.
+fn free_region(node: &ServerNode) -> anyhow::Result<TitleRegion> {
+    node.title_regions()
+        .into_iter()
+        .find(|r| r.id.as_str() == DEV_TITLE_REGION)
+        .context("dev title region missing")
 }
 
 /// Runs `placements` placements with `concurrency` backends spread over

@@ -241,6 +241,11 @@ impl ServerNode {
             Arc::new(cfg.clone()),
             shutdown_rx.clone(),
         ));
+        tasks.push(tokio::spawn(crate::server::retention::prune_loop(
+            cluster.clone(),
+            cfg.retention.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(vs_hub::report_load(
             cluster.clone(),
             ctx.vs.load.clone(),
@@ -252,6 +257,7 @@ impl ServerNode {
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
             configured: Arc::new(edge::Configured::from_config(cfg)),
+            max_issued_ids: cfg.retention.max_issued_ids_per_title_region,
         };
         let app = edge::router(edge, cfg.server.max_body_bytes);
         tasks.push(tokio::spawn(edge::serve::serve(

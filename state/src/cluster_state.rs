@@ -19,7 +19,18 @@ pub struct ClusterState {
     pub placements: BTreeMap<PlacementId, Placement>,
     pub player_battle_sessions: BTreeMap<PlayerBattleSessionId, PlayerBattleSession>,
     /// Battle session ids issued by RequestBattleSessionID and not yet used.
-    pub issued_session_ids: BTreeMap<BattleSessionId, TitleRegionId>,
+    pub issued_session_ids: BTreeMap<BattleSessionId, crate::retention::IssuedId>,
+    /// Index: the ids of `issued_session_ids` by issue time, oldest first
+    /// (they expire after the issued-id window, see `crate::retention`).
+    #[serde(default)]
+    pub issued_by_time: BTreeSet<(UnixMillis, BattleSessionId)>,
+    /// Index: how many ids of `issued_session_ids` each title region holds
+    /// (capped per title region).
+    #[serde(default)]
+    pub issued_per_region: BTreeMap<TitleRegionId, u32>,
+    /// What retention removed so far, to tell an expired id from an unknown one.
+    #[serde(default)]
+    pub pruned: crate::retention::PrunedWatermarks,
     /// Index: player → their player battle sessions that are not COMPLETED.
     pub sessions_by_player: BTreeMap<PlayerId, BTreeSet<PlayerBattleSessionId>>,
     /// Index: fleet → its processes that have not exited.
@@ -120,13 +131,14 @@ impl ClusterState {
     pub(crate) fn session(&self, id: &BattleSessionId) -> Result<&BattleSession, Rejection> {
         self.battle_sessions
             .get(id)
-            .ok_or_else(|| Rejection::not_found("battle session", id))
+            .ok_or_else(|| Rejection::missing("battle session", id, self.pruned.session(id)))
     }
 
     pub(crate) fn process_mut(&mut self, id: &ProcessId) -> Result<&mut DsProcess, Rejection> {
+        let expired = self.pruned.process(id);
         self.processes
             .get_mut(id)
-            .ok_or_else(|| Rejection::not_found("process", id))
+            .ok_or_else(|| Rejection::missing("process", id, expired))
     }
 
     pub(crate) fn vs_mut(

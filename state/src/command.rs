@@ -2,6 +2,7 @@
 //! through Raft and applied by `ClusterState::apply`; with the answer to the
 //! proposer ([`Response`]) and the [`Event`]s that the actors react to.
 
+pub use crate::retention::{PruneBatch, RetentionWindows};
 use respawn_types::agent::LiveProcess;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,10 @@ pub enum Command {
     IssueBattleSessionId {
         title_region_id: TitleRegionId,
         battle_session_id: BattleSessionId,
+        /// Most ids issued and not yet used a title region may hold; past
+        /// it the command is refused ([`Rejection::TooMany`]). `None`: no cap.
+        #[serde(default)]
+        max_outstanding: Option<u32>,
     },
     StartPlacement(StartPlacement),
     /// The fleet's placement policy chose `process_id` for a PENDING placement.
@@ -169,6 +174,11 @@ pub enum Command {
         title_region_id: TitleRegionId,
         name: VsName,
     },
+    /// Removes records past their retention window and issued battle
+    /// session ids past theirs (the leader's bounded batch, see
+    /// `crate::retention`). Each is checked again against `at`; one that
+    /// is not prunable (any more) is skipped.
+    Prune(PruneBatch),
     /// One delivery attempt of an event or a task. `pop_seq` removes the
     /// outbox head with that sequence number (delivered, or given up).
     RecordTrigger {
@@ -212,6 +222,12 @@ pub enum Rejection {
     InvalidState(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The record existed but was removed after its retention window.
+    #[error("{kind} '{id}' has expired: it ended more than the retention window ago and is no longer kept")]
+    Expired { kind: String, id: String },
+    /// A bound on outstanding records was reached (issued battle session ids).
+    #[error("{0}")]
+    TooMany(String),
 }
 
 impl Rejection {
@@ -219,6 +235,18 @@ impl Rejection {
         Rejection::NotFound {
             kind: kind.to_string(),
             id: id.to_string(),
+        }
+    }
+
+    /// `Expired` when `expired`, else `NotFound`.
+    pub fn missing(kind: &str, id: impl std::fmt::Display, expired: bool) -> Self {
+        if expired {
+            Rejection::Expired {
+                kind: kind.to_string(),
+                id: id.to_string(),
+            }
+        } else {
+            Rejection::not_found(kind, id)
         }
     }
 

@@ -16,6 +16,7 @@
 mod apply;
 pub mod cluster_state;
 pub mod command;
+pub mod retention;
 
 #[cfg(test)]
 mod test_fixture;
@@ -25,3 +26,4 @@ pub use command::*;
 /// The bounds `apply` enforces (defined in `respawn-types` so that crates
 /// which do not depend on this one check the same constants).
 pub use respawn_types::limits;
+pub use retention::{prune_candidates, PruneCursor, PrunedWatermarks};

@@ -141,6 +141,7 @@ impl H {
         self.ok(Command::IssueBattleSessionId {
             title_region_id: tr(),
             battle_session_id: bs(n),
+            max_outstanding: None,
         });
         self.ok(Command::StartPlacement(StartPlacement {
             placement_id: pl(n),

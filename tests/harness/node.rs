@@ -23,6 +23,8 @@ pub struct Options {
     pub ending_grace_secs: u64,
     /// Extra arguments for the sample DS.
     pub ds_args: Vec<String>,
+    /// The node's `[retention]` section.
+    pub retention: respawn_config::RetentionSection,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             placement_timeout_secs: 60,
             ending_grace_secs: 120,
             ds_args: Vec::new(),
+            retention: Default::default(),
         }
     }
 }
@@ -64,6 +67,7 @@ impl Cluster {
         cfg.server.http_addr = "127.0.0.1:0".parse()?;
         cfg.server.quic_addr = "127.0.0.1:0".parse()?;
         cfg.agent.kill_grace_ms = 1_000;
+        cfg.retention = o.retention.clone();
         let f = &mut cfg.fleets[0];
         f.processes_per_host = o.processes;
         f.health_check_interval_secs = o.health_interval_secs;

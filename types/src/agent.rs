@@ -146,6 +146,10 @@ pub enum ErrorCode {
     NotLeader,
     Unavailable,
     Internal,
+    /// The record existed but is no longer kept (past the retention window).
+    Expired,
+    /// A bound on outstanding requests was reached; retry later.
+    TooManyRequests,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest identifier accepted from outside (HTTP, agents, DS processes).
 pub const MAX_ID_LEN: usize = 128;
@@ -38,12 +39,40 @@ pub fn validate_id(kind: &'static str, s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// The timestamp of a UUID v7 written as 32 hex digits, if it is one.
+fn uuid_v7_millis(hex: &str) -> Option<u64> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let u = uuid::Uuid::try_parse(hex).ok()?;
+    if u.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = u.get_timestamp()?.to_unix();
+    Some(secs * 1_000 + u64::from(nanos) / 1_000_000)
+}
+
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident, $kind:literal, $prefix:literal) => {
         $(#[$m])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Held as an `Arc<str>`: a record, its map key and the records
+        /// that refer to it share one allocation (the replicated state
+        /// holds each id several times).
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(|s| Self(Arc::from(s)))
+            }
+        }
 
         impl $name {
             /// Human name of this kind of id, used in error messages.
@@ -52,23 +81,30 @@ macro_rules! string_id {
             /// Wraps a string that is already known to be valid (generated
             /// here, or read back from replicated state).
             pub fn new_unchecked(s: impl Into<String>) -> Self {
-                Self(s.into())
+                Self(Arc::from(s.into()))
             }
 
             /// Validates a string that came from outside.
             pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
                 validate_id($kind, &s)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             /// A new random id with this kind's prefix (UUID v7: time ordered).
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+                Self(Arc::from(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple())))
             }
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The creation time (unix milliseconds) of an id made by
+            /// [`Self::generate`]: this kind's prefix and a UUID v7 in simple
+            /// form. `None` for any other id (one a caller chose, say).
+            pub fn generated_at(&self) -> Option<u64> {
+                uuid_v7_millis(self.0.strip_prefix($prefix)?)
             }
         }
 
@@ -133,5 +169,20 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{id}\""));
         assert_ne!(ProcessId::generate(), ProcessId::generate());
+    }
+
+    #[test]
+    fn generated_ids_tell_their_time() {
+        let before = crate::now_millis();
+        let id = PlacementId::generate();
+        let after = crate::now_millis();
+        let t = id.generated_at().unwrap();
+        assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+        assert_eq!(PlacementId::new_unchecked("pl-mine").generated_at(), None);
+        // Another kind's prefix, or a v4 UUID, has no time.
+        let other = PlacementId::new_unchecked(id.as_str().replace("pl-", "bs-"));
+        assert_eq!(other.generated_at(), None);
+        let v4 = PlacementId::new_unchecked(format!("pl-{}", uuid::Uuid::new_v4().simple()));
+        assert_eq!(v4.generated_at(), None);
     }
 }

@@ -22,6 +22,13 @@ pub const TEXT_LIMIT: usize = 1_024;
 /// carries exactly in every client (JavaScript's `Number.MAX_SAFE_INTEGER`).
 /// Ids are 1 to this; the configuration and the admin API refuse others.
 pub const MAX_NODE_ID: u64 = (1 << 53) - 1;
+/// Bounds of the retention windows (terminal records, unused issued battle
+/// session ids), in milliseconds: one second to 30 days.
+pub const RETENTION_RANGE_MS: (u64, u64) = (1_000, 30 * 86_400_000);
+/// Most ids of one kind one prune command may list.
+pub const MAX_PRUNE_BATCH: usize = 2_000;
+/// Bounds of the cap on issued, not yet used battle session ids per title region.
+pub const ISSUED_IDS_CAP_RANGE: (u32, u32) = (1, 1_000_000);
 
 /// A millisecond range in whole seconds, for the configuration file and the
 /// HTTP API, which speak seconds.

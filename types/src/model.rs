@@ -133,6 +133,9 @@ pub struct DsProcess {
     pub launched_at: UnixMillis,
     pub ending_since: Option<UnixMillis>,
     pub exit: Option<ExitReason>,
+    /// When it was reported EXITED (retention counts from here).
+    #[serde(default)]
+    pub exited_at: Option<UnixMillis>,
 }
 
 /// A host (one agent), as registered.

@@ -19,6 +19,8 @@ pub struct Edge {
     pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
+    /// Most issued, unused battle session ids per title region (`[retention]`).
+    pub max_issued_ids: u32,
     /// The title regions and fleets this node's configuration names: it is
     /// not ready (`/readyz`) until the leader's bootstrap has committed them
     /// and this node has applied them, so a client sent to it right after

@@ -226,7 +226,8 @@ fn players_input(
 /// RequestBattleSessionID: reserve a new battle session id for this title region.
 #[utoipa::path(post, path = "/dsm/request_battle_session_id", tag = "Battle Management",
     request_body = RequestBattleSessionIdRequest,
-    responses((status = 200, body = RequestBattleSessionIdResponse), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = RequestBattleSessionIdResponse), (status = 401, body = ErrorBody),
+        (status = 429, description = "the title region holds as many unused issued ids as `[retention] max_issued_ids_per_title_region` allows", body = ErrorBody)),
     security(("server_ticket" = [])))]
 pub async fn request_battle_session_id(
     State(edge): State<Edge>,
@@ -239,6 +240,7 @@ pub async fn request_battle_session_id(
         .propose(Command::IssueBattleSessionId {
             title_region_id: tr,
             battle_session_id: id.clone(),
+            max_outstanding: Some(edge.max_issued_ids),
         })
         .await?;
     Ok(Json(RequestBattleSessionIdResponse {
@@ -325,7 +327,9 @@ fn placement_id_of(battle_session_id: &BattleSessionId) -> PlacementId {
 /// DS's address and each player's player battle session id.
 #[utoipa::path(post, path = "/dsm/describe_battle_session_placement", tag = "Battle Management",
     request_body = PlacementIdRequest,
-    responses((status = 200, body = PlacementResponse), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = PlacementResponse),
+        (status = 404, description = "unknown placement (`not_found`), or one removed after the retention window (`expired`)", body = ErrorBody),
+        (status = 401, body = ErrorBody)),
     security(("server_ticket" = [])))]
 pub async fn describe_battle_session_placement(
     State(edge): State<Edge>,
@@ -480,8 +484,13 @@ async fn placement(
 ) -> Result<Json<PlacementResponse>, ApiError> {
     edge.server
         .cluster
-        .read(|s| placement_view(s, tr, id))
+        .read(|s| match placement_view(s, tr, id) {
+            Some(placement) => Ok(Json(PlacementResponse { placement })),
+            None if s.pruned.placement(id) => Err(ApiError::expired(format!(
+                "placement '{id}' has expired: it ended more than the retention window ago \
+                 and is no longer kept"
+            ))),
+            None => Err(ApiError::not_found(format!("placement '{id}' not found"))),
+        })
         .await?
-        .map(|placement| Json(PlacementResponse { placement }))
-        .ok_or_else(|| ApiError::not_found(format!("placement '{id}' not found")))
 }

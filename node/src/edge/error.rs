@@ -19,7 +19,9 @@ pub struct ApiError {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable kind: bad_request, unauthorized, forbidden, not_found,
-    /// conflict, invalid_state, not_leader, unavailable, internal.
+    /// expired (404: the record was removed after its retention window),
+    /// conflict, invalid_state, too_many_requests (429), not_leader,
+    /// unavailable, internal.
     #[schema(example = "not_found")]
     pub error: String,
     /// What was wrong, for humans.
@@ -43,6 +45,11 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+    /// 404 with code `expired`: the record existed and was removed after
+    /// its retention window.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::Expired, message)
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
@@ -84,6 +91,12 @@ impl From<Rejection> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidState, r.to_string())
             }
             Rejection::BadRequest(_) => ApiError::bad_request(r.to_string()),
+            Rejection::Expired { .. } => ApiError::expired(r.to_string()),
+            Rejection::TooMany(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests,
+                r.to_string(),
+            ),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! A server node's parts around its [`Cluster`] handle: the agent links it
 //! holds and the virtual-server hub ([`ServerCtx`]), how it answers the
 //! other nodes ([`inbound`]), how it reaches any agent ([`gateway`]), the
-//! actors it runs while it leads ([`leadership`]) and their VS ports
+//! actors it runs while it leads ([`leadership`]), the removal of records
+//! past their retention window ([`retention`]) and their VS ports
 //! ([`vs_ports`]), and the quorum [`watchdog`].
 
 pub mod gateway;
 pub mod inbound;
 pub mod leadership;
+pub mod retention;
 pub mod vs_ports;
 pub mod watchdog;
 

@@ -226,6 +226,7 @@ impl ClusterState {
                         launched_at: at,
                         ending_since: lp.ending.then_some(at),
                         exit: None,
+                        exited_at: None,
                     };
                     self.insert_process(p, ev);
                 }

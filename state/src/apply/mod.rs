@@ -11,6 +11,7 @@ mod outbox;
 mod placements;
 mod players;
 mod processes;
+mod retention;
 mod title_regions;
 mod virtual_servers;
 
@@ -89,8 +90,8 @@ impl ClusterState {
             | C::ProcessEnding { .. }
             | C::ProcessTerminating { .. }
             | C::ProcessExited { .. } => self.apply_process(at, cmd, ev),
-            C::IssueBattleSessionId { .. }
-            | C::StartPlacement(_)
+            C::IssueBattleSessionId { .. } | C::Prune(_) => self.apply_retention(at, cmd),
+            C::StartPlacement(_)
             | C::AssignPlacement { .. }
             | C::ActivateBattleSession { .. }
             | C::ActivationTimedOut { .. }

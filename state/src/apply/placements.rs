@@ -8,7 +8,7 @@ use respawn_types::limits::{ACTIVATION_TIMEOUT_RANGE, MAX_PLAYERS_LIMIT, PLACEME
 use respawn_types::*;
 
 impl ClusterState {
-    /// `IssueBattleSessionId`, `StartPlacement`, `AssignPlacement`,
+    /// `StartPlacement`, `AssignPlacement`,
     /// `ActivateBattleSession`, `ActivationTimedOut`, `PlacementTimedOut`,
     /// `CancelPlacement`, `TerminateBattleSession`.
     pub(super) fn apply_placement(
@@ -18,22 +18,6 @@ impl ClusterState {
         ev: &mut Vec<Event>,
     ) -> Response {
         match cmd {
-            Command::IssueBattleSessionId {
-                title_region_id,
-                battle_session_id,
-            } => {
-                self.title_region(title_region_id)?;
-                if self.battle_sessions.contains_key(battle_session_id)
-                    || self.issued_session_ids.contains_key(battle_session_id)
-                {
-                    return Err(Rejection::Conflict(format!(
-                        "battle session id {battle_session_id} already exists"
-                    )));
-                }
-                self.issued_session_ids
-                    .insert(battle_session_id.clone(), title_region_id.clone());
-                Ok(Applied::Done)
-            }
             Command::StartPlacement(sp) => self.start_placement(at, sp, ev),
             Command::AssignPlacement {
                 placement_id,
@@ -82,7 +66,13 @@ impl ClusterState {
                     .placements
                     .get(placement_id)
                     .filter(|p| &p.title_region_id == title_region_id)
-                    .ok_or_else(|| Rejection::not_found("placement", placement_id))?;
+                    .ok_or_else(|| {
+                        Rejection::missing(
+                            "placement",
+                            placement_id,
+                            self.pruned.placement(placement_id),
+                        )
+                    })?;
                 if pl.status.is_terminal() {
                     return Err(Rejection::invalid_state(format!(
                         "placement {placement_id} is already {:?} and cannot be cancelled",
@@ -161,15 +151,17 @@ impl ClusterState {
             )));
         }
         match self.issued_session_ids.get(&sp.battle_session_id) {
-            Some(tr) if tr == &sp.title_region_id => {}
+            Some(i) if i.title_region_id == sp.title_region_id => {}
             _ => {
-                return Err(Rejection::NotFound {
-                    kind: "battle session id".into(),
-                    id: format!(
+                let expired = self.pruned.issued_id(&sp.battle_session_id);
+                return Err(Rejection::missing(
+                    "battle session id",
+                    format!(
                         "{} (request one with RequestBattleSessionID first)",
                         sp.battle_session_id
                     ),
-                })
+                    expired,
+                ));
             }
         }
         if sp.max_players == 0 || sp.max_players > MAX_PLAYERS_LIMIT {
@@ -193,7 +185,7 @@ impl ClusterState {
             )));
         }
 
-        self.issued_session_ids.remove(&sp.battle_session_id);
+        self.take_issued_id(&sp.battle_session_id);
         let pbs_ids: Vec<PlayerBattleSessionId> =
             sp.players.iter().map(|(id, _)| id.clone()).collect();
         self.battle_sessions.insert(

@@ -139,7 +139,9 @@ impl ClusterState {
             .battle_sessions
             .get(bs_id)
             .filter(|s| &s.title_region_id == tr)
-            .ok_or_else(|| Rejection::not_found("battle session", bs_id))?;
+            .ok_or_else(|| {
+                Rejection::missing("battle session", bs_id, self.pruned.session(bs_id))
+            })?;
         if s.status == BattleSessionStatus::Terminated {
             return Err(Rejection::invalid_state(format!(
                 "battle session {bs_id} is TERMINATED"
@@ -195,7 +197,10 @@ impl ClusterState {
             .player_battle_sessions
             .get(pbs_id)
             .filter(|p| &p.battle_session_id == bs_id)
-            .ok_or_else(|| Rejection::not_found("player battle session", pbs_id))?;
+            .ok_or_else(|| {
+                let expired = self.pruned.player_battle_session(pbs_id);
+                Rejection::missing("player battle session", pbs_id, expired)
+            })?;
         let next = match (action, p.status) {
             (PlayerAction::Accept, S::Active)
             | (PlayerAction::Disconnect, S::Disconnected)

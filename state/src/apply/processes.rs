@@ -41,6 +41,7 @@ impl ClusterState {
                     launched_at: at,
                     ending_since: None,
                     exit: None,
+                    exited_at: None,
                 };
                 self.insert_process(p, ev);
                 Ok(Applied::Done)
@@ -142,6 +143,7 @@ impl ClusterState {
             Some(p) => {
                 p.status = ProcessStatus::Exited;
                 p.exit = Some(reason);
+                p.exited_at = Some(at);
                 p.fleet_id.clone()
             }
             None => return,

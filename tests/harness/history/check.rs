@@ -75,6 +75,8 @@ fn check_placements(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
     for (pl, (bs, seq)) in &accepted {
         match fin.placements.get(*pl) {
             Some((status, _)) if status.is_terminal() => {}
+            // Retention removed it after it ended: not lost.
+            None if fin.was_pruned(pl) => {}
             other => out.push(Violation::NotTerminal {
                 placement: (*pl).clone(),
                 accepted_seq: *seq,
@@ -93,6 +95,8 @@ fn check_placements(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
             }
         }
     }
+
+    check_expired(h, fin, out);
 
     // Status sightings per placement: (status, seen, invoked, at).
     type Sight = (PlacementStatus, Seen, Duration, Duration);
@@ -161,6 +165,41 @@ fn check_placements(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
                     pending: p.1,
                 });
             }
+        }
+    }
+}
+
+/// Invariant 1 under retention: once a Describe answered `expired`, the
+/// placement is never seen again (no later read, not in the final state).
+fn check_expired(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
+    let mut expired: BTreeMap<&PlacementId, (u64, Duration)> = BTreeMap::new();
+    for e in h {
+        match &e.obs {
+            Observation::PlacementExpiredSeen { placement } => {
+                expired.entry(placement).or_insert((e.seq, e.at));
+            }
+            Observation::PlacementStatusSeen { placement, .. } => {
+                if let Some((seq, at)) = expired.get(placement) {
+                    // Ties (same clock reading) go by recording order.
+                    if (e.invoked, e.seq) > (*at, *seq) {
+                        out.push(Violation::SeenAfterExpired {
+                            placement: placement.clone(),
+                            expired_seq: *seq,
+                            seen: Seen::Entry(e.seq),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (pl, (seq, _)) in expired {
+        if fin.placements.contains_key(pl) {
+            out.push(Violation::SeenAfterExpired {
+                placement: pl.clone(),
+                expired_seq: seq,
+                seen: Seen::Final,
+            });
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What a test reads from the cluster at the end, for the checker.
 
-use respawn_state::ClusterState;
+use respawn_state::{ClusterState, PrunedWatermarks};
 use respawn_types::{BattleSessionId, PlacementId, PlacementStatus, ProcessId, ServerMode};
 use std::collections::BTreeMap;
 
@@ -22,6 +22,9 @@ pub struct FinalState {
     /// event must show it delivered. Without it, delivered events are
     /// still checked for consistency, but none is required.
     pub events_subscribed: bool,
+    /// What retention removed: a placement missing from `placements` that
+    /// these cover was pruned after it ended, not lost.
+    pub pruned: PrunedWatermarks,
 }
 
 impl Default for FinalState {
@@ -32,6 +35,7 @@ impl Default for FinalState {
             default_mode: ServerMode::Simple,
             agents_observed: false,
             events_subscribed: false,
+            pruned: PrunedWatermarks::default(),
         }
     }
 }
@@ -56,6 +60,7 @@ impl FinalState {
             default_mode: ServerMode::Simple,
             agents_observed,
             events_subscribed: false,
+            pruned: s.pruned,
         }
     }
 
@@ -65,6 +70,12 @@ impl FinalState {
     pub fn with_events(mut self) -> Self {
         self.events_subscribed = true;
         self
+    }
+
+    /// Was this placement removed by retention (absent, and covered by the
+    /// watermark)? Retention removes only placements that ended.
+    pub fn was_pruned(&self, p: &PlacementId) -> bool {
+        !self.placements.contains_key(p) && self.pruned.placement(p)
     }
 
     pub(super) fn mode(&self, p: &ProcessId) -> ServerMode {

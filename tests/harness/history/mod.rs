@@ -20,7 +20,10 @@
 //!    a 4xx or a 500; "unavailable" answers are indeterminate, not refusals);
 //! 1. every accepted placement ends in exactly one terminal state, and no
 //!    observer (Describe, event) sees it change terminal state or go back
-//!    to PENDING;
+//!    to PENDING; a placement retention removed (absent from the final
+//!    state, covered by [`FinalState::pruned`]) counts as ended, and once a
+//!    Describe answered `expired` ([`Observation::PlacementExpiredSeen`]) it
+//!    is never seen again;
 //! 2. a DS process never holds more sessions than its mode allows: one per
 //!    lifetime in simple mode; in parallel mode at most N delivered
 //!    (ACTIVATING) or activated sessions not yet ended;

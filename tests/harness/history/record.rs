@@ -34,6 +34,9 @@ pub enum Observation {
         placement: PlacementId,
         status: PlacementStatus,
     },
+    /// A Describe answered 404 `expired`: retention removed the placement,
+    /// which it does only once the placement and its session have ended.
+    PlacementExpiredSeen { placement: PlacementId },
     /// A (simulated) DS process received OnStartBattleSession.
     SessionDelivered {
         process: ProcessId,

@@ -418,3 +418,68 @@ fn summary_lists_each_violation() {
 
 mod faults;
 mod sim;
+
+/// Retention: an accepted placement the final state no longer holds is
+/// fine when the watermark says it was pruned, lost otherwise; a Describe
+/// that answered `expired` is fine, unless the placement shows up again.
+#[test]
+fn pruned_placements_are_not_lost_and_expired_ones_stay_gone() {
+    let id = PlacementId::generate();
+    let p = id.as_str();
+    let obs = vec![
+        accepted(p, "bs-1"),
+        delivered("proc-a", "bs-1"),
+        activated("proc-a", "bs-1"),
+        seen(p, Fulfilled),
+        Observation::PlacementExpiredSeen {
+            placement: id.clone(),
+        },
+    ];
+    let mut f = fin(&[]);
+    f.pruned.placement = id.generated_at().unwrap();
+    assert!(f.was_pruned(&id));
+    let v = check(&history(obs.clone()), &f);
+    assert!(v.is_empty(), "{}", summary(&v));
+
+    // Without the watermark the same final state means it was lost.
+    let v = check(&history(obs.clone()), &fin(&[]));
+    assert!(
+        matches!(
+            v[..],
+            [Violation::NotTerminal {
+                final_status: None,
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
+
+    // Seen again after it answered expired: by a later read, or in the final state.
+    let mut again = obs.clone();
+    again.push(seen(p, Fulfilled));
+    let v = check(&history(again), &f);
+    assert!(
+        matches!(
+            v[..],
+            [Violation::SeenAfterExpired {
+                seen: Seen::Entry(5),
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
+    let mut kept = fin(&[(p, Fulfilled, "bs-1")]);
+    kept.events_subscribed = false; // this history records no events
+
+    let v = check(&history(obs), &kept);
+    assert!(
+        matches!(
+            v[..],
+            [Violation::SeenAfterExpired {
+                seen: Seen::Final,
+                ..
+            }]
+        ),
+        "{v:?}"
+    );
+}

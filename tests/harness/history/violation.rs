@@ -117,6 +117,14 @@ pub enum Violation {
         event_id: String,
         seq: u64,
     },
+    /// (1) A Describe answered `expired` (#`expired_seq`), yet the
+    /// placement was seen again later (a read that started after it, or
+    /// the final state): a pruned record came back.
+    SeenAfterExpired {
+        placement: PlacementId,
+        expired_seq: u64,
+        seen: Seen,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -237,6 +245,14 @@ impl fmt::Display for Violation {
             } => write!(
                 f,
                 "event {event_id:?} at #{seq} says placement {placement} finished PENDING"
+            ),
+            SeenAfterExpired {
+                placement,
+                expired_seq,
+                seen,
+            } => write!(
+                f,
+                "placement {placement} answered expired at #{expired_seq} but was seen again at {seen}"
             ),
         }
     }

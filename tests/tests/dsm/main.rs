@@ -12,5 +12,6 @@ mod agent_link;
 mod placement;
 mod processes;
 mod restart;
+mod retention;
 
 const T: Duration = Duration::from_secs(30);

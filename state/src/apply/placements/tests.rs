@@ -360,11 +360,13 @@ fn start_placement_validation() {
     h.ok(Command::IssueBattleSessionId {
         title_region_id: tr(),
         battle_session_id: bs(1),
+        max_outstanding: None,
     });
     assert!(matches!(
         h.refused(Command::IssueBattleSessionId {
             title_region_id: tr(),
-            battle_session_id: bs(1)
+            battle_session_id: bs(1),
+            max_outstanding: None,
         }),
         Rejection::Conflict(_)
     ));
@@ -417,6 +419,7 @@ fn start_placement_validation() {
     h.ok(Command::IssueBattleSessionId {
         title_region_id: TitleRegionId::new_unchecked("tr-2"),
         battle_session_id: bs(5),
+        max_outstanding: None,
     });
     assert!(matches!(
         h.refused(sp(5, fleet_id(), 2, vec![])),

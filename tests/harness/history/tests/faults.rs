@@ -391,3 +391,26 @@ fn injected_pending_event_is_caught() {
         |v| matches!(v, Violation::EventNotTerminal { .. }),
     );
 }
+
+#[test]
+fn injected_return_after_expiry_is_caught() {
+    caught(
+        "a placement answered expired, then still in the final state",
+        |h, f| {
+            let Some(pl) = placements(f, |s| s != Pending).pop() else {
+                return false;
+            };
+            push(h, Observation::PlacementExpiredSeen { placement: pl });
+            true
+        },
+        |v| {
+            matches!(
+                v,
+                Violation::SeenAfterExpired {
+                    seen: Seen::Final,
+                    ..
+                }
+            )
+        },
+    );
+}

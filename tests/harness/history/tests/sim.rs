@@ -271,6 +271,7 @@ impl Sim {
             default_mode: ServerMode::Simple,
             agents_observed: true,
             events_subscribed: true,
+            pruned: Default::default(),
         };
         (s.h.snapshot(), f)
     }
