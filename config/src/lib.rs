@@ -64,9 +64,14 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// How long a ServerTicket stays valid either side of its timestamp, in seconds.
     pub ticket_window_secs: u64,
-    /// Raft heartbeat interval (ms).
+    /// Raft heartbeat interval (ms). Default 50: the nodes of a cluster
+    /// are a LAN apart.
     pub heartbeat_ms: u64,
-    /// Raft election timeout lower bound (ms); the upper bound is twice it.
+    /// Raft election timeout lower bound (ms); the upper bound, which is
+    /// also the leader lease, is one and a half times it
+    /// ([`ServerSection::election_timeout_max_ms`]). At least three
+    /// heartbeats. Default 200: a crashed leader is replaced after the
+    /// lease plus a random timeout, 500–600 ms (`docs/operations.md`).
     pub election_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
@@ -108,6 +113,18 @@ pub struct ServerSection {
     /// of this cluster's edge). Unset: `advertise_http`, else `http_addr`.
     #[serde(default)]
     pub backend_api_domain: Option<String>,
+}
+
+impl ServerSection {
+    /// The upper bound of the Raft election timeout, which openraft also
+    /// takes as the leader lease (a follower refuses to vote for this long
+    /// after its last heartbeat): one and a half times
+    /// `election_timeout_ms`. A crashed leader's followers stand for
+    /// election after the lease plus a random timeout in
+    /// `[election_timeout_ms, election_timeout_max_ms)`.
+    pub fn election_timeout_max_ms(&self) -> u64 {
+        self.election_timeout_ms + self.election_timeout_ms / 2
+    }
 }
 
 fn default_region_type() -> String {
@@ -277,8 +294,8 @@ impl Default for Config {
                 quic_addr: SocketAddr::from(([127, 0, 0, 1], 7600)),
                 max_body_bytes: 64 * 1024,
                 ticket_window_secs: 300,
-                heartbeat_ms: 250,
-                election_timeout_ms: 1_000,
+                heartbeat_ms: 50,
+                election_timeout_ms: 200,
                 snapshot_every: 5_000,
                 advertise_quic: None,
                 advertise_http: None,
@@ -428,11 +445,11 @@ impl Config {
             ));
         }
         if self.server.heartbeat_ms == 0
-            || self.server.election_timeout_ms <= self.server.heartbeat_ms
+            || self.server.election_timeout_ms < 3 * self.server.heartbeat_ms
         {
             return Err(invalid(
                 "server.election_timeout_ms",
-                "must exceed heartbeat_ms (> 0)",
+                "must be at least three heartbeat_ms (> 0)",
             ));
         }
         match self.server.bootstrap {

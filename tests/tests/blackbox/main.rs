@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod dev;
+mod real_network;
 mod three_servers;
 mod two_processes;
 

@@ -14,6 +14,7 @@ mod partition;
 mod placement;
 mod randomized;
 mod recovery;
+mod silent_leader;
 
 const T: Duration = Duration::from_secs(30);
 
