@@ -100,7 +100,7 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let agent = sim_agent(
         &agent_id,
-        node.quic_addr,
+        vec![node.quic_addr],
         a.placements,
         started.clone(),
         done_tx,

@@ -1,6 +1,6 @@
 //! Placement load on the real network: backends placing through every
-//! server in turn, and a watcher describing what they placed, all
-//! recorded in a [`History`] for the checker.
+//! server in turn and following what they placed, all recorded in a
+//! [`History`] for the checker.
 
 use super::procs::{edge, SERVERS};
 use respawn_tests::history::{Entry, History, Observation};
@@ -14,8 +14,9 @@ use std::time::Duration;
 
 /// Backends placing at once.
 const PLACERS: usize = 3;
-/// Placements in flight that the watcher describes each round, at most.
-const WATCHED: usize = 64;
+/// How long a backend follows its placement (past the fleet's 20 s
+/// placement timeout).
+const FOLLOW_FOR: Duration = Duration::from_secs(30);
 
 /// The title region of the test's configuration.
 #[derive(Clone)]
@@ -66,6 +67,10 @@ pub struct Load {
 }
 
 impl Load {
+    /// [`PLACERS`] backends, each placing through the servers in turn and
+    /// following its placement until it ends before placing the next: a
+    /// load the fleet can serve, so that a placement made after a fault
+    /// does not queue behind a backlog.
     pub fn start(region: Region) -> Load {
         let history = History::new();
         let stop = Arc::new(AtomicBool::new(false));
@@ -77,21 +82,14 @@ impl Load {
                 while !stop.load(Ordering::Relaxed) {
                     let b = region.backend(SERVERS[i % SERVERS.len()]);
                     i += 1;
-                    place(&b, &h).await;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(pl) = place(&b, &h).await {
+                        follow(&region, &pl, &h, i).await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             });
         }
-        let (h, stop2) = (history.clone(), stop.clone());
-        tasks.spawn(async move {
-            let mut i = 0usize;
-            while !stop2.load(Ordering::Relaxed) {
-                let b = region.backend(SERVERS[i % SERVERS.len()]);
-                i += 1;
-                watch(&b, &h).await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
         Load {
             history,
             stop,
@@ -108,14 +106,13 @@ impl Load {
 }
 
 /// One placement: a battle session id, then the placement, recorded as
-/// accepted or indeterminate.
-async fn place(b: &Backend, h: &History) {
-    let Ok(v) = b.ok("/dsm/request_battle_session_id", json!({})).await else {
-        return;
-    };
-    let Some(bs) = v["battle_session_id"].as_str() else {
-        return;
-    };
+/// accepted or indeterminate; the accepted placement's id.
+async fn place(b: &Backend, h: &History) -> Option<PlacementId> {
+    let v = b
+        .ok("/dsm/request_battle_session_id", json!({}))
+        .await
+        .ok()?;
+    let bs = v["battle_session_id"].as_str()?;
     let battle_session = BattleSessionId::new_unchecked(bs);
     let invoked = h.now();
     let res = b
@@ -130,39 +127,51 @@ async fn place(b: &Backend, h: &History) {
             .as_str()
             .map(PlacementId::new_unchecked)
     }) {
-        Some(placement) => h.record_since(
-            invoked,
-            Observation::PlacementAccepted {
-                placement,
-                battle_session,
-            },
-        ),
-        None => h.record_since(
-            invoked,
-            Observation::PlacementIndeterminate { battle_session },
-        ),
+        Some(placement) => {
+            h.record_since(
+                invoked,
+                Observation::PlacementAccepted {
+                    placement: placement.clone(),
+                    battle_session,
+                },
+            );
+            Some(placement)
+        }
+        None => {
+            h.record_since(
+                invoked,
+                Observation::PlacementIndeterminate { battle_session },
+            );
+            None
+        }
     }
 }
 
-/// Describes the newest accepted placements, recording what is seen.
-async fn watch(b: &Backend, h: &History) {
-    let placed = accepted(&h.snapshot());
-    for pl in placed.keys().rev().take(WATCHED) {
+/// Describes `pl` (through the servers in turn, from the `k`th) every
+/// 200 ms until it has ended or [`FOLLOW_FOR`] has passed, recording each
+/// change of status seen.
+async fn follow(region: &Region, pl: &PlacementId, h: &History, mut k: usize) {
+    let t = tokio::time::Instant::now();
+    let mut last = None;
+    while t.elapsed() < FOLLOW_FOR {
+        let b = region.backend(SERVERS[k % SERVERS.len()]);
+        k += 1;
         let invoked = h.now();
-        if let Some(status) = b
-            .describe(pl.as_str())
-            .await
-            .ok()
-            .as_ref()
-            .and_then(status_of)
-        {
-            h.record_since(
-                invoked,
-                Observation::PlacementStatusSeen {
-                    placement: pl.clone(),
-                    status,
-                },
-            );
+        if let Some(status) = b.describe(pl.as_str()).await.ok().as_ref().and_then(status_of) {
+            if last != Some(status) {
+                h.record_since(
+                    invoked,
+                    Observation::PlacementStatusSeen {
+                        placement: pl.clone(),
+                        status,
+                    },
+                );
+                last = Some(status);
+            }
+            if status.is_terminal() {
+                return;
+            }
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -136,7 +136,7 @@ placement_timeout_secs = 20
             .arg(self.dir.join(format!("{name}.toml")))
             .arg("--data-dir")
             .arg(self.dir.join(format!("data-{name}")))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
