@@ -157,7 +157,13 @@ async fn follow(region: &Region, pl: &PlacementId, h: &History, mut k: usize) {
         let b = region.backend(SERVERS[k % SERVERS.len()]);
         k += 1;
         let invoked = h.now();
-        if let Some(status) = b.describe(pl.as_str()).await.ok().as_ref().and_then(status_of) {
+        if let Some(status) = b
+            .describe(pl.as_str())
+            .await
+            .ok()
+            .as_ref()
+            .and_then(status_of)
+        {
             if last != Some(status) {
                 h.record_since(
                     invoked,

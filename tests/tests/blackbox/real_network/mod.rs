@@ -9,7 +9,7 @@
 //! asserted.
 //!
 //! Needs root and iproute2 (`.ci/run` installs it); elsewhere it says so
-//! and passes without running. `RESPAWN_NETNS_LOAD_SECS` sets how long the
+//! and passes without running. `NETNS_LOAD_SECS` sets how long the
 //! load runs (default 120 s; the faults are spread over it).
 
 mod load;
@@ -32,7 +32,7 @@ fn real_network_failover_under_load() -> anyhow::Result<()> {
         println!("skipped: network namespaces cannot be made here (needs root and iproute2)");
         return Ok(());
     }
-    let load_secs: u64 = std::env::var("RESPAWN_NETNS_LOAD_SECS")
+    let load_secs: u64 = std::env::var("NETNS_LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(120);
