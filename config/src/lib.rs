@@ -624,6 +624,28 @@ mod tests {
     }
 
     #[test]
+    fn raft_timings_suit_a_lan_and_need_three_heartbeats_per_timeout() {
+        let mut c = Config::dev("/bin/true", vec![]);
+        assert_eq!(
+            (
+                c.server.heartbeat_ms,
+                c.server.election_timeout_ms,
+                c.server.election_timeout_max_ms()
+            ),
+            (50, 200, 300)
+        );
+        // A crashed leader: lease (the max) plus a timeout in [min, max).
+        let crash = c.server.election_timeout_max_ms() + c.server.election_timeout_ms;
+        assert!(crash <= 600, "{crash}");
+        c.server.election_timeout_ms = 149;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.election_timeout_ms"), "{e}");
+        c.server.election_timeout_ms = 150;
+        c.validate().unwrap();
+        assert_eq!(c.server.election_timeout_max_ms(), 225);
+    }
+
+    #[test]
     fn file_then_overrides_layer_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("respawn.toml");
