@@ -79,7 +79,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// been tried once in this round, then back off ([`reconnect_delay`]).
 pub fn pause_before_attempt(failures: u32, servers: usize) -> Duration {
     let servers = u32::try_from(servers.max(1)).unwrap_or(u32::MAX);
-    if failures % servers != 0 {
+    if !failures.is_multiple_of(servers) {
         Duration::ZERO
     } else {
         reconnect_delay(failures / servers)
