@@ -69,9 +69,32 @@ pub fn reconnect_delay(failures: u32) -> Duration {
     capped_exponential(RECONNECT_BASE, RECONNECT_MAX, failures)
 }
 
+/// How long one connection attempt to a server may take. Servers are a LAN
+/// away: a handshake not done by then is from a node that is down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What to do before the next connection attempt, given how many attempts
+/// in a row have failed since the last registered link (`failures`) and
+/// how many servers there are: try the next server at once until each has
+/// been tried once in this round, then back off ([`reconnect_delay`]).
+pub fn pause_before_attempt(failures: u32, servers: usize) -> Duration {
+    let servers = u32::try_from(servers.max(1)).unwrap_or(u32::MAX);
+    if !failures.is_multiple_of(servers) {
+        Duration::ZERO
+    } else {
+        reconnect_delay(failures / servers)
+    }
+}
+
 /// Keeps the agent connected to one of `servers` (`host:port`, tried in
 /// turn; DNS names are resolved at each attempt) until the task is aborted.
+///
+/// When the link is lost (the node crashed: the link's idle timeout, 1.5 s;
+/// or it stopped: at once), the agent tries the next server in the list at
+/// once, and the others after it without pause; only once every server has
+/// failed in a row does it back off, 200 ms doubling to 5 s.
 pub async fn run(endpoint: Endpoint, servers: Vec<String>, agent: Agent, uplink: Arc<Uplink>) {
+    // Attempts failed in a row since the last registered link.
     let mut failures = 0u32;
     let mut next = 0usize;
     loop {
@@ -88,7 +111,7 @@ pub async fn run(endpoint: Endpoint, servers: Vec<String>, agent: Agent, uplink:
             Ok(None) | Err(_) => {
                 failures += 1;
                 tracing::warn!(%server, "cannot resolve server address");
-                tokio::time::sleep(reconnect_delay(failures)).await;
+                tokio::time::sleep(pause_before_attempt(failures, servers.len())).await;
                 continue;
             }
         };
@@ -108,25 +131,27 @@ pub async fn run(endpoint: Endpoint, servers: Vec<String>, agent: Agent, uplink:
                 uplink.set(None);
                 match served {
                     Ok(()) => {
-                        tracing::warn!(server = %addr, "link to the cluster closed; reconnecting")
+                        tracing::warn!(server = %addr, "link to the cluster closed; trying the next server")
                     }
                     Err(e) => {
-                        tracing::warn!(server = %addr, error = %e, "link to the cluster lost; reconnecting")
+                        tracing::warn!(server = %addr, error = %e, "link to the cluster lost; trying the next server")
                     }
                 }
+                // The next server, at once.
+                continue;
             }
             Err(e) => {
                 failures += 1;
                 tracing::warn!(server = %addr, error = %e, attempt = failures, "cannot reach the cluster");
             }
         }
-        tokio::time::sleep(reconnect_delay(failures)).await;
+        tokio::time::sleep(pause_before_attempt(failures, servers.len())).await;
     }
 }
 
 async fn connect(endpoint: &Endpoint, addr: SocketAddr, agent: &Agent) -> Result<Link, String> {
     let link = endpoint
-        .connect_with_timeout(addr, Duration::from_secs(5))
+        .connect_with_timeout(addr, CONNECT_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let reply = link
@@ -158,5 +183,21 @@ mod tests {
         assert_eq!(reconnect_delay(0), Duration::from_millis(200));
         assert_eq!(reconnect_delay(2), Duration::from_millis(800));
         assert_eq!(reconnect_delay(40), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_server_is_tried_at_once_before_backing_off() {
+        // Three servers: after the first and second failure in a row, the
+        // next server at once; after the third (a full round), back off.
+        assert_eq!(pause_before_attempt(1, 3), Duration::ZERO);
+        assert_eq!(pause_before_attempt(2, 3), Duration::ZERO);
+        assert_eq!(pause_before_attempt(3, 3), reconnect_delay(1));
+        assert_eq!(pause_before_attempt(4, 3), Duration::ZERO);
+        assert_eq!(pause_before_attempt(6, 3), reconnect_delay(2));
+        // One server: back off after every failure.
+        assert_eq!(pause_before_attempt(1, 1), reconnect_delay(1));
+        assert_eq!(pause_before_attempt(2, 1), reconnect_delay(2));
+        // No servers configured is treated as one.
+        assert_eq!(pause_before_attempt(1, 0), reconnect_delay(1));
     }
 }

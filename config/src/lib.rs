@@ -73,9 +73,14 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// How long a ServerTicket stays valid either side of its timestamp, in seconds.
     pub ticket_window_secs: u64,
-    /// Raft heartbeat interval (ms).
+    /// Raft heartbeat interval (ms). Default 50: the nodes of a cluster
+    /// are a LAN apart.
     pub heartbeat_ms: u64,
-    /// Raft election timeout lower bound (ms); the upper bound is twice it.
+    /// Raft election timeout lower bound (ms); the upper bound, which is
+    /// also the leader lease, is one and a half times it
+    /// ([`ServerSection::election_timeout_max_ms`]). At least three
+    /// heartbeats. Default 200: a crashed leader is replaced after the
+    /// lease plus a random timeout, 500–600 ms (`docs/operations.md`).
     pub election_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
@@ -134,6 +139,18 @@ pub struct ServerSection {
     /// survivor of a cluster whose other members are gone for good.
     #[serde(default)]
     pub force_new_cluster: bool,
+}
+
+impl ServerSection {
+    /// The upper bound of the Raft election timeout, which openraft also
+    /// takes as the leader lease (a follower refuses to vote for this long
+    /// after its last heartbeat): one and a half times
+    /// `election_timeout_ms`. A crashed leader's followers stand for
+    /// election after the lease plus a random timeout in
+    /// `[election_timeout_ms, election_timeout_max_ms)`.
+    pub fn election_timeout_max_ms(&self) -> u64 {
+        self.election_timeout_ms + self.election_timeout_ms / 2
+    }
 }
 
 fn default_region_type() -> String {
@@ -306,8 +323,8 @@ impl Default for Config {
                 quic_addr: SocketAddr::from(([127, 0, 0, 1], 7600)),
                 max_body_bytes: 64 * 1024,
                 ticket_window_secs: 300,
-                heartbeat_ms: 250,
-                election_timeout_ms: 1_000,
+                heartbeat_ms: 50,
+                election_timeout_ms: 200,
                 snapshot_every: 5_000,
                 snapshot_every_commands: bounds::default_snapshot_every_commands(),
                 snapshot_every_log_bytes: bounds::default_snapshot_every_log_bytes(),
@@ -469,11 +486,11 @@ impl Config {
             ));
         }
         if self.server.heartbeat_ms == 0
-            || self.server.election_timeout_ms <= self.server.heartbeat_ms
+            || self.server.election_timeout_ms < 3 * self.server.heartbeat_ms
         {
             return Err(invalid(
                 "server.election_timeout_ms",
-                "must exceed heartbeat_ms (> 0)",
+                "must be at least three heartbeat_ms (> 0)",
             ));
         }
         match self.server.bootstrap {
@@ -645,6 +662,28 @@ mod tests {
         assert_eq!(c.fleets[0].to_fleet().activation_timeout_ms, 60_000);
         assert_eq!(c.fleets[0].to_fleet().process_ending_grace_ms, 120_000);
         assert_eq!(c.fleets[0].to_fleet().health_check_interval_ms, 5_000);
+    }
+
+    #[test]
+    fn raft_timings_suit_a_lan_and_need_three_heartbeats_per_timeout() {
+        let mut c = Config::dev("/bin/true", vec![]);
+        assert_eq!(
+            (
+                c.server.heartbeat_ms,
+                c.server.election_timeout_ms,
+                c.server.election_timeout_max_ms()
+            ),
+            (50, 200, 300)
+        );
+        // A crashed leader: lease (the max) plus a timeout in [min, max).
+        let crash = c.server.election_timeout_max_ms() + c.server.election_timeout_ms;
+        assert!(crash <= 600, "{crash}");
+        c.server.election_timeout_ms = 149;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.election_timeout_ms"), "{e}");
+        c.server.election_timeout_ms = 150;
+        c.validate().unwrap();
+        assert_eq!(c.server.election_timeout_max_ms(), 225);
     }
 
     #[test]

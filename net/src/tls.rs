@@ -23,10 +23,16 @@ use std::time::Duration;
 /// The ALPN protocol of Respawn links. Bumped with incompatible framing.
 pub const ALPN: &[u8] = b"respawn/1";
 /// A keep-alive is sent after this much silence.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+///
+/// Links are within one LAN (agents and nodes of one cluster), so they are
+/// sized for fast detection of a dead peer: five keep-alives fit in one
+/// idle timeout, so a link survives four lost in a row.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(300);
 /// A connection with no traffic (keep-alives included) for this long is
-/// dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// dead: its requests in flight fail, and an agent moves to another node.
+/// This is how a peer that crashed or was cut off (no close frame) is
+/// noticed; a peer that stops cleanly closes its links at once.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Requests that may be in flight at once on one link, in each direction
 /// (each request is one bidirectional stream).
 pub const MAX_CONCURRENT_REQUESTS: u32 = 1024;

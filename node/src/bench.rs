@@ -36,8 +36,8 @@ pub enum BenchCmd {
     /// Bytes per live record of the replicated state, by kind.
     Records(records::RecordsArgs),
     /// The same load against a 3-node cluster (real QUIC between the nodes),
-    /// then repeated leader kills timing the first placement fulfilled by the
-    /// new leader.
+    /// then repeated leader stops timing the first placement fulfilled by the
+    /// new leader; with --crash, server processes killed with SIGKILL.
     Cluster(ClusterArgs),
 }
 
@@ -49,9 +49,13 @@ pub struct ClusterArgs {
     /// Backends placing at once (spread over the three nodes).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Leader kills to time.
+    /// Leader kills to time (with --crash: of each kind).
     #[arg(long, default_value_t = 7)]
     pub trials: usize,
+    /// Kill server processes with SIGKILL instead of stopping nodes in
+    /// this process (`bench_failover.rs`).
+    #[arg(long)]
+    pub crash: bool,
 }
 
 #[derive(Args, Clone)]
@@ -70,13 +74,14 @@ pub struct PlacementArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Placement(a) => placement(a).await,
+        BenchCmd::Cluster(a) if a.crash => crate::bench_failover::crash(a).await,
         BenchCmd::Cluster(a) => cluster(a).await,
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::Records(a) => records::records(a),
     }
 }
 
-type Started = Arc<Mutex<HashMap<BattleSessionId, Instant>>>;
+pub(crate) type Started = Arc<Mutex<HashMap<BattleSessionId, Instant>>>;
 
 async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     if a.placements == 0 || a.concurrency == 0 {
@@ -102,7 +107,7 @@ async fn placement(a: PlacementArgs) -> anyhow::Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let agent = sim_agent(
         &agent_id,
-        node.quic_addr,
+        vec![node.quic_addr],
         a.placements,
         started.clone(),
         done_tx,
@@ -215,7 +220,7 @@ fn report(
     println!("max to FULFILLED:  {:.2} ms", pct(1.0).as_secs_f64() * 1e3);
 }
 
-fn free_port(udp: bool) -> anyhow::Result<u16> {
+pub(crate) fn free_port(udp: bool) -> anyhow::Result<u16> {
     Ok(if udp {
         std::net::UdpSocket::bind("127.0.0.1:0")?
             .local_addr()?
@@ -307,7 +312,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let agent = sim_agent(
         &agent_identity,
-        follower(&nodes).context("follower")?,
+        vec![follower(&nodes).context("follower")?],
         a.placements,
         started.clone(),
         done_tx,
@@ -344,7 +349,7 @@ async fn cluster(a: ClusterArgs) -> anyhow::Result<()> {
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
         let agent = sim_agent(
             &agent_identity,
-            follower(&nodes).context("follower")?,
+            vec![follower(&nodes).context("follower")?],
             50,
             started.clone(),
             done_tx,
@@ -528,7 +533,7 @@ async fn watch_failover(
     (leader, elected, None)
 }
 
-async fn place_one(
+pub(crate) async fn place_one(
     client: &reqwest::Client,
     base: &str,
     r: &TitleRegion,
@@ -590,9 +595,9 @@ async fn place_one(
 /// Starts the simulated agent on `server` with `processes` ready DS
 /// processes; each activation it makes sends the placement's latency (from
 /// `started`) to `done`.
-async fn sim_agent(
+pub(crate) async fn sim_agent(
     id: &Identity,
-    server: std::net::SocketAddr,
+    servers: Vec<std::net::SocketAddr>,
     processes: usize,
     started: Started,
     done: tokio::sync::mpsc::UnboundedSender<Duration>,
@@ -611,7 +616,7 @@ async fn sim_agent(
     Ok(SimAgent::start(SimAgentOptions {
         identity: id.clone(),
         fleet: FleetId::new_unchecked(DEV_FLEET),
-        servers: vec![server],
+        servers,
         processes,
         session: None,
         observer,

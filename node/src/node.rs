@@ -99,7 +99,7 @@ impl ServerNode {
         let settings = RaftSettings {
             heartbeat_interval_ms: cfg.server.heartbeat_ms,
             election_timeout_min_ms: cfg.server.election_timeout_ms,
-            election_timeout_max_ms: cfg.server.election_timeout_ms * 2,
+            election_timeout_max_ms: cfg.server.election_timeout_max_ms(),
             snapshot_policy: respawn_consensus::SnapshotPolicy::LogsSinceLast(
                 cfg.server.snapshot_every,
             ),

@@ -30,8 +30,20 @@ use wire::{decode, encode, ClusterMsg, ClusterReply, RemoteError};
 
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a proposal keeps looking for a leader (during an election).
-const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// The deadline of a proposal or a linearizable read, all retries
+/// included: it keeps looking for a leader (during an election) until then.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The outcome of [`Cluster::ask_leader`].
+enum Forwarded {
+    /// The leader answered.
+    Reply(ClusterReply),
+    /// This node learnt of another leader (or of an election) before the
+    /// answer came.
+    LeaderChanged,
+    /// The leader could not be reached; there is time left to retry.
+    Unreachable,
+}
 
 /// This node's view of the cluster: its Raft member and the transport to
 /// the other nodes. It knows nothing of agents or virtual servers.
@@ -46,11 +58,22 @@ impl Cluster {
         self.consensus.node_id()
     }
 
-    /// Sends one message to another node and waits for its answer.
+    /// Sends one message to another node and waits for its answer (at most
+    /// [`FORWARD_TIMEOUT`]).
     pub async fn ask_node(
         &self,
         to: NodeId,
         msg: &ClusterMsg,
+    ) -> Result<ClusterReply, ConsensusError> {
+        self.ask_node_within(to, msg, FORWARD_TIMEOUT).await
+    }
+
+    /// [`Cluster::ask_node`] with another time limit.
+    pub async fn ask_node_within(
+        &self,
+        to: NodeId,
+        msg: &ClusterMsg,
+        within: Duration,
     ) -> Result<ClusterReply, ConsensusError> {
         // Followers' Raft never dials the others: tell the transport where
         // the target listens, from the membership.
@@ -59,7 +82,7 @@ impl Cluster {
         }
         let raw = self
             .transport
-            .call(to, Service::Cluster, encode(msg), FORWARD_TIMEOUT)
+            .call(to, Service::Cluster, encode(msg), within)
             .await
             .map_err(|e| ConsensusError::Unreachable {
                 node: to,
@@ -71,11 +94,19 @@ impl Cluster {
 
     /// Commits `command` through the leader, wherever it is, and returns once
     /// this node has applied it too (so a caller reads its own writes here).
-    /// Retries only while no leader is known or the answer is "not the
-    /// leader" (then the command was certainly not committed); any other
-    /// failure is returned.
+    ///
+    /// Bounded by [`CALL_DEADLINE`] in all. During an election the call
+    /// waits for the new leader and goes to it: it retries while no leader
+    /// is known, when the answer is "not the leader" (then the command was
+    /// certainly not committed), when the leader cannot be reached, and
+    /// when this node learns of another leader while a forward is
+    /// outstanding (the old one crashed or was deposed). In the last two
+    /// cases the first attempt may have been committed all the same, so a
+    /// command can be applied twice: the commands that edges and agents
+    /// propose are idempotent or rejected the second time (a rejection
+    /// then reaches the caller). Any other failure is returned.
     pub async fn propose(&self, command: Command) -> Result<Applied, ConsensusError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let deadline = tokio::time::Instant::now() + CALL_DEADLINE;
         loop {
             let req = Request {
                 at: respawn_types::now_millis(),
@@ -98,39 +129,68 @@ impl Cluster {
             };
             tracing::debug!(node = self.node_id(), ?leader, "not the leader: forwarding");
             if let Some(l) = leader.filter(|l| *l != self.node_id()) {
-                let reply = match self
-                    .ask_node(l, &ClusterMsg::Propose(command.clone()))
-                    .await
+                match self
+                    .ask_leader(l, &ClusterMsg::Propose(command.clone()), deadline)
+                    .await?
                 {
-                    Ok(r) => r,
-                    // Not delivered (refused, partitioned, or the node shut
-                    // down): the leader hint may be stale during an
-                    // election; retry as soon as it changes.
-                    Err(ConsensusError::Unreachable { .. })
-                        if tokio::time::Instant::now() < deadline =>
-                    {
-                        self.leader_changed(leader, Duration::from_millis(100))
-                            .await;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                match reply {
-                    ClusterReply::Applied(a, index) => {
+                    Forwarded::Reply(ClusterReply::Applied(a, index)) => {
                         self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
                         return Ok(a);
                     }
-                    ClusterReply::Err(RemoteError::NotLeader(_)) => {}
-                    ClusterReply::Err(e) => return Err(e.into()),
-                    other => {
+                    Forwarded::Reply(ClusterReply::Err(RemoteError::NotLeader(_))) => {}
+                    Forwarded::Reply(ClusterReply::Err(e)) => return Err(e.into()),
+                    Forwarded::Reply(other) => {
                         return Err(ConsensusError::Raft(format!("unexpected reply {other:?}")))
                     }
+                    // A retry goes to the new leader as soon as it is known.
+                    Forwarded::LeaderChanged | Forwarded::Unreachable => continue,
                 }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ConsensusError::NotLeader { leader });
             }
             self.leader_changed(leader, Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends `msg` to `leader` and waits for its answer, but gives up as
+    /// soon as this node stops taking `leader` for the leader (an election
+    /// started or ended elsewhere: the leader crashed, was cut off or
+    /// stepped down) — [`Forwarded::LeaderChanged`] — so that the caller
+    /// retries with the new leader instead of waiting for an answer that
+    /// may never come. A call that cannot be delivered waits (up to 100 ms)
+    /// for a new leader hint and returns [`Forwarded::Unreachable`] while
+    /// there is time left before `deadline`; at the deadline, the error.
+    async fn ask_leader(
+        &self,
+        leader: NodeId,
+        msg: &ClusterMsg,
+        deadline: tokio::time::Instant,
+    ) -> Result<Forwarded, ConsensusError> {
+        let mut metrics = self.consensus.metrics();
+        let moved = async move {
+            // An error means Raft stopped: then no answer will come either.
+            let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let asked = self.ask_node_within(leader, msg, left.min(FORWARD_TIMEOUT));
+        let outcome = tokio::select! {
+            r = asked => r,
+            () = moved => {
+                tracing::debug!(node = self.node_id(), leader, "leader changed while forwarding: retrying");
+                return Ok(Forwarded::LeaderChanged);
+            }
+        };
+        match outcome {
+            Ok(reply) => Ok(Forwarded::Reply(reply)),
+            // Not delivered (refused, partitioned, the node shut down or
+            // crashed): the leader hint may be stale during an election.
+            Err(ConsensusError::Unreachable { .. }) if tokio::time::Instant::now() < deadline => {
+                self.leader_changed(Some(leader), Duration::from_millis(100))
+                    .await;
+                Ok(Forwarded::Unreachable)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -161,26 +221,46 @@ impl Cluster {
         tokio::time::timeout(within, probe).await.unwrap_or(false)
     }
 
-    /// Linearizable read (read index; see the module docs).
+    /// Linearizable read (read index; see the module docs). Like
+    /// [`Cluster::propose`], it waits for a new leader during an election
+    /// (a read index is asked again safely), within [`CALL_DEADLINE`].
     pub async fn read<T>(
         &self,
         f: impl FnOnce(&respawn_state::ClusterState) -> T,
     ) -> Result<T, ConsensusError> {
-        let index = if self.consensus.is_leader() {
-            self.consensus.read_index().await?
-        } else {
-            let leader = self
-                .consensus
-                .leader()
-                .map(|(id, _)| id)
-                .ok_or(ConsensusError::NotLeader { leader: None })?;
-            match self.ask_node(leader, &ClusterMsg::ReadIndex).await? {
-                ClusterReply::Index(i) => i,
-                ClusterReply::Err(e) => return Err(e.into()),
-                other => return Err(ConsensusError::Raft(format!("unexpected reply {other:?}"))),
-            }
-        };
+        let index = self.read_index().await?;
         self.consensus.wait_applied(index, FORWARD_TIMEOUT).await?;
         Ok(self.consensus.read(f))
+    }
+
+    /// The leader's commit index, confirmed by a quorum.
+    async fn read_index(&self) -> Result<u64, ConsensusError> {
+        let deadline = tokio::time::Instant::now() + CALL_DEADLINE;
+        loop {
+            if self.consensus.is_leader() {
+                match self.consensus.read_index().await {
+                    // Deposed meanwhile: ask the new leader.
+                    Err(ConsensusError::NotLeader { .. })
+                        if tokio::time::Instant::now() < deadline => {}
+                    other => return other,
+                }
+            }
+            let leader = self.consensus.leader().map(|(id, _)| id);
+            if let Some(l) = leader.filter(|l| *l != self.node_id()) {
+                match self.ask_leader(l, &ClusterMsg::ReadIndex, deadline).await? {
+                    Forwarded::Reply(ClusterReply::Index(i)) => return Ok(i),
+                    Forwarded::Reply(ClusterReply::Err(RemoteError::NotLeader(_))) => {}
+                    Forwarded::Reply(ClusterReply::Err(e)) => return Err(e.into()),
+                    Forwarded::Reply(other) => {
+                        return Err(ConsensusError::Raft(format!("unexpected reply {other:?}")))
+                    }
+                    Forwarded::LeaderChanged | Forwarded::Unreachable => continue,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConsensusError::NotLeader { leader });
+            }
+            self.leader_changed(leader, Duration::from_millis(50)).await;
+        }
     }
 }

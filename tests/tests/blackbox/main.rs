@@ -12,6 +12,7 @@ use std::time::Duration;
 mod dev;
 mod membership;
 mod orphans;
+mod real_network;
 mod three_servers;
 mod two_processes;
 

@@ -20,6 +20,7 @@ mod randomized;
 mod readiness;
 mod real_agent;
 mod recovery;
+mod silent_leader;
 
 const T: Duration = Duration::from_secs(30);
 
