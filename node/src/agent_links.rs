@@ -170,6 +170,7 @@ pub fn rejection(r: Rejection) -> WireError {
         Rejection::Conflict(_) => ErrorCode::Conflict,
         Rejection::InvalidState(_) => ErrorCode::InvalidState,
         Rejection::BadRequest(_) => ErrorCode::BadRequest,
+        Rejection::Forbidden(_) => ErrorCode::Forbidden,
     };
     WireError::new(code, r.to_string())
 }

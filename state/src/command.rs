@@ -212,6 +212,10 @@ pub enum Rejection {
     InvalidState(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The caller may not act on this record (a DS process on a battle
+    /// session of another process).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl Rejection {
@@ -228,6 +232,10 @@ impl Rejection {
 
     pub fn invalid_state(msg: impl Into<String>) -> Self {
         Rejection::InvalidState(msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Rejection::Forbidden(msg.into())
     }
 }
 

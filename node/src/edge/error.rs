@@ -84,6 +84,9 @@ impl From<Rejection> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::InvalidState, r.to_string())
             }
             Rejection::BadRequest(_) => ApiError::bad_request(r.to_string()),
+            Rejection::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, r.to_string())
+            }
         }
     }
 }

@@ -439,7 +439,7 @@ pub struct EventHandlerSpec {
     /// The virtual server that receives the events.
     pub virtual_server: String,
     /// Event names (empty: all). Known: event_battle_session_placement_fulfilled,
-    /// event_battle_session_placement_timed_out, event_battle_session_placement_failed,
+    /// event_battle_session_placement_timedout, event_battle_session_placement_failed,
     /// event_battle_session_started, event_battle_session_ended,
     /// event_player_joined_battle_session, event_player_left_battle_session.
     #[serde(default)]

@@ -30,9 +30,7 @@ impl ClusterState {
             } => {
                 let s = self.session(battle_session_id)?;
                 if s.process_id.as_ref() != Some(process_id) {
-                    return Err(Rejection::invalid_state(format!(
-                        "battle session {battle_session_id} is not hosted by process {process_id}"
-                    )));
+                    return Err(super::not_hosted_by(battle_session_id, s, process_id));
                 }
                 if s.status != BattleSessionStatus::Active {
                     return Err(Rejection::invalid_state(format!(

@@ -87,9 +87,9 @@ fn player_updates_need_the_hosting_process_and_an_active_session() {
     assert!(
         matches!(
             h.refused(upd(2, PlayerAction::Accept)),
-            Rejection::InvalidState(_)
+            Rejection::Forbidden(_)
         ),
-        "foreign process"
+        "foreign process: forbidden (docs/sdk-protocol.md §4)"
     );
     assert!(
         matches!(
