@@ -159,6 +159,7 @@ impl Callbacks for Handler {
     }
 
     async fn on_terminate_battle_session(&self, battle_session_id: BattleSessionId) {
+        tracing::info!(%battle_session_id, "OnTerminateBattleSession received");
         if self.0.current_session_id().as_ref() == Some(&battle_session_id) {
             self.0.end(Exit::SessionOver(
                 "battle session terminated by the platform",
@@ -167,7 +168,7 @@ impl Callbacks for Handler {
     }
 
     async fn on_process_terminate(&self, reason: String) {
-        tracing::warn!(%reason, "process terminate requested");
+        tracing::warn!(%reason, "OnProcessTerminate received: process terminate requested");
         self.0.end(Exit::Terminated);
     }
 }

@@ -28,6 +28,7 @@ pub struct RequestBattleSessionIdResponse {
 #[serde(deny_unknown_fields)]
 pub struct PlayerInput {
     /// The game's id for the player.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_id: String,
     /// Opaque data handed to the DS (at most 4096 bytes).
     #[serde(default)]
@@ -38,13 +39,17 @@ pub struct PlayerInput {
 #[serde(deny_unknown_fields)]
 pub struct StartPlacementRequest {
     /// Fleet to place the battle session on (of the caller's title region).
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub fleet_id: String,
     /// An id from RequestBattleSessionID, not used before.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
     /// Optional placement id chosen by the caller; generated when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub placement_id: Option<String>,
     /// Most players the battle session holds (1–1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_players: u32,
     /// Battle properties handed to the DS in OnStartBattleSession.
     #[serde(default)]
@@ -54,12 +59,14 @@ pub struct StartPlacementRequest {
     pub players: Vec<PlayerInput>,
     /// Overrides the fleet's placement timeout (seconds, 1–3600).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)]
     pub placement_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementIdRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub placement_id: String,
 }
 
@@ -110,6 +117,7 @@ pub struct PlacementResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddPlayersRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
     pub players: Vec<PlayerInput>,
 }
@@ -122,13 +130,16 @@ pub struct PlayerBattleSessionsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryPlayerRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_id: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerminatePlayerRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_battle_session_id: String,
 }
 

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod dev;
+mod dev_config;
 mod three_servers;
 mod two_processes;
 

@@ -9,8 +9,10 @@ use serde_json::json;
 use std::time::Duration;
 
 mod agent_link;
+mod contract;
 mod placement;
 mod processes;
+mod puppet;
 mod restart;
 
 const T: Duration = Duration::from_secs(30);

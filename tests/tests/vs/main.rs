@@ -15,6 +15,7 @@ mod cluster_vs;
 mod docker_vs;
 mod events_tasks;
 mod process_vs;
+mod routing;
 
 const T: Duration = Duration::from_secs(60);
 
