@@ -182,3 +182,53 @@ mod tests {
         assert_eq!(c.title_regions[0].title_id, "other");
     }
 }
+
+/// The fleet example of docs/operations.md ("Fleets: the keys") loads and
+/// means what the document says.
+#[cfg(test)]
+mod doc_example {
+    use crate::{Config, ModeSpec};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_fleet_keys_example_of_the_operations_guide_loads() {
+        let doc = include_str!("../../docs/operations.md");
+        let section = doc.split("### Fleets: the keys").nth(1).unwrap();
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.toml");
+        std::fs::write(
+            &path,
+            format!("[[title_regions]]\nid = \"tr-eu\"\ntitle_id = \"shooter\"\n{example}"),
+        )
+        .unwrap();
+        let c = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap();
+        assert_eq!(c.agent.fleet, "fleet-shooter");
+        let f = &c.fleets[0];
+        assert_eq!(f.mode, ModeSpec::Parallel);
+        assert_eq!(f.max_sessions_per_process, 8);
+        assert_eq!(f.processes_per_host, 4);
+        // Every key the table lists is a key of a fleet.
+        let table = section.split("```toml").next().unwrap();
+        let keys: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| l.split('|').nth(1).unwrap().split(','))
+            .map(|k| k.trim().trim_matches('`'))
+            .collect();
+        let fleet = serde_json::to_value(f).unwrap();
+        for k in &keys {
+            assert!(
+                fleet.get(k).is_some(),
+                "documented key {k} is not a fleet key"
+            );
+        }
+        assert!(keys.len() >= 14, "{keys:?}");
+    }
+}
