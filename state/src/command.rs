@@ -302,6 +302,17 @@ pub enum Event {
         player_battle_session_id: PlayerBattleSessionId,
         status: PlayerBattleSessionStatus,
     },
+    /// The game backend added players to a battle session
+    /// (OnBattleSessionUpdated for the process holding it).
+    PlayersAdded {
+        battle_session_id: BattleSessionId,
+    },
+    /// The game backend ended player battle sessions
+    /// (OnPlayerBattleSessionsTerminated for the process holding it).
+    PlayersTerminated {
+        battle_session_id: BattleSessionId,
+        player_battle_session_ids: Vec<PlayerBattleSessionId>,
+    },
     /// A virtual server's definition, desired state or scale changed (or it was deleted).
     VsChanged {
         title_region_id: TitleRegionId,

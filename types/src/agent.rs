@@ -124,6 +124,12 @@ pub enum AgentToServer {
         title_region_id: TitleRegionId,
         vs: VsName,
     },
+    /// A DS asks about a battle session it holds; answered by
+    /// [`ServerReply::BattleSession`].
+    DescribeBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +179,11 @@ pub enum ServerReply {
         fleet: Fleet,
     },
     Err(WireError),
+    /// Answer to DescribeBattleSession: a JSON
+    /// [`crate::sdk::BattleSessionDescription`].
+    BattleSession {
+        description_json: String,
+    },
     /// Answer to ResolveVs: `host:port` of the VS's running instances.
     VsEndpoints {
         exists: bool,
@@ -204,6 +215,13 @@ pub enum ServerToAgent {
     },
     /// Kill now (ProcessEnding grace expired).
     KillProcess { process_id: ProcessId },
+    /// Deliver a notification about a battle session the process holds: a
+    /// JSON [`crate::sdk::SdkEvent`] for which `is_notification()` holds
+    /// (JSON because that enum is internally tagged, which bincode cannot carry).
+    Notify {
+        process_id: ProcessId,
+        event_json: String,
+    },
     /// The fleet's configuration changed.
     FleetUpdated { fleet: Fleet },
     /// Run a virtual server instance (idempotent). The spec is a JSON

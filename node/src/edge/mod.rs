@@ -10,6 +10,7 @@ pub mod dsm;
 pub mod error;
 pub mod invoke;
 pub mod json;
+pub mod players_admin;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -55,6 +56,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         dsm::terminate_player_battle_session,
         healthz, readyz, metrics_page,
         admin::status, admin::add_learner, admin::promote, admin::remove, admin::join,
+        players_admin::player_offline, players_admin::player_banned,
         invoke::invoke_backend, invoke::invoke_client,
         vs_admin::list, vs_admin::put, vs_admin::get_one, vs_admin::delete, vs_admin::start, vs_admin::stop,
         vs_admin::logs, vs_admin::access_log,
@@ -305,6 +307,14 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route(
             "/admin/title_regions/{tr}/trigger_logs",
             get(vs_admin::trigger_logs),
+        )
+        .route(
+            "/admin/title_regions/{tr}/players/{player_id}/offline",
+            post(players_admin::player_offline),
+        )
+        .route(
+            "/admin/title_regions/{tr}/players/{player_id}/banned",
+            post(players_admin::player_banned),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

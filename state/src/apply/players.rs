@@ -49,13 +49,20 @@ impl ClusterState {
                 if &s.title_region_id != title_region_id {
                     return Err(Rejection::not_found("battle session", battle_session_id));
                 }
-                self.player_transition(
+                let done = self.player_transition(
                     at,
                     battle_session_id,
                     player_battle_session_id,
                     PlayerAction::Remove,
                     ev,
-                )
+                )?;
+                if done == Applied::Done {
+                    ev.push(Event::PlayersTerminated {
+                        battle_session_id: battle_session_id.clone(),
+                        player_battle_session_ids: vec![player_battle_session_id.clone()],
+                    });
+                }
+                Ok(done)
             }
             // The dispatch in `apply` sends only this family here.
             _ => Err(Rejection::bad_request(
@@ -177,6 +184,9 @@ impl ClusterState {
                 status: PlayerBattleSessionStatus::Reserved,
             });
         }
+        ev.push(Event::PlayersAdded {
+            battle_session_id: bs_id.clone(),
+        });
         Ok(Applied::Done)
     }
 

@@ -37,19 +37,6 @@ impl Puppet {
         Ok((status, v))
     }
 
-    /// GETs from the local SDK API as this process.
-    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.endpoint))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        let status = res.status().as_u16();
-        let v = res.json().await.unwrap_or(Value::Null);
-        Ok((status, v))
-    }
-
     /// The next callback of `kind` (others are skipped), waiting up to `T`.
     pub async fn next_event(&mut self, kind: &str) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + T;
