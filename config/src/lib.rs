@@ -201,6 +201,9 @@ pub struct TitleRegionSpec {
     pub name: String,
     #[serde(default)]
     pub title_name: String,
+    /// URL of the title's logo: `PGOS_Title_Logo` for virtual servers.
+    #[serde(default)]
+    pub title_logo: String,
     pub secret_id: Option<String>,
     pub secret_key: Option<String>,
 }
@@ -324,6 +327,7 @@ impl Config {
                 title_id: "title-dev".into(),
                 name: "dev".into(),
                 title_name: "Respawn dev title".into(),
+                title_logo: String::new(),
                 secret_id: None,
                 secret_key: None,
             }],

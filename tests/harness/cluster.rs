@@ -169,6 +169,7 @@ impl TestCluster {
                 title_id: "title-cluster".into(),
                 name: String::new(),
                 title_name: String::new(),
+                title_logo: String::new(),
                 secret_id: Some("sid-cluster".into()),
                 secret_key: Some(KEY.into()),
             }];
