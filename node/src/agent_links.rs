@@ -193,6 +193,7 @@ fn describe_session(
             player_id: p.player_id.clone(),
             player_battle_session_id: p.id.clone(),
             player_data: p.player_data.clone(),
+            team: p.team.clone(),
             status: p.status,
         })
         .collect();

@@ -53,8 +53,38 @@ pub struct BattleSessionSpec {
     pub max_players: u32,
     pub properties: BTreeMap<String, String>,
     pub players: Vec<PlayerSlot>,
+    /// The teams of `players`, in the order they first appear (players
+    /// without a team are in none).
+    #[serde(default)]
+    pub teams: Vec<Team>,
     pub ip: String,
     pub port: u16,
+}
+
+/// A team of a battle session: its name and members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub name: String,
+    pub player_battle_session_ids: Vec<PlayerBattleSessionId>,
+}
+
+impl Team {
+    /// The teams of `players`, by first appearance.
+    pub fn of(players: &[PlayerSlot]) -> Vec<Team> {
+        let mut teams: Vec<Team> = Vec::new();
+        for p in players.iter().filter(|p| !p.team.is_empty()) {
+            match teams.iter_mut().find(|t| t.name == p.team) {
+                Some(t) => t
+                    .player_battle_session_ids
+                    .push(p.player_battle_session_id.clone()),
+                None => teams.push(Team {
+                    name: p.team.clone(),
+                    player_battle_session_ids: vec![p.player_battle_session_id.clone()],
+                }),
+            }
+        }
+        teams
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +92,9 @@ pub struct PlayerSlot {
     pub player_id: PlayerId,
     pub player_battle_session_id: PlayerBattleSessionId,
     pub player_data: String,
+    /// The player's team (empty: none).
+    #[serde(default)]
+    pub team: String,
 }
 
 /// Agent → server requests.

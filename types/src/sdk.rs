@@ -142,6 +142,8 @@ pub struct PlayerDescription {
     pub player_id: PlayerId,
     pub player_battle_session_id: PlayerBattleSessionId,
     pub player_data: String,
+    /// The player's team (empty: none).
+    pub team: String,
     /// RESERVED, ACTIVE, DISCONNECTED or COMPLETED.
     pub status: crate::model::PlayerBattleSessionStatus,
 }

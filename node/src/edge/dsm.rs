@@ -33,6 +33,11 @@ pub struct PlayerInput {
     /// Opaque data handed to the DS (at most 4096 bytes).
     #[serde(default)]
     pub player_data: String,
+    /// The team the player plays in (at most 64 bytes; empty: none). The
+    /// DS gets each player's team and the list of teams.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub team: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,6 +80,8 @@ pub struct PlayerBattleSessionView {
     pub player_id: String,
     pub player_battle_session_id: String,
     pub battle_session_id: String,
+    /// The player's team (empty: none).
+    pub team: String,
     /// RESERVED, ACTIVE, DISCONNECTED or COMPLETED.
     #[schema(example = "RESERVED")]
     pub status: String,
@@ -168,6 +175,7 @@ fn player_view(state: &ClusterState, p: &PlayerBattleSession) -> PlayerBattleSes
         player_id: p.player_id.to_string(),
         player_battle_session_id: p.id.to_string(),
         battle_session_id: p.battle_session_id.to_string(),
+        team: p.team.clone(),
         status: status_name(&p.status),
         ip: placed.and_then(|s| s.ip.clone()),
         port: placed.and_then(|s| s.port),
@@ -228,6 +236,7 @@ fn players_input(
                 PlayerSpec {
                     player_id,
                     player_data: p.player_data.clone(),
+                    team: p.team.clone(),
                 },
             ))
         })

@@ -51,7 +51,7 @@ bool parse_battle_session(const json::Value& v, BattleSession& bs) {
     for (const auto& kv : v["properties"].members()) bs.properties[kv.first] = kv.second.str();
     for (const auto& p : v["players"].items()) {
         bs.players.push_back(Player{p["player_id"].str(), p["player_battle_session_id"].str(),
-                                    p["player_data"].str()});
+                                    p["player_data"].str(), p["team"].str()});
     }
     bs.ip = v["ip"].str();
     bs.port = static_cast<uint16_t>(v["port"].num());

@@ -4,7 +4,7 @@
 
 use crate::cluster_state::ClusterState;
 use crate::command::*;
-use respawn_types::limits::MAX_PLAYER_DATA_BYTES;
+use respawn_types::limits::{MAX_PLAYER_DATA_BYTES, MAX_TEAM_BYTES};
 use respawn_types::*;
 use std::collections::BTreeSet;
 
@@ -100,6 +100,11 @@ impl ClusterState {
                     "player_data is limited to {MAX_PLAYER_DATA_BYTES} bytes"
                 )));
             }
+            if spec.team.len() > MAX_TEAM_BYTES {
+                return Err(Rejection::bad_request(format!(
+                    "team is limited to {MAX_TEAM_BYTES} bytes"
+                )));
+            }
         }
         Ok(())
     }
@@ -121,6 +126,7 @@ impl ClusterState {
                     title_region_id: tr.clone(),
                     status: PlayerBattleSessionStatus::Reserved,
                     player_data: spec.player_data.clone(),
+                    team: spec.team.clone(),
                     created_at: at,
                     updated_at: at,
                 },

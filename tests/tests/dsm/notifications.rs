@@ -7,6 +7,7 @@
 use super::puppet::{assigned, puppets};
 use super::*;
 use respawn_config::DEV_TITLE_REGION;
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holder_is_told_about_its_session_and_can_describe_it() -> anyhow::Result<()> {
@@ -163,5 +164,102 @@ async fn the_holder_is_told_about_its_session_and_can_describe_it() -> anyhow::R
     ] {
         assert!(ps[other].try_event(kind).is_none(), "{kind}");
     }
+    Ok(())
+}
+
+/// Teams (ds-hosting-integration §4.3: OnStartBattleSession carries the team
+/// structure): each player's team goes from the placement request to the
+/// DS, which also gets the list of teams; added players join theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_reach_the_ds_with_the_battle_session() -> anyhow::Result<()> {
+    let (c, mut ps) = puppets(1).await?;
+    let bs = c
+        .backend
+        .ok("/dsm/request_battle_session_id", json!({}))
+        .await?["battle_session_id"]
+        .clone();
+    let too_long = "t".repeat(65);
+    let (status, body) = c
+        .backend
+        .post(
+            "/dsm/start_battle_session_placement",
+            json!({"fleet_id": DEV_FLEET, "battle_session_id": bs, "max_players": 4,
+                   "players": [{"player_id": "alice", "team": too_long}]}),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("team"), "{body}");
+    let v = c
+        .backend
+        .ok(
+            "/dsm/start_battle_session_placement",
+            json!({"fleet_id": DEV_FLEET, "battle_session_id": bs, "max_players": 4,
+                   "players": [{"player_id": "alice", "team": "red"},
+                               {"player_id": "bob", "team": "blue"},
+                               {"player_id": "carol", "team": "red"}]}),
+        )
+        .await?;
+    let pl = v["placement"]["placement_id"].as_str().unwrap().to_string();
+    let pbs_of = |v: &Value, who: &str| {
+        v["placement"]["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["player_id"] == who)
+            .map(|p| (p["player_battle_session_id"].clone(), p["team"].clone()))
+            .unwrap()
+    };
+    let (alice, team) = pbs_of(&v, "alice");
+    assert_eq!(team, "red");
+    let (bob, _) = pbs_of(&v, "bob");
+    let (carol, _) = pbs_of(&v, "carol");
+    let (_, start) = assigned(&c, &mut ps, &pl).await?;
+    let session = &start["battle_session"];
+    assert_eq!(
+        session["teams"],
+        json!([{"name": "red", "player_battle_session_ids": [alice, carol]},
+               {"name": "blue", "player_battle_session_ids": [bob]}]),
+        "{start}"
+    );
+    assert!(session["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["player_id"] == "bob" && p["team"] == "blue"));
+    let (status, body) = ps[0]
+        .call(
+            "/v1/activate_battle_session",
+            json!({"battle_session_id": bs}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let added = c
+        .backend
+        .ok(
+            "/dsm/add_players_to_battle_session",
+            json!({"battle_session_id": bs, "players": [{"player_id": "dave", "team": "blue"}]}),
+        )
+        .await?;
+    let dave = added["player_battle_sessions"][0]["player_battle_session_id"].clone();
+    let updated = ps[0].next_event("battle_session_updated").await?;
+    assert_eq!(
+        updated["battle_session"]["teams"][1],
+        json!({"name": "blue", "player_battle_session_ids": [bob, dave]}),
+        "{updated}"
+    );
+    let (_, d) = ps[0]
+        .call(
+            "/v1/describe_battle_session",
+            json!({"battle_session_id": bs}),
+        )
+        .await?;
+    assert!(
+        d["battle_session"]["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["player_id"] == "dave" && p["team"] == "blue"),
+        "{d}"
+    );
     Ok(())
 }

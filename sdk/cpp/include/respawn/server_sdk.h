@@ -57,6 +57,7 @@ struct Player {
     std::string player_id;
     std::string player_battle_session_id;
     std::string player_data;
+    std::string team;  // the player's team ("" when none)
 };
 
 // What OnStartBattleSession receives (the `battle_session` of the
