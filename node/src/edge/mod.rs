@@ -367,7 +367,7 @@ mod tests {
                 respawn_types::MAX_ID_LEN,
                 "{schema}.{field}"
             );
-            let pattern = regex_lite_pattern(f["pattern"].as_str().unwrap());
+            let pattern = id_pattern(f["pattern"].as_str().unwrap());
             for (id, ok) in [("bs-1", true), ("", false), ("a b", false), ("x/y", false)] {
                 assert_eq!(pattern(id), ok, "{schema}.{field} {id:?}");
                 assert_eq!(respawn_types::validate_id("id", id).is_ok(), ok, "{id:?}");
@@ -376,7 +376,7 @@ mod tests {
     }
 
     /// The one pattern the document uses, `^[A-Za-z0-9._-]+$`, as a predicate.
-    fn regex_lite_pattern(p: &str) -> impl Fn(&str) -> bool {
+    fn id_pattern(p: &str) -> impl Fn(&str) -> bool {
         assert_eq!(p, "^[A-Za-z0-9._-]+$");
         |s: &str| {
             !s.is_empty()
