@@ -8,7 +8,7 @@
 
 use crate::fleet::{FleetActor, FleetMsg};
 use crate::ports::Deps;
-use crate::process::{ProcessActor, ProcessMsg};
+use crate::process::{Notice, ProcessActor, ProcessMsg};
 use crate::session::{SessionActor, SessionMsg};
 use crate::vs::{VsActor, VsMsg};
 use crate::ActorsError;
@@ -302,6 +302,21 @@ impl NodeState {
                     .increment(1);
             }
             Event::PlayerChanged { .. } => {}
+            Event::PlayersAdded { battle_session_id } => {
+                self.notify_holder(myself, &battle_session_id, Notice::Updated)
+                    .await;
+            }
+            Event::PlayersTerminated {
+                battle_session_id,
+                player_battle_session_ids,
+            } => {
+                self.notify_holder(
+                    myself,
+                    &battle_session_id,
+                    Notice::PlayersTerminated(player_battle_session_ids),
+                )
+                .await;
+            }
             Event::HostLinked { .. } => {
                 // Capacity on that host may be reachable now.
                 for f in self.fleets.values() {
@@ -374,6 +389,26 @@ impl NodeState {
         let f = spawn_child(FleetActor, args, myself.get_cell(), id).await?;
         self.fleets.insert(id.clone(), f.clone());
         Some(f)
+    }
+
+    /// Hands a notification about a battle session to the actor of the
+    /// process holding it (none while it waits for a process).
+    async fn notify_holder(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        battle_session_id: &BattleSessionId,
+        notice: Notice,
+    ) {
+        let holder = self.deps.read(|s| {
+            s.battle_sessions
+                .get(battle_session_id)
+                .and_then(|b| b.process_id.clone())
+        });
+        if let Some(pid) = holder {
+            if let Some(p) = self.process(myself, &pid).await {
+                let _ = p.cast(ProcessMsg::Notify(battle_session_id.clone(), notice));
+            }
+        }
     }
 
     async fn process(

@@ -269,8 +269,9 @@ pub fn battle_session_spec(
             player_id: p.player_id.clone(),
             player_battle_session_id: p.id.clone(),
             player_data: p.player_data.clone(),
+            team: p.team.clone(),
         })
-        .collect();
+        .collect::<Vec<_>>();
     Some((
         process_id,
         process.host_id.clone(),
@@ -281,6 +282,7 @@ pub fn battle_session_spec(
             fleet_id: s.fleet_id.clone(),
             max_players: s.max_players,
             properties: s.properties.clone(),
+            teams: agent::Team::of(&players),
             players,
             ip: process.ip.clone(),
             port: process.port.unwrap_or(0),

@@ -77,6 +77,8 @@ pub struct Site {
     /// Where the VS reaches the backend HTTP API (host[:port]).
     pub backend_api_domain: String,
     pub cloud_provider: String,
+    /// `PGOS_Title_Logo` per title region (its configured `title_logo`).
+    pub title_logos: std::collections::BTreeMap<TitleRegionId, String>,
 }
 
 /// What the virtual-server actors need from the node's edge.

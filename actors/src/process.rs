@@ -1,6 +1,7 @@
 //! One actor per DS process that has not exited: it delivers the cluster's
 //! callbacks to the process through its agent (OnStartBattleSession,
-//! OnTerminateBattleSession, OnProcessTerminate) and owns the ProcessEnding
+//! OnTerminateBattleSession, OnProcessTerminate, and the notifications
+//! OnBattleSessionUpdated, OnPlayerBattleSessionsTerminated) and owns the ProcessEnding
 //! grace timer, re-armed from the committed `ending_since` after a restart.
 
 use crate::policy::{
@@ -26,6 +27,17 @@ pub enum ProcessMsg {
     StartSession(BattleSessionId),
     /// A session attempt was withdrawn: deliver OnTerminateBattleSession.
     RevokeSession(BattleSessionId),
+    /// Something changed in a session the process holds: tell it.
+    Notify(BattleSessionId, Notice),
+}
+
+/// What a process is told about a battle session it holds.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// OnBattleSessionUpdated: players were added.
+    Updated,
+    /// OnPlayerBattleSessionsTerminated.
+    PlayersTerminated(Vec<PlayerBattleSessionId>),
 }
 
 pub struct ProcessState {
@@ -94,6 +106,7 @@ impl Actor for ProcessActor {
         match msg {
             ProcessMsg::Changed | ProcessMsg::Tick => evaluate(&myself, st),
             ProcessMsg::StartSession(bs) => start_session(st, bs),
+            ProcessMsg::Notify(bs, notice) => notify(st, bs, notice),
             ProcessMsg::RevokeSession(bs) => {
                 let id = st.id.clone();
                 deliver(
@@ -146,6 +159,54 @@ fn start_session(st: &mut ProcessState, bs: BattleSessionId) {
             s.battle_sessions.get(&bs).is_some_and(|x| {
                 x.status == BattleSessionStatus::Activating && x.process_id.as_ref() == Some(&id)
             })
+        },
+    );
+}
+
+/// Delivers a notice about session `bs` while the process still holds it
+/// (ACTIVATING or ACTIVE) and is alive.
+fn notify(st: &mut ProcessState, bs: BattleSessionId, notice: Notice) {
+    let event = match notice {
+        Notice::Updated => {
+            let Some((process_id, _, spec)) = st
+                .deps
+                .read(|s| battle_session_spec(SessionSpecView::of(s), &bs))
+            else {
+                return;
+            };
+            if process_id != st.id {
+                return;
+            }
+            sdk::SdkEvent::BattleSessionUpdated {
+                battle_session: spec,
+            }
+        }
+        Notice::PlayersTerminated(ids) => sdk::SdkEvent::PlayerBattleSessionsTerminated {
+            battle_session_id: bs.clone(),
+            player_battle_session_ids: ids,
+        },
+    };
+    let Ok(event_json) = serde_json::to_string(&event) else {
+        return;
+    };
+    let id = st.id.clone();
+    deliver(
+        st,
+        ServerToAgent::Notify {
+            process_id: id.clone(),
+            event_json,
+        },
+        move |s| {
+            let held = s.battle_sessions.get(&bs).is_some_and(|x| {
+                matches!(
+                    x.status,
+                    BattleSessionStatus::Activating | BattleSessionStatus::Active
+                ) && x.process_id.as_ref() == Some(&id)
+            });
+            held && s
+                .processes
+                .get(&id)
+                .is_some_and(|p| p.status == ProcessStatus::Ready)
         },
     );
 }

@@ -327,6 +327,30 @@ impl Agent {
                     .push(SdkEvent::TerminateBattleSession { battle_session_id });
                 Ok(())
             }
+            ServerToAgent::Notify {
+                process_id,
+                event_json,
+            } => {
+                let event: SdkEvent = serde_json::from_str(&event_json)
+                    .ok()
+                    .filter(SdkEvent::is_notification)
+                    .ok_or_else(|| {
+                        WireError::new(ErrorCode::BadRequest, "not a battle session notification")
+                    })?;
+                let mut reg = shared.reg();
+                let p = reg
+                    .procs
+                    .get_mut(&process_id)
+                    .ok_or_else(|| not_found(&process_id))?;
+                if p.terminating {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidState,
+                        format!("process {process_id} is terminating"),
+                    ));
+                }
+                p.events.push(event);
+                Ok(())
+            }
             ServerToAgent::TerminateProcess { process_id, reason } => {
                 let mut reg = shared.reg();
                 let p = reg

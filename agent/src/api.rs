@@ -49,6 +49,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             post(terminate_battle_session),
         )
         .route(api::PATH_PROCESS_ENDING, post(process_ending))
+        .route(
+            api::PATH_DESCRIBE_BATTLE_SESSION,
+            post(describe_battle_session),
+        )
         .route("/v1/vs/invoke/{vs}", any(invoke_vs))
         .route("/v1/vs/invoke/{vs}/{*path}", any(invoke_vs))
         .fallback(not_found)
@@ -215,9 +219,14 @@ async fn forward(shared: &Shared, msg: AgentToServer) -> SdkApiResult {
             let message = truncate_utf8(&e.message, MAX_MESSAGE_LEN).to_owned();
             Err(SdkApiError::new(e.code, message))
         }
-        Ok(Ok(ServerReply::Welcome { .. } | ServerReply::VsEndpoints { .. })) => Err(
-            SdkApiError::new(ErrorCode::Internal, "unexpected reply from the cluster"),
-        ),
+        Ok(Ok(
+            ServerReply::Welcome { .. }
+            | ServerReply::VsEndpoints { .. }
+            | ServerReply::BattleSession { .. },
+        )) => Err(SdkApiError::new(
+            ErrorCode::Internal,
+            "unexpected reply from the cluster",
+        )),
     }
 }
 
@@ -385,6 +394,47 @@ async fn activate(
         },
     )
     .await
+}
+
+/// DescribeBattleSession: a battle session this process holds, as the
+/// cluster has it now (players added since OnStartBattleSession included).
+async fn describe_battle_session(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, SdkApiError> {
+    let process_id = authenticate(&shared, &headers)?;
+    let req: BattleSessionRequest = parse(body)?;
+    check_bs(&req.battle_session_id)?;
+    let msg = AgentToServer::DescribeBattleSession {
+        process_id,
+        battle_session_id: req.battle_session_id,
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, shared.link.call(msg)).await {
+        Err(_) => Err(SdkApiError::new(
+            ErrorCode::Unavailable,
+            "the cluster did not answer in time",
+        )),
+        Ok(Err(down)) => Err(SdkApiError::new(ErrorCode::Unavailable, down.to_string())),
+        Ok(Ok(ServerReply::BattleSession { description_json })) => {
+            let description: api::BattleSessionDescription =
+                serde_json::from_str(&description_json).map_err(|e| {
+                    SdkApiError::new(
+                        ErrorCode::Internal,
+                        format!("bad reply from the cluster: {e}"),
+                    )
+                })?;
+            Ok(Json(serde_json::json!({ "battle_session": description })))
+        }
+        Ok(Ok(ServerReply::Err(e))) => {
+            let message = truncate_utf8(&e.message, MAX_MESSAGE_LEN).to_owned();
+            Err(SdkApiError::new(e.code, message))
+        }
+        Ok(Ok(_)) => Err(SdkApiError::new(
+            ErrorCode::Internal,
+            "unexpected reply from the cluster",
+        )),
+    }
 }
 
 async fn terminate_battle_session(

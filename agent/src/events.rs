@@ -12,8 +12,8 @@ pub const MAX_PENDING_EVENTS: usize = 256;
 /// What the current reader should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Write this event.
-    Event(SdkEvent),
+    /// Write this event (boxed: a battle session spec is large).
+    Event(Box<SdkEvent>),
     /// Nothing to send: wait for the reader's wake-up.
     Wait,
     /// This stream is over (replaced by a newer one, or the process is gone).
@@ -68,7 +68,7 @@ impl EventQueue {
             return Next::End;
         }
         match self.pending.pop_front() {
-            Some(e) => Next::Event(e),
+            Some(e) => Next::Event(Box::new(e)),
             None => Next::Wait,
         }
     }
@@ -105,8 +105,8 @@ mod tests {
         q.push(term("bs-1"));
         q.push(term("bs-2"));
         let (g, _) = q.attach();
-        assert_eq!(q.next_for(g), Next::Event(term("bs-1")));
-        assert_eq!(q.next_for(g), Next::Event(term("bs-2")));
+        assert_eq!(q.next_for(g), Next::Event(Box::new(term("bs-1"))));
+        assert_eq!(q.next_for(g), Next::Event(Box::new(term("bs-2"))));
         assert_eq!(q.next_for(g), Next::Wait);
     }
 
@@ -117,7 +117,7 @@ mod tests {
         q.push(term("bs-1"));
         let (g2, _) = q.attach();
         assert_eq!(q.next_for(g1), Next::End);
-        assert_eq!(q.next_for(g2), Next::Event(term("bs-1")));
+        assert_eq!(q.next_for(g2), Next::Event(Box::new(term("bs-1"))));
     }
 
     #[tokio::test]
@@ -130,7 +130,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), wake.notified())
             .await
             .unwrap_or_else(|_| panic!("reader was not woken"));
-        assert_eq!(q.next_for(g), Next::Event(term("bs-1")));
+        assert_eq!(q.next_for(g), Next::Event(Box::new(term("bs-1"))));
     }
 
     #[test]
@@ -141,8 +141,11 @@ mod tests {
         q.push(SdkEvent::HealthCheck { seq: 2 });
         assert_eq!(q.pending(), 2);
         let (g, _) = q.attach();
-        assert_eq!(q.next_for(g), Next::Event(term("bs-1")));
-        assert_eq!(q.next_for(g), Next::Event(SdkEvent::HealthCheck { seq: 2 }));
+        assert_eq!(q.next_for(g), Next::Event(Box::new(term("bs-1"))));
+        assert_eq!(
+            q.next_for(g),
+            Next::Event(Box::new(SdkEvent::HealthCheck { seq: 2 }))
+        );
     }
 
     #[test]
@@ -153,7 +156,7 @@ mod tests {
         }
         assert_eq!(q.pending(), MAX_PENDING_EVENTS);
         let (g, _) = q.attach();
-        assert_eq!(q.next_for(g), Next::Event(term("bs-5")));
+        assert_eq!(q.next_for(g), Next::Event(Box::new(term("bs-5"))));
         q.close();
         assert_eq!(q.next_for(g), Next::End);
     }

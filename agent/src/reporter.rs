@@ -97,7 +97,8 @@ fn outcome(result: Result<ServerReply, LinkDown>) -> Outcome {
     match result {
         Ok(ServerReply::Ok)
         | Ok(ServerReply::Welcome { .. })
-        | Ok(ServerReply::VsEndpoints { .. }) => Outcome::Delivered,
+        | Ok(ServerReply::VsEndpoints { .. })
+        | Ok(ServerReply::BattleSession { .. }) => Outcome::Delivered,
         Ok(ServerReply::Err(e))
             if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) =>
         {

@@ -167,7 +167,7 @@ async fn connect(endpoint: &Endpoint, addr: SocketAddr, agent: &Agent) -> Result
             link.close("registration refused");
             Err(format!("registration refused: {e}"))
         }
-        ServerReply::Ok | ServerReply::VsEndpoints { .. } => {
+        ServerReply::Ok | ServerReply::VsEndpoints { .. } | ServerReply::BattleSession { .. } => {
             link.close("unexpected reply");
             Err("unexpected reply to Hello".into())
         }

@@ -7,12 +7,14 @@
 //! `RESPAWN_SERVER__HTTP_ADDR=0.0.0.0:8080`, `RESPAWN_DATA_DIR=/var/lib/respawn`.
 
 mod bounds;
+mod layers;
+mod retention;
 
 pub use bounds::{AgentLogs, EdgeLimits};
-mod retention;
+pub use layers::{unknown_env_vars, CLI_ENV_VARS};
 pub use retention::RetentionSection;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use respawn_types::limits;
 use respawn_types::*;
@@ -243,6 +245,9 @@ pub struct TitleRegionSpec {
     pub name: String,
     #[serde(default)]
     pub title_name: String,
+    /// URL of the title's logo: `PGOS_Title_Logo` for virtual servers.
+    #[serde(default)]
+    pub title_logo: String,
     pub secret_id: Option<String>,
     pub secret_key: Option<String>,
 }
@@ -372,6 +377,7 @@ impl Config {
                 title_id: "title-dev".into(),
                 name: "dev".into(),
                 title_name: "Respawn dev title".into(),
+                title_logo: String::new(),
                 secret_id: None,
                 secret_key: None,
             }],
@@ -401,7 +407,33 @@ impl Config {
 
     /// Layers `base`, the TOML file (if any), `RESPAWN_*` variables and
     /// `overrides` (flags, as a partial TOML-shaped value), then validates.
+    /// A variable that names no configuration key is left out (see
+    /// [`unknown_env_vars`]); an unknown key in the file is an error.
     pub fn load(
+        base: Config,
+        file: Option<&Path>,
+        overrides: &BTreeMap<String, toml::Value>,
+    ) -> Result<Config, ConfigError> {
+        let cfg = Self::layered(base, file, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`Config::load`] for `respawn dev`: `dev` is [`Config::dev`], and the
+    /// file's title regions and fleets are added to the built-in ones (the
+    /// same id replaces a built-in entry) rather than replacing the lists.
+    pub fn load_dev(
+        dev: Config,
+        file: Option<&Path>,
+        overrides: &BTreeMap<String, toml::Value>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Self::layered(dev.clone(), file, overrides)?;
+        layers::keep_dev_entries(&dev, &mut cfg);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn layered(
         base: Config,
         file: Option<&Path>,
         overrides: &BTreeMap<String, toml::Value>,
@@ -416,13 +448,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("RESPAWN_").split("__").ignore(&["config"]));
+        fig = fig.merge(layers::env_layer());
         for (key, value) in overrides {
             fig = fig.merge(Serialized::default(key, value));
         }
-        let cfg: Config = fig.extract().map_err(Box::new)?;
-        cfg.validate()?;
-        Ok(cfg)
+        Ok(fig.extract().map_err(Box::new)?)
     }
 
     /// Resolves settings that depend on the environment: `node_id` from the
@@ -472,6 +502,7 @@ impl Config {
             TitleRegionId::parse(v.title_region.clone())
                 .map_err(|e| invalid(&field, e.to_string()))?;
             v.spec.validate().map_err(|e| invalid(&field, e))?;
+            self.check_title_region(&format!("{field}.title_region"), &v.title_region)?;
         }
         self.server.edge.validate()?;
         self.agent.logs.validate()?;
@@ -558,12 +589,7 @@ impl Config {
         for (i, fl) in self.fleets.iter().enumerate() {
             let f = |n: &str| format!("fleets[{i}].{n}");
             FleetId::parse(fl.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
-            if !self.title_regions.iter().any(|t| t.id == fl.title_region) {
-                return Err(invalid(
-                    f("title_region"),
-                    format!("no title region '{}' is configured", fl.title_region),
-                ));
-            }
+            self.check_title_region(&f("title_region"), &fl.title_region)?;
             let range = |n: &str, v: u64, lo: u64, hi: u64| {
                 if (lo..=hi).contains(&v) {
                     Ok(())
@@ -615,6 +641,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// A fleet or virtual server names a configured title region.
+    fn check_title_region(&self, field: &str, id: &str) -> Result<(), ConfigError> {
+        if self.title_regions.iter().any(|t| t.id == id) {
+            return Ok(());
+        }
+        Err(invalid(
+            field,
+            format!(
+                "no title region '{id}' is configured; add a [[title_regions]] table with id = \"{id}\""
+            ),
+        ))
     }
 }
 

@@ -163,6 +163,58 @@ pub async fn accept_loop(
     conns.shutdown().await;
 }
 
+/// What a DS may know of one of its battle sessions: 404 for an unknown
+/// one, 403 for another process's.
+fn describe_session(
+    s: &respawn_state::ClusterState,
+    process_id: &ProcessId,
+    bs: &BattleSessionId,
+) -> Result<ServerReply, WireError> {
+    use respawn_types::sdk::{BattleSessionDescription, PlayerDescription};
+    let b = s.battle_sessions.get(bs).ok_or_else(|| {
+        WireError::new(
+            ErrorCode::NotFound,
+            format!("battle session {bs} not found"),
+        )
+    })?;
+    if b.process_id.as_ref() != Some(process_id) {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!("battle session {bs} is not held by process {process_id}"),
+        ));
+    }
+    let placement = s.placements.get(&b.placement_id);
+    let players = placement
+        .map(|p| p.player_battle_sessions.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| s.player_battle_sessions.get(id))
+        .map(|p| PlayerDescription {
+            player_id: p.player_id.clone(),
+            player_battle_session_id: p.id.clone(),
+            player_data: p.player_data.clone(),
+            team: p.team.clone(),
+            status: p.status,
+        })
+        .collect();
+    let description = BattleSessionDescription {
+        battle_session_id: b.id.clone(),
+        placement_id: b.placement_id.clone(),
+        title_region_id: b.title_region_id.clone(),
+        fleet_id: b.fleet_id.clone(),
+        status: b.status,
+        max_players: b.max_players,
+        properties: b.properties.clone(),
+        players,
+        ip: b.ip.clone(),
+        port: b.port,
+        termination_reason: b.termination_reason.clone(),
+    };
+    serde_json::to_string(&description)
+        .map(|description_json| ServerReply::BattleSession { description_json })
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+}
+
 /// A rejection in the agent protocol's terms.
 pub fn rejection(r: Rejection) -> WireError {
     let code = match r {
@@ -172,6 +224,7 @@ pub fn rejection(r: Rejection) -> WireError {
         Rejection::BadRequest(_) => ErrorCode::BadRequest,
         Rejection::Expired { .. } => ErrorCode::Expired,
         Rejection::TooMany(_) => ErrorCode::TooManyRequests,
+        Rejection::Forbidden(_) => ErrorCode::Forbidden,
     };
     WireError::new(code, r.to_string())
 }
@@ -399,6 +452,14 @@ async fn handle(
         } => {
             check_id("title region id", title_region_id.as_str())?;
             return Ok(resolve_for_agent(&cluster.consensus, &title_region_id, &vs));
+        }
+        AgentToServer::DescribeBattleSession {
+            process_id,
+            battle_session_id,
+        } => {
+            own(&process_id)?;
+            check_id("battle session id", battle_session_id.as_str())?;
+            return consensus.read(|s| describe_session(s, &process_id, &battle_session_id));
         }
         AgentToServer::ProcessStarted { process_id, pid } => {
             check_id("process id", process_id.as_str())?;

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Parser;
 use cli::launch::{
     agent_identity, common, hostname, init_tracing, overrides, print_credentials, s,
-    server_identity, wait_for_signal,
+    server_identity, wait_for_signal, warn_unknown_env,
 };
 use cli::{ctl, dev, pki, Cli, Cmd, CtlCmd};
 use respawn::{AgentNode, ServerNode};
@@ -41,8 +41,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
             cfg.resolve(&hostname())?;
             init_tracing(&cfg.log);
+            warn_unknown_env();
             let node = ServerNode::start(&cfg, &server_identity(&cfg)?).await?;
-            print_credentials(&node, &cfg.data_dir)?;
+            print_credentials(&node, &cfg)?;
             wait_for_signal().await;
             node.shutdown().await;
             Ok(())
@@ -56,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = Config::load(Config::default(), cli.config.as_deref(), &overrides(&o))?;
             cfg.resolve(&hostname())?;
             init_tracing(&cfg.log);
+            warn_unknown_env();
             let agent = AgentNode::start(&cfg, &agent_identity(&cfg)?).await?;
             wait_for_signal().await;
             agent.shutdown().await;

@@ -144,6 +144,17 @@ impl ServerNode {
                 .or_else(|| cfg.server.advertise_http.clone())
                 .unwrap_or_else(|| http_addr.to_string()),
             cloud_provider: "respawn".into(),
+            title_logos: cfg
+                .title_regions
+                .iter()
+                .filter(|t| !t.title_logo.is_empty())
+                .map(|t| {
+                    (
+                        TitleRegionId::new_unchecked(t.id.clone()),
+                        t.title_logo.clone(),
+                    )
+                })
+                .collect(),
         };
         let vs = Arc::new(VsHub {
             proxy: respawn_proxy::Proxy::new(),

@@ -320,6 +320,8 @@ impl SimInner {
                 AgentReply::Ok
             }
             ServerToAgent::FleetUpdated { .. } => AgentReply::Ok,
+            // Its processes take notifications and do nothing with them.
+            ServerToAgent::Notify { .. } => AgentReply::Ok,
         }
     }
 

@@ -79,11 +79,36 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    #[cfg(test)]
     pub(crate) fn assign(&mut self, instance: VsInstanceId) {
-        *lock(&self.board.instances)
-            .entry(instance.clone())
-            .or_default() += 1;
+        let assigned = self.try_assign(instance, u32::MAX);
+        debug_assert!(assigned);
+    }
+
+    /// Counts this call against `instance` if fewer than `bound` of this
+    /// node's calls are in flight there (checked and counted under one
+    /// lock, so concurrent calls cannot all take the last slot). A previous
+    /// assignment is released first.
+    pub(crate) fn try_assign(&mut self, instance: VsInstanceId, bound: u32) -> bool {
+        let mut m = lock(&self.board.instances);
+        if let Some(old) = self.instance.take() {
+            if let Some(n) = m.get_mut(&old) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&old);
+                }
+            }
+        }
+        let n = m.entry(instance.clone()).or_default();
+        if *n >= bound {
+            if *n == 0 {
+                m.remove(&instance);
+            }
+            return false;
+        }
+        *n += 1;
         self.instance = Some(instance);
+        true
     }
 }
 

@@ -10,13 +10,31 @@
 //! fewest requests in flight here (waiting, bounded, while one deploys), and
 //! hands the request to [`respawn_proxy::Proxy::forward`], which streams it
 //! to the instance's `host:port` and the answer back.
+//!
+//! Two rules keep a burst from piling onto one instance and a crash from
+//! failing calls (Knative's activator does the same):
+//!
+//! - **Per-instance bound.** While more instances may come (fewer RUNNING
+//!   than `max_instances`), a call goes only to an instance with fewer than
+//!   `target_concurrency` of this node's calls in flight; otherwise it waits
+//!   at the edge (it already counts for the autoscaler) and goes to
+//!   whichever instance frees a slot or comes up first. After
+//!   [`QUEUE_WAIT`] (or half the call's wait) it goes to the least loaded
+//!   instance anyway, so queueing never fails a call that would have been
+//!   served.
+//! - **Unserved calls are retried.** A call whose body is small (at most
+//!   [`REPLAY_BODY_LIMIT`], buffered) and whose instance refuses the
+//!   connection (it just crashed; nothing was sent) — or, for an idempotent
+//!   method, closes it without answering — waits for a RUNNING instance
+//!   again within its wait limit and is sent there.
 
-use crate::vs_hub::{LoadBoard, VsHub};
-use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use crate::vs_hub::{InFlight, LoadBoard, VsHub};
+use axum::body::{Body, Bytes};
+use axum::http::{header, request, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use respawn_consensus::Consensus;
 use respawn_proxy::{
-    json_error, pick_instance, InvokeContext, Invoker, PlayerIdentity, COLD_START_WAIT,
+    json_error, pick_instance, InvokeContext, Invoker, NotServed, PlayerIdentity, COLD_START_WAIT,
 };
 use respawn_state::ClusterState;
 use respawn_types::agent::ServerReply;
@@ -57,15 +75,47 @@ pub struct Route {
     pub metric_url: Option<String>,
 }
 
+/// Longest a call waits at the edge for a free slot under the per-instance
+/// bound before it goes to the least loaded instance anyway.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// While no instance is deploying, how long a queued call waits for the
+/// autoscaler to add one (it reacts within about 1.5 s).
+const SCALE_UP_GRACE: Duration = Duration::from_secs(2);
+/// Largest request body buffered so that a refused connection can be
+/// retried on another instance; larger or unsized bodies stream, untried.
+pub const REPLAY_BODY_LIMIT: usize = 64 * 1024;
+/// How long an instance that refused a connection is passed over.
+const REFUSED_AVOID: Duration = Duration::from_millis(200);
+
 enum Pick {
-    Ready(Route),
-    /// Worth waiting: an instance is deploying, or one is about to be placed.
+    /// Send it there, counted against `bound` calls in flight.
+    Ready(Route, u32),
+    /// Worth waiting: an instance is deploying, one is about to be placed,
+    /// or every running one is at its bound while more may come.
     Wait(String),
     Fail(RouteError),
 }
 
-/// `path` is the call's path without the query (for per-URL metrics).
-fn pick(s: &ClusterState, tr: &TitleRegionId, vs: &VsName, path: &str, board: &LoadBoard) -> Pick {
+/// Where a call is in its wait, for [`pick`].
+#[derive(Clone, Copy)]
+struct Queue {
+    /// It may still wait for a slot under the per-instance bound.
+    bounded: bool,
+    /// It may still wait for the autoscaler to add an instance.
+    in_grace: bool,
+}
+
+/// `path` is the call's path without the query (for per-URL metrics);
+/// instances at `avoid` refused a connection a moment ago.
+fn pick(
+    s: &ClusterState,
+    tr: &TitleRegionId,
+    vs: &VsName,
+    path: &str,
+    board: &LoadBoard,
+    avoid: &[SocketAddr],
+    queue: Queue,
+) -> Pick {
     let Some(v) = s.virtual_server(tr, vs) else {
         return Pick::Fail(RouteError::UnknownVs(vs.clone()));
     };
@@ -74,7 +124,7 @@ fn pick(s: &ClusterState, tr: &TitleRegionId, vs: &VsName, path: &str, board: &L
             "virtual server '{vs}' is stopped; start it to serve requests"
         )));
     }
-    let running = s
+    let running: Vec<_> = s
         .vs_instances_of(tr, vs)
         .filter(|i| i.status == VsInstanceStatus::Running)
         .filter_map(|i| {
@@ -82,24 +132,52 @@ fn pick(s: &ClusterState, tr: &TitleRegionId, vs: &VsName, path: &str, board: &L
                 return None;
             };
             Some(((i, SocketAddr::new(ip, port)), board.instance_load(&i.id)))
-        });
-    if let Some((i, addr)) = pick_instance(running, 0) {
-        return Pick::Ready(Route {
-            title_id: s
-                .title_regions
-                .get(tr)
-                .map(|t| t.title_id.to_string())
-                .unwrap_or_default(),
-            upstream: addr,
-            instance: i.id.clone(),
-            access_log: v.spec.access_log,
-            metric_url: v
-                .spec
-                .metric_urls
-                .iter()
-                .any(|u| u == path)
-                .then(|| path.to_string()),
-        });
+        })
+        .collect();
+    let deploying_now = s
+        .vs_instances_of(tr, vs)
+        .any(|i| i.status == VsInstanceStatus::Deploying);
+    let more_may_come =
+        (running.len() as u32) < v.spec.max_instances && (deploying_now || queue.in_grace);
+    let bound = if queue.bounded && more_may_come {
+        v.spec.target_concurrency.max(1)
+    } else {
+        u32::MAX
+    };
+    let usable = running
+        .iter()
+        .filter(|((_, addr), _)| !avoid.contains(addr))
+        .map(|(c, load)| (*c, *load));
+    if let Some((i, addr)) = pick_instance(usable, 0) {
+        if board.instance_load(&i.id) >= bound {
+            return Pick::Wait(format!(
+                "every running instance of '{vs}' has {bound} calls in flight from this node"
+            ));
+        }
+        return Pick::Ready(
+            Route {
+                title_id: s
+                    .title_regions
+                    .get(tr)
+                    .map(|t| t.title_id.to_string())
+                    .unwrap_or_default(),
+                upstream: addr,
+                instance: i.id.clone(),
+                access_log: v.spec.access_log,
+                metric_url: v
+                    .spec
+                    .metric_urls
+                    .iter()
+                    .any(|u| u == path)
+                    .then(|| path.to_string()),
+            },
+            bound,
+        );
+    }
+    if !running.is_empty() {
+        return Pick::Wait(format!(
+            "the running instance of '{vs}' refused the connection (crashed?); waiting for it to come back"
+        ));
     }
     let mut deploying = 0;
     let mut abnormal = Vec::new();
@@ -135,31 +213,116 @@ fn pick(s: &ClusterState, tr: &TitleRegionId, vs: &VsName, path: &str, board: &L
     Pick::Wait(abnormal.join("; "))
 }
 
-/// Finds an instance for a call, waiting up to `wait` for one to be running.
-pub async fn route(
+/// The time limits of one call's routing.
+#[derive(Clone, Copy)]
+struct Wait {
+    arrived: Instant,
+    /// No instance by then: 503.
+    deadline: Instant,
+    /// Queued under the bound until then, then sent anyway.
+    queue_until: Instant,
+}
+
+impl Wait {
+    fn new(arrived: Instant, wait: Duration) -> Wait {
+        Wait {
+            arrived,
+            deadline: arrived + wait,
+            queue_until: arrived + QUEUE_WAIT.min(wait / 2),
+        }
+    }
+}
+
+/// Finds an instance for a call and counts the call against it in
+/// `guard`, waiting until `w.deadline` for one to be running (and free).
+async fn route(
     consensus: &Consensus,
     board: &LoadBoard,
-    tr: &TitleRegionId,
-    vs: &VsName,
-    path: &str,
-    wait: Duration,
+    guard: &mut InFlight,
+    (tr, vs, path): (&TitleRegionId, &VsName, &str),
+    w: Wait,
+    avoid: &[(SocketAddr, Instant)],
 ) -> Result<Route, RouteError> {
-    let deadline = Instant::now() + wait;
     let mut delay = Duration::from_millis(5);
     loop {
-        match consensus.read(|s| pick(s, tr, vs, path, board)) {
-            Pick::Ready(r) => return Ok(r),
-            Pick::Fail(e) => return Err(e),
-            Pick::Wait(why) => {
-                if Instant::now() + delay > deadline {
-                    return Err(RouteError::Unavailable(format!(
-                        "no instance of virtual server '{vs}' can serve: {why}"
-                    )));
+        let now = Instant::now();
+        let avoid_now: Vec<SocketAddr> = avoid
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(a, _)| *a)
+            .collect();
+        let queue = Queue {
+            bounded: now < w.queue_until,
+            in_grace: now < w.arrived + SCALE_UP_GRACE,
+        };
+        let why = match consensus.read(|s| pick(s, tr, vs, path, board, &avoid_now, queue)) {
+            Pick::Ready(r, bound) => {
+                if guard.try_assign(r.instance.clone(), bound) {
+                    return Ok(r);
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(50));
+                // Another call took the last slot meanwhile.
+                delay = Duration::from_millis(5);
+                "every running instance is busy".to_string()
             }
+            Pick::Fail(e) => return Err(e),
+            Pick::Wait(why) => why,
+        };
+        if Instant::now() + delay > w.deadline {
+            return Err(RouteError::Unavailable(format!(
+                "no instance of virtual server '{vs}' can serve: {why}"
+            )));
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A request body kept for another attempt, or streamed once.
+enum Payload {
+    Replay(Bytes),
+    Stream(Option<Body>),
+}
+
+impl Payload {
+    /// Buffers a body known to be at most [`REPLAY_BODY_LIMIT`] bytes (by
+    /// `Content-Length`, or absent with no `Transfer-Encoding`).
+    async fn of(parts: &request::Parts, body: Body) -> Result<Payload, Response<Body>> {
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let small = match length {
+            Some(n) => n <= REPLAY_BODY_LIMIT && !chunked,
+            None => !chunked,
+        };
+        if !small {
+            return Ok(Payload::Stream(Some(body)));
+        }
+        match http_body_util::Limited::new(body, REPLAY_BODY_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(c) => Ok(Payload::Replay(c.to_bytes())),
+            Err(e) => Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("the request body could not be read: {e}"),
+            )),
+        }
+    }
+
+    /// The body of the next attempt; `None` once a streamed body is spent.
+    fn next(&mut self) -> Option<Body> {
+        match self {
+            Payload::Replay(b) => Some(Body::from(b.clone())),
+            Payload::Stream(b) => b.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Payload::Replay(_))
     }
 }
 
@@ -182,46 +345,74 @@ pub async fn invoke(
     call: Call,
     req: Request<Body>,
 ) -> Response<Body> {
+    let key = (call.tr.clone(), call.vs.clone());
     // Counted from arrival: calls waiting for an instance drive scale-up too.
-    let mut guard = hub.load.enter((call.tr.clone(), call.vs.clone()));
+    let mut guard = Some(hub.load.enter(key.clone()));
     let started = Instant::now();
+    let w = Wait::new(started, COLD_START_WAIT.min(call.timeout));
     let path = call.upstream_path.split('?').next().unwrap_or("/");
-    let route = match route(
-        consensus,
-        &hub.load,
-        &call.tr,
-        &call.vs,
-        path,
-        COLD_START_WAIT.min(call.timeout),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return e.response(),
+    let (parts, body) = req.into_parts();
+    let mut payload = match Payload::of(&parts, body).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    guard.assign(route.instance.clone());
-    let mut ctx = InvokeContext::new(
-        route.title_id,
-        call.tr.as_str(),
-        call.vs.as_str(),
-        call.invoker,
-        call.upstream_path,
-    );
-    ctx.player = call.player;
-    ctx.client_ip = call.client_ip;
-    // The time spent waiting for a starting instance counts against the limit.
-    let waited = started.elapsed();
-    if waited > Duration::from_millis(100) {
-        ctx.timeout = call.timeout.saturating_sub(waited);
-    } else {
-        ctx.timeout = call.timeout;
+    let mut avoid: Vec<(SocketAddr, Instant)> = Vec::new();
+    loop {
+        let mut g = guard.take().unwrap_or_else(|| hub.load.enter(key.clone()));
+        let route = match route(
+            consensus,
+            &hub.load,
+            &mut g,
+            (&call.tr, &call.vs, path),
+            w,
+            &avoid,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return e.response(),
+        };
+        let Some(body) = payload.next() else {
+            // Unreachable: a streamed body gets one attempt only.
+            return json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "no attempt left");
+        };
+        let mut ctx = InvokeContext::new(
+            route.title_id,
+            call.tr.as_str(),
+            call.vs.as_str(),
+            call.invoker,
+            call.upstream_path.clone(),
+        );
+        ctx.player = call.player.clone();
+        ctx.client_ip = call.client_ip;
+        // The time spent waiting for an instance counts against the limit.
+        let waited = started.elapsed();
+        ctx.timeout = if waited > Duration::from_millis(100) {
+            call.timeout.saturating_sub(waited)
+        } else {
+            call.timeout
+        };
+        ctx.metric_url = route.metric_url;
+        if route.access_log {
+            ctx.access_log = Some(hub.access_logs.for_vs(call.tr.as_str(), call.vs.as_str()));
+        }
+        ctx.retry_unserved = payload.replayable() && Instant::now() < w.deadline;
+        ctx.guard = Some(Box::new(g));
+        let resp = hub
+            .proxy
+            .forward(
+                route.upstream,
+                Request::from_parts(parts.clone(), body),
+                ctx,
+            )
+            .await;
+        if resp.extensions().get::<NotServed>().is_none() {
+            return resp;
+        }
+        tracing::debug!(vs = %call.vs, upstream = %route.upstream, "instance did not serve the call (refused or closed); routing it again");
+        avoid.retain(|(_, until)| *until > Instant::now());
+        avoid.push((route.upstream, Instant::now() + REFUSED_AVOID));
     }
-    ctx.metric_url = route.metric_url;
-    if route.access_log {
-        ctx.access_log = Some(hub.access_logs.for_vs(call.tr.as_str(), call.vs.as_str()));
-    }
-    ctx.guard = Some(Box::new(guard));
-    hub.proxy.forward(route.upstream, req, ctx).await
 }
 
 /// Answers an agent's ResolveVs: the running instances of a VS.

@@ -20,7 +20,7 @@ use metrics::Counter;
 use crate::access_log::{now_unix, AccessEntry};
 use crate::reserved::{connection_listed, is_hop_by_hop, is_reserved_header, reserved_uri};
 use crate::stats::{MetricsCache, Series, VsSeries};
-use crate::{json_error, AccessLog, InvokeContext};
+use crate::{json_error, AccessLog, InvokeContext, NotServed};
 
 const H_TITLE_ID: HeaderName = HeaderName::from_static("titleid");
 const H_TITLE_REGION_ID: HeaderName = HeaderName::from_static("titleregionid");
@@ -122,6 +122,7 @@ impl Proxy {
             metric_url,
             access_log,
             guard,
+            retry_unserved,
         } = ctx;
         let (parts, body) = req.into_parts();
         let vs = self.inner.stats.vs(&title_region_id, &vs_name);
@@ -143,6 +144,7 @@ impl Proxy {
             client_ip,
             access,
             guard,
+            counted: true,
         };
 
         if parts.method == Method::CONNECT {
@@ -233,6 +235,15 @@ impl Proxy {
             vs: exchange.vs.base.bytes_in.clone(),
             url: exchange.url.as_ref().map(|u| u.bytes_in.clone()),
         };
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
         let mut up = Request::new(body);
         *up.method_mut() = parts.method;
         *up.uri_mut() = uri;
@@ -253,6 +264,19 @@ impl Proxy {
             }
             Ok(Err(e)) => {
                 tracing::debug!(vs = %vs_name, %upstream, error = ?e, "virtual server exchange failed");
+                let retryable = e.is_connect()
+                    || (idempotent && !caused_by_request_body(&e) && !e.is_connect());
+                if retry_unserved && retryable {
+                    // Not an answer the caller sees: it tries another instance.
+                    exchange.counted = false;
+                    let mut resp = exchange.fail(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        &format!("virtual server {vs_name} did not serve the call"),
+                    );
+                    resp.extensions_mut().insert(NotServed);
+                    return resp;
+                }
                 if e.is_connect() {
                     return exchange.fail(
                         StatusCode::BAD_GATEWAY,
@@ -399,6 +423,8 @@ struct Exchange {
     client_ip: Option<std::net::IpAddr>,
     access: Option<PendingAccess>,
     guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Recorded in the metrics and the access log when dropped.
+    counted: bool,
 }
 
 impl Exchange {
@@ -413,6 +439,10 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        if !self.counted {
+            drop(self.guard.take());
+            return;
+        }
         let elapsed = self.start.elapsed().as_secs_f64();
         self.vs.base.requests(self.status).increment(1);
         self.vs.base.duration.record(elapsed);

@@ -118,7 +118,20 @@ pub struct InvokeContext {
     /// Opaque; dropped when the response body has been fully sent (or the
     /// caller went away), or when `forward` answers with an error.
     pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The caller can send the request again to another instance (it kept
+    /// the body): an exchange that may be retried — the instance refused
+    /// the connection (nothing was sent), or, for an idempotent method
+    /// (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, PUT, DELETE, TRACE), closed it
+    /// without answering — is answered 502 marked [`NotServed`], and
+    /// neither counted in the metrics nor written to the access log.
+    pub retry_unserved: bool,
 }
+
+/// Marks (in the response's extensions) a 502 that [`Proxy::forward`]
+/// answered for a retryable failure when the context asked for
+/// [`InvokeContext::retry_unserved`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotServed;
 
 impl InvokeContext {
     /// A context with the invoker's default timeout and nothing optional set.
@@ -141,6 +154,7 @@ impl InvokeContext {
             metric_url: None,
             access_log: None,
             guard: None,
+            retry_unserved: false,
         }
     }
 }

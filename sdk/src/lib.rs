@@ -40,6 +40,7 @@
 //!
 //! The wire protocol under this crate is described in `docs/sdk-protocol.md`.
 
+mod callbacks;
 mod lines;
 
 use futures::StreamExt;
@@ -49,15 +50,16 @@ use respawn_types::backoff::capped_exponential;
 use respawn_types::sdk::{self as api, HealthAnswer, SdkEvent};
 use respawn_types::text::truncate_utf8;
 use serde::Serialize;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+pub use callbacks::Callbacks;
 pub use respawn_types::agent::{BattleSessionSpec, ErrorCode, PlayerSlot};
 pub use respawn_types::sdk::{
-    ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR, ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
+    BattleSessionDescription, PlayerDescription, ENV_FLEET_ID, ENV_HOST_ID, ENV_LOG_DIR,
+    ENV_PROCESS_ID, ENV_PROCESS_TOKEN, ENV_SDK_ENDPOINT,
 };
 pub use respawn_types::{BattleSessionId, PlayerBattleSessionId, PlayerId, ProcessId};
 
@@ -123,42 +125,6 @@ impl SdkError {
     }
 }
 
-/// The callbacks the platform invokes on a DS. Implement the required ones;
-/// the others have sensible defaults.
-///
-/// Methods may be written as `async fn` in the `impl`. Health checks run
-/// concurrently with everything else (a slow `on_start_battle_session`
-/// does not make the process look unhealthy); the other callbacks run one
-/// at a time, in the order the agent sent them.
-pub trait Callbacks: Send + Sync + 'static {
-    /// OnHealthCheck: is this process healthy? Called every
-    /// `health_check_interval`; three consecutive `false` answers (or no
-    /// answer within the interval) make the agent terminate the process.
-    fn on_health_check(&self) -> impl Future<Output = bool> + Send {
-        async { true }
-    }
-
-    /// OnStartBattleSession: prepare the battle session, then call
-    /// [`ServerSdk::activate_battle_session`].
-    fn on_start_battle_session(
-        &self,
-        session: BattleSessionSpec,
-    ) -> impl Future<Output = ()> + Send;
-
-    /// OnTerminateBattleSession: the platform ended this battle session.
-    fn on_terminate_battle_session(
-        &self,
-        battle_session_id: BattleSessionId,
-    ) -> impl Future<Output = ()> + Send {
-        let _ = battle_session_id;
-        async {}
-    }
-
-    /// OnProcessTerminate: shut down now. The agent kills the process if it
-    /// is still alive a few seconds later.
-    fn on_process_terminate(&self, reason: String) -> impl Future<Output = ()> + Send;
-}
-
 /// A virtual server's answer to [`ServerSdk::invoke_virtual_server`].
 #[derive(Debug, Clone)]
 pub struct VirtualServerResponse {
@@ -195,6 +161,30 @@ impl Conn {
             .await
             .map_err(SdkError::Transport)?;
         check(resp).await.map(|_| ())
+    }
+
+    /// POSTs `body` and decodes the JSON answer.
+    async fn post_for<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, SdkError> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(CALL_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .map_err(SdkError::Transport)?;
+        let resp = check(resp).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(SdkError::Transport)?;
+        serde_json::from_slice(&bytes).map_err(|_| SdkError::UnexpectedResponse {
+            status,
+            body: truncate_utf8(&String::from_utf8_lossy(&bytes), 300).to_owned(),
+        })
     }
 }
 
@@ -375,6 +365,30 @@ impl ServerSdk {
                 },
             )
             .await
+    }
+
+    /// DescribeBattleSession: a battle session this process holds, as the
+    /// cluster has it now — its status and every player battle session with
+    /// its status (players added after OnStartBattleSession included).
+    pub async fn describe_battle_session(
+        &self,
+        battle_session_id: &BattleSessionId,
+    ) -> Result<BattleSessionDescription, SdkError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            battle_session: BattleSessionDescription,
+        }
+        let a: Answer = self
+            .inner
+            .conn
+            .post_for(
+                api::PATH_DESCRIBE_BATTLE_SESSION,
+                &api::BattleSessionRequest {
+                    battle_session_id: battle_session_id.clone(),
+                },
+            )
+            .await?;
+        Ok(a.battle_session)
     }
 
     /// AcceptPlayerBattleSession: checks that a connecting player holds a
@@ -643,6 +657,52 @@ async fn run_sequential<C: Callbacks>(
             SdkEvent::ProcessTerminate { reason } => {
                 tracing::info!(%reason, "OnProcessTerminate");
                 callbacks.on_process_terminate(reason).await;
+            }
+            SdkEvent::BattleSessionUpdated { battle_session } => {
+                tracing::info!(battle_session_id = %battle_session.battle_session_id, "OnBattleSessionUpdated");
+                callbacks.on_battle_session_updated(battle_session).await;
+            }
+            SdkEvent::PlayerBattleSessionsTerminated {
+                battle_session_id,
+                player_battle_session_ids,
+            } => {
+                tracing::info!(%battle_session_id, players = player_battle_session_ids.len(), "OnPlayerBattleSessionsTerminated");
+                callbacks
+                    .on_player_battle_sessions_terminated(
+                        battle_session_id,
+                        player_battle_session_ids,
+                    )
+                    .await;
+            }
+            SdkEvent::BattlePlayerOffline {
+                battle_session_id,
+                player_id,
+                player_battle_session_id,
+            } => {
+                tracing::info!(%battle_session_id, %player_id, "OnBattlePlayerOffline");
+                callbacks
+                    .on_battle_player_offline(
+                        battle_session_id,
+                        player_id,
+                        player_battle_session_id,
+                    )
+                    .await;
+            }
+            SdkEvent::BattlePlayerBanned {
+                battle_session_id,
+                player_id,
+                player_battle_session_id,
+                reason,
+            } => {
+                tracing::info!(%battle_session_id, %player_id, %reason, "OnBattlePlayerBanned");
+                callbacks
+                    .on_battle_player_banned(
+                        battle_session_id,
+                        player_id,
+                        player_battle_session_id,
+                        reason,
+                    )
+                    .await;
             }
             // Answered on their own task in read_events.
             SdkEvent::HealthCheck { .. } => {}

@@ -177,6 +177,7 @@ fn spec(id: &str) -> BattleSessionSpec {
         max_players: 4,
         properties: Default::default(),
         players: vec![],
+        teams: vec![],
         ip: "127.0.0.1".into(),
         port: 7777,
     }

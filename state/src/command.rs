@@ -228,6 +228,10 @@ pub enum Rejection {
     /// A bound on outstanding records was reached (issued battle session ids).
     #[error("{0}")]
     TooMany(String),
+    /// The caller may not act on this record (a DS process on a battle
+    /// session of another process).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl Rejection {
@@ -256,6 +260,10 @@ impl Rejection {
 
     pub fn invalid_state(msg: impl Into<String>) -> Self {
         Rejection::InvalidState(msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Rejection::Forbidden(msg.into())
     }
 }
 
@@ -321,6 +329,17 @@ pub enum Event {
     PlayerChanged {
         player_battle_session_id: PlayerBattleSessionId,
         status: PlayerBattleSessionStatus,
+    },
+    /// The game backend added players to a battle session
+    /// (OnBattleSessionUpdated for the process holding it).
+    PlayersAdded {
+        battle_session_id: BattleSessionId,
+    },
+    /// The game backend ended player battle sessions
+    /// (OnPlayerBattleSessionsTerminated for the process holding it).
+    PlayersTerminated {
+        battle_session_id: BattleSessionId,
+        player_battle_session_ids: Vec<PlayerBattleSessionId>,
     },
     /// A virtual server's definition, desired state or scale changed (or it was deleted).
     VsChanged {

@@ -31,6 +31,7 @@ pub(crate) fn pbs(n: u32) -> PlayerBattleSessionId {
 }
 pub(crate) fn player(n: u32) -> PlayerSpec {
     PlayerSpec {
+        team: String::new(),
         player_id: PlayerId::new_unchecked(format!("player-{n}")),
         player_data: String::new(),
     }

@@ -53,8 +53,38 @@ pub struct BattleSessionSpec {
     pub max_players: u32,
     pub properties: BTreeMap<String, String>,
     pub players: Vec<PlayerSlot>,
+    /// The teams of `players`, in the order they first appear (players
+    /// without a team are in none).
+    #[serde(default)]
+    pub teams: Vec<Team>,
     pub ip: String,
     pub port: u16,
+}
+
+/// A team of a battle session: its name and members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub name: String,
+    pub player_battle_session_ids: Vec<PlayerBattleSessionId>,
+}
+
+impl Team {
+    /// The teams of `players`, by first appearance.
+    pub fn of(players: &[PlayerSlot]) -> Vec<Team> {
+        let mut teams: Vec<Team> = Vec::new();
+        for p in players.iter().filter(|p| !p.team.is_empty()) {
+            match teams.iter_mut().find(|t| t.name == p.team) {
+                Some(t) => t
+                    .player_battle_session_ids
+                    .push(p.player_battle_session_id.clone()),
+                None => teams.push(Team {
+                    name: p.team.clone(),
+                    player_battle_session_ids: vec![p.player_battle_session_id.clone()],
+                }),
+            }
+        }
+        teams
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +92,9 @@ pub struct PlayerSlot {
     pub player_id: PlayerId,
     pub player_battle_session_id: PlayerBattleSessionId,
     pub player_data: String,
+    /// The player's team (empty: none).
+    #[serde(default)]
+    pub team: String,
 }
 
 /// Agent → server requests.
@@ -124,6 +157,12 @@ pub enum AgentToServer {
         title_region_id: TitleRegionId,
         vs: VsName,
     },
+    /// A DS asks about a battle session it holds; answered by
+    /// [`ServerReply::BattleSession`].
+    DescribeBattleSession {
+        process_id: ProcessId,
+        battle_session_id: BattleSessionId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +216,11 @@ pub enum ServerReply {
         fleet: Fleet,
     },
     Err(WireError),
+    /// Answer to DescribeBattleSession: a JSON
+    /// [`crate::sdk::BattleSessionDescription`].
+    BattleSession {
+        description_json: String,
+    },
     /// Answer to ResolveVs: `host:port` of the VS's running instances.
     VsEndpoints {
         exists: bool,
@@ -208,6 +252,13 @@ pub enum ServerToAgent {
     },
     /// Kill now (ProcessEnding grace expired).
     KillProcess { process_id: ProcessId },
+    /// Deliver a notification about a battle session the process holds: a
+    /// JSON [`crate::sdk::SdkEvent`] for which `is_notification()` holds
+    /// (JSON because that enum is internally tagged, which bincode cannot carry).
+    Notify {
+        process_id: ProcessId,
+        event_json: String,
+    },
     /// The fleet's configuration changed.
     FleetUpdated { fleet: Fleet },
     /// Run a virtual server instance (idempotent). The spec is a JSON
@@ -315,6 +366,7 @@ mod tests {
             VsInstanceReport { .. } => 10,
             VsUsage { .. } => 11,
             ResolveVs { .. } => 12,
+            DescribeBattleSession { .. } => 13,
         }
     }
     fn s2a(m: &ServerToAgent) -> usize {
@@ -328,6 +380,7 @@ mod tests {
             StartVsInstance { .. } => 5,
             StopVsInstance { .. } => 6,
             QueryVsLogs { .. } => 7,
+            Notify { .. } => 8,
         }
     }
     fn reply(m: &ServerReply) -> usize {
@@ -336,6 +389,7 @@ mod tests {
             ServerReply::Welcome { .. } => 1,
             ServerReply::Err(_) => 2,
             ServerReply::VsEndpoints { .. } => 3,
+            ServerReply::BattleSession { .. } => 4,
         }
     }
     fn agent_reply(m: &AgentReply) -> usize {
@@ -445,6 +499,10 @@ mod tests {
                 title_region_id: TitleRegionId::new_unchecked("tr"),
                 vs: VsName::parse("vs-a").unwrap(),
             },
+            AgentToServer::DescribeBattleSession {
+                process_id: pid(),
+                battle_session_id: bsid(),
+            },
         ];
         let server_to_agent = vec![
             ServerToAgent::StartBattleSession {
@@ -460,6 +518,11 @@ mod tests {
                         player_id: PlayerId::new_unchecked("alice"),
                         player_battle_session_id: pbs(),
                         player_data: "{}".into(),
+                        team: "red".into(),
+                    }],
+                    teams: vec![Team {
+                        name: "red".into(),
+                        player_battle_session_ids: vec![pbs()],
                     }],
                     ip: "10.0.0.1".into(),
                     port: 7000,
@@ -483,6 +546,10 @@ mod tests {
             ServerToAgent::QueryVsLogs {
                 query_json: "{}".into(),
             },
+            ServerToAgent::Notify {
+                process_id: pid(),
+                event_json: "{}".into(),
+            },
         ];
         let replies = vec![
             ServerReply::Ok,
@@ -492,6 +559,9 @@ mod tests {
                 title_id: "t".into(),
                 endpoints: vec!["10.0.0.1:8080".into()],
                 reason: "deploying".into(),
+            },
+            ServerReply::BattleSession {
+                description_json: "{}".into(),
             },
         ];
         let agent_replies = vec![

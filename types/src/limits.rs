@@ -14,6 +14,8 @@ pub const MAX_PROCESSES_PER_HOST: u32 = 1_024;
 pub const MAX_PLAYERS_LIMIT: u32 = 1_000;
 /// Most bytes of opaque player data one player battle session may carry.
 pub const MAX_PLAYER_DATA_BYTES: usize = 4_096;
+/// Longest team name of a player in a battle session.
+pub const MAX_TEAM_BYTES: usize = 64;
 /// Longest reason, detail or response text kept in replicated state; longer
 /// text is clipped (with an ellipsis).
 pub const TEXT_LIMIT: usize = 1_024;

@@ -228,6 +228,9 @@ pub struct PlayerBattleSession {
     pub title_region_id: TitleRegionId,
     pub status: PlayerBattleSessionStatus,
     pub player_data: String,
+    /// The player's team (empty: none).
+    #[serde(default)]
+    pub team: String,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
@@ -238,4 +241,7 @@ pub struct PlayerSpec {
     pub player_id: PlayerId,
     #[serde(default)]
     pub player_data: String,
+    /// The team the player plays in (empty: none).
+    #[serde(default)]
+    pub team: String,
 }

@@ -26,6 +26,7 @@ pub const PATH_DISCONNECT_PLAYER: &str = "/v1/disconnect_player_battle_session";
 pub const PATH_REMOVE_PLAYER: &str = "/v1/remove_player_battle_session";
 pub const PATH_TERMINATE_BATTLE_SESSION: &str = "/v1/terminate_battle_session";
 pub const PATH_PROCESS_ENDING: &str = "/v1/process_ending";
+pub const PATH_DESCRIBE_BATTLE_SESSION: &str = "/v1/describe_battle_session";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessReadyRequest {
@@ -76,4 +77,73 @@ pub enum SdkEvent {
     TerminateBattleSession { battle_session_id: BattleSessionId },
     /// OnProcessTerminate: shut down; the agent kills the process shortly after.
     ProcessTerminate { reason: String },
+    /// OnBattleSessionUpdated: players were added to a battle session the
+    /// process holds; `battle_session` is the session as it is now.
+    BattleSessionUpdated { battle_session: BattleSessionSpec },
+    /// OnPlayerBattleSessionsTerminated: the game backend ended these
+    /// players' reservations (TerminatePlayerBattleSession); they are
+    /// COMPLETED and will not be accepted again.
+    PlayerBattleSessionsTerminated {
+        battle_session_id: BattleSessionId,
+        player_battle_session_ids: Vec<PlayerBattleSessionId>,
+    },
+    /// OnBattlePlayerOffline: the player's game client went offline.
+    BattlePlayerOffline {
+        battle_session_id: BattleSessionId,
+        player_id: PlayerId,
+        player_battle_session_id: PlayerBattleSessionId,
+    },
+    /// OnBattlePlayerBanned: the player was banned.
+    BattlePlayerBanned {
+        battle_session_id: BattleSessionId,
+        player_id: PlayerId,
+        player_battle_session_id: PlayerBattleSessionId,
+        reason: String,
+    },
+}
+
+impl SdkEvent {
+    /// A notification about a battle session the process holds (the events
+    /// a server may send through [`crate::agent::ServerToAgent::Notify`]).
+    pub fn is_notification(&self) -> bool {
+        matches!(
+            self,
+            SdkEvent::BattleSessionUpdated { .. }
+                | SdkEvent::PlayerBattleSessionsTerminated { .. }
+                | SdkEvent::BattlePlayerOffline { .. }
+                | SdkEvent::BattlePlayerBanned { .. }
+        )
+    }
+}
+
+/// Answer of `POST /v1/describe_battle_session`: a battle session the
+/// process holds, as the cluster has it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BattleSessionDescription {
+    pub battle_session_id: BattleSessionId,
+    pub placement_id: PlacementId,
+    pub title_region_id: TitleRegionId,
+    pub fleet_id: FleetId,
+    /// ACTIVATING, ACTIVE or TERMINATED.
+    pub status: crate::model::BattleSessionStatus,
+    pub max_players: u32,
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Every player battle session of the session, with its status.
+    pub players: Vec<PlayerDescription>,
+    pub ip: Option<String>,
+    pub port: Option<u16>,
+    /// Why it ended, once TERMINATED.
+    pub termination_reason: Option<String>,
+}
+
+/// A player battle session in a [`BattleSessionDescription`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerDescription {
+    pub player_id: PlayerId,
+    pub player_battle_session_id: PlayerBattleSessionId,
+    pub player_data: String,
+    /// The player's team (empty: none).
+    pub team: String,
+    /// RESERVED, ACTIVE, DISCONNECTED or COMPLETED.
+    pub status: crate::model::PlayerBattleSessionStatus,
 }

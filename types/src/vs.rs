@@ -342,7 +342,7 @@ pub struct EventHandler {
 /// The battle-session events Respawn emits to `/pgos_event`.
 pub const VS_EVENT_NAMES: &[&str] = &[
     "event_battle_session_placement_fulfilled",
-    "event_battle_session_placement_timed_out",
+    "event_battle_session_placement_timedout",
     "event_battle_session_placement_failed",
     "event_battle_session_started",
     "event_battle_session_ended",

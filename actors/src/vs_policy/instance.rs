@@ -52,6 +52,10 @@ pub fn instance_spec(
     };
     put("PGOS_Title_ID", tr.title_id.as_str());
     put("PGOS_Title_Name", &tr.title_name);
+    put(
+        "PGOS_Title_Logo",
+        site.title_logos.get(&tr.id).map_or("", String::as_str),
+    );
     put("PGOS_Title_Region_ID", tr.id.as_str());
     put("PGOS_Title_Region_Name", &tr.name);
     put("PGOS_Title_Region_Type", &site.region_type);

@@ -254,7 +254,11 @@ fn the_protocol_document_matches_the_code() {
     assert_eq!(
         documented.into_iter().collect::<Vec<_>>(),
         vec![
+            "battle_player_banned",
+            "battle_player_offline",
+            "battle_session_updated",
             "health_check",
+            "player_battle_sessions_terminated",
             "process_terminate",
             "start_battle_session",
             "terminate_battle_session"
@@ -271,6 +275,7 @@ fn the_protocol_document_matches_the_code() {
         api::PATH_REMOVE_PLAYER,
         api::PATH_TERMINATE_BATTLE_SESSION,
         api::PATH_PROCESS_ENDING,
+        api::PATH_DESCRIBE_BATTLE_SESSION,
     ] {
         assert!(
             doc.contains(&format!("`POST {path}`")) || doc.contains(&format!("`GET {path}`")),

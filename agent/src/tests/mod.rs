@@ -249,8 +249,10 @@ fn spec(process_port: u16, bs: &str, players: &[&str]) -> BattleSessionSpec {
                 player_id: respawn_types::PlayerId::new_unchecked(format!("player-{p}")),
                 player_battle_session_id: PlayerBattleSessionId::new_unchecked(*p),
                 player_data: String::new(),
+                team: String::new(),
             })
             .collect(),
+        teams: Vec::new(),
         ip: "127.0.0.1".into(),
         port: process_port,
     }

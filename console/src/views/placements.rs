@@ -260,6 +260,7 @@ mod tests {
                     title_region_id: TitleRegionId::new_unchecked(tr),
                     status: PlayerBattleSessionStatus::Reserved,
                     player_data: String::new(),
+                    team: String::new(),
                     created_at: 1000 * n,
                     updated_at: 1000 * n,
                 },

@@ -159,6 +159,7 @@ impl Callbacks for Handler {
     }
 
     async fn on_terminate_battle_session(&self, battle_session_id: BattleSessionId) {
+        tracing::info!(%battle_session_id, "OnTerminateBattleSession received");
         if self.0.current_session_id().as_ref() == Some(&battle_session_id) {
             self.0.end(Exit::SessionOver(
                 "battle session terminated by the platform",
@@ -166,8 +167,47 @@ impl Callbacks for Handler {
         }
     }
 
+    async fn on_battle_session_updated(&self, spec: BattleSessionSpec) {
+        let mut s = self.0.session();
+        if s.spec.as_ref().map(|c| &c.battle_session_id) == Some(&spec.battle_session_id) {
+            tracing::info!(battle_session_id = %spec.battle_session_id, players = spec.players.len(), "OnBattleSessionUpdated received");
+            s.spec = Some(spec);
+        }
+    }
+
+    async fn on_player_battle_sessions_terminated(
+        &self,
+        battle_session_id: BattleSessionId,
+        player_battle_session_ids: Vec<PlayerBattleSessionId>,
+    ) {
+        tracing::info!(%battle_session_id, players = ?player_battle_session_ids, "OnPlayerBattleSessionsTerminated received");
+        let mut s = self.0.session();
+        for id in &player_battle_session_ids {
+            s.disconnected.remove(id);
+        }
+    }
+
+    async fn on_battle_player_offline(
+        &self,
+        battle_session_id: BattleSessionId,
+        player_id: respawn_sdk::PlayerId,
+        _player_battle_session_id: PlayerBattleSessionId,
+    ) {
+        tracing::info!(%battle_session_id, %player_id, "OnBattlePlayerOffline received");
+    }
+
+    async fn on_battle_player_banned(
+        &self,
+        battle_session_id: BattleSessionId,
+        player_id: respawn_sdk::PlayerId,
+        _player_battle_session_id: PlayerBattleSessionId,
+        reason: String,
+    ) {
+        tracing::info!(%battle_session_id, %player_id, %reason, "OnBattlePlayerBanned received");
+    }
+
     async fn on_process_terminate(&self, reason: String) {
-        tracing::warn!(%reason, "process terminate requested");
+        tracing::warn!(%reason, "OnProcessTerminate received: process terminate requested");
         self.0.end(Exit::Terminated);
     }
 }

@@ -173,6 +173,7 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
                             PlayerSpec {
                                 player_id: PlayerId::new_unchecked(format!("player-{i}-{k}")),
                                 player_data: String::new(),
+                                team: String::new(),
                             },
                         )
                     })

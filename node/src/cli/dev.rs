@@ -4,7 +4,7 @@
 
 use super::launch::{
     agent_identity, common, init_tracing, overrides, print_credentials, server_identity,
-    wait_for_signal,
+    wait_for_signal, warn_unknown_env,
 };
 use super::{Cli, DevArgs};
 use anyhow::Context;
@@ -28,8 +28,10 @@ pub async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
 
     let mut o = common(cli);
     o.extend(a.server.overrides());
-    let mut cfg = Config::load(base, cli.config.as_deref(), &overrides(&o))?;
+    // A file adds its title regions and fleets to the dev ones (docs/operations.md).
+    let mut cfg = Config::load_dev(base, cli.config.as_deref(), &overrides(&o))?;
     init_tracing(&cfg.log);
+    warn_unknown_env();
     // The sample virtual server (examples/python-vs), embedded so that
     // `respawn dev` runs it from any directory.
     let script_dir = std::path::absolute(cfg.data_dir.join("examples"))?;
@@ -50,7 +52,7 @@ pub async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     let node = ServerNode::start(&cfg, &server_identity(&cfg)?).await?;
     cfg.agent.server_addr = node.quic_addr.to_string();
     let agent = AgentNode::start(&cfg, &agent_identity(&cfg)?).await?;
-    print_credentials(&node, &cfg.data_dir)?;
+    print_credentials(&node, &cfg)?;
     wait_for_signal().await;
     agent.shutdown().await;
     node.shutdown().await;

@@ -71,33 +71,92 @@ pub fn agent_identity(cfg: &Config) -> anyhow::Result<respawn_net::Identity> {
     })
 }
 
-/// Prints each title region's credentials and writes them to
-/// `<data_dir>/credentials.env` for `source`-ing in a shell.
-pub fn print_credentials(node: &ServerNode, data_dir: &Path) -> anyhow::Result<()> {
-    let mut env = String::new();
+/// Warns about each `RESPAWN_*` variable that is neither a configuration
+/// key nor read by `respawn ctl`: it is ignored, not fatal.
+pub fn warn_unknown_env() {
+    for name in respawn_config::unknown_env_vars(std::env::vars()) {
+        tracing::warn!(
+            variable = %name,
+            "ignoring environment variable {name}: it names no configuration key \
+             (keys are RESPAWN_<SECTION>__<KEY>, e.g. RESPAWN_SERVER__HTTP_ADDR)"
+        );
+    }
+}
+
+/// Prints each title region's credentials and writes them for `source`-ing
+/// in a shell: `<data_dir>/credentials.<title region>.env` for every title
+/// region, and `<data_dir>/credentials.env` with the first one's (the
+/// default) and every region's keys listed.
+pub fn print_credentials(node: &ServerNode, cfg: &Config) -> anyhow::Result<()> {
+    let data_dir = &cfg.data_dir;
     println!("\nRespawn is up. HTTP edge: http://{}", node.http_addr);
-    for r in node.title_regions() {
+    // The configured regions first, in the file's order; then any others.
+    let mut regions = node.title_regions();
+    regions.sort_by_key(|r| {
+        cfg.title_regions
+            .iter()
+            .position(|t| t.id == r.id.as_str())
+            .unwrap_or(usize::MAX)
+    });
+    for r in &regions {
         println!("  title region {}  (title {})", r.id, r.title_id);
         println!("    TitleId:       {}", r.title_id);
         println!("    TitleRegionId: {}", r.id);
         println!("    SecretId:      {}", r.secret_id);
         println!("    SecretKey:     {}", r.secret_key);
-        env = format!(
-            "export RESPAWN_EDGE=http://{}\nexport RESPAWN_TITLE_ID={}\nexport RESPAWN_TITLE_REGION_ID={}\nexport RESPAWN_SECRET_ID={}\nexport RESPAWN_SECRET_KEY={}\nexport RESPAWN_ADMIN_TOKEN={}\n",
-            node.http_addr, r.title_id, r.id, r.secret_id, r.secret_key, node.admin_token
-        );
     }
     println!(
         "  admin token (for /admin/* and `respawn ctl cluster`): {}",
         node.admin_token
     );
-    let path = data_dir.join("credentials.env");
-    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
+    let edge = format!("http://{}", node.http_addr);
+    for (name, text) in credentials_files(&edge, &node.admin_token, &regions, data_dir) {
+        let path = data_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
-        "  (also written to {}; `source` it, then `respawn ctl ticket` prints a ServerTicket)\n",
-        path.display()
+        "  (also written to {}; `source` it, then `respawn ctl ticket` prints a ServerTicket;\n   \
+         each title region's keys are in credentials.<title region>.env: `source` one to use that region)\n",
+        data_dir.join("credentials.env").display()
     );
     Ok(())
+}
+
+/// The credentials files (name, text): one per title region, and
+/// `credentials.env` exporting the first region's keys with every region's
+/// listed and how to switch.
+pub fn credentials_files(
+    edge: &str,
+    admin_token: &str,
+    regions: &[respawn_types::TitleRegion],
+    data_dir: &Path,
+) -> Vec<(String, String)> {
+    let common = format!("export RESPAWN_EDGE={edge}\nexport RESPAWN_ADMIN_TOKEN={admin_token}\n");
+    let keys = |r: &respawn_types::TitleRegion| {
+        format!(
+            "export RESPAWN_TITLE_ID={}\nexport RESPAWN_TITLE_REGION_ID={}\nexport RESPAWN_SECRET_ID={}\nexport RESPAWN_SECRET_KEY={}\n",
+            r.title_id, r.id, r.secret_id, r.secret_key
+        )
+    };
+    let mut files = Vec::new();
+    let mut main = format!("# Respawn credentials. Title regions: {}.\n", regions.len());
+    for r in regions {
+        let file = format!("credentials.{}.env", r.id);
+        main.push_str(&format!(
+            "# {} (title {}): SecretId {}; use it with: source {}\n",
+            r.id,
+            r.title_id,
+            r.secret_id,
+            data_dir.join(&file).display()
+        ));
+        files.push((file, format!("{common}{}", keys(r))));
+    }
+    main.push_str(&common);
+    if let Some(first) = regions.first() {
+        main.push_str(&keys(first));
+    }
+    files.push(("credentials.env".to_string(), main));
+    files
 }
 
 pub async fn wait_for_signal() {

@@ -188,16 +188,19 @@ pub enum VsCmd {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Start a stopped virtual server (one instance first, then autoscaling).
     Start {
         #[command(flatten)]
         flags: VsFlags,
         name: String,
     },
+    /// Stop every instance of a virtual server and free their resources (calls answer 503 until `start`).
     Stop {
         #[command(flatten)]
         flags: VsFlags,
         name: String,
     },
+    /// Delete a virtual server and its versions; its instances are stopped.
     Delete {
         #[command(flatten)]
         flags: VsFlags,
@@ -295,4 +298,43 @@ pub enum CtlCmd {
         #[arg(long)]
         at: Option<i64>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand `--help` lists has a description (`respawn ctl vs
+    /// --help` once showed `start`, `stop` and `delete` bare).
+    #[test]
+    fn every_listed_subcommand_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, bare: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if !sub.is_hide_set() && sub.get_about().is_none() && sub.get_name() != "help" {
+                    bare.push(p.clone());
+                }
+                walk(sub, &p, bare);
+            }
+        }
+        let mut bare = Vec::new();
+        walk(&Cli::command(), "respawn", &mut bare);
+        assert!(
+            bare.is_empty(),
+            "subcommands without a description: {bare:?}"
+        );
+        let help = Cli::command()
+            .find_subcommand_mut("ctl")
+            .and_then(|c| c.find_subcommand_mut("vs"))
+            .map(|c| c.render_help().to_string())
+            .unwrap();
+        for line in help.lines().filter(|l| {
+            ["start", "stop", "delete"]
+                .iter()
+                .any(|n| l.trim_start().starts_with(&format!("{n} ")))
+        }) {
+            assert!(line.split_whitespace().count() > 1, "{line}");
+        }
+    }
 }

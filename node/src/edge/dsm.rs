@@ -28,23 +28,33 @@ pub struct RequestBattleSessionIdResponse {
 #[serde(deny_unknown_fields)]
 pub struct PlayerInput {
     /// The game's id for the player.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_id: String,
     /// Opaque data handed to the DS (at most 4096 bytes).
     #[serde(default)]
     pub player_data: String,
+    /// The team the player plays in (at most 64 bytes; empty: none). The
+    /// DS gets each player's team and the list of teams.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub team: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartPlacementRequest {
     /// Fleet to place the battle session on (of the caller's title region).
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub fleet_id: String,
     /// An id from RequestBattleSessionID, not used before.
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
     /// Optional placement id chosen by the caller; generated when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub placement_id: Option<String>,
     /// Most players the battle session holds (1–1000).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_players: u32,
     /// Battle properties handed to the DS in OnStartBattleSession.
     #[serde(default)]
@@ -54,12 +64,14 @@ pub struct StartPlacementRequest {
     pub players: Vec<PlayerInput>,
     /// Overrides the fleet's placement timeout (seconds, 1–3600).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)]
     pub placement_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementIdRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub placement_id: String,
 }
 
@@ -68,6 +80,8 @@ pub struct PlayerBattleSessionView {
     pub player_id: String,
     pub player_battle_session_id: String,
     pub battle_session_id: String,
+    /// The player's team (empty: none).
+    pub team: String,
     /// RESERVED, ACTIVE, DISCONNECTED or COMPLETED.
     #[schema(example = "RESERVED")]
     pub status: String,
@@ -110,6 +124,7 @@ pub struct PlacementResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddPlayersRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
     pub players: Vec<PlayerInput>,
 }
@@ -122,13 +137,16 @@ pub struct PlayerBattleSessionsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryPlayerRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_id: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerminatePlayerRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub battle_session_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]+$", min_length = 1, max_length = 128)]
     pub player_battle_session_id: String,
 }
 
@@ -157,6 +175,7 @@ fn player_view(state: &ClusterState, p: &PlayerBattleSession) -> PlayerBattleSes
         player_id: p.player_id.to_string(),
         player_battle_session_id: p.id.to_string(),
         battle_session_id: p.battle_session_id.to_string(),
+        team: p.team.clone(),
         status: status_name(&p.status),
         ip: placed.and_then(|s| s.ip.clone()),
         port: placed.and_then(|s| s.port),
@@ -217,6 +236,7 @@ fn players_input(
                 PlayerSpec {
                     player_id,
                     player_data: p.player_data.clone(),
+                    team: p.team.clone(),
                 },
             ))
         })

@@ -97,6 +97,9 @@ impl From<Rejection> for ApiError {
                 ErrorCode::TooManyRequests,
                 r.to_string(),
             ),
+            Rejection::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, r.to_string())
+            }
         }
     }
 }

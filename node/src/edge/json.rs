@@ -1,6 +1,7 @@
 //! A JSON body extractor whose rejections are [`ApiError`]s: malformed JSON,
 //! wrong types, a wrong content type or an oversized body each get their
-//! status (400, 422→400, 415, 413) and a message naming the problem.
+//! status (400, 422→400, 415, 413) and a message naming the problem. The
+//! body must be a JSON object.
 
 use super::error::ApiError;
 use axum::extract::rejection::JsonRejection;
@@ -19,10 +20,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(json_rejection(rej)),
+        // Parsed as a JSON value first: serde would also take a struct from
+        // an array (`[]` for `{}`), which the API does not accept.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rej) => return Err(json_rejection(rej)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid request body: expected a JSON object ({...})",
+            ));
         }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dsm;
 pub mod error;
 pub mod invoke;
 pub mod json;
+pub mod players_admin;
 pub mod serve;
 pub mod vs_admin;
 
@@ -61,6 +62,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         dsm::terminate_player_battle_session,
         healthz, readyz, metrics_page,
         admin::status, admin::add_learner, admin::promote, admin::remove, admin::join,
+        players_admin::player_offline, players_admin::player_banned,
         invoke::invoke_backend, invoke::invoke_client,
         vs_admin::list, vs_admin::put, vs_admin::get_one, vs_admin::delete, vs_admin::start, vs_admin::stop,
         vs_admin::logs, vs_admin::access_log,
@@ -100,9 +102,67 @@ impl utoipa::Modify for TicketScheme {
 
 /// The OpenAPI document as pretty JSON.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(v) => v,
+        Err(e) => return format!("{{\"error\":\"{e}\"}}"),
+    };
+    add_common_errors(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The errors every operation of a kind can answer, whether or not its
+/// handler lists them: 401 where it needs credentials, 400 and 415 where
+/// it takes a JSON body (the [`json::ApiJson`] extractor's answers), 400
+/// where it takes path or query parameters.
+fn add_common_errors(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let error = |description: &str| {
+        json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in item.values_mut().filter_map(Value::as_object_mut) {
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+            let json_body = op
+                .get("requestBody")
+                .and_then(|b| b.get("content"))
+                .and_then(|c| c.get("application/json"))
+                .is_some();
+            let params = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|p| !p.is_empty());
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |code: &str, description: &str| {
+                if !responses.contains_key(code) {
+                    responses.insert(code.to_string(), error(description));
+                }
+            };
+            if secured {
+                add("401", "missing or invalid credentials");
+            }
+            if json_body {
+                add("400", "malformed body: not a JSON object, a missing or unknown field, a bad id or value (the message names it)");
+                add(
+                    "415",
+                    "the body is not sent as 'Content-Type: application/json'",
+                );
+            } else if params {
+                add(
+                    "400",
+                    "a bad path or query parameter (the message names it)",
+                );
+            }
+        }
+    }
 }
 
 /// Liveness: the process answers.
@@ -271,6 +331,14 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             "/admin/title_regions/{tr}/trigger_logs",
             get(vs_admin::trigger_logs),
         )
+        .route(
+            "/admin/title_regions/{tr}/players/{player_id}/offline",
+            post(players_admin::player_offline),
+        )
+        .route(
+            "/admin/title_regions/{tr}/players/{player_id}/banned",
+            post(players_admin::player_banned),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
@@ -284,6 +352,63 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
 
 #[cfg(test)]
 mod tests {
+    /// Every operation lists the errors its extractors answer, and every id
+    /// of a /dsm body has the pattern and length of `validate_id`.
+    #[test]
+    fn operations_list_their_common_errors_and_ids_their_patterns() {
+        let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let r = &op["responses"];
+                if op["requestBody"]["content"]["application/json"].is_object() {
+                    assert!(r["400"].is_object(), "{method} {path}: 400");
+                    assert!(r["415"].is_object(), "{method} {path}: 415");
+                    checked += 1;
+                }
+                if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                    assert!(r["401"].is_object(), "{method} {path}: 401");
+                }
+            }
+        }
+        assert!(checked >= 7, "{checked}");
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("StartPlacementRequest", "fleet_id"),
+            ("StartPlacementRequest", "battle_session_id"),
+            ("StartPlacementRequest", "placement_id"),
+            ("PlayerInput", "player_id"),
+            ("PlacementIdRequest", "placement_id"),
+            ("AddPlayersRequest", "battle_session_id"),
+            ("QueryPlayerRequest", "player_id"),
+            ("TerminatePlayerRequest", "battle_session_id"),
+            ("TerminatePlayerRequest", "player_battle_session_id"),
+        ] {
+            let f = &schemas[schema]["properties"][field];
+            assert_eq!(f["minLength"], 1, "{schema}.{field}: {f}");
+            assert_eq!(
+                f["maxLength"],
+                respawn_types::MAX_ID_LEN,
+                "{schema}.{field}"
+            );
+            let pattern = id_pattern(f["pattern"].as_str().unwrap());
+            for (id, ok) in [("bs-1", true), ("", false), ("a b", false), ("x/y", false)] {
+                assert_eq!(pattern(id), ok, "{schema}.{field} {id:?}");
+                assert_eq!(respawn_types::validate_id("id", id).is_ok(), ok, "{id:?}");
+            }
+        }
+    }
+
+    /// The one pattern the document uses, `^[A-Za-z0-9._-]+$`, as a predicate.
+    fn id_pattern(p: &str) -> impl Fn(&str) -> bool {
+        assert_eq!(p, "^[A-Za-z0-9._-]+$");
+        |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        }
+    }
+
     /// docs/openapi.json is generated from the code; it must not go stale.
     /// Regenerate with `respawn openapi > docs/openapi.json`.
     #[test]

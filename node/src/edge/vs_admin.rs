@@ -294,10 +294,33 @@ pub struct LogParams {
     pub until: Option<u64>,
     /// Only lines containing this text.
     pub contains: Option<String>,
-    /// The last N matching lines.
+    /// The last N matching lines (1–10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub tail: Option<usize>,
-    /// At most this many lines (default 1000, at most 10000).
+    /// At most this many lines (default 1000; 1–10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
+}
+
+/// Most lines one logs or access-log query returns.
+const MAX_LOG_LINES: usize = 10_000;
+
+/// A count parameter within `lo..=hi`, or 400 naming it.
+fn in_range(name: &str, v: Option<usize>, lo: usize, hi: usize) -> Result<(), ApiError> {
+    match v {
+        Some(n) if !(lo..=hi).contains(&n) => Err(ApiError::bad_request(format!(
+            "query: {name} must be between {lo} and {hi}, got {n}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl LogParams {
+    fn checked(self) -> Result<Self, ApiError> {
+        in_range("tail", self.tail, 1, MAX_LOG_LINES)?;
+        in_range("limit", self.limit, 1, MAX_LOG_LINES)?;
+        Ok(self)
+    }
 }
 
 /// One line a VS instance printed.
@@ -336,8 +359,8 @@ pub async fn logs(
     q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LogsView>, ApiError> {
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
-    let p = params(q)?;
-    let limit = p.limit.unwrap_or(1000).min(10_000);
+    let p = params(q)?.checked()?;
+    let limit = p.limit.unwrap_or(1000);
     let query = LogQuery {
         title_region: tr.to_string(),
         vs_name: name.to_string(),
@@ -412,10 +435,10 @@ pub async fn access_log(
     q: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccessLogView>, ApiError> {
     let (tr, name) = (tr_id(&tr)?, vs_name(&name)?);
-    let p = params(q)?;
+    let p = params(q)?.checked()?;
     let store = edge.server.vs.access_logs.clone();
     let lines = tokio::task::spawn_blocking(move || {
-        let limit = p.tail.or(p.limit).unwrap_or(1000).min(10_000);
+        let limit = p.tail.or(p.limit).unwrap_or(1000);
         store.query(
             tr.as_str(),
             name.as_str(),
@@ -439,7 +462,7 @@ pub struct EventHandlerSpec {
     /// The virtual server that receives the events.
     pub virtual_server: String,
     /// Event names (empty: all). Known: event_battle_session_placement_fulfilled,
-    /// event_battle_session_placement_timed_out, event_battle_session_placement_failed,
+    /// event_battle_session_placement_timedout, event_battle_session_placement_failed,
     /// event_battle_session_started, event_battle_session_ended,
     /// event_player_joined_battle_session, event_player_left_battle_session.
     #[serde(default)]
@@ -593,14 +616,16 @@ pub struct TriggerParams {
     pub kind: Option<TriggerKind>,
     /// Only this event or task name.
     pub name: Option<String>,
-    /// The last N records (default 100).
+    /// The last N records (default 100; 1–2000, what a title region keeps).
+    #[param(minimum = 1, maximum = 2000)]
     pub limit: Option<usize>,
 }
 
 /// Trigger logs: every delivery attempt of an event or a task.
 #[utoipa::path(get, path = "/admin/title_regions/{tr}/trigger_logs", tag = "Virtual servers admin",
     params(("tr" = String, Path), TriggerParams),
-    responses((status = 200, body = TriggerLogView)), security(("admin_token" = [])))]
+    responses((status = 200, body = TriggerLogView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)), security(("admin_token" = [])))]
 pub async fn trigger_logs(
     State(edge): State<Edge>,
     _: Admin,
@@ -609,7 +634,8 @@ pub async fn trigger_logs(
 ) -> Result<Json<TriggerLogView>, ApiError> {
     let tr = tr_id(&tr)?;
     let p = params(q)?;
-    let limit = p.limit.unwrap_or(100).min(TRIGGER_LOG_KEPT);
+    in_range("limit", p.limit, 1, TRIGGER_LOG_KEPT)?;
+    let limit = p.limit.unwrap_or(100);
     let (mut records, pending_events) = edge
         .server
         .cluster

@@ -51,7 +51,7 @@ bool parse_battle_session(const json::Value& v, BattleSession& bs) {
     for (const auto& kv : v["properties"].members()) bs.properties[kv.first] = kv.second.str();
     for (const auto& p : v["players"].items()) {
         bs.players.push_back(Player{p["player_id"].str(), p["player_battle_session_id"].str(),
-                                    p["player_data"].str()});
+                                    p["player_data"].str(), p["team"].str()});
     }
     bs.ip = v["ip"].str();
     bs.port = static_cast<uint16_t>(v["port"].num());
@@ -77,6 +77,11 @@ struct ServerSdk::Impl {
     std::function<void(const BattleSession&)> on_start;
     std::function<void(const std::string&)> on_terminate_session;
     std::function<void(const std::string&)> on_process_terminate;
+    std::function<void(const BattleSession&)> on_updated;
+    std::function<void(const std::string&, const std::vector<std::string>&)> on_players_terminated;
+    std::function<void(const std::string&, const std::string&, const std::string&)> on_player_offline;
+    std::function<void(const std::string&, const std::string&, const std::string&, const std::string&)>
+        on_player_banned;
     std::function<void(const std::string&)> logger = [](const std::string& line) {
         std::cerr << "[respawn-sdk] " << line << std::endl;
     };
@@ -202,6 +207,48 @@ struct ServerSdk::Impl {
                 }
                 if (cb) cb(reason);
             });
+        } else if (type == "battle_session_updated") {
+            BattleSession bs;
+            if (!parse_battle_session(ev["battle_session"], bs)) return;
+            enqueue([this, bs] {
+                std::function<void(const BattleSession&)> cb;
+                {
+                    std::lock_guard<std::mutex> g(mu);
+                    cb = on_updated;
+                }
+                if (cb) cb(bs);
+            });
+        } else if (type == "player_battle_sessions_terminated") {
+            std::string id = ev["battle_session_id"].str();
+            std::vector<std::string> ids;
+            for (const auto& v : ev["player_battle_session_ids"].items()) ids.push_back(v.str());
+            enqueue([this, id, ids] {
+                std::function<void(const std::string&, const std::vector<std::string>&)> cb;
+                {
+                    std::lock_guard<std::mutex> g(mu);
+                    cb = on_players_terminated;
+                }
+                if (cb) cb(id, ids);
+            });
+        } else if (type == "battle_player_offline" || type == "battle_player_banned") {
+            std::string id = ev["battle_session_id"].str();
+            std::string player = ev["player_id"].str();
+            std::string pbs = ev["player_battle_session_id"].str();
+            std::string reason = ev["reason"].str();
+            bool banned = type == "battle_player_banned";
+            enqueue([this, id, player, pbs, reason, banned] {
+                std::function<void(const std::string&, const std::string&, const std::string&)> off;
+                std::function<void(const std::string&, const std::string&, const std::string&,
+                                   const std::string&)>
+                    ban;
+                {
+                    std::lock_guard<std::mutex> g(mu);
+                    off = on_player_offline;
+                    ban = on_player_banned;
+                }
+                if (banned && ban) ban(id, player, pbs, reason);
+                if (!banned && off) off(id, player, pbs);
+            });
         }
         // Unknown event types are ignored: newer agents may send more.
     }
@@ -326,6 +373,30 @@ void ServerSdk::OnTerminateBattleSession(std::function<void(const std::string&)>
 void ServerSdk::OnProcessTerminate(std::function<void(const std::string&)> cb) {
     std::lock_guard<std::mutex> g(impl_->mu);
     impl_->on_process_terminate = std::move(cb);
+}
+
+void ServerSdk::OnBattleSessionUpdated(std::function<void(const BattleSession&)> cb) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_updated = std::move(cb);
+}
+
+void ServerSdk::OnPlayerBattleSessionsTerminated(
+    std::function<void(const std::string&, const std::vector<std::string>&)> cb) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_players_terminated = std::move(cb);
+}
+
+void ServerSdk::OnBattlePlayerOffline(
+    std::function<void(const std::string&, const std::string&, const std::string&)> cb) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_player_offline = std::move(cb);
+}
+
+void ServerSdk::OnBattlePlayerBanned(
+    std::function<void(const std::string&, const std::string&, const std::string&, const std::string&)>
+        cb) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_player_banned = std::move(cb);
 }
 
 void ServerSdk::SetLogger(std::function<void(const std::string&)> log) {

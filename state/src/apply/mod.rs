@@ -116,3 +116,19 @@ impl ClusterState {
         }
     }
 }
+
+/// Why `process_id` may not act on `s`: it is another process's (forbidden),
+/// or no process's at the moment (invalid state: it is waiting for one, or
+/// over).
+fn not_hosted_by(bs_id: &BattleSessionId, s: &BattleSession, process_id: &ProcessId) -> Rejection {
+    if s.process_id.is_some() {
+        Rejection::forbidden(format!(
+            "battle session {bs_id} is hosted by another process, not by process {process_id}"
+        ))
+    } else {
+        Rejection::invalid_state(format!(
+            "battle session {bs_id} is {:?} and hosted by no process",
+            s.status
+        ))
+    }
+}

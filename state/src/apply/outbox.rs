@@ -222,7 +222,7 @@ impl ClusterState {
                     };
                     let name = match status {
                         PlacementStatus::Fulfilled => "event_battle_session_placement_fulfilled",
-                        PlacementStatus::TimedOut => "event_battle_session_placement_timed_out",
+                        PlacementStatus::TimedOut => "event_battle_session_placement_timedout",
                         PlacementStatus::Failed => "event_battle_session_placement_failed",
                         _ => continue,
                     };

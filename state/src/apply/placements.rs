@@ -55,7 +55,11 @@ impl ClusterState {
                     // is bounded, and its failure will find the deadline passed.
                     return Ok(Applied::Unchanged);
                 }
-                self.finish_placement(at, placement_id, PlacementStatus::TimedOut, None, ev);
+                let why = format!(
+                    "no DS process activated the battle session within the placement timeout ({} ms)",
+                    pl_timeout(self, placement_id)
+                );
+                self.finish_placement(at, placement_id, PlacementStatus::TimedOut, Some(why), ev);
                 Ok(Applied::Done)
             }
             Command::CancelPlacement {
@@ -98,9 +102,7 @@ impl ClusterState {
             } => {
                 let s = self.session(battle_session_id)?;
                 if s.process_id.as_ref() != Some(process_id) {
-                    return Err(Rejection::invalid_state(format!(
-                        "battle session {battle_session_id} is not hosted by process {process_id}"
-                    )));
+                    return Err(super::not_hosted_by(battle_session_id, s, process_id));
                 }
                 match s.status {
                     BattleSessionStatus::Terminated => Ok(Applied::Unchanged),
@@ -356,10 +358,19 @@ impl ClusterState {
         ev: &mut Vec<Event>,
     ) -> Response {
         let s = self.session(bs_id)?;
-        if s.process_id.as_ref() != Some(process_id) {
-            return Err(Rejection::invalid_state(format!(
-                "battle session {bs_id} is not assigned to process {process_id}"
-            )));
+        match &s.process_id {
+            Some(p) if p == process_id => {}
+            Some(_) => {
+                return Err(Rejection::forbidden(format!(
+                    "battle session {bs_id} is another process's, not process {process_id}'s"
+                )))
+            }
+            None => {
+                return Err(Rejection::invalid_state(format!(
+                    "battle session {bs_id} is {:?}, not ACTIVATING on process {process_id}",
+                    s.status
+                )))
+            }
         }
         match s.status {
             BattleSessionStatus::Active => return Ok(Applied::Unchanged),
@@ -561,3 +572,11 @@ impl ClusterState {
 
 #[cfg(test)]
 mod tests;
+
+/// A placement's timeout, from its creation to its deadline.
+fn pl_timeout(state: &ClusterState, placement_id: &PlacementId) -> u64 {
+    state
+        .placements
+        .get(placement_id)
+        .map_or(0, |p| p.deadline.saturating_sub(p.created_at))
+}

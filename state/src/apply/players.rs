@@ -4,7 +4,7 @@
 
 use crate::cluster_state::ClusterState;
 use crate::command::*;
-use respawn_types::limits::MAX_PLAYER_DATA_BYTES;
+use respawn_types::limits::{MAX_PLAYER_DATA_BYTES, MAX_TEAM_BYTES};
 use respawn_types::*;
 use std::collections::BTreeSet;
 
@@ -30,9 +30,7 @@ impl ClusterState {
             } => {
                 let s = self.session(battle_session_id)?;
                 if s.process_id.as_ref() != Some(process_id) {
-                    return Err(Rejection::invalid_state(format!(
-                        "battle session {battle_session_id} is not hosted by process {process_id}"
-                    )));
+                    return Err(super::not_hosted_by(battle_session_id, s, process_id));
                 }
                 if s.status != BattleSessionStatus::Active {
                     return Err(Rejection::invalid_state(format!(
@@ -51,13 +49,20 @@ impl ClusterState {
                 if &s.title_region_id != title_region_id {
                     return Err(Rejection::not_found("battle session", battle_session_id));
                 }
-                self.player_transition(
+                let done = self.player_transition(
                     at,
                     battle_session_id,
                     player_battle_session_id,
                     PlayerAction::Remove,
                     ev,
-                )
+                )?;
+                if done == Applied::Done {
+                    ev.push(Event::PlayersTerminated {
+                        battle_session_id: battle_session_id.clone(),
+                        player_battle_session_ids: vec![player_battle_session_id.clone()],
+                    });
+                }
+                Ok(done)
             }
             // The dispatch in `apply` sends only this family here.
             _ => Err(Rejection::bad_request(
@@ -95,6 +100,11 @@ impl ClusterState {
                     "player_data is limited to {MAX_PLAYER_DATA_BYTES} bytes"
                 )));
             }
+            if spec.team.len() > MAX_TEAM_BYTES {
+                return Err(Rejection::bad_request(format!(
+                    "team is limited to {MAX_TEAM_BYTES} bytes"
+                )));
+            }
         }
         Ok(())
     }
@@ -116,6 +126,7 @@ impl ClusterState {
                     title_region_id: tr.clone(),
                     status: PlayerBattleSessionStatus::Reserved,
                     player_data: spec.player_data.clone(),
+                    team: spec.team.clone(),
                     created_at: at,
                     updated_at: at,
                 },
@@ -181,6 +192,9 @@ impl ClusterState {
                 status: PlayerBattleSessionStatus::Reserved,
             });
         }
+        ev.push(Event::PlayersAdded {
+            battle_session_id: bs_id.clone(),
+        });
         Ok(Applied::Done)
     }
 

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod dev;
+mod dev_config;
 mod membership;
 mod orphans;
 mod real_network;

@@ -48,6 +48,7 @@ async fn start() -> anyhow::Result<Env> {
         title_id: "title-other".into(),
         name: "other".into(),
         title_name: "Another title".into(),
+        title_logo: String::new(),
         secret_id: None,
         secret_key: None,
     });

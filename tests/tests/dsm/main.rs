@@ -9,8 +9,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 mod agent_link;
+mod contract;
+mod notifications;
 mod placement;
 mod processes;
+mod puppet;
 mod restart;
 mod retention;
 

@@ -146,6 +146,13 @@ async fn placement_without_free_process_waits_then_times_out() -> anyhow::Result
     let pl2 = v["placement_id"].as_str().unwrap().to_string();
     let v = c.backend.wait_status(&pl2, "TIMED_OUT", T).await?;
     assert_eq!(v["battle_session_status"], "TERMINATED");
+    // `reason` explains every end other than FULFILLED (the OpenAPI says so).
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("placement timeout")),
+        "{v}"
+    );
     assert_eq!(v["players"][0]["status"], "COMPLETED");
     // Cancelling a terminal placement is refused and changes nothing.
     let (status, body) = c
@@ -214,6 +221,23 @@ async fn activation_timeout_fails_placement_over_to_another_process() -> anyhow:
             (c.process(p)?.status == ProcessStatus::Exited).then_some(())
         })
         .await?;
+    }
+    // In simple mode a withdrawn attempt spends the process: the DS gets
+    // `process_terminate`, not `terminate_battle_session`
+    // (docs/sdk-protocol.md §5.2).
+    for p in &before {
+        let log = c
+            .dir
+            .path()
+            .join("agent/logs")
+            .join(p.as_str())
+            .join("stdout.log");
+        let text = std::fs::read_to_string(&log)?;
+        assert!(text.contains("OnProcessTerminate received"), "{text}");
+        assert!(
+            !text.contains("OnTerminateBattleSession received"),
+            "{text}"
+        );
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ mod cluster_vs;
 mod docker_vs;
 mod events_tasks;
 mod process_vs;
+mod routing;
+mod system_env;
 
 const T: Duration = Duration::from_secs(60);
 

@@ -154,6 +154,28 @@ mod tests {
         );
     }
 
+    /// The worked example of docs/http-api.md, checked against the document
+    /// itself: the message length it states and the ticket it shows.
+    #[test]
+    fn worked_example_matches_the_http_api_doc() {
+        let doc = include_str!("../../../docs/http-api.md");
+        let message = "v1\ntitle-dev\ntr-dev\nsid-example\n1700000000";
+        assert!(
+            doc.contains(&format!("the message is the {} bytes", message.len())),
+            "docs/http-api.md must state the message length, {} bytes",
+            message.len()
+        );
+        assert_eq!(message.len(), 42);
+        let t = sign_ticket(
+            "0123456789abcdef0123456789abcdef",
+            "title-dev",
+            "tr-dev",
+            "sid-example",
+            1_700_000_000,
+        );
+        assert!(doc.contains(&t), "docs/http-api.md must show {t}");
+    }
+
     #[test]
     fn tampered_ticket_is_refused() {
         let r = region("tr-a", "key-a-0123456789abcdef");

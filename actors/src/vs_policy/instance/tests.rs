@@ -115,6 +115,11 @@ fn site() -> Site {
         region_type: "dev".into(),
         backend_api_domain: "api.example:8080".into(),
         cloud_provider: "respawn".into(),
+        title_logos: [(
+            TitleRegionId::new_unchecked("tr-1"),
+            "https://cdn.example/logo.png".to_string(),
+        )]
+        .into(),
     }
 }
 
@@ -132,6 +137,7 @@ fn spec_carries_the_instance_version_and_the_system_variables() {
         env,
         [
             ("PGOS_Title_ID", "t-1"),
+            ("PGOS_Title_Logo", "https://cdn.example/logo.png"),
             ("PGOS_Title_Name", "Game"),
             ("PGOS_Title_Region_Backend_API_Domain", "api.example:8080"),
             ("PGOS_Title_Region_CLI_API_Domain", "api.example:8080"),

@@ -214,3 +214,25 @@ fn the_cursor_sends_one_event_at_a_time_and_paces_retries() {
     assert_eq!(c.finished(2, Some(5)), None);
     assert_eq!(c.start(Some(5), t0), Some(1));
 }
+
+/// docs/virtual-servers.md §15 names the `outcome` values of
+/// `respawn_vs_event_deliveries_total` as the metric spells them, and they
+/// are the trigger log's own spelling.
+#[test]
+fn delivery_metric_labels_match_the_docs() {
+    let doc = include_str!("../../../../docs/virtual-servers.md");
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `respawn_vs_event_deliveries_total`"))
+        .expect("the metric is documented");
+    for o in [
+        TriggerOutcome::Delivered,
+        TriggerOutcome::Retrying,
+        TriggerOutcome::GaveUp,
+    ] {
+        let label = outcome_label(o);
+        assert!(row.contains(&format!("`{label}`")), "{label} in {row}");
+        assert_eq!(serde_json::to_value(o).unwrap(), label);
+    }
+    assert!(!row.contains("GaveUp"), "{row}");
+}

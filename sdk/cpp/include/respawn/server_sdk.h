@@ -57,6 +57,7 @@ struct Player {
     std::string player_id;
     std::string player_battle_session_id;
     std::string player_data;
+    std::string team;  // the player's team ("" when none)
 };
 
 // What OnStartBattleSession receives (the `battle_session` of the
@@ -116,6 +117,24 @@ class ServerSdk {
     void OnTerminateBattleSession(std::function<void(const std::string& battle_session_id)> cb);
     // OnProcessTerminate (required): exit promptly, without ProcessEnding.
     void OnProcessTerminate(std::function<void(const std::string& reason)> cb);
+    // OnBattleSessionUpdated (optional): players were added; the session as it is now.
+    void OnBattleSessionUpdated(std::function<void(const BattleSession& session)> cb);
+    // OnPlayerBattleSessionsTerminated (optional): the backend ended these reservations.
+    void OnPlayerBattleSessionsTerminated(
+        std::function<void(const std::string& battle_session_id,
+                           const std::vector<std::string>& player_battle_session_ids)>
+            cb);
+    // OnBattlePlayerOffline (optional): a player's game client went offline.
+    void OnBattlePlayerOffline(std::function<void(const std::string& battle_session_id,
+                                                  const std::string& player_id,
+                                                  const std::string& player_battle_session_id)>
+                                   cb);
+    // OnBattlePlayerBanned (optional): a player was banned.
+    void OnBattlePlayerBanned(std::function<void(const std::string& battle_session_id,
+                                                 const std::string& player_id,
+                                                 const std::string& player_battle_session_id,
+                                                 const std::string& reason)>
+                                  cb);
     // Where the SDK writes its own diagnostics (default: stderr).
     void SetLogger(std::function<void(const std::string&)> log);
 

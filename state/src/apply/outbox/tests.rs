@@ -147,3 +147,40 @@ fn tasks_validate_schedules_and_remember_their_last_firing() {
     h.ok(task(TaskSchedule::Interval { secs: 60 }));
     assert_eq!(h.s.tasks[&tr()][&vs_name("t1")].last_fired_at, Some(T0 + 5));
 }
+
+/// The placement events carry the seed's names exactly
+/// (ds-hosting-integration §2.6: `event_battle_session_placement_fulfilled`,
+/// `…_timedout`, `…_failed`), and a TIMED_OUT placement's event says why.
+#[test]
+fn placement_events_have_the_pgos_names() {
+    for name in [
+        "event_battle_session_placement_fulfilled",
+        "event_battle_session_placement_timedout",
+        "event_battle_session_placement_failed",
+    ] {
+        assert!(VS_EVENT_NAMES.contains(&name), "{name}");
+    }
+    assert!(!VS_EVENT_NAMES.iter().any(|n| n.contains("timed_out")));
+    let mut h = H::new(ServerMode::Simple);
+    h.put_vs(vs_spec());
+    h.ok(Command::PutEventHandler(EventHandler {
+        title_region_id: tr(),
+        name: vs_name("h1"),
+        vs: vs_name("vs-a"),
+        events: vec!["event_battle_session_placement_timedout".into()],
+        args: "{}".into(),
+    }));
+    h.start(1, vec![]);
+    h.at = T0 + 120_000;
+    h.ok(Command::PlacementTimedOut {
+        placement_id: pl(1),
+    });
+    let q = &h.s.outbox[&tr()];
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].event_name, "event_battle_session_placement_timedout");
+    assert!(
+        q[0].event_data.contains("placement timeout"),
+        "{}",
+        q[0].event_data
+    );
+}

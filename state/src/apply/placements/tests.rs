@@ -128,6 +128,13 @@ fn placement_waits_without_process_then_times_out() {
         status: PlacementStatus::TimedOut
     }));
     assert_eq!(h.session(1).status, BattleSessionStatus::Terminated);
+    // Every end other than FULFILLED has a reason (the OpenAPI says so).
+    let reason = h
+        .placement(1)
+        .reason
+        .clone()
+        .expect("a TIMED_OUT placement has a reason");
+    assert!(reason.contains("placement timeout"), "{reason}");
     assert_eq!(h.player_status(1), PlayerBattleSessionStatus::Completed);
     assert_eq!(h.s.waiting_placements(&fleet_id()).count(), 0);
     // Exactly one terminal state: later commands do not change it.
@@ -268,13 +275,13 @@ fn activate_illegal() {
         placement_id: pl(1),
         process_id: pid(1),
     });
-    // Another process cannot activate it.
+    // Another process cannot activate it: forbidden (docs/sdk-protocol.md §4).
     assert!(matches!(
         h.refused(Command::ActivateBattleSession {
             process_id: pid(2),
             battle_session_id: bs(1)
         }),
-        Rejection::InvalidState(_)
+        Rejection::Forbidden(_)
     ));
     assert!(matches!(
         h.refused(Command::ActivateBattleSession {
@@ -301,7 +308,8 @@ fn activate_illegal() {
             battle_session_id: bs(1)
         })
         .0,
-        Ok(Applied::Unchanged)
+        Ok(Applied::Unchanged),
+        "a repeated ActivateBattleSession on an ACTIVE session is answered 200 (retry-safe)"
     );
 }
 
@@ -480,7 +488,7 @@ fn terminate_battle_session_by_ds() {
             process_id: pid(2),
             battle_session_id: bs(1)
         }),
-        Rejection::InvalidState(_)
+        Rejection::Forbidden(_)
     ));
     h.ok(Command::TerminateBattleSession {
         process_id: pid(1),

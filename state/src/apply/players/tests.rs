@@ -14,7 +14,10 @@ fn add_players_and_capacity() {
         battle_session_id: bs(1),
         players,
     };
-    h.ok(add(vec![(pbs(1), player(1)), (pbs(2), player(2))]));
+    let ev = h.ok(add(vec![(pbs(1), player(1)), (pbs(2), player(2))]));
+    assert!(ev.contains(&Event::PlayersAdded {
+        battle_session_id: bs(1)
+    }));
     assert_eq!(h.placement(1).player_battle_sessions.len(), 3);
     assert!(
         matches!(
@@ -38,12 +41,20 @@ fn add_players_and_capacity() {
         "max_players 4"
     );
     assert!(matches!(h.refused(add(vec![])), Rejection::BadRequest(_)));
-    // Backend terminates one; its slot frees.
-    h.ok(Command::TerminatePlayerBattleSession {
+    // Backend terminates one; its slot frees, and the DS is to be told once.
+    let terminate = Command::TerminatePlayerBattleSession {
         title_region_id: tr(),
         battle_session_id: bs(1),
         player_battle_session_id: pbs(1),
-    });
+    };
+    let ev = h.ok(terminate.clone());
+    assert!(ev.contains(&Event::PlayersTerminated {
+        battle_session_id: bs(1),
+        player_battle_session_ids: vec![pbs(1)],
+    }));
+    let (again, ev) = h.run(terminate);
+    assert_eq!(again, Ok(Applied::Unchanged));
+    assert!(ev.is_empty(), "{ev:?}");
     assert_eq!(h.player_status(1), PlayerBattleSessionStatus::Completed);
     h.ok(add(vec![(pbs(4), player(4)), (pbs(5), player(5))]));
     // Foreign region cannot add.
@@ -87,9 +98,9 @@ fn player_updates_need_the_hosting_process_and_an_active_session() {
     assert!(
         matches!(
             h.refused(upd(2, PlayerAction::Accept)),
-            Rejection::InvalidState(_)
+            Rejection::Forbidden(_)
         ),
-        "foreign process"
+        "foreign process: forbidden (docs/sdk-protocol.md §4)"
     );
     assert!(
         matches!(
