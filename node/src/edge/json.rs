@@ -31,9 +31,17 @@ where
                 "invalid request body: expected a JSON object ({...})",
             ));
         }
-        serde_json::from_value(value)
+        // Through serde_path_to_error, so the message names the field.
+        serde_path_to_error::deserialize(value)
             .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    ApiError::bad_request(format!("invalid request body: {}", e.inner()))
+                } else {
+                    ApiError::bad_request(format!("invalid request body: {path}: {}", e.inner()))
+                }
+            })
     }
 }
 
