@@ -302,8 +302,13 @@ impl NodeState {
                     .increment(1);
             }
             Event::PlayerChanged { .. } => {}
-            Event::HostLinked { .. } => {
-                // Capacity on that host may be reachable now.
+            Event::FleetDeleted { fleet_id } => {
+                if let Some(f) = self.fleets.remove(&fleet_id) {
+                    f.stop(Some("fleet deleted".into()));
+                }
+            }
+            Event::HostLinked { .. } | Event::HostDraining { .. } => {
+                // Capacity on that host may be reachable (or gone) now.
                 for f in self.fleets.values() {
                     let _ = f.cast(FleetMsg::Kick);
                 }

@@ -339,6 +339,10 @@ mod tests {
                 health_check_interval_ms: 5_000,
                 process_ending_grace_ms: 120_000,
                 max_placement_attempts: 3,
+                scaling: Default::default(),
+                labels: Default::default(),
+                version: 0,
+                updated_at: 0,
             }));
             for h in ["h1", "h2"] {
                 w.ok(Command::RegisterHost {
