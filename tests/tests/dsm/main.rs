@@ -9,6 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 mod agent_link;
+mod fleets;
 mod placement;
 mod processes;
 mod restart;
