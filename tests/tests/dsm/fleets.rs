@@ -3,6 +3,7 @@
 
 use super::*;
 use respawn_config::{DEV_HOST, DEV_TITLE_REGION};
+use serde_json::Value;
 
 fn fleets() -> String {
     format!("/admin/title_regions/{DEV_TITLE_REGION}/fleets")
@@ -44,7 +45,10 @@ async fn fleet_crud_bad_input_and_delete_refused_while_a_session_runs() -> anyho
     assert_eq!(a.json()["spec"]["scaling"]["buffer"], 2);
     let mut v2 = def.clone();
     v2["args"] = json!(["--v2"]);
-    assert_eq!(c.admin("PUT", &path, Some(v2.clone())).await?.json()["version"], 2);
+    assert_eq!(
+        c.admin("PUT", &path, Some(v2.clone())).await?.json()["version"],
+        2
+    );
     assert_eq!(c.admin("PUT", &path, Some(v2)).await?.json()["version"], 2);
 
     // Bad input: 400, a message naming the field, nothing changed.
@@ -56,21 +60,46 @@ async fn fleet_crud_bad_input_and_delete_refused_while_a_session_runs() -> anyho
     for (body, field) in [
         (bad(&|d| d["colour"] = json!("red")), "colour"),
         (bad(&|d| d["mode"] = json!("forking")), "forking"),
-        (bad(&|d| d["scaling"]["min_processes"] = json!(11)), "scaling.min_processes"),
-        (bad(&|d| d["scaling"]["buffer"] = json!(11)), "scaling.buffer"),
-        (bad(&|d| d["scaling"]["max_processes"] = json!(0)), "scaling.max_processes"),
+        (
+            bad(&|d| d["scaling"]["min_processes"] = json!(11)),
+            "scaling.min_processes",
+        ),
+        (
+            bad(&|d| d["scaling"]["buffer"] = json!(11)),
+            "scaling.buffer",
+        ),
+        (
+            bad(&|d| d["scaling"]["max_processes"] = json!(0)),
+            "scaling.max_processes",
+        ),
         (bad(&|d| d["launch_path"] = json!("")), "launch_path"),
-        (bad(&|d| d["activation_timeout_secs"] = json!(0)), "activation_timeout_secs"),
+        (
+            bad(&|d| d["activation_timeout_secs"] = json!(0)),
+            "activation_timeout_secs",
+        ),
     ] {
         let a = c.admin("PUT", &path, Some(body)).await?;
         assert_eq!(a.status, 400, "{field}: {}", a.body);
         let msg = a.json()["message"].as_str().unwrap_or("").to_string();
         assert!(msg.contains(field), "message does not name {field}: {msg}");
-        assert_eq!(version_of(&c, "fleet-api").await?, 2, "{field} changed the fleet");
+        assert_eq!(
+            version_of(&c, "fleet-api").await?,
+            2,
+            "{field} changed the fleet"
+        );
     }
-    let a = c.admin("PUT", &format!("{}/%20", fleets()), Some(def.clone())).await?;
+    let a = c
+        .admin("PUT", &format!("{}/%20", fleets()), Some(def.clone()))
+        .await?;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert!(a.json()["message"].as_str().unwrap_or("").contains("fleet_id"), "{}", a.body);
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fleet_id"),
+        "{}",
+        a.body
+    );
 
     // Delete: gone; deleting again is 404.
     assert_eq!(c.admin("DELETE", &path, None).await?.status, 204);
@@ -129,7 +158,10 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
     let waiting = c.backend.place(DEV_FLEET, &[]).await?;
     // The live session finishes by itself; then the host is DRAINED.
     let port = c.process(&busy).and_then(|p| p.port).unwrap();
-    GameClient::connect("127.0.0.1", port).await?.send("END").await?;
+    GameClient::connect("127.0.0.1", port)
+        .await?
+        .send("END")
+        .await?;
     wait_for("session over", T, || async {
         let v = c.backend.describe(&pl).await.ok()?;
         (v["battle_session_status"] == "TERMINATED").then_some(())
@@ -138,7 +170,10 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
     let drained = wait_for("host drained", T, || host("DRAINED")).await?;
     assert_eq!(drained["sessions"], 0);
     assert_eq!(c.backend.describe(&waiting).await?["status"], "PENDING");
-    assert!(c.process_of(&waiting).is_none(), "a drained host took a session");
+    assert!(
+        c.process_of(&waiting).is_none(),
+        "a drained host took a session"
+    );
     // Undrain: the waiting placement is served.
     let a = c
         .admin("POST", &format!("/admin/hosts/{DEV_HOST}/undrain"), None)
@@ -147,7 +182,9 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
     c.backend.wait_status(&waiting, "FULFILLED", T).await?;
     wait_for("host active", T, || host("ACTIVE")).await?;
     assert_eq!(
-        c.admin("POST", "/admin/hosts/nope/drain", None).await?.status,
+        c.admin("POST", "/admin/hosts/nope/drain", None)
+            .await?
+            .status,
         404
     );
     Ok(())
