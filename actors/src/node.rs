@@ -317,8 +317,13 @@ impl NodeState {
                 )
                 .await;
             }
-            Event::HostLinked { .. } => {
-                // Capacity on that host may be reachable now.
+            Event::FleetDeleted { fleet_id } => {
+                if let Some(f) = self.fleets.remove(&fleet_id) {
+                    f.stop(Some("fleet deleted".into()));
+                }
+            }
+            Event::HostLinked { .. } | Event::HostDraining { .. } => {
+                // Capacity on that host may be reachable (or gone) now.
                 for f in self.fleets.values() {
                     let _ = f.cast(FleetMsg::Kick);
                 }

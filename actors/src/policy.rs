@@ -120,7 +120,7 @@ pub enum SessionDue {
     /// Check again at this time.
     At(UnixMillis),
     /// Propose this command now.
-    Now(Command),
+    Now(Box<Command>),
     /// The session and its placement are over: the actor can stop.
     Finished,
 }
@@ -153,19 +153,21 @@ pub fn session_due(view: SessionView<'_>, now: UnixMillis) -> SessionDue {
         BattleSessionStatus::Terminated => SessionDue::Finished,
         BattleSessionStatus::Active => SessionDue::Idle,
         BattleSessionStatus::Activating => match (s.activation_deadline, &s.process_id) {
-            (Some(d), Some(p)) if now >= d => SessionDue::Now(Command::ActivationTimedOut {
-                battle_session_id: id.clone(),
-                process_id: p.clone(),
-            }),
+            (Some(d), Some(p)) if now >= d => {
+                SessionDue::Now(Box::new(Command::ActivationTimedOut {
+                    battle_session_id: id.clone(),
+                    process_id: p.clone(),
+                }))
+            }
             (Some(d), _) => SessionDue::At(d),
             _ => SessionDue::Idle,
         },
         BattleSessionStatus::Pending => match placement {
             Some(pl) if pl.status == PlacementStatus::Pending => {
                 if now >= pl.deadline {
-                    SessionDue::Now(Command::PlacementTimedOut {
+                    SessionDue::Now(Box::new(Command::PlacementTimedOut {
                         placement_id: pl.id.clone(),
-                    })
+                    }))
                 } else {
                     SessionDue::At(pl.deadline)
                 }
@@ -341,6 +343,10 @@ mod tests {
                 health_check_interval_ms: 5_000,
                 process_ending_grace_ms: 120_000,
                 max_placement_attempts: 3,
+                scaling: Default::default(),
+                labels: Default::default(),
+                version: 0,
+                updated_at: 0,
             }));
             for h in ["h1", "h2"] {
                 w.ok(Command::RegisterHost {
@@ -478,9 +484,9 @@ mod tests {
         );
         assert_eq!(
             session_due(SessionView::of(&w.s, &bs), deadline),
-            SessionDue::Now(Command::PlacementTimedOut {
+            SessionDue::Now(Box::new(Command::PlacementTimedOut {
                 placement_id: PlacementId::new_unchecked("a")
-            })
+            }))
         );
         w.ok(Command::AssignPlacement {
             placement_id: PlacementId::new_unchecked("a"),
@@ -495,10 +501,10 @@ mod tests {
         );
         assert_eq!(
             session_due(SessionView::of(&w.s, &bs), act + 1),
-            SessionDue::Now(Command::ActivationTimedOut {
+            SessionDue::Now(Box::new(Command::ActivationTimedOut {
                 battle_session_id: bs.clone(),
                 process_id: ProcessId::new_unchecked("p1")
-            })
+            }))
         );
         w.ok(Command::ActivateBattleSession {
             process_id: ProcessId::new_unchecked("p1"),

@@ -112,7 +112,7 @@ fn evaluate(myself: &ActorRef<SessionMsg>, st: &mut SessionState) {
             let commands = st.deps.commands.clone();
             let me = myself.clone();
             tokio::spawn(async move {
-                let retry = match commands.propose(command).await {
+                let retry = match commands.propose(*command).await {
                     Ok(_) => false,
                     Err(ProposeError::Rejected(r)) => {
                         tracing::debug!(%r, "timeout command rejected");

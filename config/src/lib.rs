@@ -16,6 +16,7 @@ pub use retention::RetentionSection;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use respawn_types::fleet::ModeName;
 use respawn_types::limits;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
@@ -289,6 +290,11 @@ pub struct FleetSpec {
     pub process_ending_grace_secs: u64,
     #[serde(default = "d3")]
     pub max_placement_attempts: u32,
+    /// `[fleets.scaling]`: min_processes, max_processes, buffer.
+    #[serde(default)]
+    pub scaling: ScalingPolicy,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn default_mode() -> ModeSpec {
@@ -396,6 +402,8 @@ impl Config {
                 health_check_interval_secs: 5,
                 process_ending_grace_secs: 120,
                 max_placement_attempts: 3,
+                scaling: ScalingPolicy::default(),
+                labels: BTreeMap::new(),
             }],
             agent: AgentSection {
                 host_id: Some(DEV_HOST.into()),
@@ -639,6 +647,9 @@ impl Config {
             if fl.launch_path.trim().is_empty() {
                 return Err(invalid(f("launch_path"), "must not be empty"));
             }
+            fl.definition()
+                .validate()
+                .map_err(|e| invalid(f(&e.field), e.message))?;
         }
         Ok(())
     }
@@ -660,34 +671,35 @@ impl Config {
 }
 
 impl FleetSpec {
+    /// The definition this spec gives (the admin API's body).
+    pub fn definition(&self) -> FleetDefinition {
+        FleetDefinition {
+            name: self.name.clone(),
+            mode: match self.mode {
+                ModeSpec::Simple => ModeName::Simple,
+                ModeSpec::Parallel => ModeName::Parallel,
+            },
+            max_sessions_per_process: self.max_sessions_per_process,
+            launch_path: self.launch_path.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            processes_per_host: self.processes_per_host,
+            activation_timeout_secs: self.activation_timeout_secs,
+            placement_timeout_secs: self.placement_timeout_secs,
+            health_check_interval_secs: self.health_check_interval_secs,
+            process_ending_grace_secs: self.process_ending_grace_secs,
+            max_placement_attempts: self.max_placement_attempts,
+            scaling: self.scaling,
+            labels: self.labels.clone(),
+        }
+    }
+
     /// The replicated fleet record this spec describes.
     pub fn to_fleet(&self) -> Fleet {
-        Fleet {
-            id: FleetId::new_unchecked(self.id.clone()),
-            title_region_id: TitleRegionId::new_unchecked(self.title_region.clone()),
-            name: if self.name.is_empty() {
-                self.id.clone()
-            } else {
-                self.name.clone()
-            },
-            mode: match self.mode {
-                ModeSpec::Simple => ServerMode::Simple,
-                ModeSpec::Parallel => ServerMode::Parallel {
-                    max_sessions: self.max_sessions_per_process,
-                },
-            },
-            runtime: RuntimeConfig {
-                launch_path: self.launch_path.clone(),
-                args: self.args.clone(),
-                env: self.env.clone(),
-                processes_per_host: self.processes_per_host,
-            },
-            activation_timeout_ms: self.activation_timeout_secs * 1000,
-            placement_timeout_ms: self.placement_timeout_secs * 1000,
-            health_check_interval_ms: self.health_check_interval_secs * 1000,
-            process_ending_grace_ms: self.process_ending_grace_secs * 1000,
-            max_placement_attempts: self.max_placement_attempts,
-        }
+        self.definition().to_fleet(
+            FleetId::new_unchecked(self.id.clone()),
+            TitleRegionId::new_unchecked(self.title_region.clone()),
+        )
     }
 }
 

@@ -50,6 +50,10 @@ fn fleet() -> Fleet {
         health_check_interval_ms: 5_000,
         process_ending_grace_ms: 120_000,
         max_placement_attempts: 3,
+        scaling: Default::default(),
+        labels: Default::default(),
+        version: 0,
+        updated_at: 0,
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a new leader applies from the configuration: the title regions
-//! (keys generated once), the fleets, and the virtual servers (created once).
+//! (keys generated once), the fleets and the virtual servers (both created once).
 
 use crate::cluster::Cluster;
 use crate::error::NodeError;
@@ -45,12 +45,12 @@ pub async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<(), Nod
             cluster.propose(Command::PutTitleRegion(region)).await?;
         }
     }
+    // Fleets too are created once: after that the admin API owns them
+    // (`PUT /admin/title_regions/{tr}/fleets/{id}` makes new versions that a
+    // new leader must not undo).
     for spec in &cfg.fleets {
         let fleet = spec.to_fleet();
-        if cluster
-            .read(|s| s.fleets.get(&fleet.id) != Some(&fleet))
-            .await?
-        {
+        if cluster.read(|s| !s.fleets.contains_key(&fleet.id)).await? {
             cluster.propose(Command::PutFleet(fleet)).await?;
         }
     }

@@ -66,6 +66,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ctl(CtlCmd::Pki(cmd)) => pki::pki(cmd),
         Cmd::Ctl(CtlCmd::Cluster(cmd)) => ctl::cluster_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Vs(cmd)) => ctl::vs_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::Fleet(cmd)) => cli::fleet_ctl::fleet_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::Host(cmd)) => cli::fleet_ctl::host_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::PlayerTicket {
             title_id,
             title_region_id,

@@ -43,6 +43,9 @@ pub struct ClusterState {
     /// ([`ClusterState::is_placeable`]), in id order — launch order, as
     /// process ids are time-ordered UUIDs.
     pub placeable_by_fleet: BTreeMap<FleetId, BTreeSet<ProcessId>>,
+    /// Hosts being drained (bounded by the hosts; cleared by undrain).
+    #[serde(default)]
+    pub draining_hosts: BTreeSet<HostId>,
     /// Which server node holds each host's agent link (last registration wins).
     #[serde(default)]
     pub host_links: BTreeMap<HostId, NodeId>,
@@ -69,7 +72,10 @@ pub struct ClusterState {
 impl ClusterState {
     /// Can `process` take one more battle session now?
     pub fn is_placeable(&self, process: &DsProcess) -> bool {
-        if process.status != ProcessStatus::Ready || process.port.is_none() {
+        if process.status != ProcessStatus::Ready
+            || process.port.is_none()
+            || self.draining_hosts.contains(&process.host_id)
+        {
             return false;
         }
         match self.fleets.get(&process.fleet_id) {

@@ -22,8 +22,24 @@ pub struct Request {
 pub enum Command {
     /// Create or replace a title region (its key included).
     PutTitleRegion(TitleRegion),
-    /// Create or replace a fleet.
+    /// Create a fleet (version 1) or change it (a new version; the same
+    /// definition again changes nothing).
     PutFleet(Fleet),
+    /// Delete a fleet. Refused (conflict) while a session is ACTIVATING or
+    /// ACTIVE on it, unless `force`: then its live processes are asked to
+    /// terminate and their sessions end.
+    DeleteFleet {
+        fleet_id: FleetId,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Start (`draining`) or end a host's drain: a draining host takes no
+    /// new session, its idle processes are asked to terminate, its busy
+    /// ones finish.
+    SetHostDraining {
+        host_id: HostId,
+        draining: bool,
+    },
     /// An agent (re)registered. Processes of this host that are not in
     /// `live` and not yet exited are reconciled as lost; unknown live ones are adopted.
     RegisterHost {
@@ -286,6 +302,13 @@ pub enum Event {
     },
     FleetPut {
         fleet_id: FleetId,
+    },
+    FleetDeleted {
+        fleet_id: FleetId,
+    },
+    HostDraining {
+        host_id: HostId,
+        draining: bool,
     },
     HostLinked {
         host_id: HostId,

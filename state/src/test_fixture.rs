@@ -54,6 +54,10 @@ pub(crate) fn fleet(mode: ServerMode) -> Fleet {
         health_check_interval_ms: 5_000,
         process_ending_grace_ms: 120_000,
         max_placement_attempts: 2,
+        scaling: Default::default(),
+        labels: Default::default(),
+        version: 0,
+        updated_at: 0,
     }
 }
 

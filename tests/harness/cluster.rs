@@ -232,6 +232,8 @@ impl TestCluster {
                 health_check_interval_secs: 5,
                 process_ending_grace_secs: 120,
                 max_placement_attempts: 3,
+                scaling: Default::default(),
+                labels: Default::default(),
             }];
             cfg.validate()?;
             dirs.push(dir);

@@ -313,6 +313,10 @@ mod tests {
             health_check_interval_ms: 3,
             process_ending_grace_ms: 4,
             max_placement_attempts: 5,
+            scaling: Default::default(),
+            labels: Default::default(),
+            version: 0,
+            updated_at: 0,
         };
         roundtrip(ServerReply::Welcome {
             fleet: fleet.clone(),

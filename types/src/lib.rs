@@ -9,6 +9,7 @@ pub mod agent;
 pub mod backoff;
 pub mod civil;
 pub mod cron;
+pub mod fleet;
 pub mod ids;
 pub mod limits;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod text;
 pub mod ticket;
 pub mod vs;
 
+pub use fleet::{FleetDefinition, ScalingPolicy};
 pub use ids::*;
 pub use model::*;
 pub use vs::*;

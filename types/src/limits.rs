@@ -10,6 +10,8 @@ pub const PLACEMENT_TIMEOUT_RANGE: (u64, u64) = (1_000, 3_600_000);
 pub const ENDING_GRACE_RANGE: (u64, u64) = (1_000, 3_600_000);
 /// Most DS processes one host may be asked to run.
 pub const MAX_PROCESSES_PER_HOST: u32 = 1_024;
+/// Most DS processes one fleet may run, all hosts together.
+pub const MAX_FLEET_PROCESSES: u32 = 100_000;
 /// Most players one battle session may hold.
 pub const MAX_PLAYERS_LIMIT: u32 = 1_000;
 /// Most bytes of opaque player data one player battle session may carry.

@@ -75,6 +75,17 @@ pub struct Fleet {
     pub process_ending_grace_ms: u64,
     /// Processes a placement may try before it FAILS.
     pub max_placement_attempts: u32,
+    /// How many processes the fleet should run.
+    #[serde(default)]
+    pub scaling: crate::fleet::ScalingPolicy,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// 1 when created, +1 on every change (set by the replicated state).
+    #[serde(default)]
+    pub version: u64,
+    /// When the current version was made.
+    #[serde(default)]
+    pub updated_at: UnixMillis,
 }
 
 /// Lifecycle of a DS process as the cluster sees it.

@@ -122,6 +122,10 @@ fn fleet(runtime: RuntimeConfig, health_check_interval_ms: u64) -> Fleet {
         health_check_interval_ms,
         process_ending_grace_ms: 120_000,
         max_placement_attempts: 3,
+        scaling: Default::default(),
+        labels: Default::default(),
+        version: 0,
+        updated_at: 0,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod ctl;
 pub mod dev;
+pub mod fleet_ctl;
 pub mod launch;
 pub mod pki;
 
@@ -267,6 +268,12 @@ pub enum CtlCmd {
     /// Virtual servers of a title region, over the admin API of any node.
     #[command(subcommand)]
     Vs(VsCmd),
+    /// Fleets of a title region, over the admin API of any node.
+    #[command(subcommand)]
+    Fleet(fleet_ctl::FleetCmd),
+    /// Hosts (agents): list, drain, undrain.
+    #[command(subcommand)]
+    Host(fleet_ctl::HostCmd),
     /// Print a PlayerTicket for a game client to invoke virtual servers
     /// (what a game backend mints; format in docs/virtual-servers.md).
     PlayerTicket {

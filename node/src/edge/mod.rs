@@ -8,6 +8,7 @@ pub mod auth;
 pub mod context;
 pub mod dsm;
 pub mod error;
+pub mod fleets_admin;
 pub mod invoke;
 pub mod json;
 pub mod players_admin;
@@ -68,13 +69,16 @@ pub fn prometheus() -> &'static PrometheusHandle {
         vs_admin::logs, vs_admin::access_log,
         vs_admin::put_event_handler, vs_admin::delete_event_handler, vs_admin::put_task, vs_admin::delete_task,
         vs_admin::trigger_logs,
+        fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
+        fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
          (name = "Operations", description = "Health, readiness and metrics"),
          (name = "Admin", description = "Cluster membership; Authorization: Bearer <admin token>"),
          (name = "Virtual servers", description = "Invoke game developers' web servers (backend: ServerTicket; client: PlayerTicket)"),
-         (name = "Virtual servers admin", description = "Define, start, stop and inspect virtual servers; Authorization: Bearer <admin token>"))
+         (name = "Virtual servers admin", description = "Define, start, stop and inspect virtual servers; Authorization: Bearer <admin token>"),
+         (name = "Fleets admin", description = "Define, inspect and delete fleets; list, drain and undrain hosts; Authorization: Bearer <admin token>"))
 )]
 pub struct ApiDoc;
 
@@ -338,6 +342,19 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route(
             "/admin/title_regions/{tr}/players/{player_id}/banned",
             post(players_admin::player_banned),
+        )
+        .route("/admin/title_regions/{tr}/fleets", get(fleets_admin::list))
+        .route(
+            "/admin/title_regions/{tr}/fleets/{fleet_id}",
+            get(fleets_admin::get_one)
+                .put(fleets_admin::put)
+                .delete(fleets_admin::delete),
+        )
+        .route("/admin/hosts", get(fleets_admin::hosts))
+        .route("/admin/hosts/{host_id}/drain", post(fleets_admin::drain))
+        .route(
+            "/admin/hosts/{host_id}/undrain",
+            post(fleets_admin::undrain),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

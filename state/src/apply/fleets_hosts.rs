@@ -1,4 +1,5 @@
-//! Fleets and hosts: a fleet's settings within their bounds, an agent's
+//! Fleets and hosts: a fleet's settings within their bounds and its
+//! versions, deletion and host drains (`drain.rs`), an agent's
 //! (re)registration reconciling the processes and instances it reports, and
 //! which server node holds each host's agent link.
 
@@ -20,7 +21,11 @@ impl ClusterState {
         ev: &mut Vec<Event>,
     ) -> Response {
         match cmd {
-            Command::PutFleet(fleet) => self.put_fleet(fleet, ev),
+            Command::PutFleet(fleet) => self.put_fleet(at, fleet, ev),
+            Command::DeleteFleet { fleet_id, force } => self.delete_fleet(at, fleet_id, *force, ev),
+            Command::SetHostDraining { host_id, draining } => {
+                self.set_host_draining(host_id, *draining, ev)
+            }
             Command::RegisterHost {
                 host,
                 live,
@@ -49,7 +54,7 @@ impl ClusterState {
         }
     }
 
-    fn put_fleet(&mut self, fleet: &Fleet, ev: &mut Vec<Event>) -> Response {
+    fn put_fleet(&mut self, at: UnixMillis, fleet: &Fleet, ev: &mut Vec<Event>) -> Response {
         self.title_region(&fleet.title_region_id)?;
         let in_range = |name: &str, v: u64, (lo, hi): (u64, u64)| {
             if v < lo || v > hi {
@@ -102,6 +107,13 @@ impl ClusterState {
                 "parallel mode needs max_sessions >= 1",
             ));
         }
+        fleet
+            .scaling
+            .validate()
+            .map_err(|e| Rejection::bad_request(e.to_string()))?;
+        respawn_types::fleet::validate_labels(&fleet.labels)
+            .map_err(|e| Rejection::bad_request(e.to_string()))?;
+        let mut fleet = fleet.clone();
         if let Some(old) = self.fleets.get(&fleet.id) {
             if old.mode != fleet.mode {
                 return Err(Rejection::bad_request(
@@ -114,10 +126,22 @@ impl ClusterState {
                 ));
             }
         }
-        self.fleets.insert(fleet.id.clone(), fleet.clone());
-        ev.push(Event::FleetPut {
-            fleet_id: fleet.id.clone(),
-        });
+        // Versions are the state's: the same definition is no new version.
+        match self.fleets.get(&fleet.id) {
+            Some(old) => {
+                fleet.version = old.version;
+                fleet.updated_at = old.updated_at;
+                if *old == fleet {
+                    return Ok(Applied::Unchanged);
+                }
+                fleet.version = old.version + 1;
+            }
+            None => fleet.version = 1,
+        }
+        fleet.updated_at = at;
+        let fleet_id = fleet.id.clone();
+        self.fleets.insert(fleet_id.clone(), fleet);
+        ev.push(Event::FleetPut { fleet_id });
         Ok(Applied::Done)
     }
 
@@ -236,5 +260,11 @@ impl ClusterState {
     }
 }
 
+mod drain;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "fleets_hosts/drain_tests.rs"]
+mod drain_tests;

@@ -34,6 +34,7 @@ impl ClusterState {
             events.clear();
         }
         if res.is_ok() {
+            self.drain_idle_after(req.at, &mut events);
             self.emit_pgos_events(req.at, &mut events);
         }
         // Every change to a process emits an event naming it (directly, or
@@ -82,9 +83,11 @@ impl ClusterState {
         use Command as C;
         match cmd {
             C::PutTitleRegion(_) => self.apply_title_region(at, cmd, ev),
-            C::PutFleet(_) | C::RegisterHost { .. } | C::HostLinked { .. } => {
-                self.apply_fleet_host(at, cmd, ev)
-            }
+            C::PutFleet(_)
+            | C::DeleteFleet { .. }
+            | C::SetHostDraining { .. }
+            | C::RegisterHost { .. }
+            | C::HostLinked { .. } => self.apply_fleet_host(at, cmd, ev),
             C::ProcessStarted { .. }
             | C::ProcessReady { .. }
             | C::ProcessEnding { .. }

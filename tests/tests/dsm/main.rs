@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod agent_link;
 mod contract;
+mod fleets;
 mod notifications;
 mod placement;
 mod processes;

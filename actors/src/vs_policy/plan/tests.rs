@@ -65,6 +65,10 @@ impl W {
             health_check_interval_ms: 5_000,
             process_ending_grace_ms: 60_000,
             max_placement_attempts: 3,
+            scaling: Default::default(),
+            labels: Default::default(),
+            version: 0,
+            updated_at: 0,
         }));
         for h in hosts {
             w.ok(Command::RegisterHost {
