@@ -89,6 +89,10 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
         health_check_interval_ms: 5_000,
         process_ending_grace_ms: 120_000,
         max_placement_attempts: 3,
+        scaling: Default::default(),
+        labels: Default::default(),
+        version: 1,
+        updated_at: 0,
     }))?;
     run.apply(Command::RegisterHost {
         host: Host {
