@@ -9,6 +9,7 @@
 //! StartBattleSessionPlacement to the commit of its activation (the moment
 //! the placement is FULFILLED).
 
+mod failover;
 mod records;
 mod soak;
 
@@ -53,7 +54,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 7)]
     pub trials: usize,
     /// Kill server processes with SIGKILL instead of stopping nodes in
-    /// this process (`bench_failover.rs`).
+    /// this process (`bench/failover.rs`).
     #[arg(long)]
     pub crash: bool,
 }
@@ -74,7 +75,7 @@ pub struct PlacementArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Placement(a) => placement(a).await,
-        BenchCmd::Cluster(a) if a.crash => crate::bench_failover::crash(a).await,
+        BenchCmd::Cluster(a) if a.crash => failover::crash(a).await,
         BenchCmd::Cluster(a) => cluster(a).await,
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::Records(a) => records::records(a),

@@ -1,7 +1,6 @@
 //! `respawn`: one binary for every role. See `respawn --help`.
 
 mod bench;
-mod bench_failover;
 mod cli;
 
 use anyhow::bail;

@@ -19,7 +19,7 @@ pub struct ClusterState {
     pub placements: BTreeMap<PlacementId, Placement>,
     pub player_battle_sessions: BTreeMap<PlayerBattleSessionId, PlayerBattleSession>,
     /// Battle session ids issued by RequestBattleSessionID and not yet used.
-    pub issued_session_ids: BTreeMap<BattleSessionId, crate::retention::IssuedId>,
+    pub issued_session_ids: BTreeMap<BattleSessionId, crate::retention_marks::IssuedId>,
     /// Index: the ids of `issued_session_ids` by issue time, oldest first
     /// (they expire after the issued-id window, see `crate::retention`).
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct ClusterState {
     pub issued_per_region: BTreeMap<TitleRegionId, u32>,
     /// What retention removed so far, to tell an expired id from an unknown one.
     #[serde(default)]
-    pub pruned: crate::retention::PrunedWatermarks,
+    pub pruned: crate::retention_marks::PrunedWatermarks,
     /// Index: player → their player battle sessions that are not COMPLETED.
     pub sessions_by_player: BTreeMap<PlayerId, BTreeSet<PlayerBattleSessionId>>,
     /// Index: fleet → its processes that have not exited.

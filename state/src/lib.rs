@@ -17,6 +17,7 @@ mod apply;
 pub mod cluster_state;
 pub mod command;
 pub mod retention;
+pub mod retention_marks;
 
 #[cfg(test)]
 mod test_fixture;

@@ -118,7 +118,7 @@ impl TestCluster {
         anyhow::ensure!(a.status == 200, "PUT VS: {} {}", a.status, a.body);
         let events = [
             "event_battle_session_placement_fulfilled",
-            "event_battle_session_placement_timed_out",
+            "event_battle_session_placement_timedout",
             "event_battle_session_placement_failed",
         ];
         let a = b

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod scaling;
 pub mod sdk;
 pub mod text;
 pub mod ticket;

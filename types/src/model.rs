@@ -77,7 +77,7 @@ pub struct Fleet {
     pub max_placement_attempts: u32,
     /// How many processes the fleet should run.
     #[serde(default)]
-    pub scaling: crate::fleet::ScalingPolicy,
+    pub scaling: crate::scaling::ScalingPolicy,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// 1 when created, +1 on every change (set by the replicated state).

@@ -14,8 +14,8 @@ pub mod pages;
 pub mod sampler;
 pub mod vs;
 
+use crate::edge::context::Edge;
 use crate::edge::error::ApiError;
-use crate::edge::Edge;
 use auth::Me;
 use axum::extract::Path;
 use axum::http::{header, StatusCode};

@@ -31,6 +31,16 @@ impl ClusterState {
         max_outstanding: Option<u32>,
     ) -> Response {
         self.title_region(tr)?;
+        // The same command applied again (a forward retried after a leader
+        // change, its first attempt committed): the id is the edge's fresh
+        // random one, so only a repeat names it for the same title region.
+        if self
+            .issued_session_ids
+            .get(id)
+            .is_some_and(|issued| issued.title_region_id == *tr)
+        {
+            return Ok(Applied::Done);
+        }
         if self.battle_sessions.contains_key(id) || self.issued_session_ids.contains_key(id) {
             return Err(Rejection::Conflict(format!(
                 "battle session id {id} already exists"

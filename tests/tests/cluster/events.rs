@@ -30,7 +30,7 @@ async fn checked(c: &TestCluster, sink: &EventSink) -> anyhow::Result<()> {
 }
 
 /// No process ever frees up: the placement times out, and its
-/// `event_battle_session_placement_timed_out` arrives.
+/// `event_battle_session_placement_timedout` arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_placement_delivers_its_event() -> anyhow::Result<()> {
     let c = TestCluster::start(ClusterOptions {

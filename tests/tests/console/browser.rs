@@ -231,7 +231,11 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
 
     // Sign out: back to the login page, and the pages are closed again.
     b.find(Locator::Id("sign-out")).await?.click().await?;
-    assert_eq!(path(b).await?, "/console/login");
+    // The click returns before the form's navigation ends: wait for it.
+    wait_for("the login page after sign-out", T, || async {
+        path(b).await.ok().filter(|p| p == "/console/login")
+    })
+    .await?;
     b.goto(&format!("{base}/console/cluster")).await?;
     assert_eq!(path(b).await?, "/console/login");
 

@@ -533,3 +533,32 @@ fn a_snapshot_from_before_retention_still_loads_and_its_issued_ids_expire() {
     prune_now(&mut h);
     assert!(h.s.issued_session_ids.is_empty());
 }
+
+#[test]
+fn issuing_the_same_id_again_is_a_repeat_not_a_conflict() {
+    let mut h = H::new(ServerMode::Simple);
+    let id = BattleSessionId::generate();
+    assert!(issue(&mut h, &id, Some(1)).0.is_ok());
+    let before = h.s.clone();
+    // Applied a second time (a retried forward): nothing changes, no 409,
+    // and the cap of one is not reached by the repeat.
+    h.at += 1;
+    assert!(issue(&mut h, &id, Some(1)).0.is_ok());
+    assert_eq!(h.s, before);
+    assert_indexes_consistent(&h.s);
+    // Once a placement took it, issuing it again is a conflict.
+    h.ok(Command::StartPlacement(StartPlacement {
+        placement_id: pl(1),
+        title_region_id: tr(),
+        fleet_id: fleet_id(),
+        battle_session_id: id.clone(),
+        max_players: 2,
+        properties: Default::default(),
+        players: vec![],
+        timeout_ms: None,
+    }));
+    assert!(matches!(
+        issue(&mut h, &id, Some(1)).0,
+        Err(Rejection::Conflict(_))
+    ));
+}

@@ -20,7 +20,7 @@
 //! counted, so that writes sent during the election are seen to wait for
 //! the new leader rather than fail.
 
-use crate::bench::{free_port, place_one, sim_agent, ClusterArgs, Started};
+use super::{free_port, place_one, sim_agent, ClusterArgs, Started};
 use anyhow::{bail, Context};
 use respawn_config::{Bootstrap, Config, MemberSpec, DEV_TITLE_REGION};
 use respawn_types::ticket::server::sign_ticket;
