@@ -87,8 +87,13 @@ impl Shots {
     }
 }
 
+/// The text of the element `css` matches, retried until it can be read (a
+/// page a click navigated to may still be loading, or replace the element).
 async fn text(b: &Client, css: &str) -> anyhow::Result<String> {
-    Ok(b.find(Locator::Css(css)).await?.text().await?)
+    wait_for(&format!("{css} on the page"), T, || async {
+        b.find(Locator::Css(css)).await.ok()?.text().await.ok()
+    })
+    .await
 }
 
 async fn path(b: &Client) -> anyhow::Result<String> {
@@ -115,6 +120,12 @@ async fn sign_in(
         b.find(Locator::Id(id)).await?.send_keys(value).await?;
     }
     b.find(Locator::Id(button)).await?.click().await?;
+    // The click returns before the form's navigation ends: wait until the
+    // browser has left the login page (every sign-in here succeeds).
+    wait_for("the page after signing in", T, || async {
+        path(b).await.ok().filter(|p| p != "/console/login")
+    })
+    .await?;
     Ok(())
 }
 
