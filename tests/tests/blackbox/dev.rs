@@ -4,6 +4,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_places_a_battle_session_over_http() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let dev = Dev::start(dir.path())?;
     dev.wait_ready().await?;
@@ -33,6 +34,7 @@ async fn dev_places_a_battle_session_over_http() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_keeps_state_and_placements_continue() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let mut dev = Dev::start(dir.path())?;
     dev.wait_ready().await?;
@@ -84,6 +86,7 @@ async fn placements_started(b: &Backend) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_changes_nothing() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let dev = Dev::start(dir.path())?;
     dev.wait_ready().await?;

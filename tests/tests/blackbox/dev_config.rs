@@ -38,6 +38,7 @@ fn section_16_file() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_with_a_file_and_sourced_credentials_starts_and_writes_every_region(
 ) -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("respawn.toml");
     std::fs::write(&config, section_16_file())?;

@@ -19,6 +19,12 @@ mod two_processes;
 
 const T: Duration = Duration::from_secs(30);
 
+/// The real-network test runs alone (write); the others share (read). Five
+/// debug-build processes with LAN Raft timings (200 ms elections) next to
+/// the other black-box tests' clusters starved a 2-core machine into
+/// elections that never ended.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// A running `respawn dev` and what it printed about itself.
 struct Dev {
     child: Child,

@@ -94,6 +94,7 @@ fn respawn_ok(args: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_misuse_cannot_brick_a_dev_node() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("dev");
     let mut dev = Dev::start(&data)?;
@@ -228,6 +229,7 @@ impl Drop for Procs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_that_dies_is_not_promoted_and_is_removed() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();

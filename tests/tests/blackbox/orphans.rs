@@ -48,6 +48,7 @@ fn still_runs(pid: u32, start: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_child_survives_a_sigkilled_dev_and_it_restarts_cleanly() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let mut dev = Dev::start(dir.path())?;
     dev.wait_ready().await?;

@@ -19,6 +19,7 @@ fn respawn_cmd(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_server_processes_survive_the_leader_and_change_membership() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let pki = dir.path().join("pki");
     let pki_s = pki.to_str().unwrap();

@@ -4,6 +4,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_and_agent_as_two_processes() -> anyhow::Result<()> {
+    let _shared = super::ALONE.read().await;
     let dir = tempfile::tempdir()?;
     let quic_port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?

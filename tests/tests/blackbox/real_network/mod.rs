@@ -28,6 +28,7 @@ const T: Duration = Duration::from_secs(60);
 
 #[test]
 fn real_network_failover_under_load() -> anyhow::Result<()> {
+    let _alone = super::ALONE.blocking_write();
     // A missing capability fails the test, naming it: never a silent pass.
     anyhow::ensure!(
         Net::available(),
