@@ -96,6 +96,25 @@ async fn text(b: &Client, css: &str) -> anyhow::Result<String> {
     .await
 }
 
+/// Waits until `css` shows exactly `want`: after a click that submits a
+/// form, the old page stays readable until the new one has loaded.
+async fn wait_text(b: &Client, css: &str, want: &str) -> anyhow::Result<()> {
+    wait_for(&format!("{css} showing {want:?}"), T, || async {
+        let got = b.find(Locator::Css(css)).await.ok()?.text().await.ok()?;
+        (got == want).then_some(())
+    })
+    .await
+}
+
+/// Waits until the browser is at `want` (a path), for the same reason.
+async fn wait_path(b: &Client, want: &str) -> anyhow::Result<()> {
+    wait_for(&format!("the page {want}"), T, || async {
+        path(b).await.ok().filter(|p| p == want)
+    })
+    .await
+    .map(|_| ())
+}
+
 async fn path(b: &Client) -> anyhow::Result<String> {
     Ok(b.current_url().await?.path().to_string())
 }
@@ -164,12 +183,13 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
         .await?
         .click()
         .await?;
+    wait_path(b, "/console/placements").await?;
     shots.take(b, "placements").await?;
     b.find(Locator::Css(&format!("a[href='/console/placements/{p}']")))
         .await?
         .click()
         .await?;
-    assert_eq!(path(b).await?, format!("/console/placements/{p}"));
+    wait_path(b, &format!("/console/placements/{p}")).await?;
     assert_eq!(text(b, "#placement-status").await?, "FULFILLED");
     assert!(text(b, "#players").await?.contains("alice"));
     assert!(text(b, "#timeline").await?.contains("placement FULFILLED"));
@@ -222,9 +242,9 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
 
     // Stop and start it from its page.
     b.find(Locator::Id("vs-stop")).await?.click().await?;
-    assert_eq!(text(b, "#vs-desired").await?, "STOPPED");
+    wait_text(b, "#vs-desired", "STOPPED").await?;
     b.find(Locator::Id("vs-start")).await?.click().await?;
-    assert_eq!(text(b, "#vs-desired").await?, "RUNNING");
+    wait_text(b, "#vs-desired", "RUNNING").await?;
 
     // A POST without the CSRF token is refused, even with the session cookie.
     let status = b
