@@ -44,6 +44,10 @@ fn fixture_binary() -> &'static Path {
 }
 
 /// A build context: Dockerfile, the fixture binary, and a file unique to `tag`.
+/// The unique file is the first layer, so no two images built here share a
+/// layer: with a shared first layer, one test's forced image removal could
+/// delete the parent another test's build was exporting onto ("unknown
+/// parent image ID"), as tests in this binary build at the same time.
 fn context(dir: &Path, tag: &str) -> PathBuf {
     let ctx = dir.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -51,7 +55,7 @@ fn context(dir: &Path, tag: &str) -> PathBuf {
     std::fs::write(ctx.join("id.txt"), tag).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY vs /vs\nCOPY id.txt /id.txt\nENTRYPOINT [\"/vs\"]\n",
+        "FROM scratch\nCOPY id.txt /id.txt\nCOPY vs /vs\nENTRYPOINT [\"/vs\"]\n",
     )
     .unwrap();
     ctx
