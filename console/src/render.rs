@@ -6,7 +6,7 @@ use minijinja::Environment;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("../templates/base.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("error.html", include_str!("../templates/error.html")),
@@ -22,8 +22,10 @@ const TEMPLATES: [(&str, &str); 11] = [
         include_str!("../templates/placement.html"),
     ),
     ("players.html", include_str!("../templates/players.html")),
+    ("process.html", include_str!("../templates/process.html")),
     ("vs_list.html", include_str!("../templates/vs_list.html")),
     ("vs.html", include_str!("../templates/vs.html")),
+    ("vs_logs.html", include_str!("../templates/vs_logs.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, ConsoleError> {
