@@ -176,7 +176,8 @@ async fn processes_logs_rollback_tasks_and_browsing_over_http() -> anyhow::Resul
         .get(&format!("/console/virtual_servers/{dev_tr}/api"))
         .await?;
     assert!(
-        page.body.contains("cron */5 * * * * (UTC) (disabled)"),
+        page.body.contains("class=\"task-schedule\">cron ")
+            && page.body.contains("5 * * * * (UTC) (disabled)"),
         "{}",
         page.body
     );
