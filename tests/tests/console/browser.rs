@@ -195,9 +195,15 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     assert!(text(b, "#timeline").await?.contains("placement FULFILLED"));
     shots.take(b, "placement").await?;
     // Its DS process, one click away.
-    b.find(Locator::Id("session-process")).await?.click().await?;
+    b.find(Locator::Id("session-process"))
+        .await?
+        .click()
+        .await?;
     wait_for("the DS process page", T, || async {
-        path(b).await.ok().filter(|p| p.starts_with("/console/processes/"))
+        path(b)
+            .await
+            .ok()
+            .filter(|p| p.starts_with("/console/processes/"))
     })
     .await?;
     assert!(text(b, "#process-logs").await?.contains("stdout.log"));
@@ -273,11 +279,16 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     // filters in the address.
     let logs_url = format!("{vs_url}/logs");
     b.goto(&logs_url).await?;
-    b.find(Locator::Id("log-q")).await?.send_keys("hello").await?;
+    b.find(Locator::Id("log-q"))
+        .await?
+        .send_keys("hello")
+        .await?;
     b.find(Locator::Id("log-filter")).await?.click().await?;
     wait_for("the filtered log page", T, || async {
         let u = b.current_url().await.ok()?;
-        u.query().is_some_and(|q| q.contains("q=hello")).then_some(())
+        u.query()
+            .is_some_and(|q| q.contains("q=hello"))
+            .then_some(())
     })
     .await?;
     text(b, "#console-log").await?;
@@ -289,7 +300,8 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     b.goto(&format!("{vs_url}/open")).await?;
     wait_for("the VS's own page", T, || async {
         let p = path(b).await.ok()?;
-        p.starts_with(&format!("/console/browse/{tr}/api/")).then_some(())
+        p.starts_with(&format!("/console/browse/{tr}/api/"))
+            .then_some(())
     })
     .await?;
     let here = b.current_url().await?;
@@ -308,7 +320,11 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
             vec![],
         )
         .await?;
-    assert_ne!(read, serde_json::json!("read"), "a VS page read a console page");
+    assert_ne!(
+        read,
+        serde_json::json!("read"),
+        "a VS page read a console page"
+    );
     b.goto(&vs_url).await?;
 
     // Sign out: back to the login page, and the pages are closed again.
