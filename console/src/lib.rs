@@ -8,6 +8,7 @@
 //! in the binary. The node's `console` module serves them over axum.
 
 pub mod charts;
+pub mod merge;
 pub mod recorder;
 pub mod render;
 pub mod sample;

@@ -6,7 +6,7 @@ use minijinja::Environment;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("../templates/base.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("error.html", include_str!("../templates/error.html")),
@@ -22,8 +22,10 @@ const TEMPLATES: [(&str, &str); 11] = [
         include_str!("../templates/placement.html"),
     ),
     ("players.html", include_str!("../templates/players.html")),
+    ("process.html", include_str!("../templates/process.html")),
     ("vs_list.html", include_str!("../templates/vs_list.html")),
     ("vs.html", include_str!("../templates/vs.html")),
+    ("vs_logs.html", include_str!("../templates/vs_logs.html")),
 ];
 
 fn env() -> Result<&'static Environment<'static>, ConsoleError> {
@@ -34,6 +36,7 @@ fn env() -> Result<&'static Environment<'static>, ConsoleError> {
             env.add_template(name, source).map_err(|e| e.to_string())?;
         }
         env.add_filter("time", |ms: u64| crate::views::time(ms));
+        env.add_filter("truncate", truncate);
         Ok(env)
     })
     .as_ref()
@@ -43,6 +46,15 @@ fn env() -> Result<&'static Environment<'static>, ConsoleError> {
             e.clone(),
         ))
     })
+}
+
+/// The first `n` characters of `s`, and "…" if there were more (the
+/// trigger log's answers; minijinja has no `truncate` of its own).
+fn truncate(s: String, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
 }
 
 /// Renders template `name` with `ctx`.
@@ -82,5 +94,7 @@ mod tests {
         assert!(html.contains("&lt;b&gt;no") && !html.contains("<b>no"));
         assert!(!html.contains("id=\"sign-out\""));
         assert!(asset("style.css").is_some() && asset("../secret").is_none());
+        assert_eq!(truncate("héllo".into(), 2), "hé…");
+        assert_eq!(truncate("hi".into(), 2), "hi");
     }
 }

@@ -8,6 +8,7 @@
 //! snapshots, by [`POINTS`] per virtual server that still exists.
 
 use crate::charts::{histogram, line_chart};
+use crate::merge::VsPart;
 use crate::recorder::{VsKey, VsTotals, VsUsage, RTT_BUCKETS_MS};
 use crate::series::{Point, Ring, SeriesStore, POINTS};
 use crate::views::fleets::Utilization;
@@ -166,7 +167,7 @@ impl Sampler {
     }
 
     /// Calls per RTT bucket over the retained window.
-    pub fn rtt_histogram(&self, k: &VsKey) -> Vec<(String, u64)> {
+    pub fn rtt_counts(&self, k: &VsKey) -> Vec<u64> {
         let mut counts: Buckets = Default::default();
         if let Some(r) = self.hist.get(k) {
             if let (Some(first), Some(last)) = (r.first(), r.last()) {
@@ -180,64 +181,107 @@ impl Sampler {
                 }
             }
         }
-        let mut labels: Vec<String> = RTT_BUCKETS_MS
-            .iter()
-            .map(|b| {
-                if *b >= 1000.0 {
-                    format!("≤{}s", b / 1000.0)
-                } else {
-                    format!("≤{b}ms")
-                }
-            })
-            .collect();
-        labels.push(">10s".into());
-        labels.into_iter().zip(counts).collect()
+        counts.to_vec()
     }
 
-    /// The charts of a virtual server.
-    pub fn vs_charts(&self, k: &VsKey, now_ms: u64) -> Result<Vec<Chart>, ConsoleError> {
-        let p = |what: &str| self.points(&vkey(k, what));
-        let bars = self.rtt_histogram(k);
-        let calls: u64 = bars.iter().map(|b| b.1).sum();
-        Ok(vec![
-            chart("qps", "QPS", "calls/s", &[("calls", p("qps"))], now_ms)?,
-            chart("rtt", "RTT (mean)", "ms", &[("rtt", p("rtt_ms"))], now_ms)?,
-            Chart {
-                id: "rtt-histogram",
-                svg: histogram("RTT distribution (last hour)", &bars)?,
-                caption: format!("{calls} calls in the window"),
-            },
-            chart(
-                "status",
-                "Status codes",
-                "calls/s",
-                &[("2xx", p("c2")), ("4xx", p("c4")), ("5xx", p("c5"))],
-                now_ms,
-            )?,
-            chart(
-                "bytes",
-                "Bytes",
-                "B/s",
-                &[("in", p("bytes_in")), ("out", p("bytes_out"))],
-                now_ms,
-            )?,
-            chart("cpu", "CPU", "millicores", &[("cpu", p("cpu"))], now_ms)?,
-            chart(
-                "memory",
-                "Memory",
-                "MiB",
-                &[("memory", p("mem_mib"))],
-                now_ms,
-            )?,
-            chart(
-                "instances",
-                "Instances",
-                "",
-                &[("running", p("running")), ("all", p("instances"))],
-                now_ms,
-            )?,
-        ])
+    /// Calls per RTT bucket over the retained window, with the buckets' labels.
+    pub fn rtt_histogram(&self, k: &VsKey) -> Vec<(String, u64)> {
+        labelled(&self.rtt_counts(k))
     }
+
+    /// This node's part of a virtual server's figures (see [`crate::merge`]).
+    pub fn vs_part(&self, k: &VsKey) -> VsPart {
+        let names = [
+            "qps",
+            "c2",
+            "c4",
+            "c5",
+            "bytes_in",
+            "bytes_out",
+            "rtt_ms",
+            "cpu",
+            "mem_mib",
+            "running",
+            "instances",
+        ];
+        VsPart {
+            series: names
+                .iter()
+                .map(|n| (n.to_string(), self.points(&vkey(k, n))))
+                .filter(|(_, p)| !p.is_empty())
+                .collect(),
+            rtt_hist: self.rtt_counts(k),
+        }
+    }
+
+    /// The charts of a virtual server from this node's samples alone.
+    pub fn vs_charts(&self, k: &VsKey, now_ms: u64) -> Result<Vec<Chart>, ConsoleError> {
+        vs_charts_of(&self.vs_part(k), now_ms)
+    }
+}
+
+fn labelled(counts: &[u64]) -> Vec<(String, u64)> {
+    let mut labels: Vec<String> = RTT_BUCKETS_MS
+        .iter()
+        .map(|b| {
+            if *b >= 1000.0 {
+                format!("≤{}s", b / 1000.0)
+            } else {
+                format!("≤{b}ms")
+            }
+        })
+        .collect();
+    labels.push(">10s".into());
+    labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (l, counts.get(i).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// The charts of a virtual server from its (possibly merged) figures.
+pub fn vs_charts_of(part: &VsPart, now_ms: u64) -> Result<Vec<Chart>, ConsoleError> {
+    let p = |what: &str| part.series.get(what).cloned().unwrap_or_default();
+    let bars = labelled(&part.rtt_hist);
+    let calls: u64 = bars.iter().map(|b| b.1).sum();
+    Ok(vec![
+        chart("qps", "QPS", "calls/s", &[("calls", p("qps"))], now_ms)?,
+        chart("rtt", "RTT (mean)", "ms", &[("rtt", p("rtt_ms"))], now_ms)?,
+        Chart {
+            id: "rtt-histogram",
+            svg: histogram("RTT distribution (last hour)", &bars)?,
+            caption: format!("{calls} calls in the window"),
+        },
+        chart(
+            "status",
+            "Status codes",
+            "calls/s",
+            &[("2xx", p("c2")), ("4xx", p("c4")), ("5xx", p("c5"))],
+            now_ms,
+        )?,
+        chart(
+            "bytes",
+            "Bytes",
+            "B/s",
+            &[("in", p("bytes_in")), ("out", p("bytes_out"))],
+            now_ms,
+        )?,
+        chart("cpu", "CPU", "millicores", &[("cpu", p("cpu"))], now_ms)?,
+        chart(
+            "memory",
+            "Memory",
+            "MiB",
+            &[("memory", p("mem_mib"))],
+            now_ms,
+        )?,
+        chart(
+            "instances",
+            "Instances",
+            "",
+            &[("running", p("running")), ("all", p("instances"))],
+            now_ms,
+        )?,
+    ])
 }
 
 /// A line chart with a caption of each series' latest value.

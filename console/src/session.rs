@@ -143,6 +143,32 @@ impl Signer {
     pub fn check_csrf(&self, s: &Session, token: &str) -> bool {
         same(&self.csrf(s), token)
     }
+
+    /// A token that lets a browser reach virtual server `vs` of title
+    /// region `tr` through the console until `exp` (Unix seconds), and
+    /// nothing else: `{exp}-{hex HMAC}`. It goes in the path of the
+    /// proxied pages, so a VS's own links keep working without the
+    /// session cookie (which its sandboxed pages never get).
+    pub fn browse_token(&self, tr: &str, vs: &str, exp: u64) -> String {
+        let e = exp.to_string();
+        let m = mac(
+            &self.key,
+            &[b"browse", tr.as_bytes(), vs.as_bytes(), e.as_bytes()],
+        );
+        format!("{e}-{}", hex::encode(&m[..16]))
+    }
+
+    /// Whether `token` is a [`Signer::browse_token`] of `tr`/`vs` not
+    /// expired at `now`.
+    pub fn check_browse(&self, tr: &str, vs: &str, token: &str, now: u64) -> bool {
+        let Some(exp) = token
+            .split_once('-')
+            .and_then(|(e, _)| e.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        exp > now && same(&self.browse_token(tr, vs, exp), token)
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -207,6 +233,20 @@ mod tests {
         assert!(a.decode(&v, 1000 + SESSION_SECS).is_err());
         assert!(!a.check_csrf(&s, ""));
         assert!(!a.check_csrf(&s, &a.csrf(&admin)));
+    }
+
+    #[test]
+    fn browse_tokens_open_one_vs_until_they_expire() {
+        let a = Signer::from_admin_token("tok");
+        let t = a.browse_token("tr-1", "api", 2000);
+        assert!(Signer::from_admin_token("tok").check_browse("tr-1", "api", &t, 1999));
+        assert!(!a.check_browse("tr-1", "api", &t, 2000));
+        assert!(!a.check_browse("tr-1", "other", &t, 1000));
+        assert!(!a.check_browse("tr-2", "api", &t, 1000));
+        assert!(!Signer::from_admin_token("x").check_browse("tr-1", "api", &t, 1000));
+        let later = t.replacen("2000", "9000", 1);
+        assert!(!a.check_browse("tr-1", "api", &later, 1000));
+        assert!(!a.check_browse("tr-1", "api", "garbage", 1000));
     }
 
     #[test]

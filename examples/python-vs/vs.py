@@ -10,7 +10,7 @@ first, as the seed recommends, and answers 401 to callers it does not serve.
 
 Endpoints (allowed invokers in brackets):
 
-  GET|POST /hello              [backend client intranet] who called, and how
+  GET|POST /hello              [backend client intranet console] who called, and how
   POST     /echo               [backend client intranet] the body, streamed back
   GET      /env                [backend] the PGOS_* environment variables
   GET      /slow?ms=N          [backend client] answers after N ms
@@ -135,7 +135,7 @@ TASKS = Recorder("tasks.jsonl", "task_name", "task_time", env_int("VS_FAIL_TASKS
 
 # path -> (allowed methods, allowed invokers, handler method name)
 ROUTES = {
-    "/hello": (("GET", "POST"), ("backend", "client", "intranet"), "do_hello"),
+    "/hello": (("GET", "POST"), ("backend", "client", "intranet", "console"), "do_hello"),
     "/echo": (("POST",), ("backend", "client", "intranet"), "do_echo"),
     "/env": (("GET",), ("backend",), "do_env"),
     "/slow": (("GET",), ("backend", "client"), "do_slow"),

@@ -57,10 +57,14 @@ pub enum Invoker {
     Event,
     /// A scheduled PGOS task delivered to `/pgos_task`.
     Task,
+    /// An operator's browser, through the web console's browser access
+    /// (seed: browsing a VS from the portal).
+    Console,
 }
 
 impl Invoker {
-    /// The header value: `backend`, `client`, `intranet`, `event` or `task`.
+    /// The header value: `backend`, `client`, `intranet`, `event`, `task`
+    /// or `console`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Invoker::Backend => "backend",
@@ -68,6 +72,7 @@ impl Invoker {
             Invoker::Intranet => "intranet",
             Invoker::Event => "event",
             Invoker::Task => "task",
+            Invoker::Console => "console",
         }
     }
 
@@ -228,6 +233,7 @@ mod tests {
             (Invoker::Intranet, "intranet"),
             (Invoker::Event, "event"),
             (Invoker::Task, "task"),
+            (Invoker::Console, "console"),
         ];
         for (i, s) in all {
             assert_eq!(i.as_str(), s);

@@ -8,7 +8,9 @@
 //! reported exactly as a missing one.
 
 pub mod fleets;
+pub mod logs;
 pub mod placements;
+pub mod processes;
 
 use respawn_types::TitleRegionId;
 use serde::Serialize;

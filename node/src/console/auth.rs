@@ -106,6 +106,16 @@ pub fn check_csrf(
     }
 }
 
+/// Refuses a change whose form's `csrf` field is not the session's token
+/// (for forms with more fields than [`CsrfForm`]).
+pub fn check_token(c: &ConsoleState, me: &Me, token: &str) -> Result<(), PageError> {
+    if c.signer.check_csrf(&me.session, token) {
+        Ok(())
+    } else {
+        Err(PageError::Csrf)
+    }
+}
+
 fn login_page(status: StatusCode, error: Option<&str>) -> Response {
     match render::render(
         "login.html",

@@ -10,9 +10,13 @@
 //! index), so any node serves any page.
 
 pub mod auth;
+pub mod merged;
 pub mod pages;
 pub mod sampler;
 pub mod vs;
+pub mod vs_logs;
+pub mod vs_open;
+pub mod vs_ops;
 
 use crate::edge::context::Edge;
 use crate::edge::error::ApiError;
@@ -20,7 +24,7 @@ use auth::Me;
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use respawn_console::sample::Sampler;
 use respawn_console::session::Signer;
@@ -34,6 +38,8 @@ pub struct Console {
     pub signer: Signer,
     /// The series behind the charts (bounded: see `respawn_console::series`).
     pub sampler: Mutex<Sampler>,
+    /// Asks peers for their part of the charts (see [`merged`]).
+    pub http: reqwest::Client,
 }
 
 /// The router's state.
@@ -53,6 +59,7 @@ pub fn router(edge: Edge) -> Router<Edge> {
         signer: Signer::from_admin_token(&edge.admin_token),
         edge,
         sampler: Mutex::new(Sampler::default()),
+        http: reqwest::Client::new(),
     });
     tokio::spawn(sampler::run(Arc::downgrade(&console)));
     Router::new()
@@ -73,6 +80,7 @@ pub fn router(edge: Edge) -> Router<Edge> {
         .route("/console/placements", get(pages::placements))
         .route("/console/placements/{id}", get(pages::placement))
         .route("/console/players", get(pages::players))
+        .route("/console/processes/{id}", get(pages::process))
         .route("/console/virtual_servers", get(vs::list))
         .route("/console/virtual_servers/{tr}/{name}", get(vs::show))
         .route(
@@ -80,6 +88,35 @@ pub fn router(edge: Edge) -> Router<Edge> {
             post(vs::start),
         )
         .route("/console/virtual_servers/{tr}/{name}/stop", post(vs::stop))
+        .route(
+            "/console/virtual_servers/{tr}/{name}/rollback",
+            post(vs_ops::rollback),
+        )
+        .route(
+            "/console/internal/vs_part/{tr}/{name}",
+            get(merged::vs_part),
+        )
+        .route(
+            "/console/virtual_servers/{tr}/{name}/open",
+            get(vs_open::open),
+        )
+        .route("/console/browse/{tr}/{name}/{token}", any(vs_open::browse))
+        .route(
+            "/console/browse/{tr}/{name}/{token}/{*path}",
+            any(vs_open::browse),
+        )
+        .route(
+            "/console/virtual_servers/{tr}/{name}/logs",
+            get(vs_logs::logs),
+        )
+        .route(
+            "/console/virtual_servers/{tr}/{name}/tasks/{task}",
+            post(vs_ops::edit_task),
+        )
+        .route(
+            "/console/virtual_servers/{tr}/{name}/tasks/{task}/run",
+            post(vs_ops::run_task),
+        )
         .with_state(console)
 }
 
@@ -122,6 +159,8 @@ pub enum PageError {
     NotFound(String),
     /// A change without a valid CSRF token.
     Csrf,
+    /// A form or query field with a bad value (the message names it).
+    BadInput(String),
     /// The edge's own error (a read or a write that failed).
     Api(ApiError),
     Render(ConsoleError),
@@ -154,6 +193,7 @@ impl IntoResponse for PageError {
                 "Refused",
                 "missing or wrong CSRF token: reload the page and try again".to_string(),
             ),
+            PageError::BadInput(m) => (StatusCode::BAD_REQUEST, "Bad input", m),
             PageError::Api(e) => (e.status, "Error", e.message),
             PageError::Render(e) => {
                 tracing::error!(error = %e, "console page failed to render");

@@ -8,7 +8,7 @@ use super::{page, ConsoleState, PageError};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use respawn_actors::AgentGateway;
-use respawn_console::views::{self, fleets, placements};
+use respawn_console::views::{self, fleets, placements, processes};
 use respawn_types::HostId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -242,5 +242,29 @@ pub async fn players(
         "Players",
         "players",
         minijinja::context! { player, list },
+    )
+}
+
+/// `GET /console/processes/{id}`: a DS process's state, host, sessions,
+/// timeline and where its logs are.
+pub async fn process(
+    State(c): State<ConsoleState>,
+    me: Me,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let found = c
+        .edge
+        .server
+        .cluster
+        .read(|s| processes::process_page(s, me.scope(), &id))
+        .await?;
+    let p = found.ok_or_else(|| PageError::NotFound(format!("DS process '{id}' not found")))?;
+    page(
+        &c,
+        &me,
+        "process.html",
+        "DS process",
+        "fleets",
+        minijinja::context! { page => p, max_sessions => processes::MAX_SESSIONS },
     )
 }

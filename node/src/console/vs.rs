@@ -17,7 +17,7 @@ use serde::Serialize;
 
 /// The title region of a VS path, if the session may see it; otherwise the
 /// same 404 as for a VS that does not exist.
-fn region(me: &Me, tr: &str, name: &str) -> Result<TitleRegionId, PageError> {
+pub(super) fn region(me: &Me, tr: &str, name: &str) -> Result<TitleRegionId, PageError> {
     let missing = || PageError::NotFound(format!("virtual server '{name}' not found"));
     let id = TitleRegionId::parse(tr).map_err(|_| missing())?;
     if me.scope().sees(&id) {
@@ -66,6 +66,10 @@ struct HandlerRow {
 struct TaskRow {
     name: String,
     schedule: String,
+    /// `interval` or `cron`, and its value, for the edit form.
+    kind: &'static str,
+    secs: Option<u64>,
+    cron: Option<String>,
     enabled: bool,
     last_fired_at: Option<u64>,
 }
@@ -114,6 +118,18 @@ async fn page_of(
                         TaskSchedule::Interval { secs } => format!("every {secs} s"),
                         TaskSchedule::Cron { expr } => format!("cron {expr} (UTC)"),
                     },
+                    kind: match &t.schedule {
+                        TaskSchedule::Interval { .. } => "interval",
+                        TaskSchedule::Cron { .. } => "cron",
+                    },
+                    secs: match &t.schedule {
+                        TaskSchedule::Interval { secs } => Some(*secs),
+                        TaskSchedule::Cron { .. } => None,
+                    },
+                    cron: match &t.schedule {
+                        TaskSchedule::Interval { .. } => None,
+                        TaskSchedule::Cron { expr } => Some(expr.clone()),
+                    },
                     enabled: t.enabled,
                     last_fired_at: t.last_fired_at,
                 })
@@ -157,9 +173,8 @@ async fn page_of(
         Ok(Query(tail(50))),
     )
     .await?;
-    let charts = c
-        .sampler()
-        .vs_charts(&(tr.clone(), name.clone()), respawn_types::now_millis())?;
+    let (charts, coverage) =
+        super::merged::vs_charts(c, &tr, &name, respawn_types::now_millis()).await?;
     let title = format!("Virtual server {name}");
     page(
         c,
@@ -170,7 +185,7 @@ async fn page_of(
         minijinja::context! {
             vs, handlers, tasks, triggers, logs,
             access => access.lines,
-            charts, sample_secs => SAMPLE_SECS,
+            charts, coverage, sample_secs => SAMPLE_SECS,
         },
     )
 }

@@ -13,6 +13,7 @@ pub mod invoke;
 pub mod json;
 pub mod players_admin;
 pub mod serve;
+pub mod tasks_admin;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -67,7 +68,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         invoke::invoke_backend, invoke::invoke_client,
         vs_admin::list, vs_admin::put, vs_admin::get_one, vs_admin::delete, vs_admin::start, vs_admin::stop,
         vs_admin::logs, vs_admin::access_log,
-        vs_admin::put_event_handler, vs_admin::delete_event_handler, vs_admin::put_task, vs_admin::delete_task,
+        vs_admin::put_event_handler, vs_admin::delete_event_handler, vs_admin::put_task, vs_admin::delete_task, tasks_admin::run_task,
         vs_admin::trigger_logs,
         fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
         fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
@@ -330,6 +331,10 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route(
             "/admin/title_regions/{tr}/tasks/{name}",
             put(vs_admin::put_task).delete(vs_admin::delete_task),
+        )
+        .route(
+            "/admin/title_regions/{tr}/tasks/{name}/run",
+            post(tasks_admin::run_task),
         )
         .route(
             "/admin/title_regions/{tr}/trigger_logs",

@@ -128,7 +128,7 @@ fn view(s: &respawn_state::ClusterState, v: &VirtualServer) -> VirtualServerView
     }
 }
 
-fn tr_id(s: &str) -> Result<TitleRegionId, ApiError> {
+pub(crate) fn tr_id(s: &str) -> Result<TitleRegionId, ApiError> {
     TitleRegionId::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -602,6 +602,22 @@ pub struct TriggerView {
     pub outcome: TriggerOutcome,
 }
 
+/// A trigger record as the API shows it.
+pub(crate) fn trigger_view(r: &TriggerRecord) -> TriggerView {
+    TriggerView {
+        trigger_id: r.trigger_id.clone(),
+        kind: r.kind,
+        name: r.name.clone(),
+        virtual_server: r.vs.to_string(),
+        at: r.at,
+        attempt: r.attempt,
+        status_code: r.status_code,
+        response: r.response.clone(),
+        latency_ms: r.latency_ms,
+        outcome: r.outcome,
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TriggerLogView {
     pub records: Vec<TriggerView>,
@@ -647,18 +663,7 @@ pub async fn trigger_logs(
                 .flatten()
                 .filter(|r| p.kind.is_none_or(|k| k == r.kind))
                 .filter(|r| p.name.as_ref().is_none_or(|n| *n == r.name))
-                .map(|r| TriggerView {
-                    trigger_id: r.trigger_id.clone(),
-                    kind: r.kind,
-                    name: r.name.clone(),
-                    virtual_server: r.vs.to_string(),
-                    at: r.at,
-                    attempt: r.attempt,
-                    status_code: r.status_code,
-                    response: r.response.clone(),
-                    latency_ms: r.latency_ms,
-                    outcome: r.outcome,
-                })
+                .map(trigger_view)
                 .collect();
             (recs, s.outbox.get(&tr).map_or(0, |q| q.len()))
         })

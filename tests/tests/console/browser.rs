@@ -194,6 +194,21 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     assert!(text(b, "#players").await?.contains("alice"));
     assert!(text(b, "#timeline").await?.contains("placement FULFILLED"));
     shots.take(b, "placement").await?;
+    // Its DS process, one click away.
+    b.find(Locator::Id("session-process"))
+        .await?
+        .click()
+        .await?;
+    wait_for("the DS process page", T, || async {
+        path(b)
+            .await
+            .ok()
+            .filter(|p| p.starts_with("/console/processes/"))
+    })
+    .await?;
+    assert!(text(b, "#process-logs").await?.contains("stdout.log"));
+    assert!(text(b, "#sessions").await?.contains(&p));
+    shots.take(b, "process").await?;
 
     // The player's sessions.
     b.goto(&format!("{base}/console/players?player=alice"))
@@ -259,6 +274,58 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     assert_eq!(status, serde_json::json!(403));
     b.goto(&vs_url).await?;
     assert_eq!(text(b, "#vs-desired").await?, "RUNNING");
+
+    // The log view's filter form is a plain GET: submitting it puts the
+    // filters in the address.
+    let logs_url = format!("{vs_url}/logs");
+    b.goto(&logs_url).await?;
+    b.find(Locator::Id("log-q"))
+        .await?
+        .send_keys("hello")
+        .await?;
+    b.find(Locator::Id("log-filter")).await?.click().await?;
+    wait_for("the filtered log page", T, || async {
+        let u = b.current_url().await.ok()?;
+        u.query()
+            .is_some_and(|q| q.contains("q=hello"))
+            .then_some(())
+    })
+    .await?;
+    text(b, "#console-log").await?;
+    shots.take(b, "vs-logs").await?;
+
+    // Browser access: the VS answers the operator's browser (Invoker:
+    // console), and its page is sandboxed: a script in it cannot read
+    // console pages with the operator's session.
+    b.goto(&format!("{vs_url}/open")).await?;
+    wait_for("the VS's own page", T, || async {
+        let p = path(b).await.ok()?;
+        p.starts_with(&format!("/console/browse/{tr}/api/"))
+            .then_some(())
+    })
+    .await?;
+    let here = b.current_url().await?;
+    b.goto(&format!("{}hello", here.as_str())).await?;
+    wait_for("the VS's answer to a console invoker", T, || async {
+        let body = b.source().await.ok()?;
+        body.contains("\"invoker\":\"console\"").then_some(())
+    })
+    .await?;
+    shots.take(b, "vs-browse").await?;
+    let read = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/console/cluster', {credentials: 'include'})
+               .then(r => r.text()).then(t => done(t.includes('leader') ? 'read' : 'no session'), () => done('blocked'));",
+            vec![],
+        )
+        .await?;
+    assert_ne!(
+        read,
+        serde_json::json!("read"),
+        "a VS page read a console page"
+    );
+    b.goto(&vs_url).await?;
 
     // Sign out: back to the login page, and the pages are closed again.
     b.find(Locator::Id("sign-out")).await?.click().await?;

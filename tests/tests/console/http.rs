@@ -4,21 +4,23 @@ use super::*;
 use reqwest::redirect::Policy;
 use respawn_config::DEV_FLEET;
 
-struct Browser {
+pub(super) struct Browser {
     http: reqwest::Client,
     base: String,
-    cookie: Option<String>,
+    pub cookie: Option<String>,
 }
 
-struct Got {
-    status: u16,
-    location: String,
-    set_cookie: String,
-    body: String,
+pub(super) struct Got {
+    pub status: u16,
+    pub location: String,
+    pub set_cookie: String,
+    /// The `Content-Security-Policy` header.
+    pub csp: String,
+    pub body: String,
 }
 
 impl Browser {
-    fn new(base: &str) -> Browser {
+    pub(super) fn new(base: &str) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
@@ -42,22 +44,27 @@ impl Browser {
                 .unwrap_or_default()
                 .to_string()
         };
-        let (status, location, set_cookie) =
-            (res.status().as_u16(), h("location"), h("set-cookie"));
+        let (status, location, set_cookie, csp) = (
+            res.status().as_u16(),
+            h("location"),
+            h("set-cookie"),
+            h("content-security-policy"),
+        );
         Ok(Got {
             status,
             location,
             set_cookie,
+            csp,
             body: res.text().await?,
         })
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Got> {
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Got> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Got> {
+    pub(super) async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Got> {
         // A plain form body, as a browser sends it.
         let body = form
             .iter()
@@ -74,7 +81,7 @@ impl Browser {
     }
 
     /// Signs in with `form`; keeps the session cookie.
-    async fn sign_in(&mut self, form: &[(&str, &str)]) -> anyhow::Result<Got> {
+    pub(super) async fn sign_in(&mut self, form: &[(&str, &str)]) -> anyhow::Result<Got> {
         let g = self.post("/console/login", form).await?;
         if g.status != 303 {
             bail!("sign-in answered {}: {}", g.status, g.body);
@@ -89,7 +96,7 @@ impl Browser {
     }
 
     /// The CSRF token of the signed-in session, from a page's forms.
-    async fn csrf(&self) -> anyhow::Result<String> {
+    pub(super) async fn csrf(&self) -> anyhow::Result<String> {
         let g = self.get("/console/fleets").await?;
         let i = g
             .body
@@ -110,7 +117,7 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-async fn desired(e: &Env, tr: &str, vs: &str) -> String {
+pub(super) async fn desired(e: &Env, tr: &str, vs: &str) -> String {
     let a =
         e.c.admin(
             "GET",

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod browser;
 mod http;
+mod ops;
 
 const T: Duration = Duration::from_secs(60);
 /// The second title region.
