@@ -161,7 +161,8 @@ impl Actor for FleetActor {
 }
 
 fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
-    let gateway = st.deps.gateway.clone();
+    // Asked before the read that plans: the gateway reads the state too.
+    let connected = st.deps.connected_hosts();
     let plan = st.deps.read(|s| {
         let Some(fleet) = FleetView::of(s, &st.id) else {
             return Vec::new();
@@ -170,7 +171,7 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
             fleet,
             &st.in_flight_placements,
             &st.in_flight_processes,
-            |h| gateway.is_connected(h),
+            |h| connected.contains(h),
             MAX_ROUND,
         )
     });

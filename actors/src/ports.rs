@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use respawn_state::{Applied, ClusterState, Command, Rejection};
 use respawn_types::agent::{AgentReply, ServerToAgent};
 use respawn_types::{HostId, TitleRegionId, VsName};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +112,11 @@ pub struct Deps {
 
 impl Deps {
     /// Runs `f` on the current state; the lock is held only for `f`.
+    ///
+    /// `f` must not call the other ports (the gateway's `is_connected`
+    /// reads the state too): a read inside a read deadlocks as soon as
+    /// apply waits for the lock between the two. Ask them before or after
+    /// (e.g. [`Deps::connected_hosts`]).
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
         let mut f = Some(f);
         let mut out = None;
@@ -123,5 +128,15 @@ impl Deps {
         // `read_state` runs its reader exactly once: that is its contract.
         #[allow(clippy::expect_used)]
         out.expect("StateReader::read_state ran the reader")
+    }
+
+    /// The hosts of the state whose agent holds a link now
+    /// ([`AgentGateway::is_connected`]), asked outside any state read.
+    pub fn connected_hosts(&self) -> HashSet<HostId> {
+        let hosts: Vec<HostId> = self.read(|s| s.hosts.keys().cloned().collect());
+        hosts
+            .into_iter()
+            .filter(|h| self.gateway.is_connected(h))
+            .collect()
     }
 }

@@ -202,13 +202,14 @@ impl VsState {
     }
 
     fn plan(&mut self, myself: &ActorRef<VsMsg>) {
-        let gateway = self.deps.gateway.clone();
+        // Asked before the read that plans: the gateway reads the state too.
+        let connected = self.deps.connected_hosts();
         let away = &self.away;
         let now = Instant::now();
         let plan = self.deps.read(|s| {
             plan_region(
                 RegionView::of(s, &self.tr),
-                |h| gateway.is_connected(h),
+                |h| connected.contains(h),
                 |h| host_lost(away.get(h).copied(), now),
             )
         });

@@ -691,64 +691,6 @@ async fn members_join_as_learners_become_voters_and_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_follower_catches_up_in_append_entries_within_the_budget() {
-    let cluster = MemCluster::start(3, settings()).await;
-    let all = [1, 2, 3];
-    let leader = cluster.leader().await;
-    let behind = all.into_iter().find(|id| *id != leader).unwrap();
-    let first = propose_all(cluster.node(leader), [100_000]).await;
-    cluster.wait_applied(&all, first).await;
-    cluster.router.unregister(behind);
-
-    // Concurrent proposals fill big batches (up to 512 requests an entry),
-    // each request about 1 KiB.
-    let tasks: Vec<_> = (0..3000u32)
-        .map(|n| {
-            let c = cluster.node(leader).clone();
-            let mut region = title_region(n);
-            region.name = format!("{n:0>1000}");
-            tokio::spawn(async move {
-                c.propose_request(Request {
-                    at: 1,
-                    command: Command::PutTitleRegion(region),
-                })
-                .await
-                .unwrap()
-                .index
-            })
-        })
-        .collect();
-    let mut last = 0;
-    for t in tasks {
-        last = last.max(t.await.unwrap());
-    }
-    let entries = last - first;
-    let log_bytes = {
-        let s = cluster.node(leader).read(|s| s.clone());
-        serde_json::to_vec(&s.title_regions).unwrap().len()
-    };
-    assert!(
-        log_bytes > 2 * rpc::APPEND_ENTRIES_BUDGET,
-        "the backlog ({log_bytes} bytes) needs several requests"
-    );
-
-    cluster
-        .router
-        .register(behind, Arc::new(RaftHandler(cluster.node(behind).clone())));
-    cluster.wait_applied(&all, last).await;
-    let state = cluster.assert_equal(&all);
-    assert_eq!(state.title_regions.len(), 3001);
-    let largest = cluster.router.stats(Service::Raft).largest_delivered;
-    // Every request stayed within the budget, though it could have taken
-    // the whole backlog (`entries` entries) at once.
-    assert!(
-        largest <= rpc::APPEND_ENTRIES_BUDGET,
-        "largest raft request {largest} bytes; {entries} entries were behind"
-    );
-    cluster.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lossy_slow_network_still_commits_and_converges() {
     let cluster = MemCluster::start(3, settings()).await;
     let all = [1, 2, 3];
@@ -868,3 +810,6 @@ async fn three_members_elect_and_replicate_over_quic() {
         e.close();
     }
 }
+
+// A follower that fell behind catches up in requests within the budget.
+mod catch_up;

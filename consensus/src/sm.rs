@@ -22,6 +22,7 @@ use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use respawn_state::ClusterState;
 use respawn_state::Event;
+use std::cell::RefCell;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,20 +59,105 @@ pub struct StateHandle {
     commands_at_snapshot: Arc<AtomicU64>,
 }
 
+thread_local! {
+    /// The state locks this thread holds for reading, by address (see
+    /// [`Reading`]).
+    static READING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a read of one state lock in progress on this thread, for as long
+/// as its guard lives.
+///
+/// A second read of the same lock on the same thread while the first is
+/// held (a reader that calls out to code that reads the state too)
+/// deadlocks as soon as apply asks for the write lock between the two:
+/// std's `RwLock` makes new readers wait behind a waiting writer, and the
+/// writer waits for the first read. Both threads then block for good —
+/// with two runtime workers, the whole node stops, idle. Such a nested read
+/// is a bug: it fails at once in debug builds (tests) and is logged in
+/// release builds.
+struct Reading(usize);
+
+impl Reading {
+    fn enter(lock: &Arc<RwLock<SmData>>) -> Reading {
+        let key = Arc::as_ptr(lock) as usize;
+        let nested = READING.with(|r| {
+            let mut r = r.borrow_mut();
+            let nested = r.contains(&key);
+            r.push(key);
+            nested
+        });
+        // Made before the check, so a failed check still unregisters it.
+        let reading = Reading(key);
+        if nested {
+            tracing::error!(
+                "the replicated state was read by a thread already reading it: \
+                 that deadlocks once apply waits for the lock"
+            );
+        }
+        debug_assert!(
+            !nested,
+            "nested read of the replicated state on one thread: it deadlocks as soon \
+             as apply waits for the write lock; read what is needed, return, then call out"
+        );
+        reading
+    }
+
+    /// Whether this thread holds `lock` for reading.
+    fn held(lock: &Arc<RwLock<SmData>>) -> bool {
+        let key = Arc::as_ptr(lock) as usize;
+        READING.with(|r| r.borrow().contains(&key))
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        READING.with(|r| {
+            let mut r = r.borrow_mut();
+            if let Some(i) = r.iter().rposition(|k| *k == self.0) {
+                r.remove(i);
+            }
+        });
+    }
+}
+
+/// A read guard of the state lock, registered as a [`Reading`].
+struct ReadGuard<'a> {
+    guard: RwLockReadGuard<'a, SmData>,
+    _reading: Reading,
+}
+
+impl std::ops::Deref for ReadGuard<'_> {
+    type Target = SmData;
+    fn deref(&self) -> &SmData {
+        &self.guard
+    }
+}
+
 impl StateHandle {
     // A panic inside `ClusterState::apply` poisons the lock; Raft stops
     // then (its state machine task is gone), and readers still get the last
     // state, so poisoning is not propagated.
-    fn read_guard(&self) -> RwLockReadGuard<'_, SmData> {
-        self.data.read().unwrap_or_else(PoisonError::into_inner)
+    fn read_guard(&self) -> ReadGuard<'_> {
+        let reading = Reading::enter(&self.data);
+        ReadGuard {
+            guard: self.data.read().unwrap_or_else(PoisonError::into_inner),
+            _reading: reading,
+        }
     }
 
     fn write_guard(&self) -> RwLockWriteGuard<'_, SmData> {
+        debug_assert!(
+            !Reading::held(&self.data),
+            "the replicated state written by a thread that reads it: deadlock"
+        );
         self.data.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the applied state under the read lock. Keep `f` short:
-    /// apply waits for it.
+    /// apply waits for it. `f` must not read this state again (directly or
+    /// through anything that does): a nested read deadlocks against a
+    /// waiting apply ([`Reading`]; it panics in debug builds).
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.read_guard().state)
     }
@@ -399,5 +485,43 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod nested_read_tests {
+    use super::*;
+
+    fn handle(dir: &tempfile::TempDir, name: &str) -> (StateMachineStore, StateHandle) {
+        let (sm, _closed) = StateMachineStore::open(&dir.path().join(name)).unwrap();
+        let h = sm.handle();
+        (sm, h)
+    }
+
+    /// A reader that reads the same state again would deadlock against a
+    /// waiting apply (the cluster's randomized tests hung that way): in a
+    /// debug build it fails at once, whatever else runs.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn a_nested_read_of_the_same_state_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_sm, h) = handle(&dir, "sm.redb");
+        let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            h.read(|_| h.read(|s| s.title_regions.len()))
+        }));
+        let why = nested.unwrap_err();
+        let why = why
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| why.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(why.contains("nested read"), "{why}");
+        // The failed read left nothing behind: reads one after the other,
+        // and a read of another member's state inside one, are fine.
+        assert_eq!(h.read(|s| s.title_regions.len()), 0);
+        let (_sm2, other) = handle(&dir, "other.redb");
+        assert_eq!(h.read(|_| other.read(|s| s.fleets.len())), 0);
+        assert_eq!(h.applied_index(), None);
     }
 }

@@ -10,8 +10,11 @@ async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Resul
         ..Default::default()
     })
     .await?;
+    // Sessions outlast the test (30 processes for 25 placements): a session
+    // ended 100 ms after activation could be TERMINATED by the time
+    // `fulfilled` reads it ACTIVE on a loaded machine.
     let agent = c
-        .sim_agent("host-a", 30, Duration::from_millis(100), c.quic_addrs())
+        .sim_agent("host-a", 30, Duration::from_secs(600), c.quic_addrs())
         .await?;
     let leader = c.wait_leader().await?;
     let follower = c
