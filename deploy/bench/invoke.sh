@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Virtual-server invoke benchmark: what Respawn's edge adds to a call.
 #
-# Three ways to reach one instance of the std-only Rust sample VS
-# (examples/rust-vs, GET /hello), measured side by side with wrk:
+# Three ways to reach one instance of a VS backend, measured side by side
+# with wrk. The backend is either the std-only Rust sample VS (BACKEND=rust,
+# the default: examples/rust-vs, GET /hello) or nginx itself (BACKEND=nginx:
+# GET /ping answered `200 ok`), run *by Respawn* as a process VS through a
+# wrapper script that writes an nginx configuration listening on
+# $PGOS_VS_Listen_Port and runs it in the foreground (cpu_millicores 64000,
+# max_instances 1) — issue 14's configuration:
 #
 #   direct  wrk -> VS instance                             (Invoker: backend sent by wrk)
 #   nginx   wrk -> nginx keep-alive reverse proxy -> VS     (nginx sets Invoker: backend)
 #   edge    wrk -> respawn edge /virtualserver/invoke/vs-bench/hello -> VS
+#   edgeB   (BENCH_BIN_B only) the same through the second respawn binary
 #           (TitleId, TitleRegionId, SecretId, ServerTicket headers; HMAC checked per call)
 #
 # Every round runs each target at high concurrency (wrk -t2 -c32) and at
@@ -23,8 +29,18 @@
 #   deploy/bench/invoke.sh
 #
 # Knobs (environment): ROUNDS=3 DURATION=10s THREADS=2 CONNS=32 COLD_RUNS=5
-#   NGINX_WORKERS=$(nproc)   nginx worker processes (see below)
+#   BACKEND=rust|nginx       the VS behind the three targets (see above); with
+#                            nginx the defaults become issue 14's: DURATION=5s
+#                            THREADS=1 NGINX_WORKERS=1 (one proxy worker)
+#   NGINX_WORKERS=$(nproc)   nginx worker processes of the proxy (see below)
 #   BENCH_BIN=path           use this respawn binary, skip `cargo build`
+#   BENCH_BIN_B=path         a second respawn binary measured in the same run
+#                            as a fourth target `edgeB` (its own `respawn dev`
+#                            on HTTP_PORT+1 / QUIC_PORT+1 with its own, identical
+#                            VS instance): before/after ratios of one change
+#   CONFIG_B=file            a configuration file for the second respawn
+#                            (`--config`); with it BENCH_BIN_B defaults to the
+#                            first binary (one setting against its default)
 #   HTTP_PORT=18080 QUIC_PORT=17600 NGINX_PORT=18090
 #   PERF=1                   also `perf record -g` the respawn process during an
 #                            extra edge run and a direct run (profiles in the results dir)
@@ -51,15 +67,21 @@
 # for all three targets (see the "direct" row).
 set -euo pipefail
 
+BACKEND=${BACKEND:-rust}
+case $BACKEND in
+    rust) def_duration=10s def_threads=2 def_workers=$(nproc) VS_PATH=/hello ;;
+    nginx) def_duration=5s def_threads=1 def_workers=1 VS_PATH=/ping ;;
+    *) echo "BACKEND must be rust or nginx" >&2; exit 2 ;;
+esac
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
+DURATION=${DURATION:-$def_duration}
+THREADS=${THREADS:-$def_threads}
 CONNS=${CONNS:-32}
 COLD_RUNS=${COLD_RUNS:-5}
 HTTP_PORT=${HTTP_PORT:-18080}
 QUIC_PORT=${QUIC_PORT:-17600}
 NGINX_PORT=${NGINX_PORT:-18090}
-NGINX_WORKERS=${NGINX_WORKERS:-$(nproc)}
+NGINX_WORKERS=${NGINX_WORKERS:-$def_workers}
 QUIET_WAIT=${QUIET_WAIT:-900}
 PERF=${PERF:-0}
 KEEP=${KEEP:-0}
@@ -90,7 +112,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # ------------------------------------------------------------------ cleanup
-RESPAWN_PID=""
+RESPAWN_PIDS=()
 NGINX_PID=""
 descendants() { # all descendants of $1, deepest last
     local c
@@ -108,18 +130,20 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$NGINX_PID" 2>/dev/null
     fi
-    if [[ -n $RESPAWN_PID ]] && kill -0 "$RESPAWN_PID" 2>/dev/null; then
+    local rp
+    for rp in "${RESPAWN_PIDS[@]}"; do
+        kill -0 "$rp" 2>/dev/null || continue
         # The VS and DS processes run in their own process groups: remember
         # them before the graceful stop, kill what is left by pid afterwards.
         local kids
-        kids=$(descendants "$RESPAWN_PID")
-        kill -TERM "$RESPAWN_PID" 2>/dev/null
-        for _ in $(seq 150); do kill -0 "$RESPAWN_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$RESPAWN_PID" 2>/dev/null
+        kids=$(descendants "$rp")
+        kill -TERM "$rp" 2>/dev/null
+        for _ in $(seq 150); do kill -0 "$rp" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$rp" 2>/dev/null
         for k in $kids; do kill -KILL "$k" 2>/dev/null; done
-    fi
+    done
     wait 2>/dev/null
-    if [[ $KEEP != 1 ]]; then rm -rf "$WORK/data" "$WORK/nginx" "$WORK/rust-vs" "$WORK/nodelay.so"; fi
+    if [[ $KEEP != 1 ]]; then rm -rf "$WORK"/data-* "$WORK/nginx" "$WORK/rust-vs" "$WORK/nodelay.so"; fi
     log "results and logs kept in $WORK"
     exit "$rc"
 }
@@ -187,14 +211,55 @@ else
     BIN=$ROOT/target/release/respawn
 fi
 [[ -x $BIN ]] || die "no respawn binary at $BIN"
-VSBIN=$WORK/rust-vs
-log "cargo build --release -p rust-vs"
-(cd "$ROOT" && cargo build --release -p rust-vs -q)
-cp "$ROOT/target/release/rust-vs" "$VSBIN"
+BIN_A=$BIN
+CONFIG_B=${CONFIG_B:-}
+BIN_B=${BENCH_BIN_B:-}
+[[ -z $CONFIG_B || -n $BIN_B ]] || BIN_B=$BIN_A
+[[ -z $BIN_B || -x $BIN_B ]] || die "no respawn binary at BENCH_BIN_B=$BIN_B"
+if [[ $BACKEND == rust ]]; then
+    VSBIN=$WORK/rust-vs
+    log "cargo build --release -p rust-vs"
+    (cd "$ROOT" && cargo build --release -p rust-vs -q)
+    cp "$ROOT/target/release/rust-vs" "$VSBIN"
+    VS_EXE=$VSBIN
+else
+    # The wrapper Respawn runs as the process VS: an nginx answering
+    # `200 ok` on $PGOS_VS_Listen_Port, in the foreground, one worker.
+    VSBIN=$WORK/nginx-vs.sh
+    VS_EXE=$NGINX
+    cat >"$VSBIN" <<'SH'
+#!/bin/sh
+set -eu
+d=$(mktemp -d /tmp/respawn-bench-nginx-vs.XXXXXX)
+mkdir -p "$d/tmp"
+cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    keepalive_timeout 600s;
+    keepalive_requests 100000000;
+    server {
+        listen 0.0.0.0:$PGOS_VS_Listen_Port;
+        location / { return 200 "ok"; }
+    }
+}
+EOF
+exec NGINX_BIN -p "$d" -e stderr -c "$d/nginx.conf"
+SH
+    sed -i "s|NGINX_BIN|$NGINX|" "$VSBIN"
+    chmod +x "$VSBIN"
+fi
 
 # ------------------------------------------------------------------ respawn dev
-log "starting respawn dev (data dir $WORK/data)"
-mkdir -p "$WORK/data"
 # respawn reads RESPAWN_* variables as configuration: start it without any.
 mapfile -t unset_env < <(env | sed -n 's/^\(RESPAWN_[A-Za-z0-9_]*\)=.*/-u\n\1/p')
 preload=()
@@ -218,22 +283,6 @@ C
     preload=("LD_PRELOAD=$WORK/nodelay.so")
     log "NODELAY_SHIM=1: respawn runs with TCP_NODELAY on accepted sockets"
 fi
-(cd "$WORK" && exec env "${unset_env[@]}" "${preload[@]}" "$BIN" dev --data-dir "$WORK/data" --log warn \
-    --http-addr "127.0.0.1:$HTTP_PORT" --quic-addr "127.0.0.1:$QUIC_PORT") \
-    >"$WORK/respawn.log" 2>&1 &
-RESPAWN_PID=$!
-for _ in $(seq 300); do
-    [[ -s $WORK/data/credentials.env ]] && break
-    kill -0 "$RESPAWN_PID" 2>/dev/null || { tail -20 "$WORK/respawn.log" >&2; die "respawn dev exited"; }
-    sleep 0.1
-done
-[[ -s $WORK/data/credentials.env ]] || die "respawn dev wrote no credentials"
-# shellcheck disable=SC1091
-source "$WORK/data/credentials.env"
-
-log "creating VS $VS ($VSBIN)"
-admin PUT "/virtual_servers/$VS" -o /dev/null -d "$(jq -cn --arg cmd "$VSBIN" \
-    '{source: {process: {command: $cmd}}, listen_port: 8080, max_instances: 1, cpu_millicores: 2000}')"
 
 # Waits until VS has a RUNNING instance; prints its address.
 wait_running() {
@@ -246,11 +295,57 @@ wait_running() {
     done
     return 1
 }
-ADDR=$(wait_running 60) || die "VS $VS never became RUNNING: $(admin GET "/virtual_servers/$VS")"
-log "VS instance at $ADDR"
-curl -sS --fail -H 'Invoker: backend' "http://$ADDR/hello" >"$RES/direct-hello.json"
+
+# start_node NAME BIN HTTP_PORT QUIC_PORT [ARGS...]: a `respawn dev` with the VS
+# running; sets PID_<NAME> and ADDR_<NAME>, leaves credentials in
+# $WORK/data-<name>/credentials.env (see use_node).
+start_node() {
+    local name=$1 bin=$2 dir=$WORK/data-$1 pid addr
+    log "starting respawn dev $name ($bin, data dir $dir)"
+    mkdir -p "$dir"
+    (cd "$WORK" && exec env "${unset_env[@]}" "${preload[@]}" "$bin" "${@:5}" dev --data-dir "$dir" --log warn \
+        --http-addr "127.0.0.1:$3" --quic-addr "127.0.0.1:$4") \
+        >"$WORK/respawn-$name.log" 2>&1 &
+    pid=$!
+    RESPAWN_PIDS+=("$pid")
+    for _ in $(seq 300); do
+        [[ -s $dir/credentials.env ]] && break
+        kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/respawn-$name.log" >&2; die "respawn dev $name exited"; }
+        sleep 0.1
+    done
+    [[ -s $dir/credentials.env ]] || die "respawn dev $name wrote no credentials"
+    use_node "$name"
+    log "creating VS $VS ($VSBIN) on $name"
+    admin PUT "/virtual_servers/$VS" -o /dev/null -d "$(jq -cn --arg cmd "$VSBIN" --arg b "$BACKEND" \
+        '{source: {process: {command: $cmd}}, listen_port: 8080, max_instances: 1,
+          cpu_millicores: (if $b == "nginx" then 64000 else 2000 end)}')"
+    addr=$(wait_running 60) || die "VS $VS never became RUNNING on $name: $(admin GET "/virtual_servers/$VS")"
+    log "VS instance of $name at $addr"
+    printf -v "PID_$name" '%s' "$pid"
+    printf -v "ADDR_$name" '%s' "$addr"
+}
+# use_node NAME: the following admin/ticket/edge_headers calls go to NAME.
+use_node() {
+    # shellcheck disable=SC1090
+    source "$WORK/data-$1/credentials.env"
+    if [[ $1 == B ]]; then BIN=$BIN_B; else BIN=$BIN_A; fi
+}
+
+RESPAWN_PIDS=()
+start_node A "$BIN_A" "$HTTP_PORT" "$QUIC_PORT"
+if [[ -n $BIN_B ]]; then
+    cfg_b=()
+    [[ -z $CONFIG_B ]] || cfg_b=(--config "$CONFIG_B")
+    start_node B "$BIN_B" "$((HTTP_PORT + 1))" "$((QUIC_PORT + 1))" "${cfg_b[@]}"
+    EDGE_B=$RESPAWN_EDGE
+    mapfile -t HDR_B < <(edge_headers) # tickets last ±300 s: refreshed per run below
+fi
+use_node A
+RESPAWN_PID=$PID_A
+ADDR=$ADDR_A
+curl -sS --fail -H 'Invoker: backend' "http://$ADDR$VS_PATH" >"$RES/direct-hello.json"
 mapfile -t H < <(edge_headers)
-curl -sS --fail "${H[@]}" "$RESPAWN_EDGE/virtualserver/invoke/$VS/hello" >"$RES/edge-hello.json"
+curl -sS --fail "${H[@]}" "$RESPAWN_EDGE/virtualserver/invoke/$VS$VS_PATH" >"$RES/edge-hello.json"
 
 # ------------------------------------------------------------------ nginx
 NGX=$WORK/nginx
@@ -291,34 +386,46 @@ EOF
 "$NGINX" -p "$NGX" -e "$NGX/error.log" -c "$NGX/nginx.conf" &
 NGINX_PID=$!
 for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello" && break
+    curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT$VS_PATH" && break
     sleep 0.05
 done
-curl -sS --fail "http://127.0.0.1:$NGINX_PORT/hello" >"$RES/nginx-hello.json" \
+curl -sS --fail "http://127.0.0.1:$NGINX_PORT$VS_PATH" >"$RES/nginx-hello.json" \
     || die "nginx does not answer: $(cat "$NGX/error.log")"
 
 mapfile -t NGINX_PIDS < <(echo "$NGINX_PID"; ps -o pid= --ppid "$NGINX_PID" | tr -d ' ')
-VS_PID=""
-for p in $(descendants "$RESPAWN_PID"); do
-    [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$VSBIN" ]] && VS_PID=$p
-done
-[[ -n $VS_PID ]] || log "WARNING: VS instance process not found; its CPU is not counted"
+# vs_pids NODE: the VS instance's processes under that respawn.
+vs_pids() {
+    local p
+    for p in $(descendants "$1"); do
+        [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$VS_EXE" ]] && echo "$p"
+    done
+}
+mapfile -t VS_PIDS_A < <(vs_pids "$PID_A")
+((${#VS_PIDS_A[@]})) || log "WARNING: VS instance process not found; its CPU is not counted"
+VS_PIDS_B=()
+[[ -z $BIN_B ]] || mapfile -t VS_PIDS_B < <(vs_pids "$PID_B")
 
 # ------------------------------------------------------------------ wrk runs
 TARGETS=(direct nginx edge)
+[[ -z $BIN_B ]] || TARGETS+=(edgeB)
 url_of() {
     case $1 in
-        direct) echo "http://$ADDR/hello" ;;
-        nginx) echo "http://127.0.0.1:$NGINX_PORT/hello" ;;
-        edge) echo "$RESPAWN_EDGE/virtualserver/invoke/$VS/hello" ;;
+        direct) echo "http://$ADDR$VS_PATH" ;;
+        nginx) echo "http://127.0.0.1:$NGINX_PORT$VS_PATH" ;;
+        edge) echo "$RESPAWN_EDGE/virtualserver/invoke/$VS$VS_PATH" ;;
+        edgeB) echo "$EDGE_B/virtualserver/invoke/$VS$VS_PATH" ;;
     esac
 }
+# The respawn process and VS processes serving a target.
+respawn_of() { if [[ $1 == edgeB ]]; then echo "$PID_B"; else echo "$PID_A"; fi; }
+vs_of() { if [[ $1 == edgeB ]]; then echo "${VS_PIDS_B[@]}"; else echo "${VS_PIDS_A[@]}"; fi; }
 # run_wrk TARGET THREADS CONNS DURATION OUTFILE
 run_wrk() {
     local hdr=()
     case $1 in
         direct) hdr=(-H 'Invoker: backend') ;;
         edge) mapfile -t hdr < <(edge_headers) ;;
+        edgeB) use_node B; mapfile -t hdr < <(edge_headers); use_node A ;;
     esac
     wrk -t"$2" -c"$3" -d"$4" --latency "${hdr[@]}" "$(url_of "$1")" >"$5" 2>&1
 }
@@ -348,9 +455,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
             wait_quiet
             l=$(load1)
             out=$RES/wrk-$mode-$t-r$r.txt
-            c0=("$(cpu_ticks "$RESPAWN_PID")" "$(cpu_ticks "${NGINX_PIDS[@]}")" "$(cpu_ticks $VS_PID)")
+            rp=$(respawn_of "$t")
+            # shellcheck disable=SC2046
+            c0=("$(cpu_ticks "$rp")" "$(cpu_ticks "${NGINX_PIDS[@]}")" "$(cpu_ticks $(vs_of "$t"))")
             run_wrk "$t" "$th" "$c" "$DURATION" "$out"
-            c1=("$(cpu_ticks "$RESPAWN_PID")" "$(cpu_ticks "${NGINX_PIDS[@]}")" "$(cpu_ticks $VS_PID)")
+            # shellcheck disable=SC2046
+            c1=("$(cpu_ticks "$rp")" "$(cpu_ticks "${NGINX_PIDS[@]}")" "$(cpu_ticks $(vs_of "$t"))")
             read -r rps p50 p99 bad err < <(parse "$out")
             n=$(awk '/requests in/ { print $1 }' "$out")
             cpu=$(awk -v n="${n:-0}" -v hz="$CLK_TCK" -v a="$((c1[0] - c0[0]))" -v b="$((c1[1] - c0[1]))" \
@@ -402,7 +512,7 @@ echo -e "kind\trun\tstart_post_ms\ttotal_ms\tload1" >"$COLD"
 for i in 1 2 3 4 5; do
     mapfile -t H < <(edge_headers)
     t0=$(now_us)
-    curl -sS -o /dev/null --fail "${H[@]}" "$RESPAWN_EDGE/virtualserver/invoke/$VS/hello"
+    curl -sS -o /dev/null --fail "${H[@]}" "$RESPAWN_EDGE/virtualserver/invoke/$VS$VS_PATH"
     t1=$(now_us)
     echo -e "warm_invoke\t$i\t0\t$(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100))\t$(load1)" >>"$COLD"
 done
@@ -418,7 +528,7 @@ for ((i = 1; i <= COLD_RUNS; i++)); do
     code=000
     for _ in 1 2 3 4 5; do
         code=$(curl -sS -o "$RES/cold-invoke-$i.json" -w '%{http_code}' --max-time 15 "${H[@]}" \
-            "$RESPAWN_EDGE/virtualserver/invoke/$VS/hello" || true)
+            "$RESPAWN_EDGE/virtualserver/invoke/$VS$VS_PATH" || true)
         [[ $code == 200 ]] && break
     done
     t2=$(now_us)
@@ -447,7 +557,7 @@ med() { # med LOAD TARGET COLUMN
     echo
     echo "Virtual server invoke benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); load at start of runs: $(awk -F'\t' 'NR > 1 { print $9 }' "$TSV" | sort -g | sed -n '1p;$p' | paste -sd- )"
-    echo "rounds: $ROUNDS, $DURATION each; nginx worker_processes $NGINX_WORKERS; respawn $BIN"
+    echo "backend: $BACKEND ($VS_PATH); rounds: $ROUNDS, $DURATION each; nginx proxy worker_processes $NGINX_WORKERS; respawn $BIN_A${BIN_B:+ (edgeB: $BIN_B${CONFIG_B:+ --config $CONFIG_B})}"
     [[ $NODELAY_SHIM == 1 ]] && echo "EXPERIMENT: respawn ran with TCP_NODELAY forced on accepted sockets (NODELAY_SHIM=1)"
     [[ -s $RES/noisy-runs ]] && echo "WARNING: $(wc -l <"$RES/noisy-runs") run(s) started while cargo/rustc was busy"
     for mode in high low; do
@@ -466,7 +576,9 @@ med() { # med LOAD TARGET COLUMN
                 -v x="$(med $mode "$t" 10)" -v y="$(med $mode "$t" 11)" -v z="$(med $mode "$t" 12)" \
                 'BEGIN { printf "%-8s %12.0f %10.1f %10.1f %+14.1f %+14.1f   %7.1f %6.1f %6.1f\n", t, r, a, b, a - da, b - db, x, y, z }'
         done
-        for pair in edge:direct nginx:direct edge:nginx; do
+        pairs=(edge:direct nginx:direct edge:nginx)
+        [[ -z $BIN_B ]] || pairs+=(edgeB:nginx edgeB:edge)
+        for pair in "${pairs[@]}"; do
             x=${pair%:*} y=${pair#*:}
             awk -v n="$x/$y" -v ra="$(med $mode "$x" 4)" -v rb="$(med $mode "$y" 4)" \
                 -v la="$(med $mode "$x" 5)" -v lb="$(med $mode "$y" 5)" \

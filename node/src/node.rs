@@ -267,6 +267,7 @@ impl ServerNode {
             server: ctx,
             admin_token: Arc::new(admin_token.clone()),
             ticket_window: cfg.server.ticket_window_secs as i64,
+            tickets: Arc::default(),
             configured: Arc::new(edge::Configured::from_config(cfg)),
             max_issued_ids: cfg.retention.max_issued_ids_per_title_region,
         };

@@ -134,7 +134,13 @@ impl LoadBoard {
         let now = Instant::now();
         {
             let mut m = lock(&self.vs);
-            let l = m.entry(key.clone()).or_default();
+            // Look up before inserting: no key clone on the usual path.
+            if !m.contains_key(&key) {
+                m.insert(key.clone(), VsLoad::default());
+            }
+            let Some(l) = m.get_mut(&key) else {
+                unreachable!("inserted just above, under the same lock")
+            };
             l.roll(now);
             l.in_flight += 1;
             l.peak = l.peak.max(l.in_flight);

@@ -400,11 +400,7 @@ pub async fn invoke(
         ctx.guard = Some(Box::new(g));
         let resp = hub
             .proxy
-            .forward(
-                route.upstream,
-                Request::from_parts(parts.clone(), body),
-                ctx,
-            )
+            .forward_parts(route.upstream, &parts, body, ctx)
             .await;
         if resp.extensions().get::<NotServed>().is_none() {
             return resp;

@@ -45,7 +45,7 @@ pub struct Proxy {
 }
 
 struct Inner {
-    client: Client<HttpConnector, RequestBody>,
+    client: HttpClient,
     stats: MetricsCache,
 }
 
@@ -61,7 +61,38 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
+type HttpClient = Client<HttpConnector, RequestBody>;
+
+thread_local! {
+    /// The connection pool of this thread, when it is one of the edge's
+    /// own threads ([`Proxy::use_thread_pool`]).
+    static THREAD_CLIENT: std::cell::RefCell<Option<HttpClient>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn build_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .http1_title_case_headers(true)
+        .build(connector)
+}
+
 impl Proxy {
+    /// Gives the calling thread a connection pool of its own, used by every
+    /// [`Proxy`] that forwards from this thread (the pool's connections are
+    /// driven by tasks spawned on this thread's runtime, so a call and its
+    /// upstream connection stay on one thread). For threads that run a
+    /// single-threaded runtime for their whole life, such as the edge's.
+    pub fn use_thread_pool() {
+        THREAD_CLIENT.with(|c| *c.borrow_mut() = Some(build_client()));
+    }
+
     /// A proxy with its own connection pool: HTTP/1.1, `TCP_NODELAY`, idle
     /// connections kept 60 s, up to 1024 idle per instance. Header names go
     /// out title-cased (`Titleid`, `Invoker`, `X-Forwarded-For`), the seed's
@@ -70,16 +101,7 @@ impl Proxy {
     /// Create it after the metrics recorder is installed: metric handles are
     /// taken from the recorder present when a VS is first proxied to.
     pub fn new() -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .http1_title_case_headers(true)
-            .build(connector);
+        let client = build_client();
         crate::stats::describe();
         Proxy {
             inner: Arc::new(Inner {
@@ -109,6 +131,20 @@ impl Proxy {
         req: Request<Body>,
         ctx: InvokeContext,
     ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        self.forward_parts(upstream, &parts, body, ctx).await
+    }
+
+    /// [`Proxy::forward`] of a request given as its head and its body: a
+    /// caller that may send the same request again (to another instance)
+    /// keeps the head instead of cloning it for every attempt.
+    pub async fn forward_parts(
+        &self,
+        upstream: SocketAddr,
+        parts: &axum::http::request::Parts,
+        body: Body,
+        ctx: InvokeContext,
+    ) -> Response<Body> {
         let start = Instant::now();
         let InvokeContext {
             title_id,
@@ -124,7 +160,6 @@ impl Proxy {
             guard,
             retry_unserved,
         } = ctx;
-        let (parts, body) = req.into_parts();
         let vs = self.inner.stats.vs(&title_region_id, &vs_name);
         let url = metric_url.as_deref().map(|u| vs.url(u));
         let access = access_log.map(|log| PendingAccess {
@@ -193,7 +228,7 @@ impl Proxy {
             );
         };
 
-        let Some(mut headers) = upstream_headers(parts.headers, client_ip) else {
+        let Some(mut headers) = upstream_headers(&parts.headers, client_ip) else {
             return exchange.fail(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -245,12 +280,17 @@ impl Proxy {
                 | Method::TRACE
         );
         let mut up = Request::new(body);
-        *up.method_mut() = parts.method;
+        *up.method_mut() = parts.method.clone();
         *up.uri_mut() = uri;
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = headers;
 
-        let resp = match tokio::time::timeout(timeout, self.inner.client.request(up)).await {
+        // This thread's own pool if it has one, else the proxy's (a clone
+        // of a client shares its pool).
+        let client = THREAD_CLIENT
+            .with(|c| c.borrow().clone())
+            .unwrap_or_else(|| self.inner.client.clone());
+        let resp = match tokio::time::timeout(timeout, client.request(up)).await {
             Ok(Ok(resp)) => resp,
             Err(_) => {
                 return exchange.fail(
@@ -312,19 +352,17 @@ impl Proxy {
 
 /// The caller's headers minus the ones that must not go up, with
 /// `X-Forwarded-For` rebuilt. `None` if the caller's chain is unusable.
-fn upstream_headers(headers: HeaderMap, client_ip: Option<std::net::IpAddr>) -> Option<HeaderMap> {
-    // Headers named in `Connection` are hop-by-hop too.
-    let listed = connection_listed(&headers);
+fn upstream_headers(headers: &HeaderMap, client_ip: Option<std::net::IpAddr>) -> Option<HeaderMap> {
+    // Headers named in `Connection` are hop-by-hop too (usually none: no
+    // allocation then).
+    let listed = if headers.contains_key(header::CONNECTION) {
+        connection_listed(headers)
+    } else {
+        Vec::new()
+    };
     let mut out = HeaderMap::with_capacity(headers.len() + 8);
     let mut xff: Vec<u8> = Vec::new();
-    let mut current: Option<HeaderName> = None;
     for (name, value) in headers {
-        if let Some(name) = name {
-            current = Some(name);
-        }
-        let Some(name) = current.as_ref() else {
-            continue;
-        };
         if *name == H_X_FORWARDED_FOR {
             let v = value.as_bytes().trim_ascii();
             if !v.is_empty() {
@@ -343,7 +381,7 @@ fn upstream_headers(headers: HeaderMap, client_ip: Option<std::net::IpAddr>) -> 
         {
             continue;
         }
-        out.append(name.clone(), value);
+        out.append(name.clone(), value.clone());
     }
     if let Some(ip) = client_ip {
         use std::io::Write as _;
@@ -582,16 +620,16 @@ mod tests {
         h.append("secretid", "s".parse().unwrap());
         h.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
         h.append("x-forwarded-for", "2.2.2.2, 3.3.3.3".parse().unwrap());
-        let out = upstream_headers(h, Some("9.9.9.9".parse().unwrap())).unwrap();
+        let out = upstream_headers(&h, Some("9.9.9.9".parse().unwrap())).unwrap();
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["content-type", "x-custom", "x-forwarded-for"]);
         let custom: Vec<_> = out.get_all("x-custom").iter().collect();
         assert_eq!(custom, ["1", "2"]);
         assert_eq!(out["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 3.3.3.3, 9.9.9.9");
 
-        let out = upstream_headers(HeaderMap::new(), None).unwrap();
+        let out = upstream_headers(&HeaderMap::new(), None).unwrap();
         assert!(out.is_empty());
-        let out = upstream_headers(HeaderMap::new(), Some("::1".parse().unwrap())).unwrap();
+        let out = upstream_headers(&HeaderMap::new(), Some("::1".parse().unwrap())).unwrap();
         assert_eq!(out["x-forwarded-for"], "::1");
     }
 

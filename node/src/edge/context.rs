@@ -19,6 +19,9 @@ pub struct Edge {
     pub admin_token: Arc<String>,
     /// ServerTicket validity window, seconds either side.
     pub ticket_window: i64,
+    /// Server tickets whose MAC this node checked already (bounded; see
+    /// [`super::tickets::VerifiedTickets`]).
+    pub tickets: Arc<super::tickets::VerifiedTickets>,
     /// Most issued, unused battle session ids per title region (`[retention]`).
     pub max_issued_ids: u32,
     /// The title regions and fleets this node's configuration names: it is
@@ -78,7 +81,7 @@ impl FromRequestParts<Edge> for Region {
             let region = TitleRegionId::parse(p.title_region_id)
                 .ok()
                 .and_then(|id| s.title_regions.get(&id));
-            respawn_types::ticket::server::verify(&p, region, now, edge.ticket_window)
+            edge.tickets.verify(&p, region, now, edge.ticket_window)
         })?;
         Ok(Region(id))
     }

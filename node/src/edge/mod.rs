@@ -9,11 +9,13 @@ pub mod context;
 pub mod dsm;
 pub mod error;
 pub mod fleets_admin;
+mod http_metrics;
 pub mod invoke;
 pub mod json;
 pub mod players_admin;
 pub mod serve;
 pub mod tasks_admin;
+pub mod tickets;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -227,18 +229,15 @@ async fn not_found() -> ApiError {
 }
 
 async fn track(req: Request, next: Next) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let path = req.extensions().get::<MatchedPath>().cloned();
     let start = Instant::now();
     let res = next.run(req).await;
     let status = res.status();
-    metrics::histogram!("respawn_http_request_duration_seconds", "path" => path.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!("respawn_http_requests_total", "path" => path, "status" => status.as_u16().to_string())
-        .increment(1);
+    http_metrics::record(
+        path.as_ref().map_or("unmatched", MatchedPath::as_str),
+        status.as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     if status == StatusCode::METHOD_NOT_ALLOWED {
         return ApiError::new(status, ErrorCode::BadRequest, "method not allowed").into_response();
     }

@@ -17,7 +17,12 @@
 //!
 //! The timers are a per-connection watchdog over a [`Phase`] that the
 //! connection's I/O (first byte of a head) and its service (request in,
-//! response body done) move; [`due`] is the pure decision.
+//! response body done) move; [`due`] is the pure decision. The phase moves
+//! without waking anything (three moves per request on a keep-alive
+//! connection): the watchdog looks at it when its timer fires, at the
+//! current phase's deadline but never later than the shorter of the two
+//! timeouts after its last look ([`next_look`]). A phase that starts after
+//! a look has a deadline at least that far away, so no deadline is missed.
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -27,12 +32,12 @@ use respawn_config::EdgeLimits;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -79,35 +84,55 @@ pub fn due(phase: Phase, limits: &EdgeLimits) -> Option<(Instant, Closed)> {
     }
 }
 
+/// When the watchdog, looking at `phase` at `now`, looks next: the phase's
+/// deadline, but no later than the shorter timeout from now (a phase that
+/// starts meanwhile cannot end sooner than that).
+pub fn next_look(phase: Phase, now: Instant, limits: &EdgeLimits) -> Instant {
+    let step = Duration::from_millis(
+        limits
+            .idle_timeout_ms
+            .min(limits.header_read_timeout_ms)
+            .max(1),
+    );
+    match due(phase, limits) {
+        Some((deadline, _)) => deadline.min(now + step),
+        None => now + step,
+    }
+}
+
 /// The phase of one connection, moved by its I/O and its service.
 struct Activity {
-    phase: watch::Sender<Phase>,
+    phase: Mutex<Phase>,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
     fn new() -> Arc<Activity> {
         Arc::new(Activity {
-            phase: watch::Sender::new(Phase::Idle(Instant::now())),
+            phase: Mutex::new(Phase::Idle(Instant::now())),
             in_flight: AtomicUsize::new(0),
         })
     }
 
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        // Plain assignments under the lock: nothing to repair on poison.
+        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Bytes were read from the client.
     fn read_bytes(&self) {
-        self.phase.send_if_modified(|p| match p {
-            Phase::Idle(_) => {
-                *p = Phase::ReadingHead(Instant::now());
-                true
-            }
-            _ => false,
-        });
+        let mut p = self.phase();
+        if matches!(*p, Phase::Idle(_)) {
+            *p = Phase::ReadingHead(Instant::now());
+        }
     }
 
     /// A request head is complete and handed to the router.
     fn request_started(self: &Arc<Self>) -> InFlight {
+        let mut p = self.phase();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.phase.send_replace(Phase::Busy);
+        *p = Phase::Busy;
+        drop(p);
         InFlight(Arc::clone(self))
     }
 }
@@ -118,8 +143,11 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let mut p = self.0.phase();
+        // Under the phase lock, so that a request starting meanwhile
+        // (HTTP/2) cannot be overwritten with Idle.
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.phase.send_replace(Phase::Idle(Instant::now()));
+            *p = Phase::Idle(Instant::now());
         }
     }
 }
@@ -203,8 +231,115 @@ impl AsyncWrite for WatchedIo {
 
 /// Serves `app` on `listener` within `limits` until the task is dropped.
 /// Handlers can extract `ConnectInfo<SocketAddr>`.
+///
+/// The connections are served by threads of their own, one per CPU, each
+/// running a single-threaded runtime that accepts on the same listening
+/// socket and has its own pool of keep-alive connections to VS instances
+/// ([`EdgeThreads`]): a call stays on one thread from its request to the
+/// instance's answer. Dropping the task stops them (and closes their
+/// connections and the socket) before the drop returns. If the threads
+/// cannot be started, the node's runtime serves.
 pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits) {
+    serve_on(listener, app, limits, true).await
+}
+
+/// [`serve`], on the edge's own threads or (`own_threads` false) on the
+/// runtime that polls this future.
+pub async fn serve_on(listener: TcpListener, app: Router, limits: EdgeLimits, own_threads: bool) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
+    if !own_threads {
+        return accept_loop(listener, app, limits, open).await;
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "HTTP edge: cannot share its socket with its own threads");
+            return;
+        }
+    };
+    match EdgeThreads::start(&std_listener, n, &app, &limits, &open) {
+        Ok(threads) => {
+            let _threads = threads;
+            std::future::pending::<()>().await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "HTTP edge: cannot start its own threads; serving on the node's runtime");
+            match TcpListener::from_std(std_listener) {
+                Ok(l) => accept_loop(l, app, limits, open).await,
+                Err(e) => tracing::warn!(error = %e, "HTTP edge: cannot serve"),
+            }
+        }
+    }
+}
+
+/// The edge's own threads; dropping it stops them and waits for them.
+struct EdgeThreads {
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EdgeThreads {
+    fn start(
+        listener: &std::net::TcpListener,
+        n: usize,
+        app: &Router,
+        limits: &EdgeLimits,
+        open: &Arc<Semaphore>,
+    ) -> std::io::Result<EdgeThreads> {
+        let mut started = EdgeThreads {
+            stops: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let l = listener.try_clone()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (app, limits, open) = (app.clone(), limits.clone(), Arc::clone(open));
+            let thread = std::thread::Builder::new()
+                .name(format!("respawn-edge-{i}"))
+                .spawn(move || {
+                    respawn_proxy::Proxy::use_thread_pool();
+                    rt.block_on(async move {
+                        let l = match TcpListener::from_std(l) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "HTTP edge thread cannot listen");
+                                return;
+                            }
+                        };
+                        tokio::select! {
+                            () = accept_loop(l, app, limits, open) => {}
+                            _ = stopped => {}
+                        }
+                    });
+                    // Dropping the runtime drops its connections' tasks.
+                    drop(rt);
+                })?;
+            started.stops.push(stop);
+            started.threads.push(thread);
+        }
+        Ok(started)
+    }
+}
+
+impl Drop for EdgeThreads {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for t in self.threads.drain(..) {
+            // The threads end as soon as their runtime has dropped its
+            // tasks; a panicked one has nothing left to stop.
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts and serves connections until the task is dropped.
+async fn accept_loop(listener: TcpListener, app: Router, limits: EdgeLimits, open: Arc<Semaphore>) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -256,14 +391,13 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, app: Router, limits:
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(io, service);
-    let mut phase = activity.phase.subscribe();
     tokio::select! {
         r = conn => {
             if let Err(e) = r {
                 tracing::debug!(%peer, error = %e, "HTTP edge connection ended with an error");
             }
         }
-        why = watchdog(&mut phase, limits) => {
+        why = watchdog(&activity, limits) => {
             metrics::counter!("respawn_edge_connections_closed_total", "reason" => why.as_str())
                 .increment(1);
             tracing::debug!(%peer, reason = why.as_str(), "HTTP edge connection closed");
@@ -272,26 +406,16 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, app: Router, limits:
 }
 
 /// Returns once the connection has overstayed its phase.
-async fn watchdog(phase: &mut watch::Receiver<Phase>, limits: &EdgeLimits) -> Closed {
+async fn watchdog(activity: &Activity, limits: &EdgeLimits) -> Closed {
     loop {
-        let now = *phase.borrow_and_update();
-        match due(now, limits) {
-            Some((deadline, why)) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => return why,
-                    changed = phase.changed() => {
-                        if changed.is_err() {
-                            return why; // Unreachable: the connection holds the sender.
-                        }
-                    }
-                }
-            }
-            None => {
-                if phase.changed().await.is_err() {
-                    return Closed::Idle;
-                }
+        let now = Instant::now();
+        let phase = *activity.phase();
+        if let Some((deadline, why)) = due(phase, limits) {
+            if deadline <= now {
+                return why;
             }
         }
+        tokio::time::sleep_until(next_look(phase, now, limits)).await;
     }
 }
 

@@ -12,6 +12,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const HOUR_MS: u64 = 3_600_000;
 
 async fn start(limits: EdgeLimits) -> SocketAddr {
+    start_on(limits, true).await
+}
+
+async fn start_on(limits: EdgeLimits, own_threads: bool) -> SocketAddr {
     let app = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route(
@@ -27,7 +31,7 @@ async fn start(limits: EdgeLimits) -> SocketAddr {
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, app, limits));
+    tokio::spawn(serve_on(listener, app, limits, own_threads));
     addr
 }
 
@@ -127,11 +131,14 @@ async fn a_slow_header_connection_is_closed() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_serving() {
-    let addr = start(EdgeLimits {
-        header_read_timeout_ms: HOUR_MS,
-        idle_timeout_ms: 300,
-        max_connections: 10,
-    })
+    let addr = start_on(
+        EdgeLimits {
+            header_read_timeout_ms: HOUR_MS,
+            idle_timeout_ms: 300,
+            max_connections: 10,
+        },
+        false,
+    )
     .await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     assert_eq!(get_on(&mut tcp, "/ok").await, "ok");
@@ -216,4 +223,26 @@ fn the_watchdog_decision() {
         Some((t + Duration::from_millis(10), Closed::HeaderTimeout))
     );
     assert_eq!(due(Phase::Busy, &limits), None);
+}
+
+#[test]
+fn the_watchdog_looks_again_before_any_new_phase_can_expire() {
+    let limits = EdgeLimits {
+        header_read_timeout_ms: 10,
+        idle_timeout_ms: 20,
+        max_connections: 1,
+    };
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    // Idle since t, looked at t + 5: its deadline is t + 20, but a head
+    // starting right after the look would expire at t + 15.
+    assert_eq!(next_look(Phase::Idle(t), t + ms(5), &limits), t + ms(15));
+    // Looked at t + 15: the idle deadline comes first.
+    assert_eq!(next_look(Phase::Idle(t), t + ms(15), &limits), t + ms(20));
+    assert_eq!(
+        next_look(Phase::ReadingHead(t), t + ms(1), &limits),
+        t + ms(10)
+    );
+    // Busy: no deadline of its own; look again one short timeout later.
+    assert_eq!(next_look(Phase::Busy, t, &limits), t + ms(10));
 }
