@@ -163,6 +163,13 @@ pub enum AgentToServer {
         process_id: ProcessId,
         battle_session_id: BattleSessionId,
     },
+    /// Drain this host (`true`: no new session, idle processes asked to
+    /// terminate, busy ones finish) or end its drain (`false`): what
+    /// `POST /admin/hosts/{host_id}/drain|undrain` do, asked by the agent
+    /// itself (on SIGTERM, and when it starts again after that drain).
+    SetDraining {
+        draining: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
