@@ -378,6 +378,7 @@ mod tests {
             VsUsage { .. } => 11,
             ResolveVs { .. } => 12,
             DescribeBattleSession { .. } => 13,
+            SetDraining { .. } => 14,
         }
     }
     fn s2a(m: &ServerToAgent) -> usize {
@@ -514,6 +515,8 @@ mod tests {
                 process_id: pid(),
                 battle_session_id: bsid(),
             },
+            AgentToServer::SetDraining { draining: true },
+            AgentToServer::SetDraining { draining: false },
         ];
         let server_to_agent = vec![
             ServerToAgent::StartBattleSession {
@@ -604,7 +607,7 @@ mod tests {
         seen.insert(("ServerReply", 2));
         seen.insert(("ServerToAgent", 4));
         for (name, n) in [
-            ("AgentToServer", 13),
+            ("AgentToServer", 15),
             ("ServerToAgent", 8),
             ("ServerReply", 4),
             ("AgentReply", 3),

@@ -15,6 +15,7 @@ mod events;
 mod fleet_failover;
 mod isolation;
 mod membership;
+mod parallel_real;
 mod partition;
 mod placement;
 mod randomized;
