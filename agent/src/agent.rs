@@ -149,6 +149,7 @@ impl Agent {
             vs,
             ledger,
         });
+        crate::drain::resume(&shared);
         let app = api::router(shared.clone());
         // TCP_NODELAY: answers are not held back waiting for delayed ACKs.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

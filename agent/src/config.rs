@@ -25,6 +25,9 @@ pub struct AgentConfig {
     /// After OnProcessTerminate, a process still alive this much later is
     /// killed. Default 5 s.
     pub kill_grace: Duration,
+    /// How long a drain ([`crate::Agent::drain`], on SIGTERM) waits for the
+    /// host's sessions to finish before ending them. Default 10 minutes.
+    pub drain_deadline: Duration,
     /// Where VS instances reach other virtual servers (loopback, port 0 = any).
     pub intranet_addr: SocketAddr,
     /// Host name Docker containers use to reach `intranet_addr`.
@@ -85,6 +88,7 @@ impl AgentConfig {
             data_dir: data_dir.into(),
             local_api_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             kill_grace: Duration::from_secs(5),
+            drain_deadline: Duration::from_secs(600),
             intranet_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             docker_intranet_host: None,
             logs: LogLimits::default(),

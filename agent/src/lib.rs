@@ -4,6 +4,7 @@
 //!
 //! - [`Agent`] (`agent.rs`): launches and supervises DS processes, serves the
 //!   local SDK API, reports to the cluster through a [`ServerLink`];
+//!   drains its host before exiting ([`Agent::drain`], `drain.rs`);
 //! - [`AgentNode`] (`node.rs`): an agent wired to a QUIC endpoint and kept
 //!   connected by the [`uplink`].
 
@@ -11,6 +12,7 @@ mod agent;
 mod api;
 mod backoff;
 mod config;
+mod drain;
 mod error;
 mod events;
 mod health;
@@ -29,6 +31,7 @@ mod tests;
 
 pub use agent::{Agent, MAX_PROCESSES_PER_HOST};
 pub use config::{AgentConfig, LogLimits};
+pub use drain::{DrainOutcome, MARKER as DRAIN_MARKER};
 pub use error::AgentError;
 pub use link::{LinkDown, ServerLink};
 pub use node::AgentNode;

@@ -39,6 +39,7 @@ impl AgentNode {
         let mut ac = AgentConfig::new(host_id, fleet_id, cfg.agent.public_ip.clone(), dir);
         ac.local_api_addr = cfg.agent.local_api_addr;
         ac.kill_grace = Duration::from_millis(cfg.agent.kill_grace_ms);
+        ac.drain_deadline = Duration::from_secs(cfg.agent.drain_deadline_secs);
         ac.intranet_addr = cfg.agent.intranet_addr;
         ac.docker_intranet_host = cfg.agent.docker_intranet_host.clone();
         ac.logs = (&cfg.agent.logs).into();
@@ -57,6 +58,13 @@ impl AgentNode {
             endpoint,
             task,
         })
+    }
+
+    /// Drains the host (see [`Agent::drain`]): returns once no DS process
+    /// is left, or past the deadline once the remaining ones are ended.
+    /// The link stays up meanwhile; call [`AgentNode::shutdown`] after.
+    pub async fn drain(&self) -> crate::DrainOutcome {
+        self.agent.drain().await
     }
 
     /// Stops the link and the DS processes; returns once the link's UDP

@@ -161,6 +161,14 @@ fn default_region_type() -> String {
     "dev".into()
 }
 
+/// Default of `agent.drain_deadline_secs`: 10 minutes.
+fn default_drain_deadline_secs() -> u64 {
+    600
+}
+
+/// Longest `agent.drain_deadline_secs`: one day.
+pub const MAX_DRAIN_DEADLINE_SECS: u64 = 86_400;
+
 fn default_intranet_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -212,6 +220,12 @@ pub struct AgentSection {
     pub local_api_addr: SocketAddr,
     /// After OnProcessTerminate, kill a process still alive after this long (ms).
     pub kill_grace_ms: u64,
+    /// On SIGTERM the agent drains its host (no new session, idle processes
+    /// end, busy ones finish their sessions) and exits when none is left;
+    /// past this many seconds it ends the sessions still running
+    /// (OnProcessTerminate, kill after `kill_grace_ms`). Default 600.
+    #[serde(default = "default_drain_deadline_secs")]
+    pub drain_deadline_secs: u64,
     /// Where virtual server instances on this host reach other virtual
     /// servers (`PGOS_VS_Intranet_Endpoint`); port 0 picks a free one.
     #[serde(default = "default_intranet_addr")]
@@ -299,6 +313,7 @@ impl Default for Config {
                 public_ip: "127.0.0.1".into(),
                 local_api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 kill_grace_ms: 5_000,
+                drain_deadline_secs: default_drain_deadline_secs(),
                 intranet_addr: default_intranet_addr(),
                 docker_intranet_host: None,
                 logs: AgentLogs::default(),
@@ -452,6 +467,12 @@ impl Config {
         }
         self.server.edge.validate()?;
         self.agent.logs.validate()?;
+        if !(1..=MAX_DRAIN_DEADLINE_SECS).contains(&self.agent.drain_deadline_secs) {
+            return Err(invalid(
+                "agent.drain_deadline_secs",
+                format!("must be between 1 and {MAX_DRAIN_DEADLINE_SECS}"),
+            ));
+        }
         self.retention.validate()?;
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));

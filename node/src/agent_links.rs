@@ -461,6 +461,10 @@ async fn handle(
             check_id("battle session id", battle_session_id.as_str())?;
             return consensus.read(|s| describe_session(s, &process_id, &battle_session_id));
         }
+        AgentToServer::SetDraining { draining } => Command::SetHostDraining {
+            host_id: host.clone(),
+            draining,
+        },
         AgentToServer::ProcessStarted { process_id, pid } => {
             check_id("process id", process_id.as_str())?;
             if consensus.read(|s| s.processes.contains_key(&process_id)) {

@@ -21,4 +21,4 @@ pub mod vs_routing;
 
 pub use error::NodeError;
 pub use node::ServerNode;
-pub use respawn_agent::AgentNode;
+pub use respawn_agent::{AgentNode, DrainOutcome};

@@ -59,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             warn_unknown_env();
             let agent = AgentNode::start(&cfg, &agent_identity(&cfg)?).await?;
             wait_for_signal().await;
+            cli::launch::drain_then_exit(&agent, cfg.agent.drain_deadline_secs).await;
             agent.shutdown().await;
             Ok(())
         }
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ctl(CtlCmd::Vs(cmd)) => ctl::vs_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Fleet(cmd)) => cli::fleet_ctl::fleet_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Host(cmd)) => cli::fleet_ctl::host_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::DrainAgent { pid }) => cli::drain_agent::drain_agent(*pid).await,
         Cmd::Ctl(CtlCmd::PlayerTicket {
             title_id,
             title_region_id,

@@ -163,6 +163,13 @@ pub enum AgentToServer {
         process_id: ProcessId,
         battle_session_id: BattleSessionId,
     },
+    /// Drain this host (`true`: no new session, idle processes asked to
+    /// terminate, busy ones finish) or end its drain (`false`): what
+    /// `POST /admin/hosts/{host_id}/drain|undrain` do, asked by the agent
+    /// itself (on SIGTERM, and when it starts again after that drain).
+    SetDraining {
+        draining: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +378,7 @@ mod tests {
             VsUsage { .. } => 11,
             ResolveVs { .. } => 12,
             DescribeBattleSession { .. } => 13,
+            SetDraining { .. } => 14,
         }
     }
     fn s2a(m: &ServerToAgent) -> usize {
@@ -507,6 +515,8 @@ mod tests {
                 process_id: pid(),
                 battle_session_id: bsid(),
             },
+            AgentToServer::SetDraining { draining: true },
+            AgentToServer::SetDraining { draining: false },
         ];
         let server_to_agent = vec![
             ServerToAgent::StartBattleSession {
@@ -597,7 +607,7 @@ mod tests {
         seen.insert(("ServerReply", 2));
         seen.insert(("ServerToAgent", 4));
         for (name, n) in [
-            ("AgentToServer", 13),
+            ("AgentToServer", 15),
             ("ServerToAgent", 8),
             ("ServerReply", 4),
             ("AgentReply", 3),

@@ -120,3 +120,78 @@ async fn shutdown_kills_every_process_and_reports_it() {
         assert_eq!(h.wait_exited(id).await, ExitReason::Killed);
     }
 }
+
+#[tokio::test]
+async fn a_drain_asks_the_cluster_launches_nothing_and_ends_when_no_process_is_left() {
+    // The fake cluster takes the drain request but never terminates
+    // anything itself: the process ends only when told to.
+    let h = start(
+        fleet(sh_runtime("exec sleep 600"), 5_000),
+        Duration::from_millis(200),
+    )
+    .await;
+    h.wait_state("one process", |reg| reg.procs.len() == 1)
+        .await;
+    let id = h.agent.live_processes().remove(0).process_id;
+    let agent = h.agent.clone();
+    let drain = tokio::spawn(async move { agent.drain_within(Duration::from_secs(600)).await });
+    h.wait_log("SetDraining", |log| {
+        log.contains(&AgentToServer::SetDraining { draining: true })
+            .then_some(())
+    })
+    .await;
+    assert!(h.dir.path().join("data").join(crate::DRAIN_MARKER).exists());
+    // What the cluster does to an idle process of a draining host.
+    let reply = h
+        .agent
+        .handle_command(ServerToAgent::TerminateProcess {
+            process_id: id.clone(),
+            reason: "host draining".into(),
+        })
+        .await;
+    assert_eq!(reply, AgentReply::Ok);
+    let outcome = tokio::time::timeout(DEADLINE, drain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, crate::DrainOutcome::Drained);
+    assert_eq!(h.wait_exited(&id).await, ExitReason::Killed);
+    // Nothing was launched after the drain began.
+    let started = h
+        .link
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| matches!(m, AgentToServer::ProcessStarted { .. }))
+        .count();
+    assert_eq!(started, 1);
+    h.agent.shutdown().await;
+
+    // An agent started again on that data directory undrains its host
+    // before it reports anything else, and removes the marker.
+    let link = Arc::new(FakeLink::default());
+    let config = AgentConfig::new(
+        HostId::new_unchecked("host-test"),
+        FleetId::new_unchecked("fleet-test"),
+        "127.0.0.1",
+        h.dir.path().join("data"),
+    );
+    let again = Agent::start(config, link.clone()).await.unwrap();
+    again
+        .apply_fleet(fleet(sh_runtime("exec sleep 600"), 5_000))
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let changed = link.changed.notified();
+        if let Some(first) = link.log.lock().unwrap().first().cloned() {
+            assert_eq!(first, AgentToServer::SetDraining { draining: false });
+            break;
+        }
+        tokio::time::timeout_at(deadline, changed)
+            .await
+            .expect("no report from the restarted agent");
+    }
+    assert!(!h.dir.path().join("data").join(crate::DRAIN_MARKER).exists());
+    again.shutdown().await;
+}

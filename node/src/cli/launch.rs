@@ -180,3 +180,19 @@ pub async fn wait_for_signal() {
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
 }
+
+/// After the first SIGTERM or Ctrl-C of `respawn agent`: drain the host
+/// (no new session, idle processes end, busy ones finish theirs) and return
+/// when no DS process is left or, past the deadline, once the sessions still
+/// running were ended. A second SIGTERM or Ctrl-C returns at once (the
+/// caller then kills what is left).
+pub async fn drain_then_exit(agent: &respawn::AgentNode, deadline_secs: u64) {
+    tracing::info!(
+        deadline_secs,
+        "draining this host before exiting; send SIGTERM or Ctrl-C again to exit at once"
+    );
+    tokio::select! {
+        outcome = agent.drain() => tracing::info!(?outcome, "drain over; exiting"),
+        _ = wait_for_signal() => tracing::warn!("second signal: exiting without waiting for the drain"),
+    }
+}

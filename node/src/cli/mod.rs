@@ -5,6 +5,7 @@
 
 pub mod ctl;
 pub mod dev;
+pub mod drain_agent;
 pub mod fleet_ctl;
 pub mod launch;
 pub mod pki;
@@ -274,6 +275,14 @@ pub enum CtlCmd {
     /// Hosts (agents): list, drain, undrain.
     #[command(subcommand)]
     Host(fleet_ctl::HostCmd),
+    /// Drain the `respawn agent` running on this machine (SIGTERM to its
+    /// process: no new session, idle DS processes end, busy ones finish) and
+    /// wait until it has exited; the preStop hook of deploy/k8s/agents.yaml.
+    DrainAgent {
+        /// The agent's process id (1 in a container).
+        #[arg(long, default_value_t = 1)]
+        pid: i32,
+    },
     /// Print a PlayerTicket for a game client to invoke virtual servers
     /// (what a game backend mints; format in docs/virtual-servers.md).
     PlayerTicket {

@@ -14,6 +14,7 @@ mod dev_config;
 mod membership;
 mod orphans;
 mod real_network;
+mod sigterm;
 mod three_servers;
 mod two_processes;
 

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 mod agent_failover;
 mod events;
+mod fleet_failover;
 mod isolation;
 mod membership;
+mod parallel_real;
 mod partition;
 mod placement;
 mod randomized;

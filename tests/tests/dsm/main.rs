@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod agent_link;
 mod contract;
+mod drain;
 mod fleets;
 mod notifications;
 mod placement;
