@@ -365,7 +365,7 @@ async fn register(
         .map_err(wire_error)?;
     let fleet = cluster
         .consensus
-        .read(|s| s.fleets.get(&h.fleet_id).cloned())
+        .read(|s| s.fleet_for_host(&h.fleet_id, &h.host_id))
         .ok_or_else(|| {
             WireError::new(
                 ErrorCode::NotFound,
@@ -461,7 +461,11 @@ async fn handle(
             check_id("battle session id", battle_session_id.as_str())?;
             return consensus.read(|s| describe_session(s, &process_id, &battle_session_id));
         }
-        AgentToServer::ProcessStarted { process_id, pid } => {
+        AgentToServer::ProcessStarted {
+            process_id,
+            pid,
+            fleet_version,
+        } => {
             check_id("process id", process_id.as_str())?;
             if consensus.read(|s| s.processes.contains_key(&process_id)) {
                 own(&process_id)?;
@@ -470,6 +474,7 @@ async fn handle(
                 process_id,
                 host_id: host.clone(),
                 pid,
+                fleet_version,
             }
         }
         AgentToServer::ProcessReady {

@@ -156,6 +156,7 @@ impl SimInner {
         let started = AgentToServer::ProcessStarted {
             process_id: id.clone(),
             pid: 1,
+            fleet_version: 0,
         };
         if self.report(started).await.is_none() {
             return;

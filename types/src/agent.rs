@@ -105,6 +105,9 @@ pub enum AgentToServer {
     ProcessStarted {
         process_id: ProcessId,
         pid: u32,
+        /// The version of the fleet it was launched with.
+        #[serde(default)]
+        fleet_version: u64,
     },
     ProcessReady {
         process_id: ProcessId,
@@ -317,6 +320,7 @@ mod tests {
             labels: Default::default(),
             version: 0,
             updated_at: 0,
+            host_target: None,
         };
         roundtrip(ServerReply::Welcome {
             fleet: fleet.clone(),
@@ -425,6 +429,7 @@ mod tests {
             AgentToServer::ProcessStarted {
                 process_id: pid(),
                 pid: 7,
+                fleet_version: 3,
             },
             AgentToServer::ProcessReady {
                 process_id: pid(),
