@@ -125,7 +125,7 @@ async fn set_desired(
     desired: Option<u32>,
 ) -> Result<Json<super::fleets_admin::FleetView>, ApiError> {
     let (tr, id) = super::fleets_admin::ids(&tr, &id)?;
-    super::fleets_admin::get_view(&edge, &tr, &id).await?;
+    let _found = super::fleets_admin::get_view(&edge, &tr, &id).await?;
     edge.server
         .cluster
         .propose(Command::SetFleetDesired {
