@@ -160,8 +160,13 @@ impl SimInner {
     fn set_fleet(self: &Arc<Self>, fleet: &Fleet) {
         *lock(&self.target) = fleet.host_target;
         self.version.store(fleet.version, Ordering::Relaxed);
-        let me = self.clone();
-        tokio::spawn(async move { while me.launch(me.launch_delay).await {} });
+        // All missing processes launch at once, as the real agent's
+        // supervisor does (each checks the count again when it starts).
+        let missing = self.wanted().saturating_sub(lock(&self.procs).len());
+        for _ in 0..missing {
+            let me = self.clone();
+            tokio::spawn(async move { me.launch(me.launch_delay).await });
+        }
     }
 
     /// Launches one process if fewer than wanted run: Started, then Ready

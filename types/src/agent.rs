@@ -211,6 +211,10 @@ impl WireError {
 }
 
 /// Server → agent answer to an [`AgentToServer`].
+// `Welcome` carries a whole fleet (its scaling policy included): it is
+// answered once per connection, so its size does not matter; boxing it
+// would only change every agent's match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerReply {
     Ok,
