@@ -9,33 +9,47 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "test-admin-token-0123456789";
 
+/// PUTs the fleet (idempotent), again while the cluster answers 503.
 async fn put_fleet(c: &TestCluster, body: Value) -> anyhow::Result<Value> {
-    let leader = c.wait_leader().await?;
-    let a = c
-        .backend(leader)
-        .admin(
-            ADMIN,
-            "PUT",
-            &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
-            Some(body),
-        )
-        .await?;
-    anyhow::ensure!(a.status == 200, "PUT fleet: {} {}", a.status, a.body);
-    Ok(a.json())
+    wait_for("the fleet's PUT", T, || async {
+        let leader = c.wait_leader().await.ok()?;
+        let a = c
+            .backend(leader)
+            .admin(
+                ADMIN,
+                "PUT",
+                &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
+                Some(body.clone()),
+            )
+            .await
+            .ok()?;
+        match a.status {
+            200 => Some(Ok(a.json())),
+            503 => None,
+            s => Some(Err(anyhow::anyhow!("PUT fleet: {s} {}", a.body))),
+        }
+    })
+    .await?
 }
 
+/// The fleet's view, asked again while the cluster answers "unavailable"
+/// (a read index during an election on a loaded machine).
 async fn fleet_view(c: &TestCluster) -> anyhow::Result<Value> {
-    let leader = c.wait_leader().await?;
-    let a = c
-        .backend(leader)
-        .admin(
-            ADMIN,
-            "GET",
-            &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
-            None,
-        )
-        .await?;
-    Ok(a.json())
+    wait_for("the fleet's view", T, || async {
+        let leader = c.wait_leader().await.ok()?;
+        let a = c
+            .backend(leader)
+            .admin(
+                ADMIN,
+                "GET",
+                &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
+                None,
+            )
+            .await
+            .ok()?;
+        (a.status == 200).then(|| a.json())
+    })
+    .await
 }
 
 /// (idle READY, LAUNCHING or READY, sessions) of the fleet, on the leader.
