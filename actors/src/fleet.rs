@@ -1,7 +1,10 @@
 //! One actor per fleet: it runs the placement policy whenever capacity or
-//! demand changes and commits the assignments it chooses. It supervises the
+//! demand changes and commits the assignments it chooses, and the
+//! autoscaler ([`crate::autoscale::decide`]) every [`AUTOSCALE_EVERY`],
+//! committing its decision when it changes anything. It supervises the
 //! fleet's process and session actors.
 
+use crate::autoscale::{decide, ScaleInput};
 use crate::policy::{plan_assignments, FleetView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -13,6 +16,9 @@ use std::time::Duration;
 
 /// Most assignments proposed in one round; the next round follows at once.
 const MAX_ROUND: usize = 512;
+
+/// How often the autoscaler looks at the fleet.
+pub const AUTOSCALE_EVERY: Duration = Duration::from_millis(500);
 
 pub struct FleetActor;
 
@@ -28,6 +34,10 @@ pub enum FleetMsg {
         process: ProcessId,
         result: Result<(), ProposeError>,
     },
+    /// Run the autoscaler.
+    Autoscale,
+    /// An autoscaler decision was committed (or not).
+    AutoscaleDone { result: Result<(), ProposeError> },
 }
 
 pub struct FleetState {
@@ -36,6 +46,12 @@ pub struct FleetState {
     in_flight_placements: HashSet<PlacementId>,
     in_flight_processes: HashMap<ProcessId, u32>,
     _ticker: tokio::task::JoinHandle<()>,
+    _autoscale_ticker: tokio::task::JoinHandle<()>,
+    /// Since when the fleet has had more processes than desired (kept by
+    /// this leader only: after a change of leader the scale-in delay starts again).
+    surplus_since: Option<UnixMillis>,
+    /// An autoscaler decision is being committed.
+    autoscaling: bool,
 }
 
 impl Actor for FleetActor {
@@ -51,12 +67,16 @@ impl Actor for FleetActor {
         // A safety net: agent links come and go without a log entry, so the
         // policy also runs once a second.
         let ticker = myself.send_interval(Duration::from_secs(1), || FleetMsg::Kick);
+        let autoscale_ticker = myself.send_interval(AUTOSCALE_EVERY, || FleetMsg::Autoscale);
         Ok(FleetState {
             id,
             deps,
             in_flight_placements: HashSet::new(),
             in_flight_processes: HashMap::new(),
             _ticker: ticker,
+            _autoscale_ticker: autoscale_ticker,
+            surplus_since: None,
+            autoscaling: false,
         })
     }
 
@@ -78,34 +98,36 @@ impl Actor for FleetActor {
         match msg {
             FleetMsg::Kick => kick(&myself, st),
             FleetMsg::Updated => {
-                let (fleet, hosts) = st.deps.read(|s| {
-                    let hosts: Vec<HostId> = s
-                        .hosts
+                // Each host gets the fleet with its own process target.
+                let per_host: Vec<(HostId, Fleet)> = st.deps.read(|s| {
+                    s.hosts
                         .values()
                         .filter(|h| h.fleet_id == st.id)
-                        .map(|h| h.id.clone())
-                        .collect();
-                    (s.fleets.get(&st.id).cloned(), hosts)
+                        .filter_map(|h| Some((h.id.clone(), s.fleet_for_host(&st.id, &h.id)?)))
+                        .collect()
                 });
-                if let Some(fleet) = fleet {
-                    for host in hosts
-                        .into_iter()
-                        .filter(|h| st.deps.gateway.is_connected(h))
-                    {
-                        let send = st.deps.gateway.send(
-                            &host,
-                            ServerToAgent::FleetUpdated {
-                                fleet: fleet.clone(),
-                            },
-                        );
-                        tokio::spawn(async move {
-                            if let Err(e) = send.await {
-                                tracing::warn!(%host, error = %e, "could not push fleet update");
-                            }
-                        });
-                    }
+                for (host, fleet) in per_host
+                    .into_iter()
+                    .filter(|(h, _)| st.deps.gateway.is_connected(h))
+                {
+                    let send = st
+                        .deps
+                        .gateway
+                        .send(&host, ServerToAgent::FleetUpdated { fleet });
+                    tokio::spawn(async move {
+                        if let Err(e) = send.await {
+                            tracing::warn!(%host, error = %e, "could not push fleet update");
+                        }
+                    });
                 }
                 kick(&myself, st);
+            }
+            FleetMsg::Autoscale => autoscale(&myself, st),
+            FleetMsg::AutoscaleDone { result } => {
+                st.autoscaling = false;
+                if let Err(e) = result {
+                    tracing::warn!(fleet = %st.id, error = %e, "could not commit an autoscaler decision");
+                }
             }
             FleetMsg::AssignDone {
                 placement,
@@ -156,6 +178,7 @@ impl Actor for FleetActor {
         st: &mut FleetState,
     ) -> Result<(), ActorProcessingErr> {
         st._ticker.abort();
+        st._autoscale_ticker.abort();
         Ok(())
     }
 }
@@ -195,4 +218,40 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
             });
         });
     }
+}
+
+/// Runs the autoscaler and commits its decision when it changes targets or
+/// stops processes (one decision in flight at a time).
+fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
+    if st.autoscaling {
+        return;
+    }
+    let gateway = st.deps.gateway.clone();
+    let now = now_millis();
+    let since = st.surplus_since;
+    let Some((plan, committed)) = st.deps.read(|s| {
+        let input = ScaleInput::of(s, &st.id, |h| gateway.is_connected(h), now, since)?;
+        let committed = input.targets.clone();
+        Some((decide(&input), committed))
+    }) else {
+        return;
+    };
+    st.surplus_since = plan.surplus_since;
+    if !plan.changes(&committed) {
+        return;
+    }
+    tracing::info!(fleet = %st.id, action = ?plan.decision.action, reason = %plan.decision.reason, "autoscaler decision");
+    st.autoscaling = true;
+    let commands = st.deps.commands.clone();
+    let me = myself.clone();
+    let command = Command::Autoscale {
+        fleet_id: st.id.clone(),
+        targets: plan.targets,
+        stop: plan.stop,
+        decision: plan.decision,
+    };
+    tokio::spawn(async move {
+        let result = commands.propose(command).await.map(|_| ());
+        let _ = me.cast(FleetMsg::AutoscaleDone { result });
+    });
 }

@@ -10,6 +10,7 @@
 //! they are rebuilt from the replicated state, deadlines included, so no
 //! timer is lost.
 
+pub mod autoscale;
 pub mod fleet;
 pub mod node;
 pub mod policy;

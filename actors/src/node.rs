@@ -228,7 +228,7 @@ impl NodeState {
                     });
                 }
             }
-            Event::FleetPut { fleet_id } => {
+            Event::FleetPut { fleet_id } | Event::ProcessTargetsChanged { fleet_id } => {
                 if let Some(f) = self.fleet(myself, &fleet_id).await {
                     let _ = f.cast(FleetMsg::Updated);
                 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 /// session now (in id order), both read lazily.
 pub struct FleetView<W, P> {
     pub mode: ServerMode,
+    /// The fleet's version: processes launched with it are preferred (rolling updates).
+    pub version: u64,
     pub waiting: W,
     pub placeable: P,
 }
@@ -28,6 +30,7 @@ impl<'a>
         let fleet = state.fleets.get(id)?;
         Some(FleetView {
             mode: fleet.mode,
+            version: fleet.version,
             waiting: Box::new(state.waiting_placements(id)),
             placeable: Box::new(state.placeable_processes(id)),
         })
@@ -67,12 +70,26 @@ pub fn plan_assignments<'a>(
         // One session per process: every free process is alike, so take the
         // first ones in id (= launch) order and stop as soon as there are
         // enough — no scan of the whole fleet.
-        ServerMode::Simple => fleet
-            .placeable
-            .filter(|p| taken(p) == 0 && connected(&p.host_id))
-            .map(|p| (p, 1))
-            .take(waiting.len())
-            .collect(),
+        // Processes of the fleet's current version first (a rolling
+        // update): the scan stops once there are enough of them.
+        ServerMode::Simple => {
+            let (mut current, mut older) = (Vec::new(), Vec::new());
+            for p in fleet
+                .placeable
+                .filter(|p| taken(p) == 0 && connected(&p.host_id))
+            {
+                if p.fleet_version == fleet.version {
+                    current.push((p, 1));
+                    if current.len() == waiting.len() {
+                        break;
+                    }
+                } else if older.len() < waiting.len() {
+                    older.push((p, 1));
+                }
+            }
+            current.extend(older);
+            current
+        }
         // Fill the busiest process first (packed).
         ServerMode::Parallel { max_sessions } => {
             let mut slots: Vec<(&DsProcess, u32)> = fleet
@@ -88,9 +105,11 @@ pub fn plan_assignments<'a>(
                 })
                 .filter(|(_, c)| *c > 0)
                 .collect();
+            let version = fleet.version;
             slots.sort_by(|(a, _), (b, _)| {
-                b.sessions_current
-                    .cmp(&a.sessions_current)
+                (b.fleet_version == version)
+                    .cmp(&(a.fleet_version == version))
+                    .then(b.sessions_current.cmp(&a.sessions_current))
                     .then(a.launched_at.cmp(&b.launched_at))
                     .then(a.id.cmp(&b.id))
             });
@@ -347,6 +366,7 @@ mod tests {
                 labels: Default::default(),
                 version: 0,
                 updated_at: 0,
+                host_target: None,
             }));
             for h in ["h1", "h2"] {
                 w.ok(Command::RegisterHost {
@@ -375,6 +395,7 @@ mod tests {
                 process_id: ProcessId::new_unchecked(name),
                 host_id: HostId::new_unchecked(host),
                 pid: 1,
+                fleet_version: 0,
             });
             self.ok(Command::ProcessReady {
                 process_id: ProcessId::new_unchecked(name),

@@ -21,7 +21,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The supervisor: launches processes until `processes_per_host` run,
+/// How many processes this host keeps: the autoscaler's target for it
+/// when the cluster gave one, never above `processes_per_host`. A lower
+/// target stops nothing here: the cluster stops idle processes itself.
+fn host_capacity(fleet: &Fleet) -> u32 {
+    let per_host = fleet.runtime.processes_per_host;
+    fleet.host_target.map_or(per_host, |t| t.min(per_host))
+}
+
+/// The supervisor: launches processes until [`host_capacity`] run,
 /// backing off while they fail to start.
 pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupMsg>) {
     let mut backoff = ds_launch_backoff();
@@ -32,9 +40,7 @@ pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupM
             let fleet = {
                 let reg = shared.reg();
                 missing = match (&reg.fleet, reg.stopping) {
-                    (Some(f), false) => {
-                        (f.runtime.processes_per_host as usize).saturating_sub(reg.procs.len())
-                    }
+                    (Some(f), false) => (host_capacity(f) as usize).saturating_sub(reg.procs.len()),
                     _ => 0,
                 };
                 reg.fleet.clone()
@@ -144,6 +150,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
     shared.reporter.send(AgentToServer::ProcessStarted {
         process_id: id.clone(),
         pid,
+        fleet_version: fleet.version,
     });
     drop(reg);
     tracing::info!(process_id = %id, pid, "DS process launched");

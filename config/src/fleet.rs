@@ -88,7 +88,7 @@ impl FleetSpec {
             health_check_interval_secs: self.health_check_interval_secs,
             process_ending_grace_secs: self.process_ending_grace_secs,
             max_placement_attempts: self.max_placement_attempts,
-            scaling: self.scaling,
+            scaling: self.scaling.clone(),
             labels: self.labels.clone(),
         }
     }

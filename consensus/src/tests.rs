@@ -54,6 +54,7 @@ fn fleet() -> Fleet {
         labels: Default::default(),
         version: 0,
         updated_at: 0,
+        host_target: None,
     }
 }
 
@@ -79,6 +80,7 @@ pub(crate) fn tagged_enum_commands() -> Vec<Command> {
             process_id: process.clone(),
             host_id: host,
             pid: 42,
+            fleet_version: 0,
         },
         Command::ProcessExited {
             process_id: process,

@@ -365,7 +365,7 @@ async fn register(
         .map_err(wire_error)?;
     let fleet = cluster
         .consensus
-        .read(|s| s.fleets.get(&h.fleet_id).cloned())
+        .read(|s| s.fleet_for_host(&h.fleet_id, &h.host_id))
         .ok_or_else(|| {
             WireError::new(
                 ErrorCode::NotFound,
@@ -465,7 +465,11 @@ async fn handle(
             host_id: host.clone(),
             draining,
         },
-        AgentToServer::ProcessStarted { process_id, pid } => {
+        AgentToServer::ProcessStarted {
+            process_id,
+            pid,
+            fleet_version,
+        } => {
             check_id("process id", process_id.as_str())?;
             if consensus.read(|s| s.processes.contains_key(&process_id)) {
                 own(&process_id)?;
@@ -474,6 +478,7 @@ async fn handle(
                 process_id,
                 host_id: host.clone(),
                 pid,
+                fleet_version,
             }
         }
         AgentToServer::ProcessReady {

@@ -9,6 +9,7 @@
 //! StartBattleSessionPlacement to the commit of its activation (the moment
 //! the placement is FULFILLED).
 
+mod autoscale;
 mod failover;
 mod records;
 mod soak;
@@ -40,6 +41,10 @@ pub enum BenchCmd {
     /// then repeated leader stops timing the first placement fulfilled by the
     /// new leader; with --crash, server processes killed with SIGKILL.
     Cluster(ClusterArgs),
+    /// A burst of placements larger than an autoscaled fleet's buffer
+    /// (simulated agent with a launch delay): time until the buffer is
+    /// restored and placement p99, beside a fixed-size fleet.
+    Autoscale(autoscale::AutoscaleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -79,6 +84,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Cluster(a) => cluster(a).await,
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::Records(a) => records::records(a),
+        BenchCmd::Autoscale(a) => autoscale::autoscale(a).await,
     }
 }
 
@@ -624,6 +630,7 @@ pub(crate) async fn sim_agent(
         vs_port: None,
         parallel: false,
         activate: true,
+        launch_delay: Duration::ZERO,
     })
     .await?)
 }

@@ -45,6 +45,8 @@ pub enum SimEvent {
     },
     /// A process ended (it is replaced by a fresh one).
     ProcessEnded { process: ProcessId },
+    /// The cluster asked a process to terminate (before it ends).
+    TerminateRequested { process: ProcessId },
 }
 
 /// Told about every [`SimEvent`]; called on the agent's tasks, so it must be quick.
@@ -76,6 +78,9 @@ pub struct SimAgentOptions {
     /// `false`: its DSs receive sessions and never activate them (for
     /// activation timeouts and failed placements).
     pub activate: bool,
+    /// How long a new process takes to become ready (the initial pool is
+    /// ready at once).
+    pub launch_delay: Duration,
 }
 
 /// A running simulated agent; [`SimAgent::stop`] ends it.
@@ -100,6 +105,13 @@ struct SimInner {
     vs_port: Option<u16>,
     parallel: bool,
     activate: bool,
+    /// The host's capacity (`processes` of the options) and the cluster's
+    /// target for it (`host_target` of the fleet it was sent; `None`: the capacity).
+    capacity: usize,
+    target: Mutex<Option<u32>>,
+    /// The fleet version it launches processes with (the last one sent).
+    version: AtomicU64,
+    launch_delay: Duration,
     /// The VS instances it "runs" (reported RUNNING on `vs_port`).
     vs: Mutex<BTreeSet<VsInstanceId>>,
 }
@@ -138,27 +150,61 @@ impl SimInner {
         None
     }
 
-    /// Launches one process: Started + Ready.
-    async fn launch(self: &Arc<Self>) {
+    /// How many processes to keep: the cluster's target, within the capacity.
+    fn wanted(&self) -> usize {
+        let target = *lock(&self.target);
+        target.map_or(self.capacity, |t| (t as usize).min(self.capacity))
+    }
+
+    /// The fleet the cluster sent (Welcome, FleetUpdated): keep its target.
+    fn set_fleet(self: &Arc<Self>, fleet: &Fleet) {
+        *lock(&self.target) = fleet.host_target;
+        self.version.store(fleet.version, Ordering::Relaxed);
+        // All missing processes launch at once, as the real agent's
+        // supervisor does (each checks the count again when it starts).
+        let missing = self.wanted().saturating_sub(lock(&self.procs).len());
+        for _ in 0..missing {
+            let me = self.clone();
+            tokio::spawn(async move { me.launch(me.launch_delay).await });
+        }
+    }
+
+    /// Launches one process if fewer than wanted run: Started, then Ready
+    /// after `delay`. `false` when none was wanted.
+    async fn launch(self: &Arc<Self>, delay: Duration) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = ProcessId::new_unchecked(format!("proc-{}-{}-{n:05}", self.host, self.run));
         let port = 20_000 + (n % 20_000) as u16;
-        lock(&self.procs).insert(
-            id.clone(),
-            LiveProcess {
-                process_id: id.clone(),
-                pid: 1,
-                port: Some(port),
-                log_paths: vec![],
-                ending: false,
-            },
-        );
+        {
+            let wanted = self.wanted();
+            let mut procs = lock(&self.procs);
+            if procs.len() >= wanted {
+                return false;
+            }
+            procs.insert(
+                id.clone(),
+                LiveProcess {
+                    process_id: id.clone(),
+                    pid: 1,
+                    port: Some(port),
+                    log_paths: vec![],
+                    ending: false,
+                },
+            );
+        }
         let started = AgentToServer::ProcessStarted {
             process_id: id.clone(),
             pid: 1,
+            fleet_version: self.version.load(Ordering::Relaxed),
         };
         if self.report(started).await.is_none() {
-            return;
+            return false;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         self.report(AgentToServer::ProcessReady {
             process_id: id,
@@ -166,9 +212,10 @@ impl SimInner {
             log_paths: vec![],
         })
         .await;
+        true
     }
 
-    /// Ends a process and launches its replacement.
+    /// Ends a process and launches its replacement (if still wanted).
     async fn end(self: &Arc<Self>, id: ProcessId, reason: ExitReason, ending: bool) {
         if lock(&self.procs).remove(&id).is_none() {
             return;
@@ -191,7 +238,7 @@ impl SimInner {
         if self.report(exited).await.is_none() {
             return;
         }
-        self.launch().await;
+        self.launch(self.launch_delay).await;
     }
 
     /// Activates `session` on `process_id`, then ends the process after
@@ -307,6 +354,9 @@ impl SimInner {
                 AgentReply::Ok
             }
             ServerToAgent::TerminateProcess { process_id, .. } => {
+                (self.observer)(SimEvent::TerminateRequested {
+                    process: process_id.clone(),
+                });
                 let me = self.clone();
                 tokio::spawn(async move { me.end(process_id, ExitReason::Killed, false).await });
                 AgentReply::Ok
@@ -319,7 +369,10 @@ impl SimInner {
                 });
                 AgentReply::Ok
             }
-            ServerToAgent::FleetUpdated { .. } => AgentReply::Ok,
+            ServerToAgent::FleetUpdated { fleet } => {
+                self.set_fleet(&fleet);
+                AgentReply::Ok
+            }
             // Its processes take notifications and do nothing with them.
             ServerToAgent::Notify { .. } => AgentReply::Ok,
         }
@@ -351,7 +404,7 @@ impl SimInner {
                 live_vs: lock(&self.vs).iter().cloned().collect(),
             });
             match link.request::<_, ServerReply>(&hello, CALL).await {
-                Ok(ServerReply::Welcome { .. }) => {}
+                Ok(ServerReply::Welcome { fleet }) => self.set_fleet(&fleet),
                 _ => {
                     link.close("hello failed");
                     tokio::time::sleep(RETRY).await;
@@ -395,6 +448,10 @@ impl SimAgent {
             vs_port: opts.vs_port,
             parallel: opts.parallel,
             activate: opts.activate,
+            capacity: opts.processes,
+            target: Mutex::new(None),
+            version: AtomicU64::new(0),
+            launch_delay: opts.launch_delay,
             vs: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(
@@ -417,7 +474,7 @@ impl SimAgent {
         let mut launches = tokio::task::JoinSet::new();
         for _ in 0..opts.processes {
             let i = agent.inner.clone();
-            launches.spawn(async move { i.launch().await });
+            launches.spawn(async move { i.launch(Duration::ZERO).await });
             if launches.len() >= LAUNCH_WINDOW {
                 launches.join_next().await;
             }

@@ -43,6 +43,10 @@ pub struct ClusterState {
     /// ([`ClusterState::is_placeable`]), in id order — launch order, as
     /// process ids are time-ordered UUIDs.
     pub placeable_by_fleet: BTreeMap<FleetId, BTreeSet<ProcessId>>,
+    /// The autoscaler's record per fleet: host targets, manual desired
+    /// count, last decision (bounded by the fleets; removed with the fleet).
+    #[serde(default)]
+    pub scaling: BTreeMap<FleetId, respawn_types::scaling::FleetScaling>,
     /// Hosts being drained (bounded by the hosts; cleared by undrain).
     #[serde(default)]
     pub draining_hosts: BTreeSet<HostId>,

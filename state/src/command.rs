@@ -59,6 +59,24 @@ pub enum Command {
         process_id: ProcessId,
         host_id: HostId,
         pid: u32,
+        /// The fleet version it was launched with (0: the fleet's current one).
+        #[serde(default)]
+        fleet_version: u64,
+    },
+    /// The autoscaler's decision for a fleet: per-host process targets
+    /// (empty: every host runs `processes_per_host`), the idle processes to
+    /// stop (a process that holds a session when this applies is skipped,
+    /// never stopped: invariant 2) and the decision record.
+    Autoscale {
+        fleet_id: FleetId,
+        targets: BTreeMap<HostId, u32>,
+        stop: Vec<(ProcessId, String)>,
+        decision: respawn_types::scaling::ScalingDecision,
+    },
+    /// An operator's desired process count for a fleet (`None`: back to the policy).
+    SetFleetDesired {
+        fleet_id: FleetId,
+        desired: Option<u32>,
     },
     ProcessReady {
         process_id: ProcessId,
@@ -309,6 +327,10 @@ pub enum Event {
     HostDraining {
         host_id: HostId,
         draining: bool,
+    },
+    /// A fleet's per-host process targets changed: tell its agents.
+    ProcessTargetsChanged {
+        fleet_id: FleetId,
     },
     HostLinked {
         host_id: HostId,

@@ -58,6 +58,7 @@ pub(crate) fn fleet(mode: ServerMode) -> Fleet {
         labels: Default::default(),
         version: 0,
         updated_at: 0,
+        host_target: None,
     }
 }
 
@@ -131,6 +132,7 @@ impl H {
             process_id: pid(n),
             host_id: host_id(),
             pid: 100 + n,
+            fleet_version: 0,
         });
         self.ok(Command::ProcessReady {
             process_id: pid(n),

@@ -524,6 +524,7 @@ impl TestCluster {
             vs_port: None,
             parallel: self.opts.parallel.is_some(),
             activate: true,
+            launch_delay: Duration::ZERO,
         };
         tweak(&mut opts);
         Ok(SimAgent::start(opts).await?)
@@ -555,5 +556,6 @@ fn observation(event: SimEvent) -> Observation {
             battle_session,
         },
         SimEvent::ProcessEnded { process } => Observation::ProcessEnded { process },
+        SimEvent::TerminateRequested { process } => Observation::TerminateRequested { process },
     }
 }

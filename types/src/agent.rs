@@ -105,6 +105,9 @@ pub enum AgentToServer {
     ProcessStarted {
         process_id: ProcessId,
         pid: u32,
+        /// The version of the fleet it was launched with.
+        #[serde(default)]
+        fleet_version: u64,
     },
     ProcessReady {
         process_id: ProcessId,
@@ -215,6 +218,10 @@ impl WireError {
 }
 
 /// Server → agent answer to an [`AgentToServer`].
+// `Welcome` carries a whole fleet (its scaling policy included): it is
+// answered once per connection, so its size does not matter; boxing it
+// would only change every agent's match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerReply {
     Ok,
@@ -324,6 +331,7 @@ mod tests {
             labels: Default::default(),
             version: 0,
             updated_at: 0,
+            host_target: None,
         };
         roundtrip(ServerReply::Welcome {
             fleet: fleet.clone(),
@@ -433,6 +441,7 @@ mod tests {
             AgentToServer::ProcessStarted {
                 process_id: pid(),
                 pid: 7,
+                fleet_version: 3,
             },
             AgentToServer::ProcessReady {
                 process_id: pid(),

@@ -192,10 +192,11 @@ impl FleetDefinition {
             health_check_interval_ms: self.health_check_interval_secs * 1000,
             process_ending_grace_ms: self.process_ending_grace_secs * 1000,
             max_placement_attempts: self.max_placement_attempts,
-            scaling: self.scaling,
+            scaling: self.scaling.clone(),
             labels: self.labels.clone(),
             version: 0,
             updated_at: 0,
+            host_target: None,
         }
     }
 
@@ -218,7 +219,7 @@ impl FleetDefinition {
             health_check_interval_secs: f.health_check_interval_ms / 1000,
             process_ending_grace_secs: f.process_ending_grace_ms / 1000,
             max_placement_attempts: f.max_placement_attempts,
-            scaling: f.scaling,
+            scaling: f.scaling.clone(),
             labels: f.labels.clone(),
         }
     }

@@ -86,6 +86,12 @@ pub struct Fleet {
     /// When the current version was made.
     #[serde(default)]
     pub updated_at: UnixMillis,
+    /// Only in the copy sent to one agent (`Welcome`, `FleetUpdated`): the
+    /// processes the autoscaler wants on that host (never above
+    /// `processes_per_host`); `None`: `processes_per_host`. Always `None`
+    /// in the replicated state.
+    #[serde(default)]
+    pub host_target: Option<u32>,
 }
 
 /// Lifecycle of a DS process as the cluster sees it.
@@ -147,6 +153,9 @@ pub struct DsProcess {
     /// When it was reported EXITED (retention counts from here).
     #[serde(default)]
     pub exited_at: Option<UnixMillis>,
+    /// The fleet version it was launched with (0: not known, an adopted process).
+    #[serde(default)]
+    pub fleet_version: u64,
 }
 
 /// A host (one agent), as registered.

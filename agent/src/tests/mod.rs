@@ -126,6 +126,7 @@ fn fleet(runtime: RuntimeConfig, health_check_interval_ms: u64) -> Fleet {
         labels: Default::default(),
         version: 0,
         updated_at: 0,
+        host_target: None,
     }
 }
 

@@ -93,6 +93,7 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
         labels: Default::default(),
         version: 1,
         updated_at: 0,
+        host_target: None,
     }))?;
     run.apply(Command::RegisterHost {
         host: Host {
@@ -116,6 +117,7 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
                 process_id: p.clone(),
                 host_id: host.clone(),
                 pid: 4242,
+                fleet_version: 0,
             })?;
             run.apply(Command::ProcessReady {
                 process_id: p.clone(),

@@ -138,6 +138,7 @@ pub async fn soak(a: SoakArgs) -> anyhow::Result<()> {
         vs_port: None,
         parallel: false,
         activate: true,
+        launch_delay: Duration::ZERO,
     })
     .await?;
 

@@ -43,6 +43,8 @@ pub struct FleetView {
     pub available_slots: u32,
     /// Placements waiting for a process.
     pub waiting_placements: u32,
+    /// The autoscaler and the rollout.
+    pub scaling: super::fleet_scaling::ScalingView,
 }
 
 fn status_name(s: ProcessStatus) -> String {
@@ -102,7 +104,13 @@ fn view(s: &ClusterState, f: &Fleet) -> FleetView {
         sessions,
         available_slots,
         waiting_placements: s.waiting_placements(&f.id).count() as u32,
+        scaling: super::fleet_scaling::scaling_view(s, f, status_name),
     }
+}
+
+/// The title region and fleet ids of a path.
+pub(super) fn ids(tr: &str, id: &str) -> Result<(TitleRegionId, FleetId), ApiError> {
+    Ok((tr_id(tr)?, fleet_id(id)?))
 }
 
 fn tr_id(s: &str) -> Result<TitleRegionId, ApiError> {
@@ -117,7 +125,7 @@ fn host_id(s: &str) -> Result<HostId, ApiError> {
     HostId::parse(s).map_err(|e| ApiError::bad_request(format!("host_id: {e}")))
 }
 
-async fn get_view(
+pub(super) async fn get_view(
     edge: &Edge,
     tr: &TitleRegionId,
     id: &FleetId,

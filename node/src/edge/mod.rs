@@ -8,6 +8,8 @@ pub mod auth;
 pub mod context;
 pub mod dsm;
 pub mod error;
+pub mod fleet_metrics;
+pub mod fleet_scaling;
 pub mod fleets_admin;
 mod http_metrics;
 pub mod invoke;
@@ -74,6 +76,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         vs_admin::trigger_logs,
         fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
         fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
+        fleet_scaling::put_desired, fleet_scaling::delete_desired,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
@@ -207,13 +210,15 @@ async fn readyz(State(edge): State<Edge>) -> Result<&'static str, ApiError> {
 
 /// Prometheus metrics in text format.
 #[utoipa::path(get, path = "/metrics", tag = "Operations", responses((status = 200, description = "Prometheus text")))]
-async fn metrics_page() -> impl IntoResponse {
+async fn metrics_page(State(edge): State<Edge>) -> impl IntoResponse {
+    let mut text = prometheus().render();
+    text.push_str(&edge.server.cluster.consensus.read(fleet_metrics::render));
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        prometheus().render(),
+        text,
     )
 }
 
@@ -353,6 +358,10 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             get(fleets_admin::get_one)
                 .put(fleets_admin::put)
                 .delete(fleets_admin::delete),
+        )
+        .route(
+            "/admin/title_regions/{tr}/fleets/{fleet_id}/desired",
+            put(fleet_scaling::put_desired).delete(fleet_scaling::delete_desired),
         )
         .route("/admin/hosts", get(fleets_admin::hosts))
         .route("/admin/hosts/{host_id}/drain", post(fleets_admin::drain))

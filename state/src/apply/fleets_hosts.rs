@@ -251,6 +251,8 @@ impl ClusterState {
                         ending_since: lp.ending.then_some(at),
                         exit: None,
                         exited_at: None,
+                        // Not known: taken as the fleet's current version.
+                        fleet_version: self.fleets.get(&host.fleet_id).map_or(0, |f| f.version),
                     };
                     self.insert_process(p, ev);
                 }
@@ -260,10 +262,14 @@ impl ClusterState {
     }
 }
 
+mod autoscale;
 mod drain;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod autoscale_tests;
 
 #[cfg(test)]
 #[path = "fleets_hosts/drain_tests.rs"]

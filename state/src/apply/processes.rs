@@ -19,6 +19,7 @@ impl ClusterState {
                 process_id,
                 host_id,
                 pid,
+                fleet_version,
             } => {
                 if self.processes.contains_key(process_id) {
                     return Ok(Applied::Unchanged);
@@ -27,7 +28,13 @@ impl ClusterState {
                     .hosts
                     .get(host_id)
                     .ok_or_else(|| Rejection::not_found("host", host_id))?;
+                let current = self.fleets.get(&host.fleet_id).map_or(0, |f| f.version);
                 let p = DsProcess {
+                    fleet_version: if *fleet_version == 0 {
+                        current
+                    } else {
+                        *fleet_version
+                    },
                     id: process_id.clone(),
                     fleet_id: host.fleet_id.clone(),
                     host_id: host_id.clone(),

@@ -265,6 +265,16 @@ fn check_processes(h: &[&Entry], fin: &FinalState, out: &mut Vec<Violation>) {
                 p.ended = true;
                 p.held.clear();
             }
+            Observation::TerminateRequested { process } => {
+                let p = procs.entry(process).or_default();
+                if fin.no_busy_stops && !p.ended && !p.held.is_empty() {
+                    out.push(Violation::BusyProcessStopped {
+                        process: process.clone(),
+                        held: p.held.iter().map(|b| (*b).clone()).collect(),
+                        seq: e.seq,
+                    });
+                }
+            }
             _ => {}
         }
     }

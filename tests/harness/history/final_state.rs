@@ -25,6 +25,11 @@ pub struct FinalState {
     /// What retention removed: a placement missing from `placements` that
     /// these cover was pruned after it ended, not lost.
     pub pruned: PrunedWatermarks,
+    /// The scenario has no reason to stop a busy process (no faults, no
+    /// forced delete, every DS activates): the cluster only stops idle
+    /// ones (scale-in, rollouts, drains), so a termination asked of a
+    /// process holding a session breaks invariant 2 of the design.
+    pub no_busy_stops: bool,
 }
 
 impl Default for FinalState {
@@ -36,6 +41,7 @@ impl Default for FinalState {
             agents_observed: false,
             events_subscribed: false,
             pruned: PrunedWatermarks::default(),
+            no_busy_stops: false,
         }
     }
 }
@@ -61,7 +67,15 @@ impl FinalState {
             agents_observed,
             events_subscribed: false,
             pruned: s.pruned,
+            no_busy_stops: false,
         }
+    }
+
+    /// Requires that no process holding a session is asked to terminate
+    /// (see [`FinalState::no_busy_stops`]).
+    pub fn with_no_busy_stops(mut self) -> Self {
+        self.no_busy_stops = true;
+        self
     }
 
     /// Requires the placement events: the history recorded every delivery

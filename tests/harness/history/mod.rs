@@ -33,7 +33,11 @@
 //! 5. placement-finished events carry a terminal status and their ids
 //!    de-duplicate (one id, one placement and status); with
 //!    [`FinalState::with_events`], every placement that ended FULFILLED,
-//!    TIMED_OUT or FAILED had its event delivered at least once.
+//!    TIMED_OUT or FAILED had its event delivered at least once;
+//! 6. (design invariant 2, with [`FinalState::with_no_busy_stops`]) no
+//!    process holding a delivered or activated session is asked to
+//!    terminate ([`Observation::TerminateRequested`]): scale-in, rollouts
+//!    and drains stop only idle processes.
 //!
 //! The checker's own tests (`tests.rs`) feed it random valid runs (no
 //! violation may be reported) and the same runs with each kind of

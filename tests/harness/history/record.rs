@@ -57,6 +57,8 @@ pub enum Observation {
     },
     /// A DS process ended (ProcessEnding or exit).
     ProcessEnded { process: ProcessId },
+    /// The cluster asked a DS process to terminate (OnProcessTerminate).
+    TerminateRequested { process: ProcessId },
     /// A placement-finished event was delivered to a subscriber (with its
     /// de-duplication id).
     EventDelivered {

@@ -483,3 +483,33 @@ fn pruned_placements_are_not_lost_and_expired_ones_stay_gone() {
         "{v:?}"
     );
 }
+
+#[test]
+fn stopping_a_busy_process_breaks_invariant_2_and_an_idle_one_does_not() {
+    let (mut obs, f) = clean();
+    let f = f.with_no_busy_stops();
+    // An idle process, then one whose session ended with it: fine.
+    obs.push(Observation::TerminateRequested {
+        process: pr("proc-idle"),
+    });
+    assert!(check(&history(obs.clone()), &f).is_empty());
+    // A process holding an activated session: reported.
+    obs.push(accepted("pl-7", "bs-7"));
+    obs.push(delivered("proc-busy", "bs-7"));
+    obs.push(activated("proc-busy", "bs-7"));
+    obs.push(Observation::TerminateRequested {
+        process: pr("proc-busy"),
+    });
+    let mut f2 = f.clone();
+    f2.placements.insert(pl("pl-7"), (Fulfilled, bs("bs-7")));
+    obs.push(event("pl-7", Fulfilled, "ev-7"));
+    let v = check(&history(obs.clone()), &f2);
+    only(
+        &v,
+        |x| matches!(x, Violation::BusyProcessStopped { process, .. } if process.as_str() == "proc-busy"),
+    );
+    // Without the flag (fault scenarios), not checked.
+    let mut f3 = f2.clone();
+    f3.no_busy_stops = false;
+    assert!(check(&history(obs), &f3).is_empty());
+}

@@ -79,6 +79,13 @@ pub enum Violation {
         process: ProcessId,
         sessions: Vec<(BattleSessionId, u64)>,
     },
+    /// (Design invariant 2) A process was asked to terminate while it held
+    /// these delivered or activated, not ended sessions.
+    BusyProcessStopped {
+        process: ProcessId,
+        held: Vec<BattleSessionId>,
+        seq: u64,
+    },
     /// (2) A parallel-mode process held more activated, not ended sessions
     /// than `max_sessions` after entry `seq`.
     ParallelOverCapacity {
@@ -186,6 +193,10 @@ impl fmt::Display for Violation {
                 }
                 Ok(())
             }
+            BusyProcessStopped { process, held, seq } => write!(
+                f,
+                "process {process} was asked to terminate (#{seq}) while holding {held:?}"
+            ),
             ParallelOverCapacity {
                 process,
                 max_sessions,

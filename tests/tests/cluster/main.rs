@@ -11,6 +11,7 @@ use respawn_types::*;
 use std::time::Duration;
 
 mod agent_failover;
+mod autoscale;
 mod events;
 mod fleet_failover;
 mod isolation;

@@ -69,6 +69,7 @@ impl W {
             labels: Default::default(),
             version: 0,
             updated_at: 0,
+            host_target: None,
         }));
         for h in hosts {
             w.ok(Command::RegisterHost {

@@ -63,6 +63,7 @@ impl ClusterState {
             self.ask_to_terminate(at, id, "fleet deleted", ev);
         }
         self.fleets.remove(fleet_id);
+        self.scaling.remove(fleet_id);
         ev.push(Event::FleetDeleted {
             fleet_id: fleet_id.clone(),
         });
@@ -145,7 +146,7 @@ impl ClusterState {
 
     /// The cluster asks the process to terminate (OnProcessTerminate, then
     /// kill after the grace): its sessions are released.
-    fn ask_to_terminate(
+    pub(super) fn ask_to_terminate(
         &mut self,
         at: UnixMillis,
         id: &ProcessId,

@@ -28,7 +28,7 @@ fn bad_scaling_is_refused_and_changes_nothing() {
     f.scaling = ScalingPolicy {
         min_processes: 5,
         max_processes: 2,
-        buffer: 0,
+        ..Default::default()
     };
     let r = h.refused(Command::PutFleet(f));
     assert!(r.to_string().contains("scaling.min_processes"), "{r}");

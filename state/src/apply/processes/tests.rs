@@ -19,7 +19,8 @@ fn process_transitions_illegal() {
         h.refused(Command::ProcessStarted {
             process_id: pid(1),
             host_id: HostId::new_unchecked("nope"),
-            pid: 1
+            pid: 1,
+            fleet_version: 0
         }),
         Rejection::NotFound { .. }
     ));

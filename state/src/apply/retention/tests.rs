@@ -262,6 +262,7 @@ fn every_replica_prunes_at_the_same_index_snapshots_included() {
                 process_id: pid(n),
                 host_id: host_id(),
                 pid: n,
+                fleet_version: 0,
             },
         );
         rec(

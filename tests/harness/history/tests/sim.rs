@@ -272,6 +272,7 @@ impl Sim {
             agents_observed: true,
             events_subscribed: true,
             pruned: Default::default(),
+            no_busy_stops: true,
         };
         (s.h.snapshot(), f)
     }
