@@ -66,8 +66,9 @@ pub fn plan_assignments<'a>(
     let slots: Vec<(&DsProcess, u32)> = match fleet.mode {
         // One session per process: every free process is alike, so take the
         // first ones in id (= launch) order and stop as soon as there are
-        // enough — no scan of the whole fleet.
-        ServerMode::Simple => fleet
+        // enough — no scan of the whole fleet. Forking mode's forked
+        // processes are alike too (its parents are never placeable).
+        ServerMode::Simple | ServerMode::Forking => fleet
             .placeable
             .filter(|p| taken(p) == 0 && connected(&p.host_id))
             .map(|p| (p, 1))

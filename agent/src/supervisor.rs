@@ -31,12 +31,8 @@ pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupM
         loop {
             let fleet = {
                 let reg = shared.reg();
-                missing = match (&reg.fleet, reg.stopping) {
-                    (Some(f), false) => {
-                        (f.runtime.processes_per_host as usize).saturating_sub(reg.procs.len())
-                    }
-                    _ => 0,
-                };
+                // Forked processes (forking mode) are not the supervisor's.
+                missing = reg.launches_wanted().saturating_sub(reg.launched());
                 reg.fleet.clone()
             };
             let Some(fleet) = fleet else { break };
@@ -72,7 +68,7 @@ pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupM
 }
 
 /// A fresh random bearer token (256 bits, hex).
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -139,6 +135,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
             health: None,
             kill: kill_tx,
             exit_reason: None,
+            role: Default::default(),
         },
     );
     shared.reporter.send(AgentToServer::ProcessStarted {
@@ -184,21 +181,8 @@ async fn watch(
             }
         }
     };
-    let started = {
-        let mut reg = shared.reg();
-        let Some(mut p) = reg.procs.remove(&id) else {
-            return;
-        };
-        reg.tokens.remove(&p.token);
-        p.events.close();
-        let reason = p.exit_reason.take().unwrap_or(from_status);
-        tracing::info!(process_id = %id, ?reason, "DS process exited");
-        shared.reporter.send(AgentToServer::ProcessExited {
-            process_id: id,
-            reason,
-        });
-        p.port.is_some()
+    let Some(started) = shared.unregister(&id, from_status) else {
+        return;
     };
-    shared.exited.notify_waiters();
     let _ = shared.supervisor.send(SupMsg::Exited { started });
 }

@@ -151,6 +151,7 @@ impl SimInner {
                 port: Some(port),
                 log_paths: vec![],
                 ending: false,
+                role: Default::default(),
             },
         );
         let started = AgentToServer::ProcessStarted {
@@ -280,7 +281,9 @@ impl SimInner {
                 }
                 AgentReply::Ok
             }
-            ServerToAgent::QueryVsLogs { .. } => AgentReply::Err(WireError::new(
+            ServerToAgent::QueryVsLogs { .. }
+            | ServerToAgent::ListDsLogs { .. }
+            | ServerToAgent::ReadDsLog { .. } => AgentReply::Err(WireError::new(
                 ErrorCode::BadRequest,
                 "this simulated agent keeps no logs",
             )),

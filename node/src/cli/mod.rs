@@ -5,6 +5,7 @@
 
 pub mod ctl;
 pub mod dev;
+pub mod ds_logs_ctl;
 pub mod fleet_ctl;
 pub mod launch;
 pub mod pki;
@@ -274,6 +275,9 @@ pub enum CtlCmd {
     /// Hosts (agents): list, drain, undrain.
     #[command(subcommand)]
     Host(fleet_ctl::HostCmd),
+    /// Logs of DS processes (stdout, stderr, collected log_paths): list, get.
+    #[command(subcommand)]
+    DsLogs(ds_logs_ctl::DsLogsCmd),
     /// Print a PlayerTicket for a game client to invoke virtual servers
     /// (what a game backend mints; format in docs/virtual-servers.md).
     PlayerTicket {

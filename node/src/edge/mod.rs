@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod context;
+pub mod ds_logs_admin;
 pub mod dsm;
 pub mod error;
 pub mod fleets_admin;
@@ -71,6 +72,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         vs_admin::trigger_logs,
         fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
         fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
+        ds_logs_admin::process_logs, ds_logs_admin::session_logs, ds_logs_admin::download,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
@@ -349,6 +351,18 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
             get(fleets_admin::get_one)
                 .put(fleets_admin::put)
                 .delete(fleets_admin::delete),
+        )
+        .route(
+            "/admin/title_regions/{tr}/processes/{process_id}/logs",
+            get(ds_logs_admin::process_logs),
+        )
+        .route(
+            "/admin/title_regions/{tr}/processes/{process_id}/logs/{*name}",
+            get(ds_logs_admin::download),
+        )
+        .route(
+            "/admin/title_regions/{tr}/battle_sessions/{battle_session_id}/logs",
+            get(ds_logs_admin::session_logs),
         )
         .route("/admin/hosts", get(fleets_admin::hosts))
         .route("/admin/hosts/{host_id}/drain", post(fleets_admin::drain))

@@ -90,6 +90,8 @@ impl ClusterState {
             | C::HostLinked { .. } => self.apply_fleet_host(at, cmd, ev),
             C::ProcessStarted { .. }
             | C::ProcessReady { .. }
+            | C::ProcessForked { .. }
+            | C::ForkingParentReady { .. }
             | C::ProcessEnding { .. }
             | C::ProcessTerminating { .. }
             | C::ProcessExited { .. } => self.apply_process(at, cmd, ev),

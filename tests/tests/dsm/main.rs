@@ -10,7 +10,9 @@ use std::time::Duration;
 
 mod agent_link;
 mod contract;
+mod ds_logs;
 mod fleets;
+mod forking;
 mod notifications;
 mod placement;
 mod processes;
