@@ -71,8 +71,10 @@ pub fn plan_assignments<'a>(
         // first ones in id (= launch) order and stop as soon as there are
         // enough — no scan of the whole fleet.
         // Processes of the fleet's current version first (a rolling
-        // update): the scan stops once there are enough of them.
-        ServerMode::Simple => {
+        // update): the scan stops once there are enough of them. Forking
+        // mode's forked processes are alike too (its parents are never
+        // placeable).
+        ServerMode::Simple | ServerMode::Forking => {
             let (mut current, mut older) = (Vec::new(), Vec::new());
             for p in fleet
                 .placeable

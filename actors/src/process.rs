@@ -282,7 +282,12 @@ fn deliver(
                 return;
             }
             match deps.gateway.send(&host, command.clone()).await {
-                Ok(AgentReply::Ok | AgentReply::VsLogs { .. }) => return,
+                Ok(
+                    AgentReply::Ok
+                    | AgentReply::VsLogs { .. }
+                    | AgentReply::DsLogFiles { .. }
+                    | AgentReply::DsLogChunk { .. },
+                ) => return,
                 Ok(AgentReply::Err(e)) if e.code == ErrorCode::NotFound => {
                     tracing::warn!(%process, %host, error = %e, "agent does not know the process");
                     return;

@@ -41,6 +41,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+/// Runs blocking file work off the async threads.
+async fn blocking(
+    f: impl FnOnce() -> Result<AgentReply, WireError> + Send + 'static,
+) -> AgentReply {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => AgentReply::Err(e),
+        Err(e) => AgentReply::Err(WireError::new(ErrorCode::Internal, e.to_string())),
+    }
+}
+
 /// Most DS processes one host may be asked to run.
 pub const MAX_PROCESSES_PER_HOST: u32 = 1024;
 
@@ -271,6 +282,27 @@ impl Agent {
                     Err(e) => AgentReply::Err(e),
                 }
             }
+            ServerToAgent::ListDsLogs { process_id } => {
+                let shared = self.shared.clone();
+                return blocking(move || {
+                    crate::ds_logs::list(&shared, &process_id)
+                        .map(|files| AgentReply::DsLogFiles { files })
+                })
+                .await;
+            }
+            ServerToAgent::ReadDsLog {
+                process_id,
+                name,
+                offset,
+                len,
+            } => {
+                let shared = self.shared.clone();
+                return blocking(move || {
+                    crate::ds_logs::read(&shared, &process_id, &name, offset, len)
+                        .map(|(data, size)| AgentReply::DsLogChunk { data, size })
+                })
+                .await;
+            }
             other => other,
         };
         match self.command(cmd) {
@@ -363,7 +395,9 @@ impl Agent {
             }
             ServerToAgent::StartVsInstance { .. }
             | ServerToAgent::StopVsInstance { .. }
-            | ServerToAgent::QueryVsLogs { .. } => Ok(()),
+            | ServerToAgent::QueryVsLogs { .. }
+            | ServerToAgent::ListDsLogs { .. }
+            | ServerToAgent::ReadDsLog { .. } => Ok(()),
             ServerToAgent::KillProcess { process_id } => {
                 let mut reg = shared.reg();
                 let p = reg

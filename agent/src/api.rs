@@ -2,9 +2,16 @@
 //! normative description is `docs/sdk-protocol.md`.
 
 use crate::events::Next;
+use crate::forking;
 use crate::health::{HealthTracker, Verdict};
 use crate::health_actor::HealthActor;
-use crate::state::{Proc, Shared};
+#[cfg(test)]
+use crate::request::status_for;
+use crate::request::{
+    authenticate, check_bs, check_log_paths, check_pbs, ok, parse, read, with_proc, SdkApiResult,
+};
+use crate::request::{SdkApiError, MAX_BODY};
+use crate::state::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,20 +23,14 @@ use axum::{Json, Router};
 use respawn_types::agent::{AgentToServer, ErrorCode, ServerReply};
 use respawn_types::sdk::{
     self as api, BattleSessionRequest, HealthAnswer, PlayerBattleSessionRequest,
-    ProcessReadyRequest, SdkError, SdkEvent, SdkOk,
+    ProcessReadyAnswer, ProcessReadyRequest, SdkEvent,
 };
 use respawn_types::text::truncate_utf8;
-use respawn_types::{validate_id, BattleSessionId, ExitReason, PlayerBattleSessionId, ProcessId};
-use serde::de::DeserializeOwned;
+use respawn_types::ExitReason;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
-/// Most log paths one ProcessReady may name, and longest path.
-const MAX_LOG_PATHS: usize = 64;
-const MAX_LOG_PATH_LEN: usize = 4096;
 /// How long a forwarded call may wait for the cluster.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest error message passed on from the cluster.
@@ -53,69 +54,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
             api::PATH_DESCRIBE_BATTLE_SESSION,
             post(describe_battle_session),
         )
+        .route(
+            api::PATH_FORKING_PROCESS_READY,
+            post(forking::forking_process_ready),
+        )
+        .route(
+            api::PATH_QUERY_DS_INSTANCE_PER_CVM_CONFIG,
+            post(forking::query_ds_instance_per_cvm_config),
+        )
+        .route(
+            api::PATH_QUERY_AVAILABLE_DS_INSTANCE_COUNT,
+            post(forking::query_available_ds_instance_count),
+        )
         .route("/v1/vs/invoke/{vs}", any(invoke_vs))
         .route("/v1/vs/invoke/{vs}/{*path}", any(invoke_vs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
-}
-
-/// HTTP status for an error code.
-pub fn status_for(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::Expired => StatusCode::NOT_FOUND,
-        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Conflict | ErrorCode::InvalidState => StatusCode::CONFLICT,
-        ErrorCode::NotLeader | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// An error answer: a status and an [`SdkError`] body.
-#[derive(Debug)]
-pub struct SdkApiError {
-    status: StatusCode,
-    body: SdkError,
-}
-
-impl SdkApiError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::with_status(status_for(code), code, message)
-    }
-
-    fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: SdkError {
-                error: code,
-                message: message.into(),
-            },
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadRequest, message)
-    }
-
-    fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unauthorized, message)
-    }
-}
-
-impl IntoResponse for SdkApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-type SdkApiResult = Result<Json<SdkOk>, SdkApiError>;
-
-fn ok() -> SdkApiResult {
-    Ok(Json(SdkOk { ok: true }))
 }
 
 async fn not_found(method: Method, uri: Uri) -> SdkApiError {
@@ -130,79 +86,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> SdkApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::BadRequest,
         format!("method {method} is not allowed on {}", uri.path()),
-    )
-}
-
-/// The process a request comes from, by its bearer token.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ProcessId, SdkApiError> {
-    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
-        SdkApiError::unauthorized(
-            "missing Authorization header; send `Authorization: Bearer <RESPAWN_PROCESS_TOKEN>`",
-        )
-    })?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| {
-            SdkApiError::unauthorized(
-                "the Authorization header must be `Bearer <RESPAWN_PROCESS_TOKEN>`",
-            )
-        })?;
-    shared.reg().tokens.get(token).cloned().ok_or_else(|| {
-        SdkApiError::unauthorized("unknown process token (has this process exited?)")
-    })
-}
-
-/// Runs `f` on the process under the registry lock.
-fn with_proc<R>(
-    shared: &Shared,
-    id: &ProcessId,
-    f: impl FnOnce(&Shared, &mut Proc) -> Result<R, SdkApiError>,
-) -> Result<R, SdkApiError> {
-    let mut reg = shared.reg();
-    let p = reg.procs.get_mut(id).ok_or_else(|| {
-        SdkApiError::unauthorized("unknown process token (has this process exited?)")
-    })?;
-    f(shared, p)
-}
-
-/// Parses a JSON body, with a 400 naming the problem.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, SdkApiError> {
-    let bytes = read(body)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| SdkApiError::bad_request(format!("invalid JSON body: {e}")))
-}
-
-fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, SdkApiError> {
-    body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            SdkApiError::with_status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BadRequest,
-                format!("request body is larger than {MAX_BODY} bytes"),
-            )
-        } else {
-            SdkApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
-        }
-    })
-}
-
-fn check_id(field: &str, kind: &'static str, id: &str) -> Result<(), SdkApiError> {
-    validate_id(kind, id).map_err(|e| SdkApiError::bad_request(format!("{field}: {e}")))
-}
-
-fn check_bs(id: &BattleSessionId) -> Result<(), SdkApiError> {
-    check_id("battle_session_id", BattleSessionId::KIND, id.as_str())
-}
-
-fn check_pbs(id: &PlayerBattleSessionId) -> Result<(), SdkApiError> {
-    check_id(
-        "player_battle_session_id",
-        PlayerBattleSessionId::KIND,
-        id.as_str(),
     )
 }
 
@@ -234,26 +117,15 @@ async fn process_ready(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> SdkApiResult {
+) -> Result<Json<ProcessReadyAnswer>, SdkApiError> {
     let id = authenticate(&shared, &headers)?;
     let req: ProcessReadyRequest = parse(body)?;
     if req.port == 0 {
         return Err(SdkApiError::bad_request("port must be between 1 and 65535"));
     }
-    if req.log_paths.len() > MAX_LOG_PATHS {
-        return Err(SdkApiError::bad_request(format!(
-            "at most {MAX_LOG_PATHS} log_paths are allowed"
-        )));
-    }
-    if let Some(bad) = req
-        .log_paths
-        .iter()
-        .find(|p| p.is_empty() || p.len() > MAX_LOG_PATH_LEN || p.contains('\0'))
-    {
-        return Err(SdkApiError::bad_request(format!(
-            "log path {:?} is empty, longer than {MAX_LOG_PATH_LEN} bytes or contains NUL",
-            bad.chars().take(64).collect::<String>()
-        )));
+    check_log_paths(&req.log_paths)?;
+    if let Some(answer) = forking::ready_via_parent(&shared, &id, &req)? {
+        return Ok(Json(answer));
     }
     let newly_ready = with_proc(&shared, &id, |shared, p| {
         if p.ending || p.terminating {
@@ -286,7 +158,12 @@ async fn process_ready(
         tracing::info!(process_id = %id, port = req.port, "process ready");
         HealthActor::start(shared.clone(), id);
     }
-    ok()
+    Ok(Json(ProcessReadyAnswer {
+        ok: true,
+        process_id: None,
+        process_token: None,
+        log_dir: None,
+    }))
 }
 
 async fn events(

@@ -8,9 +8,9 @@ use crate::link::ServerLink;
 use crate::reporter::Reporter;
 use crate::vs::VsHost;
 use respawn_runtime::leftovers::Ledger;
-use respawn_types::agent::LiveProcess;
+use respawn_types::agent::{AgentToServer, LiveProcess};
 use respawn_types::sdk::SdkEvent;
-use respawn_types::{ExitReason, Fleet, ProcessId};
+use respawn_types::{ExitReason, Fleet, ProcessId, ProcessRole, ServerMode};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,8 @@ pub(crate) struct Proc {
     pub(crate) kill: mpsc::UnboundedSender<()>,
     /// Reported instead of the exit status when the agent ended the process.
     pub(crate) exit_reason: Option<ExitReason>,
+    /// Forking mode: a ready forking parent, or a process it forked.
+    pub(crate) role: ProcessRole,
 }
 
 impl Proc {
@@ -52,6 +54,7 @@ impl Proc {
             port: self.port,
             log_paths: self.log_paths.clone(),
             ending: self.ending,
+            role: self.role.clone(),
         }
     }
 }
@@ -66,6 +69,39 @@ pub(crate) struct Registry {
     pub(crate) tokens: HashMap<String, ProcessId>,
     /// Shutting down: launch nothing more.
     pub(crate) stopping: bool,
+}
+
+impl Registry {
+    /// How many processes the agent should launch itself: one forking
+    /// parent in forking mode (it forks the rest), else `processes_per_host`.
+    pub(crate) fn launches_wanted(&self) -> usize {
+        if self.stopping {
+            return 0;
+        }
+        match &self.fleet {
+            Some(f) if f.mode == ServerMode::Forking => 1,
+            // The autoscaler's target for this host, never above the
+            // fleet's per-host ceiling.
+            Some(f) => {
+                let per_host = f.runtime.processes_per_host;
+                f.host_target.map_or(per_host, |t| t.min(per_host)) as usize
+            }
+            None => 0,
+        }
+    }
+
+    /// Processes the agent launched (not forked ones) that still run.
+    pub(crate) fn launched(&self) -> usize {
+        self.procs
+            .values()
+            .filter(|p| !matches!(p.role, ProcessRole::Forked { .. }))
+            .count()
+    }
+
+    /// Forked processes registered on this host that still run.
+    pub(crate) fn forked(&self) -> usize {
+        self.procs.len() - self.launched()
+    }
 }
 
 /// What the agent's tasks share.
@@ -120,6 +156,35 @@ impl Shared {
             // Fails harmlessly if the process is already gone.
             let _ = kill.send(());
         });
+    }
+}
+
+impl Shared {
+    /// A process is gone: unregister it and report its exit (the agent's
+    /// own reason when it ended the process, else `from_status`). Returns
+    /// whether it had called ProcessReady, `None` if it was not registered.
+    pub(crate) fn unregister(&self, id: &ProcessId, from_status: ExitReason) -> Option<bool> {
+        let started = {
+            let mut reg = self.reg();
+            let mut p = reg.procs.remove(id)?;
+            reg.tokens.remove(&p.token);
+            p.events.close();
+            let reason = p.exit_reason.take().unwrap_or(from_status);
+            tracing::info!(process_id = %id, ?reason, "DS process exited");
+            self.reporter.send(AgentToServer::ProcessExited {
+                process_id: id.clone(),
+                reason,
+            });
+            // Its log_paths are collected now that it has ended (ds_logs.rs).
+            let log_dir = self.logs_dir.join(id.as_str());
+            let log_paths = std::mem::take(&mut p.log_paths);
+            if !log_paths.is_empty() {
+                tokio::task::spawn_blocking(move || crate::ds_logs::collect(&log_dir, &log_paths));
+            }
+            p.port.is_some() || p.role == ProcessRole::ForkingParent
+        };
+        self.exited.notify_waiters();
+        Some(started)
     }
 }
 

@@ -21,15 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How many processes this host keeps: the autoscaler's target for it
-/// when the cluster gave one, never above `processes_per_host`. A lower
-/// target stops nothing here: the cluster stops idle processes itself.
-fn host_capacity(fleet: &Fleet) -> u32 {
-    let per_host = fleet.runtime.processes_per_host;
-    fleet.host_target.map_or(per_host, |t| t.min(per_host))
-}
-
-/// The supervisor: launches processes until [`host_capacity`] run,
+/// The supervisor: launches processes until `Registry::launches_wanted` run,
 /// backing off while they fail to start.
 pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupMsg>) {
     let mut backoff = ds_launch_backoff();
@@ -39,10 +31,8 @@ pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupM
         loop {
             let fleet = {
                 let reg = shared.reg();
-                missing = match (&reg.fleet, reg.stopping) {
-                    (Some(f), false) => (host_capacity(f) as usize).saturating_sub(reg.procs.len()),
-                    _ => 0,
-                };
+                // Forked processes (forking mode) are not the supervisor's.
+                missing = reg.launches_wanted().saturating_sub(reg.launched());
                 reg.fleet.clone()
             };
             let Some(fleet) = fleet else { break };
@@ -78,7 +68,7 @@ pub async fn supervise(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SupM
 }
 
 /// A fresh random bearer token (256 bits, hex).
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -145,6 +135,7 @@ fn launch(shared: &Arc<Shared>, fleet: &Fleet) -> Result<(), (ProcessId, String)
             health: None,
             kill: kill_tx,
             exit_reason: None,
+            role: Default::default(),
         },
     );
     shared.reporter.send(AgentToServer::ProcessStarted {
@@ -191,21 +182,8 @@ async fn watch(
             }
         }
     };
-    let started = {
-        let mut reg = shared.reg();
-        let Some(mut p) = reg.procs.remove(&id) else {
-            return;
-        };
-        reg.tokens.remove(&p.token);
-        p.events.close();
-        let reason = p.exit_reason.take().unwrap_or(from_status);
-        tracing::info!(process_id = %id, ?reason, "DS process exited");
-        shared.reporter.send(AgentToServer::ProcessExited {
-            process_id: id,
-            reason,
-        });
-        p.port.is_some()
+    let Some(started) = shared.unregister(&id, from_status) else {
+        return;
     };
-    shared.exited.notify_waiters();
     let _ = shared.supervisor.send(SupMsg::Exited { started });
 }

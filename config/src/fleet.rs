@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub enum ModeSpec {
     Simple,
     Parallel,
+    /// Shared-memory mode (docs/sdk-protocol.md §6.3).
+    Forking,
 }
 
 /// A fleet to create or update at start-up. Durations in seconds.
@@ -77,6 +79,7 @@ impl FleetSpec {
             mode: match self.mode {
                 ModeSpec::Simple => ModeName::Simple,
                 ModeSpec::Parallel => ModeName::Parallel,
+                ModeSpec::Forking => ModeName::Forking,
             },
             max_sessions_per_process: self.max_sessions_per_process,
             launch_path: self.launch_path.clone(),

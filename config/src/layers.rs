@@ -232,5 +232,23 @@ mod doc_example {
             );
         }
         assert!(keys.len() >= 14, "{keys:?}");
+        // The forking fleet's example loads too.
+        let forking = section
+            .split("```toml\n")
+            .nth(2)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        std::fs::write(
+            &path,
+            format!("[[title_regions]]\nid = \"tr-eu\"\ntitle_id = \"shooter\"\n{forking}"),
+        )
+        .unwrap();
+        let c = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap();
+        let f = c.fleets.iter().find(|f| f.id == "fleet-forking").unwrap();
+        assert_eq!(f.mode, ModeSpec::Forking);
+        assert_eq!(f.processes_per_host, 6);
+        f.definition().validate().unwrap();
     }
 }

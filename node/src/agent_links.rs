@@ -496,6 +496,36 @@ async fn handle(
                 log_paths,
             }
         }
+        AgentToServer::ProcessForked {
+            process_id,
+            parent_id,
+            pid,
+        } => {
+            check_id("process id", process_id.as_str())?;
+            own(&parent_id)?;
+            if consensus.read(|s| s.processes.contains_key(&process_id)) {
+                own(&process_id)?;
+            }
+            Command::ProcessForked {
+                process_id,
+                host_id: host.clone(),
+                parent_id,
+                pid,
+            }
+        }
+        AgentToServer::ForkingParentReady {
+            process_id,
+            log_paths,
+        } => {
+            own(&process_id)?;
+            if log_paths.len() > 64 || log_paths.iter().any(|p| p.len() > 4096) {
+                return Err(bad("log_paths: at most 64 paths of at most 4096 bytes"));
+            }
+            Command::ForkingParentReady {
+                process_id,
+                log_paths,
+            }
+        }
         AgentToServer::ProcessExited { process_id, reason } => {
             own(&process_id)?;
             Command::ProcessExited { process_id, reason }

@@ -192,6 +192,7 @@ impl SimInner {
                     port: Some(port),
                     log_paths: vec![],
                     ending: false,
+                    role: Default::default(),
                 },
             );
         }
@@ -327,7 +328,9 @@ impl SimInner {
                 }
                 AgentReply::Ok
             }
-            ServerToAgent::QueryVsLogs { .. } => AgentReply::Err(WireError::new(
+            ServerToAgent::QueryVsLogs { .. }
+            | ServerToAgent::ListDsLogs { .. }
+            | ServerToAgent::ReadDsLog { .. } => AgentReply::Err(WireError::new(
                 ErrorCode::BadRequest,
                 "this simulated agent keeps no logs",
             )),

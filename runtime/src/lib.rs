@@ -100,6 +100,7 @@ pub mod child;
 mod docker;
 mod error;
 mod exit;
+pub mod foreign;
 mod host;
 mod launch_backoff;
 pub mod leftovers;

@@ -41,6 +41,7 @@
 //! The wire protocol under this crate is described in `docs/sdk-protocol.md`.
 
 mod callbacks;
+pub mod forking;
 mod lines;
 
 use futures::StreamExt;
@@ -105,6 +106,9 @@ pub enum SdkError {
         /// Human-readable reason.
         message: String,
     },
+    /// A [`forking::ForkingParent`] call failed at the socket.
+    #[error("could not reach the agent: {0}")]
+    Io(String),
     /// The agent answered something that is not the protocol.
     #[error("agent answered {status} with an unexpected body: {body}")]
     UnexpectedResponse {
@@ -142,10 +146,18 @@ struct Conn {
     http: reqwest::Client,
     /// Base URL without a trailing slash.
     endpoint: String,
-    auth: HeaderValue,
+    /// `Bearer <token>`; replaced once when a forked process gets its own token.
+    auth: Arc<Mutex<HeaderValue>>,
 }
 
 impl Conn {
+    fn auth(&self) -> HeaderValue {
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.endpoint, path)
     }
@@ -154,7 +166,7 @@ impl Conn {
         let resp = self
             .http
             .post(self.url(path))
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, self.auth())
             .timeout(CALL_TIMEOUT)
             .json(body)
             .send()
@@ -172,7 +184,7 @@ impl Conn {
         let resp = self
             .http
             .post(self.url(path))
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, self.auth())
             .timeout(CALL_TIMEOUT)
             .json(body)
             .send()
@@ -214,6 +226,8 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, SdkError> {
 struct Inner {
     conn: Conn,
     process_id: ProcessId,
+    /// A forked process's own id, given by the agent at ProcessReady.
+    forked_id: std::sync::OnceLock<ProcessId>,
     /// The event-stream task, once `process_ready` has started it.
     events: Mutex<Option<AbortHandle>>,
 }
@@ -288,9 +302,10 @@ impl ServerSdk {
                 conn: Conn {
                     http,
                     endpoint: endpoint.trim_end_matches('/').to_owned(),
-                    auth,
+                    auth: Arc::new(Mutex::new(auth)),
                 },
                 process_id,
+                forked_id: std::sync::OnceLock::new(),
                 events: Mutex::new(None),
             }),
         })
@@ -298,7 +313,7 @@ impl ServerSdk {
 
     /// This process's id, as the platform knows it.
     pub fn process_id(&self) -> &ProcessId {
-        &self.inner.process_id
+        self.inner.forked_id.get().unwrap_or(&self.inner.process_id)
     }
 
     /// ProcessReady: tells the platform this process can host battle
@@ -328,13 +343,23 @@ impl ServerSdk {
                 return Err(SdkError::AlreadyReady);
             }
         }
-        self.inner
+        // The pid lets a forked process (forking mode), which inherited its
+        // parent's token, register as itself; other processes' is ignored.
+        let answer: api::ProcessReadyAnswer = self
+            .inner
             .conn
-            .post(
+            .post_for(
                 api::PATH_PROCESS_READY,
-                &api::ProcessReadyRequest { port, log_paths },
+                &api::ProcessReadyRequest {
+                    port,
+                    log_paths,
+                    pid: Some(std::process::id()),
+                },
             )
             .await?;
+        if let (Some(id), Some(token)) = (answer.process_id, answer.process_token) {
+            self.adopt_identity(id, &token)?;
+        }
         let task = tokio::spawn(run_events(self.inner.conn.clone(), Arc::new(callbacks)));
         let mut events = self
             .inner
@@ -347,6 +372,25 @@ impl ServerSdk {
             return Err(SdkError::AlreadyReady);
         }
         *events = Some(task.abort_handle());
+        Ok(())
+    }
+
+    /// A forked process's own id and token, from its ProcessReady.
+    fn adopt_identity(&self, id: ProcessId, token: &str) -> Result<(), SdkError> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SdkError::UnexpectedResponse {
+                status: 200,
+                body: "process_token is not a header value".into(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        *self
+            .inner
+            .conn
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = auth;
+        let _ = self.inner.forked_id.set(id);
         Ok(())
     }
 
@@ -486,7 +530,7 @@ impl ServerSdk {
         let mut req = conn
             .http
             .request(method, conn.url(&format!("/v1/vs/invoke/{vs}{path}")))
-            .header(AUTHORIZATION, conn.auth.clone())
+            .header(AUTHORIZATION, conn.auth())
             .timeout(VS_CALL_TIMEOUT)
             .body(body);
         for (k, v) in headers {
@@ -578,7 +622,7 @@ async fn open_events(conn: &Conn) -> Result<reqwest::Response, SdkError> {
     let resp = conn
         .http
         .get(conn.url(api::PATH_EVENTS))
-        .header(AUTHORIZATION, conn.auth.clone())
+        .header(AUTHORIZATION, conn.auth())
         .send()
         .await
         .map_err(SdkError::Transport)?;

@@ -235,7 +235,9 @@ async fn process_ready_posts_and_dispatches_events_in_order() {
 
     assert_eq!(
         fake.posts_to(api::PATH_PROCESS_READY),
-        vec![serde_json::json!({"port": 7777, "log_paths": ["/tmp/x.log"]})]
+        vec![
+            serde_json::json!({"port": 7777, "log_paths": ["/tmp/x.log"], "pid": std::process::id()})
+        ]
     );
     let auth = fake.posts.lock().unwrap()[0].1.clone();
     assert_eq!(auth, format!("Bearer {TOKEN}"));

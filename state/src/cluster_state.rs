@@ -78,6 +78,7 @@ impl ClusterState {
     pub fn is_placeable(&self, process: &DsProcess) -> bool {
         if process.status != ProcessStatus::Ready
             || process.port.is_none()
+            || !process.role.hosts_sessions()
             || self.draining_hosts.contains(&process.host_id)
         {
             return false;

@@ -83,6 +83,20 @@ pub enum Command {
         port: u16,
         log_paths: Vec<String>,
     },
+    /// Forking mode: a process forked by `parent_id` (a forking parent of
+    /// the same host) registered; it is LAUNCHING until its ProcessReady.
+    ProcessForked {
+        process_id: ProcessId,
+        host_id: HostId,
+        parent_id: ProcessId,
+        pid: u32,
+    },
+    /// Forking mode: the launched process is a forking parent: READY, and
+    /// never placeable.
+    ForkingParentReady {
+        process_id: ProcessId,
+        log_paths: Vec<String>,
+    },
     ProcessEnding {
         process_id: ProcessId,
     },

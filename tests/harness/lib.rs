@@ -16,5 +16,7 @@ pub mod recorded;
 pub mod support;
 
 pub use backend::{Answer, Backend};
-pub use node::{python_vs_script, python_vs_spec, Cluster, GameClient, Options};
+pub use node::{
+    python_forking_ds_script, python_vs_script, python_vs_spec, Cluster, GameClient, Options,
+};
 pub use support::{init_logs, respawn_bin, wait_for};

@@ -25,6 +25,8 @@ pub struct Options {
     pub ds_args: Vec<String>,
     /// The node's `[retention]` section.
     pub retention: respawn_config::RetentionSection,
+    /// Edits the dev fleet after the fields above are set (another DS, mode…).
+    pub fleet: Option<fn(&mut respawn_config::FleetSpec)>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             ending_grace_secs: 120,
             ds_args: Vec::new(),
             retention: Default::default(),
+            fleet: None,
         }
     }
 }
@@ -74,6 +77,9 @@ impl Cluster {
         f.activation_timeout_secs = o.activation_timeout_secs;
         f.placement_timeout_secs = o.placement_timeout_secs;
         f.process_ending_grace_secs = o.ending_grace_secs;
+        if let Some(edit) = o.fleet {
+            edit(f);
+        }
         cfg.validate()?;
         let mut c = Cluster {
             backend: Backend::new("http://unset", &dummy_region()),
@@ -216,6 +222,11 @@ impl GameClient {
 /// The Python sample virtual server (`examples/python-vs/vs.py`).
 pub fn python_vs_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-vs/vs.py")
+}
+
+/// The Python sample forking DS (`examples/python-ds/forking_ds.py`).
+pub fn python_forking_ds_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-ds/forking_ds.py")
 }
 
 /// A VS spec running the Python sample, with `extra` fields merged in.

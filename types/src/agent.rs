@@ -7,13 +7,13 @@
 //! (answered by [`AgentReply`]). Every field is untrusted on receipt.
 
 use crate::ids::*;
-use crate::model::{ExitReason, Fleet};
+use crate::model::{ExitReason, Fleet, ProcessRole};
 use crate::vs::{VsInstanceReport, VsName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change of the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A frame larger than this closes the link (1 MiB).
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
@@ -28,6 +28,20 @@ pub struct LiveProcess {
     pub log_paths: Vec<String>,
     /// The DS called ProcessEnding.
     pub ending: bool,
+    /// Forking mode: a ready forking parent, or a forked process.
+    #[serde(default)]
+    pub role: ProcessRole,
+}
+
+/// One log file the agent keeps for a DS process (`ListDsLogs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsLogFile {
+    /// Its name in the process's log directory (`stdout.log`,
+    /// `stderr.log`, rotated ones, `collected/<n>-<file name>`).
+    pub name: String,
+    pub size: u64,
+    /// Last modified, Unix milliseconds.
+    pub modified: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +187,18 @@ pub enum AgentToServer {
     SetDraining {
         draining: bool,
     },
+    /// Forking mode: a process forked by `parent_id` registered with
+    /// ProcessReady; the agent gave it `process_id` (a ProcessReady report follows).
+    ProcessForked {
+        process_id: ProcessId,
+        parent_id: ProcessId,
+        pid: u32,
+    },
+    /// Forking mode: the launched process called the forking ProcessReady.
+    ForkingParentReady {
+        process_id: ProcessId,
+        log_paths: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,7 +309,21 @@ pub enum ServerToAgent {
     StopVsInstance { instance_id: VsInstanceId },
     /// Query instance logs: JSON query in, answered by [`AgentReply::VsLogs`].
     QueryVsLogs { query_json: String },
+    /// The log files kept for a DS process; answered by [`AgentReply::DsLogFiles`].
+    ListDsLogs { process_id: ProcessId },
+    /// Up to `len` bytes (at most [`MAX_LOG_CHUNK`]) of one of them from
+    /// `offset`; answered by [`AgentReply::DsLogChunk`].
+    ReadDsLog {
+        process_id: ProcessId,
+        name: String,
+        offset: u64,
+        len: u32,
+    },
 }
+
+/// Largest chunk of a DS log file one `ReadDsLog` returns (512 KiB, under
+/// the frame cap).
+pub const MAX_LOG_CHUNK: u32 = 512 * 1024;
 
 /// Agent → server answer to a [`ServerToAgent`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,6 +333,14 @@ pub enum AgentReply {
     /// JSON array of log lines.
     VsLogs {
         lines_json: String,
+    },
+    DsLogFiles {
+        files: Vec<DsLogFile>,
+    },
+    /// `data` from the requested offset; `size` is the file's whole size.
+    DsLogChunk {
+        data: Vec<u8>,
+        size: u64,
     },
 }
 
@@ -387,6 +435,8 @@ mod tests {
             ResolveVs { .. } => 12,
             DescribeBattleSession { .. } => 13,
             SetDraining { .. } => 14,
+            ProcessForked { .. } => 15,
+            ForkingParentReady { .. } => 16,
         }
     }
     fn s2a(m: &ServerToAgent) -> usize {
@@ -401,6 +451,8 @@ mod tests {
             StopVsInstance { .. } => 6,
             QueryVsLogs { .. } => 7,
             Notify { .. } => 8,
+            ListDsLogs { .. } => 9,
+            ReadDsLog { .. } => 10,
         }
     }
     fn reply(m: &ServerReply) -> usize {
@@ -417,6 +469,8 @@ mod tests {
             AgentReply::Ok => 0,
             AgentReply::Err(_) => 1,
             AgentReply::VsLogs { .. } => 2,
+            AgentReply::DsLogFiles { .. } => 3,
+            AgentReply::DsLogChunk { .. } => 4,
         }
     }
 
@@ -435,6 +489,7 @@ mod tests {
                     port: Some(7000),
                     log_paths: vec!["/l".into()],
                     ending: true,
+                    role: ProcessRole::Forked { parent: pid() },
                 }],
                 live_vs: vec![inst()],
             }),
@@ -526,6 +581,15 @@ mod tests {
             },
             AgentToServer::SetDraining { draining: true },
             AgentToServer::SetDraining { draining: false },
+            AgentToServer::ProcessForked {
+                process_id: pid(),
+                parent_id: pid(),
+                pid: 8,
+            },
+            AgentToServer::ForkingParentReady {
+                process_id: pid(),
+                log_paths: vec!["/l".into()],
+            },
         ];
         let server_to_agent = vec![
             ServerToAgent::StartBattleSession {
@@ -573,6 +637,13 @@ mod tests {
                 process_id: pid(),
                 event_json: "{}".into(),
             },
+            ServerToAgent::ListDsLogs { process_id: pid() },
+            ServerToAgent::ReadDsLog {
+                process_id: pid(),
+                name: "stdout.log".into(),
+                offset: 3,
+                len: 10,
+            },
         ];
         let replies = vec![
             ServerReply::Ok,
@@ -592,6 +663,17 @@ mod tests {
             AgentReply::Err(WireError::new(ErrorCode::NotFound, "no such process")),
             AgentReply::VsLogs {
                 lines_json: "[]".into(),
+            },
+            AgentReply::DsLogFiles {
+                files: vec![DsLogFile {
+                    name: "stdout.log".into(),
+                    size: 3,
+                    modified: 4,
+                }],
+            },
+            AgentReply::DsLogChunk {
+                data: b"abc".to_vec(),
+                size: 3,
             },
         ];
         let mut seen = std::collections::BTreeSet::new();
@@ -616,10 +698,10 @@ mod tests {
         seen.insert(("ServerReply", 2));
         seen.insert(("ServerToAgent", 4));
         for (name, n) in [
-            ("AgentToServer", 15),
-            ("ServerToAgent", 8),
-            ("ServerReply", 4),
-            ("AgentReply", 3),
+            ("AgentToServer", 18),
+            ("ServerToAgent", 11),
+            ("ServerReply", 5),
+            ("AgentReply", 5),
         ] {
             for i in 0..n {
                 assert!(seen.contains(&(name, i)), "{name} variant {i} not covered");

@@ -20,6 +20,9 @@ pub enum ModeName {
     Simple,
     /// Up to `max_sessions_per_process` sessions at once.
     Parallel,
+    /// Shared-memory mode: one forking parent per host forks the processes
+    /// that host battle sessions (one each), up to `processes_per_host`.
+    Forking,
 }
 
 /// A fleet's definition (the body of `PUT /admin/title_regions/{tr}/fleets/{id}`).
@@ -121,6 +124,12 @@ impl FleetDefinition {
                 "parallel mode needs at least 1",
             ));
         }
+        if self.mode == ModeName::Forking && self.max_sessions_per_process != 1 {
+            return Err(FieldError::new(
+                "max_sessions_per_process",
+                "forking mode: each forked process hosts one battle session; must be 1",
+            ));
+        }
         if self.processes_per_host == 0 || self.processes_per_host > limits::MAX_PROCESSES_PER_HOST
         {
             return Err(FieldError::new(
@@ -180,6 +189,7 @@ impl FleetDefinition {
                 ModeName::Parallel => ServerMode::Parallel {
                     max_sessions: self.max_sessions_per_process,
                 },
+                ModeName::Forking => ServerMode::Forking,
             },
             runtime: RuntimeConfig {
                 launch_path: self.launch_path.clone(),
@@ -205,6 +215,7 @@ impl FleetDefinition {
         let (mode, max) = match f.mode {
             ServerMode::Simple => (ModeName::Simple, 1),
             ServerMode::Parallel { max_sessions } => (ModeName::Parallel, max_sessions),
+            ServerMode::Forking => (ModeName::Forking, 1),
         };
         FleetDefinition {
             name: f.name.clone(),
@@ -304,6 +315,13 @@ mod tests {
             },
             "max_sessions_per_process",
         );
+        bad(
+            &|d| {
+                d.mode = ModeName::Forking;
+                d.max_sessions_per_process = 2;
+            },
+            "max_sessions_per_process",
+        );
         bad(&|d| d.env = [("A=B".into(), "x".into())].into(), "env");
         bad(
             &|d| d.labels = [(String::new(), "x".into())].into(),
@@ -312,12 +330,27 @@ mod tests {
     }
 
     #[test]
+    fn forking_mode_round_trips() {
+        let d: FleetDefinition = serde_json::from_str(
+            r#"{"launch_path":"/bin/ds","mode":"forking","processes_per_host":4}"#,
+        )
+        .unwrap();
+        d.validate().unwrap();
+        let f = d.to_fleet(
+            FleetId::new_unchecked("f"),
+            TitleRegionId::new_unchecked("tr"),
+        );
+        assert_eq!(f.mode, ServerMode::Forking);
+        assert_eq!(FleetDefinition::of(&f).mode, ModeName::Forking);
+    }
+
+    #[test]
     fn unknown_fields_and_modes_are_refused() {
         assert!(
             serde_json::from_str::<FleetDefinition>(r#"{"launch_path":"x","colour":1}"#).is_err()
         );
         assert!(
-            serde_json::from_str::<FleetDefinition>(r#"{"launch_path":"x","mode":"forking"}"#)
+            serde_json::from_str::<FleetDefinition>(r#"{"launch_path":"x","mode":"sharded"}"#)
                 .is_err()
         );
         assert!(serde_json::from_str::<FleetDefinition>(

@@ -30,6 +30,11 @@ pub enum ServerMode {
     Simple,
     /// Up to `max_sessions` battle sessions at once.
     Parallel { max_sessions: u32 },
+    /// Shared-memory mode (the seed's §5.1): the agent launches one forking
+    /// parent per host, which holds no battle session; the processes it
+    /// forks register with ProcessReady and each hosts one battle session
+    /// in its lifetime, as in simple mode.
+    Forking,
 }
 
 impl ServerMode {
@@ -37,7 +42,7 @@ impl ServerMode {
     /// not yet terminated, take one more?
     pub fn admits(self, lifetime: u32, current: u32) -> bool {
         match self {
-            ServerMode::Simple => lifetime == 0,
+            ServerMode::Simple | ServerMode::Forking => lifetime == 0,
             ServerMode::Parallel { max_sessions } => current < max_sessions,
         }
     }
@@ -110,6 +115,27 @@ pub enum ProcessStatus {
     Exited,
 }
 
+/// A process's part in its fleet's server mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessRole {
+    /// Launched by the agent; hosts battle sessions (simple and parallel mode).
+    #[default]
+    Standalone,
+    /// Launched by the agent in a forking fleet; forks the processes that
+    /// host battle sessions and holds none itself.
+    ForkingParent,
+    /// Forked by the forking parent `parent` and registered by ProcessReady.
+    Forked { parent: ProcessId },
+}
+
+impl ProcessRole {
+    /// May a process of this role hold battle sessions?
+    pub fn hosts_sessions(&self) -> bool {
+        !matches!(self, ProcessRole::ForkingParent)
+    }
+}
+
 /// Why a DS process is gone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,6 +182,9 @@ pub struct DsProcess {
     /// The fleet version it was launched with (0: not known, an adopted process).
     #[serde(default)]
     pub fleet_version: u64,
+    /// Forking mode: a forking parent or a forked process.
+    #[serde(default)]
+    pub role: ProcessRole,
 }
 
 /// A host (one agent), as registered.

@@ -27,12 +27,57 @@ pub const PATH_REMOVE_PLAYER: &str = "/v1/remove_player_battle_session";
 pub const PATH_TERMINATE_BATTLE_SESSION: &str = "/v1/terminate_battle_session";
 pub const PATH_PROCESS_ENDING: &str = "/v1/process_ending";
 pub const PATH_DESCRIBE_BATTLE_SESSION: &str = "/v1/describe_battle_session";
+/// Forking mode (the seed's ServerHostingForking module).
+pub const PATH_FORKING_PROCESS_READY: &str = "/v1/forking/process_ready";
+pub const PATH_QUERY_DS_INSTANCE_PER_CVM_CONFIG: &str =
+    "/v1/forking/query_ds_instance_per_cvm_config";
+pub const PATH_QUERY_AVAILABLE_DS_INSTANCE_COUNT: &str =
+    "/v1/forking/query_available_ds_instance_count";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessReadyRequest {
     pub port: u16,
     #[serde(default)]
     pub log_paths: Vec<String>,
+    /// Forking mode: the caller's own pid, when it is a forked process
+    /// calling with its forking parent's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// The answer to ProcessReady. A forked process registering with its
+/// parent's token gets its own identity: it uses `process_token` from then on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessReadyAnswer {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_id: Option<ProcessId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_token: Option<String>,
+    /// The forked process's own log directory (its `RESPAWN_LOG_DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<String>,
+}
+
+/// Body of the forking ProcessReady (a forking parent; no game port).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkingProcessReadyRequest {
+    #[serde(default)]
+    pub log_paths: Vec<String>,
+}
+
+/// Answer to QueryDsInstancePerCVMConfig.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsInstancePerCvm {
+    /// Forked processes the fleet wants on this host (its `processes_per_host`).
+    pub ds_instance_per_cvm: u32,
+}
+
+/// Answer to QueryAvailableDsInstanceCount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailableDsInstanceCount {
+    /// Forked processes registered on this host and still running.
+    pub available_ds_instance_count: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -75,6 +75,7 @@ pub struct FleetPage {
 fn mode(m: ServerMode) -> String {
     match m {
         ServerMode::Simple => "simple".into(),
+        ServerMode::Forking => "forking".into(),
         ServerMode::Parallel { max_sessions } => format!("parallel (≤ {max_sessions})"),
     }
 }
@@ -97,7 +98,7 @@ pub fn utilization(s: &ClusterState, fleet: &FleetId) -> Utilization {
     }
     for p in s.placeable_processes(fleet) {
         u.available_slots += match f.mode {
-            ServerMode::Simple => 1,
+            ServerMode::Simple | ServerMode::Forking => 1,
             ServerMode::Parallel { max_sessions } => {
                 max_sessions.saturating_sub(p.sessions_current)
             }

@@ -55,6 +55,11 @@ struct Args {
     /// platform's ProcessEnding grace, which kills a lingering process).
     #[arg(long, default_value_t = 0)]
     linger_secs: u64,
+    /// Also write `<dir>/<process id>.log` (a line at start and at the end)
+    /// and name it in ProcessReady's log_paths: the agent collects it when
+    /// the process ends (DS log upload).
+    #[arg(long)]
+    extra_log_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the process is about to exit.
@@ -244,7 +249,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         hung: AtomicBool::new(false),
         exit: exit_tx,
     });
-    sdk.process_ready(port, log_file.into_iter().collect(), Handler(game.clone()))
+    let mut log_paths: Vec<String> = log_file.into_iter().collect();
+    if let Some(dir) = &game.args.extra_log_dir {
+        let path = dir.join(format!("{}.log", sdk.process_id()));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir:?}"))?;
+        std::fs::write(&path, format!("sample-ds {} started\n", sdk.process_id()))
+            .with_context(|| format!("cannot write {path:?}"))?;
+        log_paths.push(path.to_string_lossy().into_owned());
+    }
+    sdk.process_ready(port, log_paths, Handler(game.clone()))
         .await
         .context("ProcessReady failed")?;
     tracing::info!(process_id = %sdk.process_id(), "process ready");

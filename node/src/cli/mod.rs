@@ -6,6 +6,7 @@
 pub mod ctl;
 pub mod dev;
 pub mod drain_agent;
+pub mod ds_logs_ctl;
 pub mod fleet_ctl;
 pub mod launch;
 pub mod pki;
@@ -283,6 +284,9 @@ pub enum CtlCmd {
         #[arg(long, default_value_t = 1)]
         pid: i32,
     },
+    /// Logs of DS processes (stdout, stderr, collected log_paths): list, get.
+    #[command(subcommand)]
+    DsLogs(ds_logs_ctl::DsLogsCmd),
     /// Print a PlayerTicket for a game client to invoke virtual servers
     /// (what a game backend mints; format in docs/virtual-servers.md).
     PlayerTicket {

@@ -82,7 +82,7 @@ fn view(s: &ClusterState, f: &Fleet) -> FleetView {
     let available_slots = s
         .placeable_processes(&f.id)
         .map(|p| match f.mode {
-            ServerMode::Simple => 1,
+            ServerMode::Simple | ServerMode::Forking => 1,
             ServerMode::Parallel { max_sessions } => {
                 max_sessions.saturating_sub(p.sessions_current)
             }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod context;
+pub mod ds_logs_admin;
 pub mod dsm;
 pub mod error;
 pub mod fleet_metrics;
@@ -77,6 +78,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
         fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
         fleet_scaling::put_desired, fleet_scaling::delete_desired,
+        ds_logs_admin::process_logs, ds_logs_admin::session_logs, ds_logs_admin::download,
     ),
     modifiers(&TicketScheme),
     tags((name = "Battle Management", description = "Battle session placement (standalone mode)"),
@@ -362,6 +364,18 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route(
             "/admin/title_regions/{tr}/fleets/{fleet_id}/desired",
             put(fleet_scaling::put_desired).delete(fleet_scaling::delete_desired),
+        )
+        .route(
+            "/admin/title_regions/{tr}/processes/{process_id}/logs",
+            get(ds_logs_admin::process_logs),
+        )
+        .route(
+            "/admin/title_regions/{tr}/processes/{process_id}/logs/{*name}",
+            get(ds_logs_admin::download),
+        )
+        .route(
+            "/admin/title_regions/{tr}/battle_sessions/{battle_session_id}/logs",
+            get(ds_logs_admin::session_logs),
         )
         .route("/admin/hosts", get(fleets_admin::hosts))
         .route("/admin/hosts/{host_id}/drain", post(fleets_admin::drain))

@@ -203,7 +203,15 @@ impl ClusterState {
             match self.processes.get_mut(&lp.process_id) {
                 Some(p) if p.status == ProcessStatus::Exited => {}
                 Some(p) => {
-                    if p.status == ProcessStatus::Launching {
+                    if p.status == ProcessStatus::Launching && lp.role == ProcessRole::ForkingParent
+                    {
+                        p.status = ProcessStatus::Ready;
+                        p.role = ProcessRole::ForkingParent;
+                        ev.push(Event::ProcessChanged {
+                            process_id: p.id.clone(),
+                            status: ProcessStatus::Ready,
+                        });
+                    } else if p.status == ProcessStatus::Launching {
                         if let Some(port) = lp.port.filter(|p| *p != 0) {
                             p.status = ProcessStatus::Ready;
                             p.port = Some(port);
@@ -229,7 +237,7 @@ impl ClusterState {
                     let port = lp.port.filter(|p| *p != 0);
                     let status = if lp.ending {
                         ProcessStatus::Ending
-                    } else if port.is_some() {
+                    } else if port.is_some() || lp.role == ProcessRole::ForkingParent {
                         ProcessStatus::Ready
                     } else {
                         ProcessStatus::Launching
@@ -253,6 +261,7 @@ impl ClusterState {
                         exited_at: None,
                         // Not known: taken as the fleet's current version.
                         fleet_version: self.fleets.get(&host.fleet_id).map_or(0, |f| f.version),
+                        role: lp.role.clone(),
                     };
                     self.insert_process(p, ev);
                 }

@@ -91,6 +91,8 @@ impl ClusterState {
             C::Autoscale { .. } | C::SetFleetDesired { .. } => self.apply_autoscale(cmd, ev),
             C::ProcessStarted { .. }
             | C::ProcessReady { .. }
+            | C::ProcessForked { .. }
+            | C::ForkingParentReady { .. }
             | C::ProcessEnding { .. }
             | C::ProcessTerminating { .. }
             | C::ProcessExited { .. } => self.apply_process(at, cmd, ev),

@@ -426,7 +426,7 @@ impl ClusterState {
             .processes
             .get(&process_id)
             .and_then(|p| self.fleets.get(&p.fleet_id))
-            .is_some_and(|f| f.mode == ServerMode::Simple);
+            .is_some_and(|f| matches!(f.mode, ServerMode::Simple | ServerMode::Forking));
         if let Some(p) = self.processes.get_mut(&process_id) {
             if simple && matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching) {
                 p.status = ProcessStatus::Terminating;

@@ -49,10 +49,21 @@ impl ClusterState {
                     ending_since: None,
                     exit: None,
                     exited_at: None,
+                    role: ProcessRole::Standalone,
                 };
                 self.insert_process(p, ev);
                 Ok(Applied::Done)
             }
+            Command::ProcessForked {
+                process_id,
+                host_id,
+                parent_id,
+                pid,
+            } => self.process_forked(at, process_id, host_id, parent_id, *pid, ev),
+            Command::ForkingParentReady {
+                process_id,
+                log_paths,
+            } => self.forking_parent_ready(process_id, log_paths, ev),
             Command::ProcessReady {
                 process_id,
                 port,
@@ -62,6 +73,11 @@ impl ClusterState {
                     return Err(Rejection::bad_request("port must be between 1 and 65535"));
                 }
                 let p = self.process_mut(process_id)?;
+                if p.role == ProcessRole::ForkingParent {
+                    return Err(Rejection::invalid_state(format!(
+                        "process {process_id} is a forking parent: it hosts no battle session"
+                    )));
+                }
                 match p.status {
                     ProcessStatus::Launching => {
                         p.status = ProcessStatus::Ready;
@@ -190,6 +206,9 @@ impl ClusterState {
         }
     }
 }
+
+#[path = "processes/forking.rs"]
+mod forking;
 
 #[cfg(test)]
 mod tests;

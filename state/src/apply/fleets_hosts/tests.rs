@@ -24,6 +24,7 @@ fn register_host_reconciles_lost_and_adopts_live() {
             port: Some(7002),
             log_paths: vec![],
             ending: false,
+            role: Default::default(),
         },
         LiveProcess {
             process_id: pid(3),
@@ -31,6 +32,7 @@ fn register_host_reconciles_lost_and_adopts_live() {
             port: Some(7003),
             log_paths: vec![],
             ending: false,
+            role: Default::default(),
         },
     ];
     h.ok(Command::RegisterHost {
