@@ -26,6 +26,7 @@ fn spec(port: u16) -> VsSpec {
         metric_urls: vec![],
         target_concurrency: 4,
         scale_down_delay_secs: 60,
+        storages: Vec::new(),
     }
 }
 
