@@ -284,5 +284,49 @@ impl Storage {
     }
 }
 
+/// Environment variable holding a managed Redis's password in its virtual server.
+pub const MANAGED_PASSWORD_ENV: &str = "REDIS_PASSWORD";
+
+/// The shell line that starts a managed Redis: on all interfaces at the
+/// port the runtime gives (`PGOS_VS_Listen_Port`), with the password, its
+/// data in the working directory (the virtual server's persistent volume
+/// under the agent's data directory), append-only file on.
+pub const MANAGED_REDIS_SCRIPT: &str = "exec redis-server --bind 0.0.0.0 --protected-mode no \
+--port \"$PGOS_VS_Listen_Port\" --requirepass \"$REDIS_PASSWORD\" --dir . --appendonly yes \
+--maxmemory \"${REDIS_MAXMEMORY_MB}mb\"";
+
+impl Storage {
+    /// The virtual server that runs a managed Redis (`None` for external ones).
+    pub fn managed_vs_spec(&self) -> Option<crate::VsSpec> {
+        let StorageSpec::ManagedRedis { memory_mb } = &self.spec else {
+            return None;
+        };
+        let env = [
+            (MANAGED_PASSWORD_ENV.to_string(), self.managed_password.clone()),
+            ("REDIS_MAXMEMORY_MB".to_string(), memory_mb.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        Some(crate::VsSpec {
+            source: crate::VsSource::Process {
+                command: "sh".into(),
+            },
+            args: vec!["-c".into(), MANAGED_REDIS_SCRIPT.into()],
+            env,
+            listen_port: 6379,
+            cpu_millicores: 500,
+            // Redis needs some room above maxmemory for itself.
+            memory_mb: (memory_mb + 64).min(crate::VS_MEMORY_RANGE.1),
+            max_instances: 1,
+            block_client_requests: true,
+            access_log: false,
+            metric_urls: Vec::new(),
+            target_concurrency: 1_000,
+            scale_down_delay_secs: 60,
+            storages: Vec::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;
