@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ctl(CtlCmd::Vs(cmd)) => ctl::vs_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Fleet(cmd)) => cli::fleet_ctl::fleet_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::Host(cmd)) => cli::fleet_ctl::host_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::Storage(cmd)) => cli::storage_ctl::storage_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::PlayerTicket {
             title_id,
             title_region_id,
