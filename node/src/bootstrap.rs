@@ -60,10 +60,7 @@ pub async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<(), Nod
         let tr = TitleRegionId::new_unchecked(st.title_region.clone());
         let name = StorageName::parse(st.name.clone())
             .map_err(|e| NodeError::Invalid(format!("storage: {e}")))?;
-        if cluster
-            .read(|s| s.storage(&tr, &name).is_none())
-            .await?
-        {
+        if cluster.read(|s| s.storage(&tr, &name).is_none()).await? {
             cluster
                 .propose(Command::PutStorage {
                     title_region_id: tr,

@@ -302,7 +302,10 @@ impl Storage {
             return None;
         };
         let env = [
-            (MANAGED_PASSWORD_ENV.to_string(), self.managed_password.clone()),
+            (
+                MANAGED_PASSWORD_ENV.to_string(),
+                self.managed_password.clone(),
+            ),
             ("REDIS_MAXMEMORY_MB".to_string(), memory_mb.to_string()),
         ]
         .into_iter()

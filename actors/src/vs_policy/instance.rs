@@ -44,9 +44,8 @@ pub fn storage_env(
 ) -> Option<Option<String>> {
     let storage = s.storages.get(tr)?.get(name)?;
     Some(match &storage.spec {
-        StorageSpec::ExternalRedis { network, .. } | StorageSpec::ExternalMongodb { network, .. } => {
-            Some(storage.env_value(network, ""))
-        }
+        StorageSpec::ExternalRedis { network, .. }
+        | StorageSpec::ExternalMongodb { network, .. } => Some(storage.env_value(network, "")),
         StorageSpec::ManagedRedis { .. } => {
             let vs = name.managed_vs();
             s.instances

@@ -57,7 +57,10 @@ pub async fn storage_ctl(cmd: &StorageCmd) -> anyhow::Result<()> {
             };
             let body: serde_json::Value =
                 serde_json::from_str(&text).context("the spec file is not JSON")?;
-            (flags, client.put(url(flags, &format!("/{name}"))).json(&body))
+            (
+                flags,
+                client.put(url(flags, &format!("/{name}"))).json(&body),
+            )
         }
         StorageCmd::Delete { flags, name, force } => (
             flags,

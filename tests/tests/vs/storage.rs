@@ -75,7 +75,8 @@ async fn a_managed_redis_is_reachable_from_a_bound_virtual_server() -> anyhow::R
     // Without the password Redis refuses.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", redis.port.unwrap_or(0))).await?;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"*2\r\n$3\r\nGET\r\n$8\r\ngreeting\r\n").await?;
+    s.write_all(b"*2\r\n$3\r\nGET\r\n$8\r\ngreeting\r\n")
+        .await?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).await?;
     assert!(
@@ -122,22 +123,43 @@ async fn external_storages_reach_instances_and_bad_input_is_refused() -> anyhow:
 
     // Bad input: 400 naming the field, nothing created.
     for (path, body, field) in [
-        ("storages/Bad", json!({"kind": "external_redis", "network": []}), "network"),
+        (
+            "storages/Bad",
+            json!({"kind": "external_redis", "network": []}),
+            "network",
+        ),
         (
             "storages/Bad",
             json!({"kind": "external_redis", "network": [{"inner_ip": "x", "port": 0}]}),
             "network[0].port",
         ),
-        ("storages/Bad", json!({"kind": "managed_redis", "memory_mb": 1}), "memory_mb"),
-        ("storages/Bad", json!({"kind": "managed_mongodb"}), "external_mongodb"),
-        ("storages/bad-name", json!({"kind": "managed_redis"}), "name"),
+        (
+            "storages/Bad",
+            json!({"kind": "managed_redis", "memory_mb": 1}),
+            "memory_mb",
+        ),
+        (
+            "storages/Bad",
+            json!({"kind": "managed_mongodb"}),
+            "external_mongodb",
+        ),
+        (
+            "storages/bad-name",
+            json!({"kind": "managed_redis"}),
+            "name",
+        ),
     ] {
         let r = c.admin("PUT", &admin_path(path), Some(body)).await?;
         assert_eq!(r.status, 400, "{path}: {}", r.body);
         assert!(r.body.contains(field), "{field}: {}", r.body);
     }
     let l = c.admin("GET", &admin_path("storages"), None).await?;
-    assert_eq!(l.json()["storages"].as_array().map(Vec::len), Some(1), "{}", l.body);
+    assert_eq!(
+        l.json()["storages"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        l.body
+    );
 
     // An unknown storage in a VS definition: 400 naming `storages`.
     let r = c

@@ -110,7 +110,10 @@ fn validation_names_the_field() {
         memory: 0,
         instance_id: String::new(),
     };
-    assert!(empty_ip.validate().unwrap_err().contains("network[0].inner_ip"));
+    assert!(empty_ip
+        .validate()
+        .unwrap_err()
+        .contains("network[0].inner_ip"));
 }
 
 #[test]

@@ -286,12 +286,10 @@ fn bound_storages_become_variables_and_managed_ones_are_waited_for() {
     redis.port = Some(41234);
     w.instances.insert(redis.id.clone(), redis);
     let s = instance_spec(w.view(), &id, &site()).unwrap();
-    let e: serde_json::Value =
-        serde_json::from_str(&s.system_env["PGOS_VS_Storage_Ext"]).unwrap();
+    let e: serde_json::Value = serde_json::from_str(&s.system_env["PGOS_VS_Storage_Ext"]).unwrap();
     assert_eq!(e["network"][0]["inner_ip"], "10.9.9.9");
     assert_eq!(e["password"], "x");
-    let m: serde_json::Value =
-        serde_json::from_str(&s.system_env["PGOS_VS_Storage_Man"]).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&s.system_env["PGOS_VS_Storage_Man"]).unwrap();
     assert_eq!(m["network"][0]["port"], 41234);
     assert_eq!(m["network"][0]["inner_ip"], "10.0.0.1");
     assert_eq!(m["password"], "pw");
@@ -299,5 +297,8 @@ fn bound_storages_become_variables_and_managed_ones_are_waited_for() {
     // A storage deleted with force is left out.
     w.storages.clear();
     let s = instance_spec(w.view(), &id, &site()).unwrap();
-    assert!(!s.system_env.keys().any(|k| k.starts_with("PGOS_VS_Storage_")));
+    assert!(!s
+        .system_env
+        .keys()
+        .any(|k| k.starts_with("PGOS_VS_Storage_")));
 }

@@ -56,7 +56,9 @@ fn a_managed_storage_comes_and_goes_with_its_virtual_server() {
     h.ok(put("RedisA", managed()));
     let s = h.s.storage(&tr(), &name("RedisA")).unwrap();
     assert_eq!(s.managed_password, "generated");
-    let vs = h.s.virtual_server(&tr(), &vs_name("storage-RedisA")).unwrap();
+    let vs =
+        h.s.virtual_server(&tr(), &vs_name("storage-RedisA"))
+            .unwrap();
     assert_eq!(vs.spec.max_instances, 1);
     assert_eq!(vs.spec.env["REDIS_PASSWORD"], "generated");
     // A change keeps the password and changes the server's memory.
@@ -66,7 +68,9 @@ fn a_managed_storage_comes_and_goes_with_its_virtual_server() {
         spec: StorageSpec::ManagedRedis { memory_mb: 512 },
         password: "other".into(),
     });
-    let vs = h.s.virtual_server(&tr(), &vs_name("storage-RedisA")).unwrap();
+    let vs =
+        h.s.virtual_server(&tr(), &vs_name("storage-RedisA"))
+            .unwrap();
     assert_eq!(vs.spec.env["REDIS_PASSWORD"], "generated");
     assert_eq!(vs.spec.env["REDIS_MAXMEMORY_MB"], "512");
     // Its virtual server cannot be changed or deleted on its own.
