@@ -450,10 +450,10 @@ impl Config {
         for (i, st) in self.storages.iter().enumerate() {
             let field = format!("storages[{i}]");
             respawn_types::StorageName::parse(st.name.clone())
-                .map_err(|e| invalid(&format!("{field}.name"), e))?;
+                .map_err(|e| invalid(format!("{field}.name"), e))?;
             st.spec
                 .validate()
-                .map_err(|e| invalid(&format!("{field}.spec"), e))?;
+                .map_err(|e| invalid(format!("{field}.spec"), e))?;
             self.check_title_region(&format!("{field}.title_region"), &st.title_region)?;
         }
         for (i, v) in self.virtual_servers.iter().enumerate() {
