@@ -250,7 +250,12 @@ impl VsState {
             .read(|s| instance_command(InstanceSpecView::of(s), id, status, &site))
         {
             Ok(Some(command)) => command,
-            Ok(None) => return,
+            Ok(None) => {
+                // Gone (the next re-send round forgets it) or waiting for
+                // a managed storage to run: try again then.
+                self.sent.insert(id.clone(), Instant::now());
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode an instance spec");
                 return;

@@ -10,6 +10,7 @@ mod bounds;
 mod fleet;
 mod layers;
 mod retention;
+pub mod storage;
 
 pub use bounds::{AgentLogs, EdgeLimits};
 pub use fleet::{FleetSpec, ModeSpec};
@@ -62,6 +63,9 @@ pub struct Config {
     /// Virtual servers created at start-up if absent.
     #[serde(default)]
     pub virtual_servers: Vec<VirtualServerSpec>,
+    /// VS storages created at start-up if absent (before the virtual servers).
+    #[serde(default)]
+    pub storages: Vec<storage::StorageConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +326,7 @@ impl Default for Config {
             title_regions: Vec::new(),
             fleets: Vec::new(),
             virtual_servers: Vec::new(),
+            storages: Vec::new(),
         }
     }
 }
@@ -456,6 +461,15 @@ impl Config {
                 "server.region_type",
                 "must be dev, test or release",
             ));
+        }
+        for (i, st) in self.storages.iter().enumerate() {
+            let field = format!("storages[{i}]");
+            respawn_types::StorageName::parse(st.name.clone())
+                .map_err(|e| invalid(format!("{field}.name"), e))?;
+            st.spec
+                .validate()
+                .map_err(|e| invalid(format!("{field}.spec"), e))?;
+            self.check_title_region(&format!("{field}.title_region"), &st.title_region)?;
         }
         for (i, v) in self.virtual_servers.iter().enumerate() {
             let field = format!("virtual_servers[{i}]");

@@ -19,6 +19,9 @@ Endpoints (allowed invokers in brackets):
   POST     /pgos_task          [task] records a scheduled task run (deduplicated)
   GET      /received           [backend] events and tasks recorded so far
   GET|POST /call/<vs>/<path>   [backend] calls another VS over the intranet
+  GET|POST /redis?storage=S&key=K  [backend] GET (or, for POST, SET to the body
+                               then GET) key K in the Redis storage S, read from
+                               PGOS_VS_Storage_S (RESP over a plain socket)
 
 Events and tasks are appended to events.jsonl / tasks.jsonl in the working
 directory (the instance's persistent volume), so they survive restarts. If
@@ -29,6 +32,7 @@ does the same for tasks).
 
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -113,6 +117,31 @@ class Recorder:
             return list(self.records)
 
 
+def redis_call(sock, f, *args):
+    """One Redis command in RESP; the reply (bytes, int, None) or RuntimeError."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
+    line = f.readline()
+    if not line:
+        raise RuntimeError("redis closed the connection")
+    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:n]
+    raise RuntimeError(f"unexpected reply {line!r}")
+
+
 def read_jsonl(path):
     out = []
     try:
@@ -144,6 +173,7 @@ ROUTES = {
     "/pgos_task": (("POST",), ("task",), "do_pgos_task"),
     "/received": (("GET",), ("backend",), "do_received"),
     "/call": (("GET", "POST"), ("backend",), "do_call"),  # and /call/...
+    "/redis": (("GET", "POST"), ("backend",), "do_redis"),
 }
 
 
@@ -368,6 +398,31 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_env(self):
         self.send_json(200, {k: v for k, v in sorted(os.environ.items()) if k.startswith("PGOS_")})
+
+    def do_redis(self):
+        storage = self.params.get("storage", [""])[0]
+        key = self.params.get("key", [""])[0]
+        raw = os.environ.get("PGOS_VS_Storage_" + storage)
+        if not raw or not key:
+            self.read_body()
+            self.send_json(400, {"error": "bad_request", "message": f"no storage {storage!r} or no key"})
+            return
+        conf = json.loads(raw)
+        value = self.read_body() if self.command == "POST" else None
+        net = conf["network"][0]
+        try:
+            with socket.create_connection((net["inner_ip"], net["port"]), timeout=5) as s:
+                f = s.makefile("rb")
+                if conf.get("password"):
+                    redis_call(s, f, b"AUTH", conf["password"].encode())
+                if value is not None:
+                    redis_call(s, f, b"SET", key.encode(), value)
+                got = redis_call(s, f, b"GET", key.encode())
+        except (OSError, RuntimeError) as e:
+            self.send_json(502, {"error": "redis", "message": str(e)})
+            return
+        self.send_json(200, {"storage": storage, "type": conf["type"], "key": key,
+                             "value": None if got is None else got.decode(errors="replace")})
 
     def do_slow(self):
         ms = max(0, min(self.int_param("ms", 1000), 3_600_000))

@@ -1,5 +1,5 @@
 //! What a new leader applies from the configuration: the title regions
-//! (keys generated once), the fleets and the virtual servers (both created once).
+//! (keys generated once), the fleets, the storages and the virtual servers (created once).
 
 use crate::cluster::Cluster;
 use crate::error::NodeError;
@@ -56,6 +56,21 @@ pub async fn bootstrap_config(cluster: &Cluster, cfg: &Config) -> Result<(), Nod
     }
     // Virtual servers are created once: later updates through the admin
     // API make new versions that a restart must not undo.
+    for st in &cfg.storages {
+        let tr = TitleRegionId::new_unchecked(st.title_region.clone());
+        let name = StorageName::parse(st.name.clone())
+            .map_err(|e| NodeError::Invalid(format!("storage: {e}")))?;
+        if cluster.read(|s| s.storage(&tr, &name).is_none()).await? {
+            cluster
+                .propose(Command::PutStorage {
+                    title_region_id: tr,
+                    name,
+                    spec: st.spec.clone(),
+                    password: random_hex(16),
+                })
+                .await?;
+        }
+    }
     for v in &cfg.virtual_servers {
         let tr = TitleRegionId::new_unchecked(v.title_region.clone());
         let name = VsName::parse(v.name.clone())

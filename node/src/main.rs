@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ctl(CtlCmd::Host(cmd)) => cli::fleet_ctl::host_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::DrainAgent { pid }) => cli::drain_agent::drain_agent(*pid).await,
         Cmd::Ctl(CtlCmd::DsLogs(cmd)) => cli::ds_logs_ctl::ds_logs_ctl(cmd).await,
+        Cmd::Ctl(CtlCmd::Storage(cmd)) => cli::storage_ctl::storage_ctl(cmd).await,
         Cmd::Ctl(CtlCmd::PlayerTicket {
             title_id,
             title_region_id,

@@ -58,6 +58,10 @@ pub struct ClusterState {
     pub virtual_servers: BTreeMap<TitleRegionId, BTreeMap<VsName, VirtualServer>>,
     #[serde(default)]
     pub vs_instances: BTreeMap<VsInstanceId, VsInstance>,
+    /// VS storages by title region and name (at most
+    /// `storage::MAX_STORAGES_PER_REGION` per title region).
+    #[serde(default)]
+    pub storages: BTreeMap<TitleRegionId, BTreeMap<StorageName, Storage>>,
     #[serde(default)]
     pub event_handlers: BTreeMap<TitleRegionId, BTreeMap<VsName, EventHandler>>,
     #[serde(default)]

@@ -180,6 +180,20 @@ pub enum Command {
         title_region_id: TitleRegionId,
         name: VsName,
     },
+    /// Create or change a VS storage. `password`: the generated password a
+    /// new managed Redis gets (an existing one keeps its own).
+    PutStorage {
+        title_region_id: TitleRegionId,
+        name: StorageName,
+        spec: StorageSpec,
+        password: String,
+    },
+    /// Delete a VS storage; refused while a virtual server names it, unless `force`.
+    DeleteStorage {
+        title_region_id: TitleRegionId,
+        name: StorageName,
+        force: bool,
+    },
     /// The autoscaler's decision: this many instances (clamped to 1..=max).
     ScaleVirtualServer {
         title_region_id: TitleRegionId,

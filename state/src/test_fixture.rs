@@ -210,6 +210,7 @@ pub(crate) fn vs_spec() -> VsSpec {
         metric_urls: vec![],
         target_concurrency: 10,
         scale_down_delay_secs: 60,
+        storages: Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod model;
 pub mod scaling;
 pub mod sdk;
+pub mod storage;
 pub mod text;
 pub mod ticket;
 pub mod vs;
@@ -22,6 +23,7 @@ pub mod vs;
 pub use fleet::{FleetDefinition, ScalingPolicy};
 pub use ids::*;
 pub use model::*;
+pub use storage::{Storage, StorageEndpoint, StorageName, StorageSpec};
 pub use vs::*;
 
 /// Milliseconds since the Unix epoch, the one clock unit of replicated state.

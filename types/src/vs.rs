@@ -140,6 +140,11 @@ pub struct VsSpec {
     /// Remove surplus instances after this long below target.
     #[serde(default = "default_scale_down_delay_secs")]
     pub scale_down_delay_secs: u32,
+    /// Names of the title region's storages this virtual server uses: each
+    /// instance gets `PGOS_VS_Storage_<Name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub storages: Vec<crate::StorageName>,
 }
 
 /// Bounds checked when a spec is committed.
@@ -200,6 +205,12 @@ impl VsSpec {
                     "environment variable '{name}': names starting with PGOS_ are set by the system"
                 ));
             }
+        }
+        if self.storages.len() > crate::storage::MAX_STORAGES_PER_REGION {
+            return Err(format!(
+                "storages names more than {} storages",
+                crate::storage::MAX_STORAGES_PER_REGION
+            ));
         }
         for u in &self.metric_urls {
             if !u.starts_with('/') {

@@ -19,6 +19,7 @@ pub struct InstanceSpecView<'a> {
     pub instances: &'a BTreeMap<VsInstanceId, VsInstance>,
     pub servers: &'a BTreeMap<TitleRegionId, BTreeMap<VsName, VirtualServer>>,
     pub title_regions: &'a BTreeMap<TitleRegionId, TitleRegion>,
+    pub storages: &'a BTreeMap<TitleRegionId, BTreeMap<StorageName, Storage>>,
 }
 
 impl<'a> InstanceSpecView<'a> {
@@ -27,11 +28,46 @@ impl<'a> InstanceSpecView<'a> {
             instances: &s.vs_instances,
             servers: &s.virtual_servers,
             title_regions: &s.title_regions,
+            storages: &s.storages,
         }
     }
 }
 
-/// The spec an agent needs to run instance `id`, with seed §3.2's system variables.
+/// `PGOS_VS_Storage_<Name>` of storage `name` of `tr` (seed §3.2.1,
+/// §3.2.2): `Some(None)` while a managed Redis has no running instance yet
+/// (the instance waits for it), `None` for a storage that is gone (deleted
+/// with force: the variable is left out).
+pub fn storage_env(
+    s: InstanceSpecView<'_>,
+    tr: &TitleRegionId,
+    name: &StorageName,
+) -> Option<Option<String>> {
+    let storage = s.storages.get(tr)?.get(name)?;
+    Some(match &storage.spec {
+        StorageSpec::ExternalRedis { network, .. }
+        | StorageSpec::ExternalMongodb { network, .. } => Some(storage.env_value(network, "")),
+        StorageSpec::ManagedRedis { .. } => {
+            let vs = name.managed_vs();
+            s.instances
+                .values()
+                .filter(|i| &i.title_region_id == tr && i.vs == vs)
+                .find_map(|i| match (i.status, i.port) {
+                    (VsInstanceStatus::Running, Some(port)) => Some(storage.env_value(
+                        &[StorageEndpoint {
+                            inner_ip: i.ip.clone(),
+                            port,
+                            role: None,
+                        }],
+                        i.id.as_str(),
+                    )),
+                    _ => None,
+                })
+        }
+    })
+}
+
+/// The spec an agent needs to run instance `id`, with seed §3.2's system
+/// variables. `None` also while a managed storage it uses is not running.
 pub fn instance_spec(
     s: InstanceSpecView<'_>,
     id: &VsInstanceId,
@@ -68,6 +104,15 @@ pub fn instance_spec(
     put("PGOS_VS_Name", i.vs.as_str());
     put("PGOS_VS_Version", &i.version.to_string());
     put("PGOS_VS_Instance_ID", i.id.as_str());
+    for name in &spec.storages {
+        match storage_env(s, &i.title_region_id, name) {
+            Some(Some(v)) => {
+                env.insert(name.env_name(), v);
+            }
+            Some(None) => return None,
+            None => {}
+        }
+    }
     Some(VsInstanceSpec {
         instance_id: i.id.clone(),
         title_region_id: i.title_region_id.clone(),
@@ -80,7 +125,8 @@ pub fn instance_spec(
 
 /// What the agent is told for an instance in `status`: stop it when it is
 /// stopping, otherwise start it from its spec. `Ok(None)`: the instance or
-/// its virtual server is gone, nothing to send.
+/// its virtual server is gone, or a managed storage it uses is not running
+/// yet: nothing to send now.
 pub fn instance_command(
     s: InstanceSpecView<'_>,
     id: &VsInstanceId,

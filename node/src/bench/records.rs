@@ -210,6 +210,7 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
         metric_urls: vec![],
         target_concurrency: 10,
         scale_down_delay_secs: 60,
+        storages: Vec::new(),
     };
     let name = VsName::parse("vs-bench")?;
     run.apply(Command::PutVirtualServer {

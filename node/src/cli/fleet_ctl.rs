@@ -53,7 +53,7 @@ pub enum HostCmd {
     },
 }
 
-async fn send(admin: &AdminFlags, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
+pub(super) async fn send(admin: &AdminFlags, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
     let res = req.bearer_auth(&admin.token).send().await?;
     let status = res.status();
     let text = res.text().await.unwrap_or_default();

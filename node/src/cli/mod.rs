@@ -10,6 +10,7 @@ pub mod ds_logs_ctl;
 pub mod fleet_ctl;
 pub mod launch;
 pub mod pki;
+pub mod storage_ctl;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -273,6 +274,9 @@ pub enum CtlCmd {
     /// Fleets of a title region, over the admin API of any node.
     #[command(subcommand)]
     Fleet(fleet_ctl::FleetCmd),
+    /// VS storages (Redis, MongoDB) of a title region, over the admin API of any node.
+    #[command(subcommand)]
+    Storage(storage_ctl::StorageCmd),
     /// Hosts (agents): list, drain, undrain.
     #[command(subcommand)]
     Host(fleet_ctl::HostCmd),

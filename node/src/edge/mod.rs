@@ -19,6 +19,7 @@ pub mod players_admin;
 pub mod serve;
 pub mod tasks_admin;
 pub mod tickets;
+pub mod storages_admin;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -75,6 +76,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         vs_admin::logs, vs_admin::access_log,
         vs_admin::put_event_handler, vs_admin::delete_event_handler, vs_admin::put_task, vs_admin::delete_task, tasks_admin::run_task,
         vs_admin::trigger_logs,
+        storages_admin::list, storages_admin::put, storages_admin::get_one, storages_admin::delete,
         fleets_admin::list, fleets_admin::put, fleets_admin::get_one, fleets_admin::delete,
         fleets_admin::hosts, fleets_admin::drain, fleets_admin::undrain,
         fleet_scaling::put_desired, fleet_scaling::delete_desired,
@@ -85,7 +87,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
          (name = "Operations", description = "Health, readiness and metrics"),
          (name = "Admin", description = "Cluster membership; Authorization: Bearer <admin token>"),
          (name = "Virtual servers", description = "Invoke game developers' web servers (backend: ServerTicket; client: PlayerTicket)"),
-         (name = "Virtual servers admin", description = "Define, start, stop and inspect virtual servers; Authorization: Bearer <admin token>"),
+         (name = "Virtual servers admin", description = "Define, start, stop and inspect virtual servers and their storages; Authorization: Bearer <admin token>"),
          (name = "Fleets admin", description = "Define, inspect and delete fleets; list, drain and undrain hosts; Authorization: Bearer <admin token>"))
 )]
 pub struct ApiDoc;
@@ -329,6 +331,16 @@ pub fn router(edge: Edge, max_body_bytes: usize) -> Router {
         .route(
             "/admin/title_regions/{tr}/virtual_servers/{name}/access_log",
             get(vs_admin::access_log),
+        )
+        .route(
+            "/admin/title_regions/{tr}/storages",
+            get(storages_admin::list),
+        )
+        .route(
+            "/admin/title_regions/{tr}/storages/{name}",
+            get(storages_admin::get_one)
+                .put(storages_admin::put)
+                .delete(storages_admin::delete),
         )
         .route(
             "/admin/title_regions/{tr}/event_handlers/{name}",

@@ -12,6 +12,7 @@ mod placements;
 mod players;
 mod processes;
 mod retention;
+mod storages;
 mod title_regions;
 mod virtual_servers;
 
@@ -114,6 +115,7 @@ impl ClusterState {
             | C::PlaceVsInstance { .. }
             | C::RetireVsInstance { .. }
             | C::ReportVsInstance { .. } => self.apply_virtual_server(at, cmd, ev),
+            C::PutStorage { .. } | C::DeleteStorage { .. } => self.apply_storage(at, cmd, ev),
             C::PutEventHandler(_)
             | C::DeleteEventHandler { .. }
             | C::PutTask { .. }

@@ -23,6 +23,29 @@ impl ClusterState {
                 title_region_id,
                 name,
                 spec,
+            } => self.vs_storage_check(title_region_id, name, Some(spec))?,
+            Command::DeleteVirtualServer {
+                title_region_id,
+                name,
+            } => self.vs_storage_check(title_region_id, name, None)?,
+            _ => {}
+        }
+        self.apply_vs_unchecked(at, cmd, ev)
+    }
+
+    /// [`Self::apply_virtual_server`] without the storage checks: also what
+    /// a managed storage's changes apply to its virtual server.
+    pub(super) fn apply_vs_unchecked(
+        &mut self,
+        at: UnixMillis,
+        cmd: &Command,
+        ev: &mut Vec<Event>,
+    ) -> Response {
+        match cmd {
+            Command::PutVirtualServer {
+                title_region_id,
+                name,
+                spec,
             } => {
                 self.title_region(title_region_id)?;
                 spec.validate().map_err(Rejection::bad_request)?;

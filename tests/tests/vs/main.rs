@@ -16,6 +16,7 @@ mod docker_vs;
 mod events_tasks;
 mod process_vs;
 mod routing;
+mod storage;
 mod system_env;
 
 const T: Duration = Duration::from_secs(60);

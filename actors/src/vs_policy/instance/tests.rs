@@ -26,6 +26,7 @@ fn spec(port: u16) -> VsSpec {
         metric_urls: vec![],
         target_concurrency: 4,
         scale_down_delay_secs: 60,
+        storages: Vec::new(),
     }
 }
 
@@ -54,6 +55,7 @@ struct World {
     instances: BTreeMap<VsInstanceId, VsInstance>,
     servers: BTreeMap<TitleRegionId, BTreeMap<VsName, VirtualServer>>,
     title_regions: BTreeMap<TitleRegionId, TitleRegion>,
+    storages: BTreeMap<TitleRegionId, BTreeMap<StorageName, Storage>>,
 }
 
 impl World {
@@ -98,6 +100,7 @@ impl World {
             .collect(),
             servers: BTreeMap::from([(tr(), BTreeMap::from([(name(), server)]))]),
             title_regions: BTreeMap::from([(tr(), region)]),
+            storages: BTreeMap::new(),
         }
     }
 
@@ -106,6 +109,7 @@ impl World {
             instances: &self.instances,
             servers: &self.servers,
             title_regions: &self.title_regions,
+            storages: &self.storages,
         }
     }
 }
@@ -233,4 +237,68 @@ fn moving_instances_and_resends() {
         Some((HostId::new_unchecked("h1"), VsInstanceStatus::Deploying))
     );
     assert_eq!(resend_to(None), None);
+}
+
+fn storage_name(s: &str) -> StorageName {
+    StorageName::parse(s).unwrap()
+}
+
+#[test]
+fn bound_storages_become_variables_and_managed_ones_are_waited_for() {
+    let mut w = World::new();
+    let (ext, man) = (storage_name("Ext"), storage_name("Man"));
+    let put = |w: &mut World, name: &StorageName, spec: StorageSpec| {
+        w.storages.entry(tr()).or_default().insert(
+            name.clone(),
+            Storage {
+                title_region_id: tr(),
+                name: name.clone(),
+                spec,
+                managed_password: "pw".into(),
+                created_at: 0,
+                updated_at: 0,
+            },
+        );
+    };
+    put(
+        &mut w,
+        &ext,
+        StorageSpec::ExternalRedis {
+            network: vec![StorageEndpoint {
+                inner_ip: "10.9.9.9".into(),
+                port: 6380,
+                role: None,
+            }],
+            password: "x".into(),
+            version: "7".into(),
+            memory: 2,
+            instance_id: String::new(),
+        },
+    );
+    put(&mut w, &man, StorageSpec::ManagedRedis { memory_mb: 256 });
+    let vs = w.servers.get_mut(&tr()).unwrap().get_mut(&name()).unwrap();
+    vs.versions[0].spec.storages = vec![ext.clone(), man.clone()];
+    let id = VsInstanceId::new_unchecked("vsi-1");
+    // The managed Redis has no running instance: nothing to send yet.
+    assert!(instance_spec(w.view(), &id, &site()).is_none());
+    let mut redis = instance("vsi-r", 1, VsInstanceStatus::Running);
+    redis.vs = man.managed_vs();
+    redis.port = Some(41234);
+    w.instances.insert(redis.id.clone(), redis);
+    let s = instance_spec(w.view(), &id, &site()).unwrap();
+    let e: serde_json::Value = serde_json::from_str(&s.system_env["PGOS_VS_Storage_Ext"]).unwrap();
+    assert_eq!(e["network"][0]["inner_ip"], "10.9.9.9");
+    assert_eq!(e["password"], "x");
+    let m: serde_json::Value = serde_json::from_str(&s.system_env["PGOS_VS_Storage_Man"]).unwrap();
+    assert_eq!(m["network"][0]["port"], 41234);
+    assert_eq!(m["network"][0]["inner_ip"], "10.0.0.1");
+    assert_eq!(m["password"], "pw");
+    assert_eq!(m["instanceId"], "vsi-r");
+    // A storage deleted with force is left out.
+    w.storages.clear();
+    let s = instance_spec(w.view(), &id, &site()).unwrap();
+    assert!(!s
+        .system_env
+        .keys()
+        .any(|k| k.starts_with("PGOS_VS_Storage_")));
 }

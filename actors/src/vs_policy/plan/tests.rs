@@ -20,6 +20,7 @@ fn spec(max: u32) -> VsSpec {
         metric_urls: vec![],
         target_concurrency: 4,
         scale_down_delay_secs: 60,
+        storages: Vec::new(),
     }
 }
 
