@@ -100,6 +100,12 @@ impl ScaleInput {
         surplus_since: Option<UnixMillis>,
     ) -> Option<ScaleInput> {
         let fleet = state.fleets.get(id)?;
+        // Forking mode: the forking parent, not the agent, starts the
+        // processes (up to `processes_per_host`), and they run the parent's
+        // version; the autoscaler leaves such fleets alone.
+        if matches!(fleet.mode, ServerMode::Forking) {
+            return None;
+        }
         let scaling = state.scaling.get(id);
         let hosts = state
             .hosts
@@ -128,7 +134,7 @@ impl ScaleInput {
         Some(ScaleInput {
             policy: fleet.scaling.clone(),
             slots: match fleet.mode {
-                ServerMode::Simple => 1,
+                ServerMode::Simple | ServerMode::Forking => 1,
                 ServerMode::Parallel { max_sessions } => max_sessions.max(1),
             },
             per_host: fleet.runtime.processes_per_host,

@@ -226,11 +226,13 @@ fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     if st.autoscaling {
         return;
     }
-    let gateway = st.deps.gateway.clone();
+    // Asked before the read: the gateway reads the state itself, and a
+    // nested read can deadlock against a waiting apply.
+    let connected = st.deps.connected_hosts();
     let now = now_millis();
     let since = st.surplus_since;
     let Some((plan, committed)) = st.deps.read(|s| {
-        let input = ScaleInput::of(s, &st.id, |h| gateway.is_connected(h), now, since)?;
+        let input = ScaleInput::of(s, &st.id, |h| connected.contains(h), now, since)?;
         let committed = input.targets.clone();
         Some((decide(&input), committed))
     }) else {

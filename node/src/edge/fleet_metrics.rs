@@ -83,7 +83,7 @@ pub fn render(s: &ClusterState) -> String {
         let slots: u32 = s
             .placeable_processes(&f.id)
             .map(|p| match f.mode {
-                ServerMode::Simple => 1,
+                ServerMode::Simple | ServerMode::Forking => 1,
                 ServerMode::Parallel { max_sessions } => {
                     max_sessions.saturating_sub(p.sessions_current)
                 }

@@ -103,6 +103,8 @@ impl ClusterState {
             role: ProcessRole::Forked {
                 parent: parent_id.clone(),
             },
+            // A forked process runs its parent's code: the parent's version.
+            fleet_version: parent.fleet_version,
         };
         self.insert_process(p, ev);
         Ok(Applied::Done)
