@@ -318,7 +318,8 @@ mod tests {
     fn state() -> ClusterState {
         let mut s = ClusterState::default();
         for command in crate::tests::tagged_enum_commands() {
-            s.apply(&Request { at: 1, command });
+            let (response, _) = s.apply(&Request { at: 1, command });
+            assert!(response.is_ok(), "{response:?}");
         }
         s
     }
