@@ -1,6 +1,7 @@
 //! The actors of a Respawn server node.
 //!
-//! One actor per fleet, DS process and battle session, each a thin shell
+//! One actor per fleet, per DS process that is ending or terminating and per
+//! battle session with a deadline (pending or activating), each a thin shell
 //! over pure decision functions in [`policy`], and one per title region for
 //! its virtual servers, over [`vs_policy`]. The committed
 //! Raft log is their input: [`node::NodeActor`] receives the events that

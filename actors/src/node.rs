@@ -2,7 +2,7 @@
 //! committed command produced, in log order, and routes them to the actors
 //! of the title regions' virtual servers, fleets, processes and battle
 //! sessions concerned, spawning those that do not exist yet. It supervises
-//! the fleet and VS actors; fleets supervise their processes and sessions. Actor references are held here, in
+//! the fleet and VS actors; fleets supervise their process and session actors. Actor references are held here, in
 //! plain maps: the global ractor registry is never used, so several nodes can
 //! run in one process.
 
@@ -97,7 +97,7 @@ impl Actor for NodeActor {
         st: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         // Rebuild from committed state: every fleet, every process that has
-        // not exited, every session not yet over. Their timers re-arm from
+        // not exited, every session PENDING or ACTIVATING. Their timers re-arm from
         // the committed deadlines.
         let (fleets, processes, sessions) = st.deps.read(|s: &ClusterState| {
             let fleets: Vec<FleetId> = s.fleets.keys().cloned().collect();
@@ -110,7 +110,7 @@ impl Actor for NodeActor {
             let sessions: Vec<BattleSessionId> = s
                 .battle_sessions
                 .values()
-                .filter(|b| b.status != BattleSessionStatus::Terminated)
+                .filter(|b| needs_actor(b.status))
                 .map(|b| b.id.clone())
                 .collect();
             (fleets, processes, sessions)
@@ -130,6 +130,7 @@ impl Actor for NodeActor {
             st.fleet(&myself, &f).await;
         }
         for p in processes {
+            crate::process::resend_after_restart(&st.deps, &p);
             st.process(&myself, &p).await;
         }
         for b in sessions {
@@ -238,8 +239,9 @@ impl NodeState {
                     if let Some(p) = self.processes.remove(&process_id) {
                         let _ = p.cast(ProcessMsg::Changed);
                     }
-                } else if let Some(p) = self.process(myself, &process_id).await {
-                    let _ = p.cast(ProcessMsg::Changed);
+                } else {
+                    self.to_process(myself, &process_id, ProcessMsg::Changed)
+                        .await;
                 }
                 if matches!(status, ProcessStatus::Ready) {
                     self.kick_fleet_of_process(&process_id);
@@ -264,23 +266,34 @@ impl NodeState {
                 battle_session_id,
                 process_id,
             } => {
-                if let Some(p) = self.process(myself, &process_id).await {
-                    let _ = p.cast(ProcessMsg::StartSession(battle_session_id.clone()));
-                }
+                self.to_process(
+                    myself,
+                    &process_id,
+                    ProcessMsg::StartSession(battle_session_id.clone()),
+                )
+                .await;
                 self.session_changed(myself, &battle_session_id).await;
             }
             Event::SessionActivated {
                 battle_session_id, ..
             } => {
-                self.session_changed(myself, &battle_session_id).await;
+                // ACTIVE: nothing left to time. The actor stops on this
+                // message and is forgotten here (a stopped actor's mailbox
+                // stays allocated while a reference to it is kept).
+                if let Some(s) = self.sessions.remove(&battle_session_id) {
+                    let _ = s.cast(SessionMsg::Changed);
+                }
             }
             Event::SessionRevoked {
                 battle_session_id,
                 process_id,
             } => {
-                if let Some(p) = self.processes.get(&process_id) {
-                    let _ = p.cast(ProcessMsg::RevokeSession(battle_session_id.clone()));
-                }
+                self.to_process(
+                    myself,
+                    &process_id,
+                    ProcessMsg::RevokeSession(battle_session_id.clone()),
+                )
+                .await;
                 self.session_changed(myself, &battle_session_id).await;
             }
             Event::SessionTerminated { battle_session_id } => {
@@ -410,12 +423,29 @@ impl NodeState {
                 .and_then(|b| b.process_id.clone())
         });
         if let Some(pid) = holder {
-            if let Some(p) = self.process(myself, &pid).await {
-                let _ = p.cast(ProcessMsg::Notify(battle_session_id.clone(), notice));
-            }
+            self.to_process(
+                myself,
+                &pid,
+                ProcessMsg::Notify(battle_session_id.clone(), notice),
+            )
+            .await;
         }
     }
 
+    /// Hands `msg` to process `id`: to its actor if it has or needs one
+    /// (ENDING, TERMINATING), else at once without one (LAUNCHING, READY;
+    /// see `crate::process`).
+    async fn to_process(&mut self, myself: &ActorRef<NodeMsg>, id: &ProcessId, msg: ProcessMsg) {
+        match self.process(myself, id).await {
+            Some(p) => {
+                let _ = p.cast(msg);
+            }
+            None => crate::process::handle_without_actor(&self.deps, id, msg),
+        }
+    }
+
+    /// The actor of process `id`, started if the process needs one (it is
+    /// ENDING or TERMINATING).
     async fn process(
         &mut self,
         myself: &ActorRef<NodeMsg>,
@@ -427,7 +457,7 @@ impl NodeState {
         let fleet_id = self.deps.read(|s| {
             s.processes
                 .get(id)
-                .filter(|p| p.status != ProcessStatus::Exited)
+                .filter(|p| crate::process::needs_actor(p.status))
                 .map(|p| p.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
@@ -448,7 +478,7 @@ impl NodeState {
         let fleet_id = self.deps.read(|s| {
             s.battle_sessions
                 .get(id)
-                .filter(|b| b.status != BattleSessionStatus::Terminated)
+                .filter(|b| needs_actor(b.status))
                 .map(|b| b.fleet_id.clone())
         })?;
         let fleet = self.fleet(myself, &fleet_id).await?;
@@ -457,6 +487,15 @@ impl NodeState {
         self.sessions.insert(id.clone(), s.clone());
         Some(s)
     }
+}
+
+/// Whether a battle session in `status` has deadlines for an actor to
+/// keep (PENDING, ACTIVATING; see `crate::policy::session_due`).
+fn needs_actor(status: BattleSessionStatus) -> bool {
+    matches!(
+        status,
+        BattleSessionStatus::Pending | BattleSessionStatus::Activating
+    )
 }
 
 /// The running actor for `key`, if there is one.

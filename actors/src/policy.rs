@@ -172,7 +172,10 @@ pub fn session_due(view: SessionView<'_>, now: UnixMillis) -> SessionDue {
     let placement = view.placement;
     match s.status {
         BattleSessionStatus::Terminated => SessionDue::Finished,
-        BattleSessionStatus::Active => SessionDue::Idle,
+        // Nothing is timed once ACTIVE (only its end can follow, which
+        // needs no actor): the actor stops, so a node does not keep one per
+        // running game (each costs several KB of mailboxes).
+        BattleSessionStatus::Active => SessionDue::Finished,
         BattleSessionStatus::Activating => match (s.activation_deadline, &s.process_id) {
             (Some(d), Some(p)) if now >= d => {
                 SessionDue::Now(Box::new(Command::ActivationTimedOut {
@@ -535,7 +538,8 @@ mod tests {
         });
         assert_eq!(
             session_due(SessionView::of(&w.s, &bs), w.at),
-            SessionDue::Idle
+            SessionDue::Finished,
+            "an ACTIVE session has no deadline: its actor stops"
         );
         w.ok(Command::ProcessEnding {
             process_id: ProcessId::new_unchecked("p1"),

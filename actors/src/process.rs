@@ -1,8 +1,15 @@
-//! One actor per DS process that has not exited: it delivers the cluster's
-//! callbacks to the process through its agent (OnStartBattleSession,
-//! OnTerminateBattleSession, OnProcessTerminate, and the notifications
-//! OnBattleSessionUpdated, OnPlayerBattleSessionsTerminated) and owns the ProcessEnding
-//! grace timer, re-armed from the committed `ending_since` after a restart.
+//! The callbacks of a DS process that has not exited, delivered through its
+//! agent (OnStartBattleSession, OnTerminateBattleSession, OnProcessTerminate,
+//! and the notifications OnBattleSessionUpdated,
+//! OnPlayerBattleSessionsTerminated), and the ProcessEnding grace timer,
+//! re-armed from the committed `ending_since` after a restart.
+//!
+//! Only an ENDING or TERMINATING process has an actor ([`ProcessActor`]):
+//! it owns the timer and sends its once-only commands. A LAUNCHING or READY
+//! process has nothing to keep between messages (each starts a delivery
+//! in the background), so the node handles its messages at once with
+//! [`handle_without_actor`] instead of keeping an actor per live process
+//! (several KB of mailboxes each).
 
 use crate::policy::{
     agent_retry_delay, battle_session_spec, process_due, ProcessDue, ProcessView, SessionSpecView,
@@ -75,8 +82,94 @@ impl Actor for ProcessActor {
         myself: ActorRef<ProcessMsg>,
         st: &mut ProcessState,
     ) -> Result<(), ActorProcessingErr> {
-        // Rebuilt after a restart: sessions still waiting for activation get
-        // their callback again (the DS treats a repeat as a no-op).
+        evaluate(&myself, st);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProcessMsg>,
+        msg: ProcessMsg,
+        st: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProcessMsg::Changed | ProcessMsg::Tick => evaluate(&myself, st),
+            other => handle_delivery(st, other),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ProcessMsg>,
+        st: &mut ProcessState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Whether a process in `status` needs an actor (a timer or a once-only
+/// command, see `crate::policy::process_due`).
+pub(crate) fn needs_actor(status: ProcessStatus) -> bool {
+    matches!(status, ProcessStatus::Ending | ProcessStatus::Terminating)
+}
+
+fn stateless(deps: &Deps, id: &ProcessId) -> ProcessState {
+    ProcessState {
+        id: id.clone(),
+        host: deps.read(|s| s.processes.get(id).map(|p| p.host_id.clone())),
+        deps: deps.clone(),
+        timer: None,
+        terminate_sent: false,
+        kill_sent: false,
+    }
+}
+
+/// Handles a message for a LAUNCHING or READY process, which has no actor:
+/// deliveries start at once; `Changed` and `Tick` have nothing to do.
+pub(crate) fn handle_without_actor(deps: &Deps, id: &ProcessId, msg: ProcessMsg) {
+    match msg {
+        ProcessMsg::Changed | ProcessMsg::Tick => {}
+        other => handle_delivery(&mut stateless(deps, id), other),
+    }
+}
+
+/// When the actors are rebuilt (a restart, a new leader): the sessions of
+/// process `id` still waiting for activation get their callback again.
+pub(crate) fn resend_after_restart(deps: &Deps, id: &ProcessId) {
+    resend_activating(&mut stateless(deps, id));
+}
+
+fn handle_delivery(st: &mut ProcessState, msg: ProcessMsg) {
+    match msg {
+        ProcessMsg::Changed | ProcessMsg::Tick => {}
+        ProcessMsg::StartSession(bs) => start_session(st, bs),
+        ProcessMsg::Notify(bs, notice) => notify(st, bs, notice),
+        ProcessMsg::RevokeSession(bs) => {
+            let id = st.id.clone();
+            deliver(
+                st,
+                ServerToAgent::TerminateBattleSession {
+                    process_id: id.clone(),
+                    battle_session_id: bs,
+                },
+                move |s| {
+                    s.processes.get(&id).is_some_and(|p| {
+                        matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching)
+                    })
+                },
+            );
+        }
+    }
+}
+
+/// Rebuilt after a restart: sessions still waiting for activation get their
+/// callback again (the DS treats a repeat as a no-op).
+fn resend_activating(st: &mut ProcessState) {
+    {
         let activating: Vec<BattleSessionId> = st.deps.read(|s| {
             s.sessions_by_process
                 .get(&st.id)
@@ -93,48 +186,6 @@ impl Actor for ProcessActor {
         for bs in activating {
             start_session(st, bs);
         }
-        evaluate(&myself, st);
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<ProcessMsg>,
-        msg: ProcessMsg,
-        st: &mut ProcessState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            ProcessMsg::Changed | ProcessMsg::Tick => evaluate(&myself, st),
-            ProcessMsg::StartSession(bs) => start_session(st, bs),
-            ProcessMsg::Notify(bs, notice) => notify(st, bs, notice),
-            ProcessMsg::RevokeSession(bs) => {
-                let id = st.id.clone();
-                deliver(
-                    st,
-                    ServerToAgent::TerminateBattleSession {
-                        process_id: id.clone(),
-                        battle_session_id: bs,
-                    },
-                    move |s| {
-                        s.processes.get(&id).is_some_and(|p| {
-                            matches!(p.status, ProcessStatus::Ready | ProcessStatus::Launching)
-                        })
-                    },
-                );
-            }
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<ProcessMsg>,
-        st: &mut ProcessState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = st.timer.take() {
-            t.abort();
-        }
-        Ok(())
     }
 }
 

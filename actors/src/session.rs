@@ -1,4 +1,4 @@
-//! One actor per battle session that is not yet over: it owns the
+//! One actor per battle session that is PENDING or ACTIVATING: it owns the
 //! placement timeout and the activation timeout, re-armed from the committed
 //! deadlines whenever the session changes (and after a restart).
 

@@ -12,6 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// redb's page cache per file. Its default is 1 GiB, which a busy log
+/// fills with pages it will not read again (entries are read back from
+/// the in-memory tail or by followers close behind); the log and vote
+/// need little.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A redb database and a signal fired once it is closed.
 pub(crate) struct DbFile {
     /// Declared before `_closed`: fields drop in declaration order, so the
@@ -25,6 +31,12 @@ pub(crate) struct DbFile {
 pub(crate) struct Closed(watch::Receiver<()>);
 
 impl Closed {
+    /// A new signal: it fires once the returned sender is dropped.
+    pub(crate) fn channel() -> (watch::Sender<()>, Closed) {
+        let (tx, rx) = watch::channel(());
+        (tx, Closed(rx))
+    }
+
     /// Waits until the file is closed.
     pub(crate) async fn wait(mut self) {
         // `changed` fails only once the sender is dropped; nothing is ever
@@ -36,7 +48,9 @@ impl Closed {
 impl DbFile {
     /// Opens (or creates) the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<(Arc<DbFile>, Closed), ConsensusError> {
-        let mut db = redb::Database::create(path)
+        let mut db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| ConsensusError::Storage(format!("open {}: {e}", path.display())))?;
         // redb reuses freed pages but never gives space back to the file
         // system by itself; at start-up, while nothing else holds the file,

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 /// File name of the Raft log inside the data directory.
 pub const LOG_FILE: &str = "raft.redb";
 /// File name of the latest snapshot inside the data directory.
-pub const SNAPSHOT_FILE: &str = "snapshot.redb";
+pub const SNAPSHOT_FILE: &str = crate::snapshot_store::SNAPSHOT_DATA_FILE;
 
 /// How long [`Consensus::shutdown`] waits for the store files to close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,7 +175,7 @@ impl Consensus {
             .map_err(|e| ConsensusError::Storage(format!("create {}: {e}", dir.display())))?;
         let (log_store, log_closed) = LogStore::open(&dir.join(LOG_FILE))?;
         let log = log_store.probe();
-        let (sm, sm_closed) = StateMachineStore::open(&dir.join(SNAPSHOT_FILE))?;
+        let (sm, sm_closed) = StateMachineStore::open(dir)?;
         let state = sm.handle();
         let raft = openraft::Raft::new(node_id, Arc::new(config), network, log_store, sm)
             .await

@@ -21,6 +21,7 @@ pub mod network;
 pub mod repair;
 pub mod rpc;
 pub mod sm;
+pub mod snapshot_store;
 pub mod types;
 
 #[cfg(test)]

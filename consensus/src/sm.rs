@@ -1,5 +1,6 @@
 //! The state machine: the [`ClusterState`] in memory, its snapshots in
-//! `<dir>/snapshot.redb`, and the gated event stream.
+//! `<dir>/snapshot.data` ([`crate::snapshot_store`]), and the gated event
+//! stream.
 //!
 //! The state is not written on apply; snapshots are. At start-up the latest
 //! snapshot is loaded and openraft re-applies the committed log after it
@@ -11,32 +12,25 @@
 //! `go_live` takes the same lock as apply, so the state it returns and the
 //! events sent afterwards fit together with neither gap nor overlap.
 
-use crate::codec;
-use crate::db::{Closed, DbFile};
+use crate::db::Closed;
 use crate::error::ConsensusError;
+use crate::snapshot_store::{read_file, SnapshotFiles};
 use crate::types::{
     BatchResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use respawn_state::ClusterState;
 use respawn_state::Event;
 use std::cell::RefCell;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::io::AsyncWriteExt;
 
 /// Where applied events go: `(log index, events of that entry)`.
 pub type EventSink = tokio::sync::mpsc::UnboundedSender<(u64, Vec<Event>)>;
-
-/// The latest snapshot: key → bytes.
-const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
-/// Encoded [`SnapshotMeta`].
-const KEY_META: &str = "meta";
-/// Encoded [`ClusterState`]: the snapshot data as sent to followers.
-const KEY_DATA: &str = "data";
 
 /// Everything behind the state machine's lock.
 struct SmData {
@@ -211,13 +205,16 @@ impl StateHandle {
 /// The Raft state machine (`RaftStateMachine`).
 pub struct StateMachineStore {
     handle: StateHandle,
-    file: Arc<DbFile>,
+    files: Arc<SnapshotFiles>,
+    /// Files being received from the leader (at most one stream at a time;
+    /// an abandoned one is removed when the next begins).
+    receiving: Vec<PathBuf>,
 }
 
 /// Builds snapshots off the state machine task.
 pub struct SnapshotBuilder {
     handle: StateHandle,
-    file: Arc<DbFile>,
+    files: Arc<SnapshotFiles>,
 }
 
 fn snap_read_err(e: impl std::fmt::Display) -> StorageError {
@@ -226,55 +223,6 @@ fn snap_read_err(e: impl std::fmt::Display) -> StorageError {
 
 fn snap_write_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::error(e)).into()
-}
-
-/// A snapshot as persisted: its meta and its data bytes.
-struct Stored {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
-fn read_stored(db: &redb::Database) -> Result<Option<Stored>, ConsensusError> {
-    let txn = db.begin_read().map_err(ConsensusError::storage)?;
-    let table = txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
-    let meta = table.get(KEY_META).map_err(ConsensusError::storage)?;
-    let data = table.get(KEY_DATA).map_err(ConsensusError::storage)?;
-    match (meta, data) {
-        (Some(m), Some(d)) => Ok(Some(Stored {
-            meta: codec::decode(m.value()).map_err(ConsensusError::storage)?,
-            data: d.value().to_vec(),
-        })),
-        _ => Ok(None),
-    }
-}
-
-/// Persists `stored` durably unless a newer snapshot is there already.
-/// Returns whether it was written.
-fn write_stored(db: &redb::Database, stored: &Stored) -> Result<bool, ConsensusError> {
-    let meta = codec::encode(&stored.meta).map_err(ConsensusError::storage)?;
-    let txn = db.begin_write().map_err(ConsensusError::storage)?;
-    let written = {
-        let mut table = txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
-        let existing: Option<SnapshotMeta> =
-            match table.get(KEY_META).map_err(ConsensusError::storage)? {
-                Some(m) => Some(codec::decode(m.value()).map_err(ConsensusError::storage)?),
-                None => None,
-            };
-        if existing.is_some_and(|e| e.last_log_id > stored.meta.last_log_id) {
-            false
-        } else {
-            table
-                .insert(KEY_META, meta.as_slice())
-                .map_err(ConsensusError::storage)?;
-            table
-                .insert(KEY_DATA, stored.data.as_slice())
-                .map_err(ConsensusError::storage)?;
-            true
-        }
-    };
-    // Default durability: Immediate (fsync before commit returns).
-    txn.commit().map_err(ConsensusError::storage)?;
-    Ok(written)
 }
 
 /// Runs blocking file work off the async workers.
@@ -287,21 +235,20 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl StateMachineStore {
-    /// Opens (or creates) `path` and loads the latest snapshot from it.
-    pub(crate) fn open(path: &Path) -> Result<(StateMachineStore, Closed), ConsensusError> {
-        let (file, closed) = DbFile::open(path)?;
-        {
-            let txn = file.db.begin_write().map_err(ConsensusError::storage)?;
-            txn.open_table(SNAPSHOT).map_err(ConsensusError::storage)?;
-            txn.commit().map_err(ConsensusError::storage)?;
-        }
-        let data = match read_stored(&file.db)? {
-            Some(stored) => SmData {
-                state: codec::decode(&stored.data).map_err(ConsensusError::storage)?,
-                last_applied: stored.meta.last_log_id,
-                membership: stored.meta.last_membership,
-                sink: None,
-            },
+    /// Opens (or creates) the snapshot file in `dir` and loads the latest
+    /// snapshot from it, decoding it as a stream.
+    pub(crate) fn open(dir: &Path) -> Result<(StateMachineStore, Closed), ConsensusError> {
+        let (files, closed) = SnapshotFiles::open(dir)?;
+        let data = match files.current() {
+            Some(_) => {
+                let (meta, state) = read_file(&files.path())?;
+                SmData {
+                    state,
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership,
+                    sink: None,
+                }
+            }
             None => SmData {
                 state: ClusterState::default(),
                 last_applied: None,
@@ -314,13 +261,34 @@ impl StateMachineStore {
             commands_applied: Arc::default(),
             commands_at_snapshot: Arc::default(),
         };
-        Ok((StateMachineStore { handle, file }, closed))
+        let store = StateMachineStore {
+            handle,
+            files: Arc::new(files),
+            receiving: Vec::new(),
+        };
+        Ok((store, closed))
     }
 
     /// The handle readers and the event owner use.
     pub fn handle(&self) -> StateHandle {
         self.handle.clone()
     }
+
+    fn forget_received(&mut self) {
+        for path in self.receiving.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The current snapshot, its file opened for reading.
+async fn open_current(files: &Arc<SnapshotFiles>) -> Result<Option<Snapshot>, ConsensusError> {
+    let files = Arc::clone(files);
+    let current = blocking(move || files.open_current()).await?;
+    Ok(current.map(|(meta, file)| Snapshot {
+        meta,
+        snapshot: Box::new(tokio::fs::File::from_std(file)),
+    }))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -343,9 +311,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             )
         };
         let copy_ms = copy_started.elapsed().as_millis() as u64;
-        let file = Arc::clone(&self.file);
-        let stored = blocking(move || {
-            let data = codec::encode(&state).map_err(ConsensusError::storage)?;
+        let files = Arc::clone(&self.files);
+        let (meta, bytes) = blocking(move || {
             let snapshot_id = match last_applied {
                 Some(l) => format!(
                     "{}-{}-{}-{}",
@@ -356,28 +323,27 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 ),
                 None => format!("none-{}", respawn_types::now_millis()),
             };
-            let stored = Stored {
-                meta: SnapshotMeta {
-                    last_log_id: last_applied,
-                    last_membership: membership,
-                    snapshot_id,
-                },
-                data,
+            let meta = SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership: membership,
+                snapshot_id,
             };
-            write_stored(&file.db, &stored)?;
-            Ok(stored)
+            // Streams the copy into the file; the copy is freed on return.
+            let (bytes, _) = files.write(&meta, &state)?;
+            Ok((meta, bytes))
         })
         .await
         .map_err(snap_write_err)?;
-        tracing::info!(
-            snapshot = %stored.meta,
-            bytes = stored.data.len(),
-            copy_ms,
-            "snapshot built"
-        );
+        tracing::info!(snapshot = %meta, bytes, copy_ms, "snapshot built");
+        // openraft keeps only the meta of a built snapshot; the data is
+        // the file, opened for whoever reads it.
+        let path = self.files.path();
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| snap_read_err(format!("open {}: {e}", path.display())))?;
         Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            meta,
+            snapshot: Box::new(file),
         })
     }
 }
@@ -435,38 +401,50 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             handle: self.handle.clone(),
-            file: Arc::clone(&self.file),
+            files: Arc::clone(&self.files),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        self.forget_received();
+        let path = self.files.tmp_path("receive");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_write_err(format!("create {}: {e}", path.display())))?;
+        self.receiving.push(path);
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let bytes = snapshot.into_inner();
-        let state: ClusterState = codec::decode(&bytes).map_err(|e| {
+        let install_err = |e: ConsensusError| {
             StorageError::from(StorageIOError::read_snapshot(
                 Some(meta.signature()),
                 AnyError::error(e),
             ))
-        })?;
-        let stored = Stored {
-            meta: meta.clone(),
-            data: bytes,
         };
-        let file = Arc::clone(&self.file);
-        let stored = blocking(move || write_stored(&file.db, &stored).map(|_| stored))
+        snapshot
+            .flush()
             .await
-            .map_err(snap_write_err)?;
+            .map_err(|e| install_err(ConsensusError::storage(e)))?;
+        let mut from = snapshot.into_std().await;
+        let files = Arc::clone(&self.files);
+        let wanted = meta.clone();
+        let (state, _) = blocking(move || files.install(&wanted, &mut from))
+            .await
+            .map_err(install_err)?;
+        self.forget_received();
         let mut data = self.handle.write_guard();
         data.state = state;
-        data.last_applied = stored.meta.last_log_id;
-        data.membership = stored.meta.last_membership;
+        data.last_applied = meta.last_log_id;
+        data.membership = meta.last_membership.clone();
         self.handle
             .commands_at_snapshot
             .store(self.handle.commands_applied(), Ordering::Relaxed);
@@ -477,14 +455,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let file = Arc::clone(&self.file);
-        let stored = blocking(move || read_stored(&file.db))
-            .await
-            .map_err(snap_read_err)?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        open_current(&self.files).await.map_err(snap_read_err)
     }
 }
 

@@ -136,7 +136,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = LogStore::open(&dir.path().join(LOG_FILE)).unwrap();
-        let (sm, _) = StateMachineStore::open(&dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let (sm, _) = StateMachineStore::open(dir.path()).unwrap();
         Ok((dir, log, sm))
     }
 }

@@ -4,7 +4,6 @@
 use respawn_state::{Request, Response};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::io::Cursor;
 
 /// What a Raft member advertises about itself in the membership config.
 ///
@@ -48,7 +47,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

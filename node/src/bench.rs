@@ -12,6 +12,7 @@
 mod autoscale;
 mod failover;
 mod records;
+mod scale;
 mod soak;
 
 use anyhow::{bail, Context};
@@ -37,6 +38,10 @@ pub enum BenchCmd {
     Soak(soak::SoakArgs),
     /// Bytes per live record of the replicated state, by kind.
     Records(records::RecordsArgs),
+    /// A 3-node cluster of server processes holding many live DS processes
+    /// (registered by a simulated agent), then placements: latency and
+    /// RSS per node.
+    Scale(scale::ScaleArgs),
     /// The same load against a 3-node cluster (real QUIC between the nodes),
     /// then repeated leader stops timing the first placement fulfilled by the
     /// new leader; with --crash, server processes killed with SIGKILL.
@@ -85,6 +90,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::Records(a) => records::records(a),
         BenchCmd::Autoscale(a) => autoscale::autoscale(a).await,
+        BenchCmd::Scale(a) => scale::scale(a).await,
     }
 }
 

@@ -112,6 +112,8 @@ pub struct ClusterOptions {
     /// (for a real agent, e.g. `respawn sample-ds`), four per host;
     /// `None`: `/bin/false`, for simulated agents.
     pub launch: Option<(String, Vec<String>)>,
+    /// The nodes' `[retention]` section.
+    pub retention: respawn_config::RetentionSection,
 }
 
 impl Default for ClusterOptions {
@@ -124,6 +126,7 @@ impl Default for ClusterOptions {
             activation_timeout_secs: 10,
             parallel: None,
             launch: None,
+            retention: Default::default(),
         }
     }
 }
@@ -183,6 +186,7 @@ impl TestCluster {
             cfg.server.heartbeat_ms = 100;
             cfg.server.election_timeout_ms = 500;
             cfg.server.snapshot_every = opts.snapshot_every;
+            cfg.retention = opts.retention.clone();
             cfg.server.bootstrap = Bootstrap::Members;
             cfg.server.members = members.clone();
             cfg.server.admin_token = Some("test-admin-token-0123456789".into());

@@ -36,12 +36,12 @@ const ADMIN_TOKEN: &str = "bench-crash-admin-token-0123456789";
 const TRIAL_LIMIT: Duration = Duration::from_secs(60);
 
 /// The server processes, killed when dropped.
-struct Servers {
+pub(super) struct Servers {
     bin: PathBuf,
     configs: Vec<PathBuf>,
-    children: Vec<Option<Child>>,
-    http: Vec<String>,
-    quic: Vec<std::net::SocketAddr>,
+    pub(super) children: Vec<Option<Child>>,
+    pub(super) http: Vec<String>,
+    pub(super) quic: Vec<std::net::SocketAddr>,
 }
 
 impl Servers {
@@ -97,7 +97,7 @@ async fn status(client: &reqwest::Client, base: &str) -> Option<Status> {
 
 /// Waits until every node answers with the same leader and the same
 /// applied index; returns the leader (node id).
-async fn settled(client: &reqwest::Client, http: &[String]) -> anyhow::Result<u64> {
+pub(super) async fn settled(client: &reqwest::Client, http: &[String]) -> anyhow::Result<u64> {
     let t = Instant::now();
     loop {
         let mut seen = Vec::new();
@@ -201,7 +201,11 @@ pub async fn crash(a: ClusterArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run(a: &ClusterArgs, root: &std::path::Path) -> anyhow::Result<()> {
+/// Three `respawn server` processes with default settings under `root`,
+/// settled: the servers, the dev title region, the CA, the leader.
+pub(super) async fn start_servers(
+    root: &std::path::Path,
+) -> anyhow::Result<(Servers, TitleRegion, respawn_net::CaBundle, u64)> {
     let ca = respawn_net::Pki::generate_ca("bench CA")?;
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| Ok((free_port(true)?, free_port(false)?)))
@@ -274,7 +278,12 @@ async fn run(a: &ClusterArgs, root: &std::path::Path) -> anyhow::Result<()> {
         Config::default().server.election_timeout_ms,
         Config::default().server.election_timeout_max_ms(),
     );
+    Ok((servers, region, ca, leader))
+}
 
+async fn run(a: &ClusterArgs, root: &std::path::Path) -> anyhow::Result<()> {
+    let (mut servers, region, ca, leader) = start_servers(root).await?;
+    let client = reqwest::Client::new();
     // The agent starts on a follower and knows every node.
     let agent_identity = ca.issue(respawn_net::PeerKind::Agent, respawn_config::DEV_HOST, &[])?;
     let first = (0..3)

@@ -42,6 +42,75 @@ async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Resul
     Ok(())
 }
 
+/// A follower down while records are pruned comes back by a snapshot of the
+/// pruned state: the same records, the same watermarks (so it answers
+/// `expired` as the others do), then follows the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_catches_up_by_snapshot_after_pruning() -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions {
+        snapshot_every: 20,
+        retention: respawn_config::RetentionSection {
+            records_secs: 1,
+            issued_ids_secs: 1,
+            interval_ms: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    // Sessions end after 100 ms and their processes exit: everything placed
+    // becomes prunable a second later.
+    let agent = c
+        .sim_agent("host-a", 30, Duration::from_millis(100), c.quic_addrs())
+        .await?;
+    let leader = c.wait_leader().await?;
+    let follower = c
+        .alive()
+        .into_iter()
+        .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to())
+        .unwrap();
+    c.crash(follower).await;
+    let mut placed = Vec::new();
+    for _ in 0..25 {
+        let pl = fulfilled(&c.backend(leader), &c.history).await?;
+        placed.push(PlacementId::new_unchecked(pl));
+    }
+    wait_for("the leader to prune what was placed", T, || async {
+        c.read(leader, |s| {
+            (s.pruned.placement > 0 && placed.iter().all(|p| !s.placements.contains_key(p)))
+                .then_some(())
+        })
+    })
+    .await?;
+    // Compaction after the pruning: the log the follower missed is gone.
+    let pruned_at = c
+        .node(leader)
+        .consensus
+        .metrics()
+        .borrow()
+        .last_applied
+        .map(|l| l.index)
+        .unwrap_or(0);
+    wait_for("a snapshot past the pruning", T, || async {
+        let m = c.node(leader).consensus.metrics().borrow().clone();
+        (m.purged.map(|l| l.index).unwrap_or(0) > 0
+            && m.snapshot.map(|l| l.index).unwrap_or(0) >= pruned_at)
+            .then_some(())
+    })
+    .await?;
+    c.start_node(follower).await?;
+    let state = c.wait_converged().await?;
+    let caught_up = c.read(follower, |s| s.clone());
+    assert_eq!(caught_up, state);
+    assert!(
+        caught_up.pruned.placement > 0,
+        "the watermarks came with it"
+    );
+    assert!(placed.iter().all(|p| !caught_up.placements.contains_key(p)));
+    agent.stop();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_nodes_restarted_keep_committed_state() -> anyhow::Result<()> {
     let mut c = TestCluster::start(ClusterOptions::default()).await?;
