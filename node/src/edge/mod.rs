@@ -17,9 +17,9 @@ pub mod invoke;
 pub mod json;
 pub mod players_admin;
 pub mod serve;
+pub mod storages_admin;
 pub mod tasks_admin;
 pub mod tickets;
-pub mod storages_admin;
 pub mod vs_admin;
 
 use axum::extract::{MatchedPath, Request, State};
