@@ -240,7 +240,7 @@ impl NodeState {
                         let _ = p.cast(ProcessMsg::Changed);
                     }
                 } else {
-                    self.to_process(myself, &process_id, ProcessMsg::Changed)
+                    self.send_to_process(myself, &process_id, ProcessMsg::Changed)
                         .await;
                 }
                 if matches!(status, ProcessStatus::Ready) {
@@ -266,7 +266,7 @@ impl NodeState {
                 battle_session_id,
                 process_id,
             } => {
-                self.to_process(
+                self.send_to_process(
                     myself,
                     &process_id,
                     ProcessMsg::StartSession(battle_session_id.clone()),
@@ -288,7 +288,7 @@ impl NodeState {
                 battle_session_id,
                 process_id,
             } => {
-                self.to_process(
+                self.send_to_process(
                     myself,
                     &process_id,
                     ProcessMsg::RevokeSession(battle_session_id.clone()),
@@ -423,7 +423,7 @@ impl NodeState {
                 .and_then(|b| b.process_id.clone())
         });
         if let Some(pid) = holder {
-            self.to_process(
+            self.send_to_process(
                 myself,
                 &pid,
                 ProcessMsg::Notify(battle_session_id.clone(), notice),
@@ -435,7 +435,12 @@ impl NodeState {
     /// Hands `msg` to process `id`: to its actor if it has or needs one
     /// (ENDING, TERMINATING), else at once without one (LAUNCHING, READY;
     /// see `crate::process`).
-    async fn to_process(&mut self, myself: &ActorRef<NodeMsg>, id: &ProcessId, msg: ProcessMsg) {
+    async fn send_to_process(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: &ProcessId,
+        msg: ProcessMsg,
+    ) {
         match self.process(myself, id).await {
             Some(p) => {
                 let _ = p.cast(msg);

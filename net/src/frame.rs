@@ -206,6 +206,7 @@ mod tests {
                 port: Some(7777),
                 log_paths: vec!["/tmp/a.log".into()],
                 ending: false,
+                role: Default::default(),
             }],
             live_vs: vec![VsInstanceId::new_unchecked("vsi-1")],
         })

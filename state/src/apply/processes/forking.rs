@@ -145,6 +145,7 @@ mod tests {
             process_id: pid(1),
             host_id: host_id(),
             pid: 101,
+            fleet_version: 1,
         });
         // A child before its parent is ready: refused.
         assert!(matches!(forked(&mut h, 2), Err(Rejection::InvalidState(_))));
@@ -210,6 +211,7 @@ mod tests {
             process_id: pid(1),
             host_id: host_id(),
             pid: 101,
+            fleet_version: 1,
         });
         assert!(matches!(
             h.refused(Command::ForkingParentReady {
