@@ -160,7 +160,7 @@ impl Agent {
             vs,
             ledger,
         });
-        crate::drain::resume(&shared);
+        crate::drain_marker::resume(&shared);
         let app = api::router(shared.clone());
         // TCP_NODELAY: answers are not held back waiting for delayed ACKs.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -285,7 +285,7 @@ impl Agent {
             ServerToAgent::ListDsLogs { process_id } => {
                 let shared = self.shared.clone();
                 return blocking(move || {
-                    crate::ds_logs::list(&shared, &process_id)
+                    crate::ds_logs::list(&shared.logs_dir, &process_id)
                         .map(|files| AgentReply::DsLogFiles { files })
                 })
                 .await;
@@ -298,7 +298,7 @@ impl Agent {
             } => {
                 let shared = self.shared.clone();
                 return blocking(move || {
-                    crate::ds_logs::read(&shared, &process_id, &name, offset, len)
+                    crate::ds_logs::read(&shared.logs_dir, &process_id, &name, offset, len)
                         .map(|(data, size)| AgentReply::DsLogChunk { data, size })
                 })
                 .await;

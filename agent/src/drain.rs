@@ -8,19 +8,15 @@
 //! after the kill grace.
 //!
 //! A host its own agent drained is undrained when an agent starts again
-//! with the same data directory (a marker file, [`MARKER`]); a drain made
+//! with the same data directory (a marker file, [`crate::drain_marker::MARKER`]); a drain made
 //! through the admin API alone is kept across agent restarts.
 
 use crate::agent::Agent;
-use crate::state::Shared;
+use crate::drain_marker::MARKER;
 use respawn_types::agent::AgentToServer;
 use respawn_types::ExitReason;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// File in the agent's data directory while (and after) it drained its
-/// host itself.
-pub const MARKER: &str = "self-drained";
 
 /// How long the agent waits, after its last process is gone, for its
 /// queued reports (ProcessExited…) to reach the cluster.
@@ -37,21 +33,6 @@ pub enum DrainOutcome {
     /// The deadline passed with `ended` processes still running; they were
     /// sent OnProcessTerminate and killed after the kill grace.
     DeadlinePassed { ended: usize },
-}
-
-/// At start-up: if this agent drained its host before it stopped, end
-/// that drain (queued before any report of the new processes).
-pub(crate) fn resume(shared: &Shared) {
-    let marker = shared.config.data_dir.join(MARKER);
-    if marker.exists() {
-        tracing::info!("this host was drained when its agent stopped; undraining it");
-        shared
-            .reporter
-            .send(AgentToServer::SetDraining { draining: false });
-        if let Err(e) = std::fs::remove_file(&marker) {
-            tracing::warn!(path = %marker.display(), error = %e, "cannot remove the drain marker");
-        }
-    }
 }
 
 impl Agent {

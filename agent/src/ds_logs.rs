@@ -11,7 +11,6 @@
 //! directories are walked [`MAX_DEPTH`] levels deep. Paths inside the
 //! process's own log directory are already kept and not copied again.
 
-use crate::state::Shared;
 use respawn_types::agent::{DsLogFile, ErrorCode, WireError, MAX_LOG_CHUNK};
 use respawn_types::ProcessId;
 use std::io::{Read, Seek, SeekFrom};
@@ -125,8 +124,8 @@ fn inside(dir: &Path, name: &str) -> Result<PathBuf, WireError> {
     Ok(dir.join(rel))
 }
 
-fn process_dir(shared: &Shared, id: &ProcessId) -> Result<PathBuf, WireError> {
-    let dir = shared.logs_dir.join(id.as_str());
+fn process_dir(logs_dir: &Path, id: &ProcessId) -> Result<PathBuf, WireError> {
+    let dir = logs_dir.join(id.as_str());
     if !dir.is_dir() {
         return Err(WireError::new(
             ErrorCode::NotFound,
@@ -137,7 +136,7 @@ fn process_dir(shared: &Shared, id: &ProcessId) -> Result<PathBuf, WireError> {
 }
 
 /// The log files kept for a process, by name. Blocking.
-pub fn list(shared: &Shared, id: &ProcessId) -> Result<Vec<DsLogFile>, WireError> {
+pub fn list(logs_dir: &Path, id: &ProcessId) -> Result<Vec<DsLogFile>, WireError> {
     fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<DsLogFile>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
@@ -166,7 +165,7 @@ pub fn list(shared: &Shared, id: &ProcessId) -> Result<Vec<DsLogFile>, WireError
             }
         }
     }
-    let dir = process_dir(shared, id)?;
+    let dir = process_dir(logs_dir, id)?;
     let mut out = Vec::new();
     walk(&dir, &dir, 0, &mut out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -175,13 +174,13 @@ pub fn list(shared: &Shared, id: &ProcessId) -> Result<Vec<DsLogFile>, WireError
 
 /// Up to `len` bytes of one log file from `offset`, and the file's size. Blocking.
 pub fn read(
-    shared: &Shared,
+    logs_dir: &Path,
     id: &ProcessId,
     name: &str,
     offset: u64,
     len: u32,
 ) -> Result<(Vec<u8>, u64), WireError> {
-    let path = inside(&process_dir(shared, id)?, name)?;
+    let path = inside(&process_dir(logs_dir, id)?, name)?;
     let io = |e: std::io::Error| {
         WireError::new(
             if e.kind() == std::io::ErrorKind::NotFound {

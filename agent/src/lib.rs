@@ -13,6 +13,7 @@ mod api;
 mod backoff;
 mod config;
 mod drain;
+mod drain_marker;
 mod ds_logs;
 mod error;
 mod events;
@@ -34,7 +35,8 @@ mod tests;
 
 pub use agent::{Agent, MAX_PROCESSES_PER_HOST};
 pub use config::{AgentConfig, LogLimits};
-pub use drain::{DrainOutcome, MARKER as DRAIN_MARKER};
+pub use drain::DrainOutcome;
+pub use drain_marker::MARKER as DRAIN_MARKER;
 pub use error::AgentError;
 pub use link::{LinkDown, ServerLink};
 pub use node::AgentNode;

@@ -7,8 +7,8 @@
 //! calls, the RTT histogram's buckets add up, and instance counts (from
 //! the replicated state, the same everywhere) are taken from the local part.
 
-use crate::sample::SAMPLE_SECS;
 use crate::series::Point;
+use crate::series::SAMPLE_SECS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! state and version, sessions by state, available slots, waiting
 //! placements, desired processes and hosts, and the autoscaler's decisions.
 
-use super::fleet_scaling::scaling_view;
+use super::fleet_scaling_view::scaling_view;
 use respawn_state::ClusterState;
 use respawn_types::*;
 use std::collections::BTreeMap;

@@ -44,7 +44,7 @@ pub struct FleetView {
     /// Placements waiting for a process.
     pub waiting_placements: u32,
     /// The autoscaler and the rollout.
-    pub scaling: super::fleet_scaling::ScalingView,
+    pub scaling: super::fleet_scaling_view::ScalingView,
 }
 
 fn status_name(s: ProcessStatus) -> String {
@@ -104,7 +104,7 @@ fn view(s: &ClusterState, f: &Fleet) -> FleetView {
         sessions,
         available_slots,
         waiting_placements: s.waiting_placements(&f.id).count() as u32,
-        scaling: super::fleet_scaling::scaling_view(s, f, status_name),
+        scaling: super::fleet_scaling_view::scaling_view(s, f, status_name),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod dsm;
 pub mod error;
 pub mod fleet_metrics;
 pub mod fleet_scaling;
+pub mod fleet_scaling_view;
 pub mod fleets_admin;
 mod http_metrics;
 pub mod invoke;
