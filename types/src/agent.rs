@@ -698,7 +698,7 @@ mod tests {
         seen.insert(("ServerReply", 2));
         seen.insert(("ServerToAgent", 4));
         for (name, n) in [
-            ("AgentToServer", 18),
+            ("AgentToServer", 17),
             ("ServerToAgent", 11),
             ("ServerReply", 5),
             ("AgentReply", 5),

@@ -88,7 +88,7 @@ pub struct StorageEndpoint {
     pub inner_ip: String,
     pub port: u16,
     /// MongoDB replica role (`Primary`, `Secondary`); Redis ignores it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub role: Option<String>,
 }
 

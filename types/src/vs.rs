@@ -142,7 +142,7 @@ pub struct VsSpec {
     pub scale_down_delay_secs: u32,
     /// Names of the title region's storages this virtual server uses: each
     /// instance gets `PGOS_VS_Storage_<Name>`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub storages: Vec<crate::StorageName>,
 }

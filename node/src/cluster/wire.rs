@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 /// [`Service::Cluster`]: respawn_net::transport::Service::Cluster
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClusterMsg {
-    /// Commit this command (sent to the leader).
-    Propose(Command),
+    /// Commit this command (sent to the leader). Carried as JSON inside the
+    /// bincode frame, as the Raft log carries it: some commands hold
+    /// internally tagged enums or skipped fields, which bincode cannot carry.
+    Propose(#[serde(with = "command_as_json")] Command),
     /// Confirm leadership and return the index a linearizable read must wait for.
     ReadIndex,
     /// Deliver a command to an agent whose link this node holds.
@@ -108,6 +110,23 @@ impl From<RemoteError> for ConsensusError {
     }
 }
 
+/// A [`Command`] as JSON bytes (see [`ClusterMsg::Propose`]).
+mod command_as_json {
+    use respawn_state::Command;
+    use serde::{de, ser, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Command, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::to_vec(c)
+            .map_err(ser::Error::custom)?
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        serde_json::from_slice(&bytes).map_err(de::Error::custom)
+    }
+}
+
 pub fn encode<T: Serialize>(v: &T) -> Bytes {
     // Encoding our own enums into a Vec cannot fail (no I/O, no limit).
     Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
@@ -118,4 +137,37 @@ pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Option<T> {
     bincode::serde::decode_from_slice(b, limit)
         .ok()
         .map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use respawn_types::storage::{StorageName, StorageSpec};
+
+    /// A proposal forwarded to the leader survives the node link's encoding,
+    /// whatever serde shape its command has (a storage spec is internally
+    /// tagged and has optional fields).
+    #[test]
+    fn proposals_cross_the_node_link() {
+        let command = Command::PutStorage {
+            title_region_id: TitleRegionId::new_unchecked("tr-1"),
+            name: StorageName::parse("MongoA").unwrap(),
+            spec: serde_json::from_value::<StorageSpec>(serde_json::json!({
+                "kind": "external_mongodb",
+                "network": [{"inner_ip": "10.0.0.1", "port": 27017}],
+                "account": "u",
+                "password": "p"
+            }))
+            .unwrap(),
+            password: String::new(),
+        };
+        let back: ClusterMsg = decode(&encode(&ClusterMsg::Propose(command.clone()))).unwrap();
+        let ClusterMsg::Propose(got) = back else {
+            panic!("not a proposal: {back:?}");
+        };
+        assert_eq!(
+            serde_json::to_value(&got).unwrap(),
+            serde_json::to_value(&command).unwrap()
+        );
+    }
 }

@@ -91,11 +91,16 @@ async fn follower_catches_up_by_snapshot_after_pruning() -> anyhow::Result<()> {
         .last_applied
         .map(|l| l.index)
         .unwrap_or(0);
+    // Snapshots come every 20 entries: keep writing until one is past it.
     wait_for("a snapshot past the pruning", T, || async {
         let m = c.node(leader).consensus.metrics().borrow().clone();
-        (m.purged.map(|l| l.index).unwrap_or(0) > 0
-            && m.snapshot.map(|l| l.index).unwrap_or(0) >= pruned_at)
-            .then_some(())
+        if m.purged.map(|l| l.index).unwrap_or(0) > 0
+            && m.snapshot.map(|l| l.index).unwrap_or(0) >= pruned_at
+        {
+            return Some(());
+        }
+        fulfilled(&c.backend(leader), &c.history).await.ok()?;
+        None
     })
     .await?;
     c.start_node(follower).await?;
