@@ -1,8 +1,46 @@
 //! `respawn ctl cluster` and `respawn ctl vs`: an HTTP client of the admin
 //! API of any server node; it prints the answers as JSON (or log lines).
 
-use super::{ClusterCmd, VsCmd, VsFlags};
+use super::{AdminFlags, ClusterCmd, VsCmd, VsFlags};
 use anyhow::{bail, Context};
+use std::path::Path;
+
+/// `<server>/admin/title_regions/<title region>/<rest>`.
+pub(super) fn region_url(f: &VsFlags, rest: &str) -> String {
+    format!(
+        "{}/admin/title_regions/{}/{rest}",
+        f.admin.server.trim_end_matches('/'),
+        f.title_region
+    )
+}
+
+/// The JSON document at `path` (`-`: standard input); `what` names it in
+/// the error when it is not JSON.
+pub(super) fn read_json(path: &Path, what: &str) -> anyhow::Result<serde_json::Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("the {what} file is not JSON"))
+}
+
+/// Sends `req` with the admin token and prints the answer's JSON body, if
+/// any; an answer other than 2xx is an error.
+pub(super) async fn send(admin: &AdminFlags, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
+    let res = req.bearer_auth(&admin.token).send().await?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    if !text.is_empty() {
+        let body: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    }
+    if !status.is_success() {
+        bail!("the server answered {status}");
+    }
+    Ok(())
+}
 
 pub async fn cluster_ctl(cmd: &ClusterCmd) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -39,13 +77,7 @@ pub async fn cluster_ctl(cmd: &ClusterCmd) -> anyhow::Result<()> {
 
 pub async fn vs_ctl(cmd: &VsCmd) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let url = |f: &VsFlags, rest: &str| {
-        format!(
-            "{}/admin/title_regions/{}/{rest}",
-            f.admin.server.trim_end_matches('/'),
-            f.title_region
-        )
-    };
+    let url = region_url;
     let (flags, req) = match cmd {
         VsCmd::List(f) => (f, client.get(url(f, "virtual_servers"))),
         VsCmd::Get { flags, name } => (
@@ -53,14 +85,7 @@ pub async fn vs_ctl(cmd: &VsCmd) -> anyhow::Result<()> {
             client.get(url(flags, &format!("virtual_servers/{name}"))),
         ),
         VsCmd::Put { flags, name, spec } => {
-            let text = if spec.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(spec)
-                    .with_context(|| format!("reading {}", spec.display()))?
-            };
-            let body: serde_json::Value =
-                serde_json::from_str(&text).context("the spec file is not JSON")?;
+            let body = read_json(spec, "spec")?;
             (
                 flags,
                 client

@@ -1,8 +1,8 @@
 //! `respawn ctl fleet` and `respawn ctl host`: fleets and hosts over the
 //! admin API of any server node; answers are printed as JSON.
 
+use super::ctl::{read_json, region_url, send};
 use super::{AdminFlags, VsFlags};
-use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -53,30 +53,9 @@ pub enum HostCmd {
     },
 }
 
-pub(super) async fn send(admin: &AdminFlags, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
-    let res = req.bearer_auth(&admin.token).send().await?;
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    if !text.is_empty() {
-        let body: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        println!("{}", serde_json::to_string_pretty(&body)?);
-    }
-    if !status.is_success() {
-        bail!("the server answered {status}");
-    }
-    Ok(())
-}
-
 pub async fn fleet_ctl(cmd: &FleetCmd) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let url = |f: &VsFlags, rest: &str| {
-        format!(
-            "{}/admin/title_regions/{}/fleets{rest}",
-            f.admin.server.trim_end_matches('/'),
-            f.title_region
-        )
-    };
+    let url = |f: &VsFlags, rest: &str| region_url(f, &format!("fleets{rest}"));
     let (flags, req) = match cmd {
         FleetCmd::List(f) => (f, client.get(url(f, ""))),
         FleetCmd::Get { flags, fleet_id } => {
@@ -87,14 +66,7 @@ pub async fn fleet_ctl(cmd: &FleetCmd) -> anyhow::Result<()> {
             fleet_id,
             spec,
         } => {
-            let text = if spec.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(spec)
-                    .with_context(|| format!("reading {}", spec.display()))?
-            };
-            let body: serde_json::Value =
-                serde_json::from_str(&text).context("the definition file is not JSON")?;
+            let body = read_json(spec, "definition")?;
             (
                 flags,
                 client.put(url(flags, &format!("/{fleet_id}"))).json(&body),

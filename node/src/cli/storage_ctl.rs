@@ -1,9 +1,8 @@
 //! `respawn ctl storage`: VS storages over the admin API of any server
 //! node; answers are printed as JSON.
 
-use super::fleet_ctl::send;
+use super::ctl::{read_json, region_url, send};
 use super::VsFlags;
-use anyhow::Context;
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -38,25 +37,12 @@ pub enum StorageCmd {
 
 pub async fn storage_ctl(cmd: &StorageCmd) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let url = |f: &VsFlags, rest: &str| {
-        format!(
-            "{}/admin/title_regions/{}/storages{rest}",
-            f.admin.server.trim_end_matches('/'),
-            f.title_region
-        )
-    };
+    let url = |f: &VsFlags, rest: &str| region_url(f, &format!("storages{rest}"));
     let (flags, req) = match cmd {
         StorageCmd::List(f) => (f, client.get(url(f, ""))),
         StorageCmd::Get { flags, name } => (flags, client.get(url(flags, &format!("/{name}")))),
         StorageCmd::Put { flags, name, spec } => {
-            let text = if spec.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(spec)
-                    .with_context(|| format!("reading {}", spec.display()))?
-            };
-            let body: serde_json::Value =
-                serde_json::from_str(&text).context("the spec file is not JSON")?;
+            let body = read_json(spec, "spec")?;
             (
                 flags,
                 client.put(url(flags, &format!("/{name}"))).json(&body),
