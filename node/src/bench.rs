@@ -546,32 +546,40 @@ async fn watch_failover(
     (leader, elected, None)
 }
 
+/// A `POST` of `/dsm/...` on `base` with the title region's headers and a
+/// fresh ServerTicket.
+pub(crate) fn dsm_post(
+    client: &reqwest::Client,
+    base: &str,
+    r: &TitleRegion,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let ts = now_millis() as i64 / 1000;
+    client
+        .post(format!("{base}{path}"))
+        .header("TitleId", r.title_id.as_str())
+        .header("TitleRegionId", r.id.as_str())
+        .header("SecretId", r.secret_id.as_str())
+        .header(
+            "ServerTicket",
+            sign_ticket(
+                &r.secret_key,
+                r.title_id.as_str(),
+                r.id.as_str(),
+                r.secret_id.as_str(),
+                ts,
+            ),
+        )
+}
+
 pub(crate) async fn place_one(
     client: &reqwest::Client,
     base: &str,
     r: &TitleRegion,
     started: &Started,
 ) -> anyhow::Result<()> {
-    let post = |path: &str, body: serde_json::Value| {
-        let ts = now_millis() as i64 / 1000;
-        client
-            .post(format!("{base}{path}"))
-            .header("TitleId", r.title_id.as_str())
-            .header("TitleRegionId", r.id.as_str())
-            .header("SecretId", r.secret_id.as_str())
-            .header(
-                "ServerTicket",
-                sign_ticket(
-                    &r.secret_key,
-                    r.title_id.as_str(),
-                    r.id.as_str(),
-                    r.secret_id.as_str(),
-                    ts,
-                ),
-            )
-            .json(&body)
-            .send()
-    };
+    let post =
+        |path: &str, body: serde_json::Value| dsm_post(client, base, r, path).json(&body).send();
     let res = post("/dsm/request_battle_session_id", serde_json::json!({})).await?;
     if !res.status().is_success() {
         bail!(

@@ -20,10 +20,9 @@
 //! counted, so that writes sent during the election are seen to wait for
 //! the new leader rather than fail.
 
-use super::{free_port, place_one, sim_agent, ClusterArgs, Started};
+use super::{dsm_post, free_port, place_one, sim_agent, ClusterArgs, Started};
 use anyhow::{bail, Context};
 use respawn_config::{Bootstrap, Config, MemberSpec, DEV_TITLE_REGION};
-use respawn_types::ticket::server::sign_ticket;
 use respawn_types::*;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -147,22 +146,7 @@ async fn probe(
         let (client, region, out) = (client.clone(), region.clone(), out.clone());
         calls.spawn(async move {
             let t = Instant::now();
-            let ts = now_millis() as i64 / 1000;
-            let ok = client
-                .post(format!("{base}/dsm/request_battle_session_id"))
-                .header("TitleId", region.title_id.as_str())
-                .header("TitleRegionId", region.id.as_str())
-                .header("SecretId", region.secret_id.as_str())
-                .header(
-                    "ServerTicket",
-                    sign_ticket(
-                        &region.secret_key,
-                        region.title_id.as_str(),
-                        region.id.as_str(),
-                        region.secret_id.as_str(),
-                        ts,
-                    ),
-                )
+            let ok = dsm_post(&client, &base, &region, "/dsm/request_battle_session_id")
                 .json(&serde_json::json!({}))
                 .timeout(Duration::from_secs(15))
                 .send()
