@@ -53,6 +53,8 @@ pub struct ProcessRow {
     pub id: String,
     pub host_id: String,
     pub status: String,
+    /// The fleet version it was launched with (0: not known, adopted).
+    pub fleet_version: u64,
     pub address: Option<String>,
     pub sessions_current: u32,
     pub sessions_hosted: u32,
@@ -192,6 +194,7 @@ pub fn process_row(p: &DsProcess) -> ProcessRow {
         id: p.id.to_string(),
         host_id: p.host_id.to_string(),
         status: status_name(&p.status),
+        fleet_version: p.fleet_version,
         address: p.port.map(|port| format!("{}:{port}", p.ip)),
         sessions_current: p.sessions_current,
         sessions_hosted: p.sessions_hosted,

@@ -1,16 +1,20 @@
 //! The pages' view models, built from the replicated state by pure
 //! functions: [`fleets`] (fleets, their hosts and processes, and the
-//! utilization sample the charts draw), [`placements`] (placements and
-//! battle sessions, one placement's timeline, a player's sessions).
+//! utilization sample the charts draw), [`rollout`] (a fleet's processes
+//! by version), [`placements`] (placements and battle sessions, one
+//! placement's timeline, a player's sessions), [`processes`] (one DS
+//! process's page) and [`ds_logs`] (its log files and the tail of one).
 //!
 //! Every function takes the caller's [`Scope`]: a title-region session
 //! sees only its region's records, and a record of another region is
 //! reported exactly as a missing one.
 
+pub mod ds_logs;
 pub mod fleets;
 pub mod logs;
 pub mod placements;
 pub mod processes;
+pub mod rollout;
 
 use respawn_types::TitleRegionId;
 use serde::Serialize;

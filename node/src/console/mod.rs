@@ -1,7 +1,9 @@
 //! The web console at `/console` (HTML rendered on the server; see
 //! docs/console.md): [`auth`] signs people in and out and checks their
 //! session on every page, [`pages`] serves the cluster, fleets,
-//! placements and players pages, [`vs`] the virtual servers' pages and
+//! placements, players and DS process pages, [`fleet`] one fleet's page
+//! with its autoscaling, rollout, drain and undrain and desired-count
+//! forms, [`ds_logs`] a DS process's logs, [`vs`] the virtual servers' pages and
 //! their start and stop forms, and [`sampler`] records, every 10 s, the
 //! series the charts draw. Templates, charts, sessions and series are the
 //! `respawn-console` crate's; this module wires them to the node.
@@ -10,6 +12,8 @@
 //! index), so any node serves any page.
 
 pub mod auth;
+pub mod ds_logs;
+pub mod fleet;
 pub mod merged;
 pub mod pages;
 pub mod sampler;
@@ -76,11 +80,22 @@ pub fn router(edge: Edge) -> Router<Edge> {
         .route("/console/assets/{name}", get(asset))
         .route("/console/cluster", get(pages::cluster))
         .route("/console/fleets", get(pages::fleets))
-        .route("/console/fleets/{id}", get(pages::fleet))
+        .route("/console/fleets/{id}", get(fleet::show))
+        .route("/console/fleets/{id}/desired", post(fleet::set_desired))
+        .route(
+            "/console/fleets/{id}/desired/clear",
+            post(fleet::clear_desired),
+        )
+        .route("/console/hosts/{id}/drain", post(fleet::drain))
+        .route("/console/hosts/{id}/undrain", post(fleet::undrain))
         .route("/console/placements", get(pages::placements))
         .route("/console/placements/{id}", get(pages::placement))
         .route("/console/players", get(pages::players))
         .route("/console/processes/{id}", get(pages::process))
+        .route(
+            "/console/processes/{id}/logs/{*name}",
+            get(ds_logs::download),
+        )
         .route("/console/virtual_servers", get(vs::list))
         .route("/console/virtual_servers/{tr}/{name}", get(vs::show))
         .route(

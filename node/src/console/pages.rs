@@ -1,4 +1,5 @@
-//! The cluster, fleets, placements and players pages. Each reads the state
+//! The cluster, fleets, placements, players and DS process pages (one
+//! fleet's page is [`super::fleet`]'s). Each reads the state
 //! linearizably (read index, like the admin API) and shows only what the
 //! session's scope may see; a record of another title region is answered
 //! 404, exactly like a missing one.
@@ -71,7 +72,7 @@ fn raft_info(c: &ConsoleState) -> RaftInfo {
 }
 
 /// Hosts whose agent is linked now (to this node or, as committed, another).
-fn connected(c: &ConsoleState, hosts: Vec<HostId>) -> BTreeSet<HostId> {
+pub(super) fn connected(c: &ConsoleState, hosts: Vec<HostId>) -> BTreeSet<HostId> {
     let gateway = c.edge.server.gateway();
     hosts
         .into_iter()
@@ -79,7 +80,7 @@ fn connected(c: &ConsoleState, hosts: Vec<HostId>) -> BTreeSet<HostId> {
         .collect()
 }
 
-async fn host_ids(c: &ConsoleState) -> Result<Vec<HostId>, PageError> {
+pub(super) async fn host_ids(c: &ConsoleState) -> Result<Vec<HostId>, PageError> {
     Ok(c.edge
         .server
         .cluster
@@ -123,35 +124,6 @@ pub async fn fleets(State(c): State<ConsoleState>, me: Me) -> Result<Response, P
         "Fleets",
         "fleets",
         minijinja::context! { fleets },
-    )
-}
-
-/// `GET /console/fleets/{id}`: hosts, processes, waiting placements and
-/// the utilization chart.
-pub async fn fleet(
-    State(c): State<ConsoleState>,
-    me: Me,
-    Path(id): Path<String>,
-) -> Result<Response, PageError> {
-    let linked = connected(&c, host_ids(&c).await?);
-    let found = c
-        .edge
-        .server
-        .cluster
-        .read(|s| fleets::fleet_page(s, me.scope(), &id, &linked))
-        .await?;
-    let p = found.ok_or_else(|| PageError::NotFound(format!("fleet '{id}' not found")))?;
-    let chart = c
-        .sampler()
-        .fleet_chart(&p.fleet.id, respawn_types::now_millis(), &p.fleet.now)?;
-    let title = format!("Fleet {}", p.fleet.id);
-    page(
-        &c,
-        &me,
-        "fleet.html",
-        &title,
-        "fleets",
-        minijinja::context! { page => p, chart },
     )
 }
 
@@ -245,13 +217,22 @@ pub async fn players(
     )
 }
 
-/// `GET /console/processes/{id}`: a DS process's state, host, sessions,
-/// timeline and where its logs are.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProcessQuery {
+    /// The log file whose tail the page shows.
+    pub file: Option<String>,
+}
+
+/// `GET /console/processes/{id}?file=`: a DS process's state, host,
+/// sessions, timeline, and its logs (the files its host keeps, and the
+/// tail of one).
 pub async fn process(
     State(c): State<ConsoleState>,
     me: Me,
     Path(id): Path<String>,
+    q: Result<Query<ProcessQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
+    let asked = q.map(|Query(q)| q.file).unwrap_or_default();
     let found = c
         .edge
         .server
@@ -259,12 +240,13 @@ pub async fn process(
         .read(|s| processes::process_page(s, me.scope(), &id))
         .await?;
     let p = found.ok_or_else(|| PageError::NotFound(format!("DS process '{id}' not found")))?;
+    let logs = super::ds_logs::section(&c, &p.title_region_id, &id, asked.as_deref()).await?;
     page(
         &c,
         &me,
         "process.html",
         "DS process",
         "fleets",
-        minijinja::context! { page => p, max_sessions => processes::MAX_SESSIONS },
+        minijinja::context! { page => p, logs, max_sessions => processes::MAX_SESSIONS },
     )
 }

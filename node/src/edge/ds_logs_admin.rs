@@ -134,6 +134,32 @@ async fn list_of(
     }))
 }
 
+/// Up to `len` bytes (at most [`MAX_LOG_CHUNK`]) of log file `name` of
+/// process `id` of title region `tr`, from `offset`, and the file's whole
+/// size: the read the download makes, for the console's tail of a file.
+pub async fn read_log(
+    edge: &Edge,
+    tr: &str,
+    id: &str,
+    name: &str,
+    offset: u64,
+    len: u32,
+) -> Result<(Vec<u8>, u64), ApiError> {
+    let tr = tr_id(tr)?;
+    let id = ProcessId::parse(id).map_err(|e| ApiError::bad_request(format!("process_id: {e}")))?;
+    let p = process(edge, &tr, &id).await?;
+    let cmd = ServerToAgent::ReadDsLog {
+        process_id: id,
+        name: name.to_string(),
+        offset,
+        len: len.min(MAX_LOG_CHUNK),
+    };
+    match ask(edge, &p.host_id, cmd).await? {
+        AgentReply::DsLogChunk { data, size } => Ok((data, size)),
+        _ => Err(ApiError::unavailable("unexpected answer from the agent")),
+    }
+}
+
 /// The log files kept for a DS process (on its host, for the agent's log
 /// retention).
 #[utoipa::path(get, path = "/admin/title_regions/{tr}/processes/{process_id}/logs", tag = "Fleets admin",

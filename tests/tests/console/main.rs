@@ -13,6 +13,7 @@ use respawn_types::TitleRegion;
 use std::time::Duration;
 
 mod browser;
+mod fleet;
 mod http;
 mod ops;
 
