@@ -208,6 +208,9 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     .await?;
     assert!(text(b, "#process-logs").await?.contains("stdout.log"));
     assert!(text(b, "#sessions").await?.contains(&p));
+    // Its logs: the tail of stdout.log has the line the sample DS printed.
+    assert!(text(b, "#log-files").await?.contains("stdout.log"));
+    assert!(text(b, "#log-tail").await?.contains("process ready"));
     shots.take(b, "process").await?;
 
     // The player's sessions.
@@ -225,7 +228,50 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
         "#chart-utilization svg circle",
     )
     .await?;
+    assert_eq!(text(b, "#scaling-policy").await?, "fill");
+    let host_state = format!("#host-state-{}", respawn_config::DEV_HOST);
+    assert_eq!(text(b, &host_state).await?, "ACTIVE");
+    // The desired count set by hand: the autoscaler takes over, and the
+    // page shows its decision with the reason.
+    let desired = b.find(Locator::Id("desired-processes")).await?;
+    desired.clear().await?;
+    desired.send_keys("1").await?;
+    b.find(Locator::Id("desired-set")).await?.click().await?;
+    wait_text(b, "#scaling-manual", "1").await?;
+    let fleet_url = format!("{base}/console/fleets/{DEV_FLEET}");
+    wait_for("the autoscaler's decision on the fleet page", T, || async {
+        b.goto(&fleet_url).await.ok()?;
+        let last = text(b, "#scaling-last").await.ok()?;
+        last.contains("manual desired 1").then_some(())
+    })
+    .await?;
+    assert_eq!(text(b, "#scaling-policy").await?, "autoscaled");
     shots.take(b, "fleet").await?;
+    // Drain the host with its button (its process holds alice's session:
+    // DRAINING), then undrain it: ACTIVE again.
+    b.find(Locator::Id(&format!("drain-{}", respawn_config::DEV_HOST)))
+        .await?
+        .click()
+        .await?;
+    wait_for("the host draining", T, || async {
+        let s = b
+            .find(Locator::Css(&host_state))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (s == "DRAINING" || s == "DRAINED").then_some(())
+    })
+    .await?;
+    shots.take(b, "fleet-host-draining").await?;
+    b.find(Locator::Id(&format!("undrain-{}", respawn_config::DEV_HOST)))
+        .await?
+        .click()
+        .await?;
+    wait_text(b, &host_state, "ACTIVE").await?;
+    b.find(Locator::Id("desired-clear")).await?.click().await?;
+    wait_text(b, "#scaling-manual", "no").await?;
 
     // After a series of invokes, the VS page's QPS chart has points.
     for _ in 0..20 {
