@@ -95,7 +95,10 @@ mod tests {
     fn state_with_fleet(version: u64) -> ClusterState {
         let def: FleetDefinition =
             serde_json::from_value(serde_json::json!({"launch_path": "/bin/ds"})).unwrap();
-        let mut f = def.to_fleet(FleetId::new_unchecked("f"), TitleRegionId::new_unchecked("tr"));
+        let mut f = def.to_fleet(
+            FleetId::new_unchecked("f"),
+            TitleRegionId::new_unchecked("tr"),
+        );
         f.version = version;
         let mut s = ClusterState::default();
         s.fleets.insert(f.id.clone(), f);

@@ -70,7 +70,11 @@ pub async fn section(
     let Some(name) = ds_logs::pick(&out.files, asked).map_err(PageError::BadInput)? else {
         return Ok(out);
     };
-    let listed_size = out.files.iter().find(|f| f.name == name).map_or(0, |f| f.size);
+    let listed_size = out
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .map_or(0, |f| f.size);
     let read = |offset| ds_logs_admin::read_log(&c.edge, tr, id, &name, offset, TAIL_BYTES);
     let offset = ds_logs::tail_offset(listed_size);
     let (mut data, mut size) = match read(offset).await {

@@ -265,10 +265,13 @@ async fn walk(b: &Client, e: &Env) -> anyhow::Result<()> {
     })
     .await?;
     shots.take(b, "fleet-host-draining").await?;
-    b.find(Locator::Id(&format!("undrain-{}", respawn_config::DEV_HOST)))
-        .await?
-        .click()
-        .await?;
+    b.find(Locator::Id(&format!(
+        "undrain-{}",
+        respawn_config::DEV_HOST
+    )))
+    .await?
+    .click()
+    .await?;
     wait_text(b, &host_state, "ACTIVE").await?;
     b.find(Locator::Id("desired-clear")).await?.click().await?;
     wait_text(b, "#scaling-manual", "no").await?;

@@ -125,10 +125,7 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
     let clear = format!("{fleet_page}/desired/clear");
     assert_eq!(admin.post(&clear, &[]).await?.status, 403);
     assert_eq!(
-        other
-            .post(&clear, &[("csrf", &other_csrf)])
-            .await?
-            .status,
+        other.post(&clear, &[("csrf", &other_csrf)]).await?.status,
         404
     );
     let g = admin.post(&clear, &[("csrf", &csrf)]).await?;
@@ -149,10 +146,7 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
         403
     );
     assert_eq!(
-        other
-            .post(&drain, &[("csrf", &other_csrf)])
-            .await?
-            .status,
+        other.post(&drain, &[("csrf", &other_csrf)]).await?.status,
         404
     );
     assert_eq!(
@@ -175,10 +169,7 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
     );
     assert!(g.body.contains(&format!("id=\"undrain-{DEV_HOST}\"")));
     assert_eq!(
-        other
-            .post(&undrain, &[("csrf", &other_csrf)])
-            .await?
-            .status,
+        other.post(&undrain, &[("csrf", &other_csrf)]).await?.status,
         404
     );
     assert_eq!(host_state(&e).await, "DRAINING");
