@@ -118,9 +118,20 @@ impl Sampler {
                 }
             }
             self.prev.insert(k.clone(), (now_ms, t.clone()));
+            let since = self.last_ms;
             self.hist
                 .entry(k.clone())
-                .or_insert_with(|| Ring::new(POINTS))
+                .or_insert_with(|| {
+                    // A VS's first reading after an earlier sample counts
+                    // from zero since then (it had no calls before), as
+                    // its rates do; otherwise the calls before it would be
+                    // the window's base, and leave the histogram.
+                    let mut r = Ring::new(POINTS);
+                    if let Some(t0) = since {
+                        r.push((t0, Buckets::default()));
+                    }
+                    r
+                })
                 .push((now_ms, t.rtt_buckets));
         }
         // Forget virtual servers that are gone.
@@ -382,6 +393,27 @@ mod tests {
         let c = s.fleet_chart("f", 25_000, &now).unwrap();
         assert!(c.caption.starts_with("sessions: 3 ·"), "{}", c.caption);
         assert_eq!(c.svg.matches("<circle").count(), 8);
+        // A VS first read after an earlier sample (no call before): its
+        // first calls stay in the window as later samples come.
+        let k2: VsKey = ("tr".into(), "late".into());
+        let late = |t: VsTotals| VsNow {
+            key: k2.clone(),
+            totals: Some(t),
+            running: 1,
+            instances: 1,
+            ..VsNow::default()
+        };
+        s.record(
+            21_000,
+            &[],
+            &[vs(totals(50, 3.0, 2)), late(totals(7, 1.0, 1))],
+        );
+        s.record(
+            22_000,
+            &[],
+            &[vs(totals(50, 3.0, 2)), late(totals(7, 1.0, 1))],
+        );
+        assert_eq!(s.rtt_histogram(&k2)[1].1, 7);
         // The VS is gone: its history goes too.
         s.record(30_000, &[], &[]);
         assert!(s.rtt_histogram(&k).iter().all(|b| b.1 == 0));
