@@ -23,6 +23,8 @@ use serde::Serialize;
 pub struct LogsSection {
     /// Why the logs cannot be read now (the host is not connected), if so.
     pub unavailable: Option<String>,
+    /// Why the host has no logs of the process (past its log retention), if so.
+    pub gone: Option<String>,
     pub files: Vec<LogFileRow>,
     /// The end of the chosen file.
     pub tail: Option<LogTail>,
@@ -30,13 +32,16 @@ pub struct LogsSection {
     pub tail_kib: u32,
 }
 
-/// 404 for a process the API no longer finds, 503 said on the page,
-/// otherwise the API's answer.
-fn not_found(id: &str) -> impl Fn(ApiError) -> PageError + '_ {
-    move |e| match e.status {
-        StatusCode::NOT_FOUND => PageError::NotFound(format!("DS process '{id}' not found")),
-        _ => PageError::Api(e),
+/// Said on the page instead of the logs: the host is not connected (503),
+/// or keeps no such logs (404: past its log retention, or a file rotated
+/// away). Any other error is the page's.
+fn say(out: &mut LogsSection, e: ApiError) -> Result<(), PageError> {
+    match e.status {
+        StatusCode::SERVICE_UNAVAILABLE => out.unavailable = Some(e.message),
+        StatusCode::NOT_FOUND => out.gone = Some(e.message),
+        _ => return Err(PageError::Api(e)),
     }
+    Ok(())
 }
 
 /// The logs section of process `id` (title region `tr`), showing file
@@ -49,6 +54,7 @@ pub async fn section(
 ) -> Result<LogsSection, PageError> {
     let mut out = LogsSection {
         unavailable: None,
+        gone: None,
         files: Vec::new(),
         tail: None,
         tail_kib: TAIL_BYTES / 1024,
@@ -56,11 +62,10 @@ pub async fn section(
     let at = Path((tr.to_string(), id.to_string()));
     let listed = match ds_logs_admin::process_logs(State(c.edge.clone()), Admin, at).await {
         Ok(Json(v)) => v,
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
-            out.unavailable = Some(e.message);
+        Err(e) => {
+            say(&mut out, e)?;
             return Ok(out);
         }
-        Err(e) => return Err(not_found(id)(e)),
     };
     out.files = listed
         .files
@@ -76,21 +81,22 @@ pub async fn section(
         .find(|f| f.name == name)
         .map_or(0, |f| f.size);
     let read = |offset| ds_logs_admin::read_log(&c.edge, tr, id, &name, offset, TAIL_BYTES);
-    let offset = ds_logs::tail_offset(listed_size);
-    let (mut data, mut size) = match read(offset).await {
+    let mut from = ds_logs::tail_offset(listed_size);
+    let mut got = read(from).await;
+    // The file grew since it was listed: read its new end once more.
+    if let Ok((data, size)) = &got {
+        if *size > from + data.len() as u64 {
+            from = ds_logs::tail_offset(*size);
+            got = read(from).await;
+        }
+    }
+    let (data, size) = match got {
         Ok(r) => r,
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
-            out.unavailable = Some(e.message);
+        Err(e) => {
+            say(&mut out, e)?;
             return Ok(out);
         }
-        Err(e) => return Err(not_found(id)(e)),
     };
-    let mut from = offset;
-    // The file grew since it was listed: read its new end once more.
-    if size > offset + data.len() as u64 {
-        from = ds_logs::tail_offset(size);
-        (data, size) = read(from).await.map_err(not_found(id))?;
-    }
     out.tail = Some(ds_logs::tail(&name, size, from, &data));
     Ok(out)
 }

@@ -207,6 +207,13 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
         404
     );
     assert_eq!(dev.get(&page).await?.status, 200);
+    // Logs the host no longer keeps (past its retention): the page says so.
+    let kept = e.c.cfg.data_dir.join("agent/logs").join(pid.as_str());
+    std::fs::remove_dir_all(&kept)?;
+    let g = admin.get(&page).await?;
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert!(g.body.contains("id=\"logs-gone\""), "{}", g.body);
+    assert!(!g.body.contains("id=\"log-tail\""));
 
     // The host goes away: the page says its logs cannot be read now, and
     // the host is LOST.
