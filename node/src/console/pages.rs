@@ -6,6 +6,7 @@
 
 use super::auth::Me;
 use super::{page, ConsoleState, PageError};
+use crate::edge::fleet_scaling_view::{scaling_view, ScalingView};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use respawn_actors::AgentGateway;
@@ -109,14 +110,30 @@ pub async fn cluster(State(c): State<ConsoleState>, me: Me) -> Result<Response, 
     )
 }
 
-/// `GET /console/fleets`.
+/// `GET /console/fleets`: each fleet's figures, scaling policy, desired
+/// processes and hosts, and the autoscaler's last action.
 pub async fn fleets(State(c): State<ConsoleState>, me: Me) -> Result<Response, PageError> {
-    let fleets = c
+    // Each fleet with the autoscaler's view of it, as the admin API gives it.
+    let fleets: Vec<(fleets::FleetRow, ScalingView)> = c
         .edge
         .server
         .cluster
-        .read(|s| fleets::fleets(s, me.scope()))
+        .read(|s| {
+            fleets::fleets(s, me.scope())
+                .into_iter()
+                .filter_map(|row| {
+                    let f = s
+                        .fleets
+                        .get(&respawn_types::FleetId::new_unchecked(row.id.as_str()))?;
+                    Some((row, scaling_view(s, f, |st| views::status_name(&st))))
+                })
+                .collect()
+        })
         .await?;
+    let fleets: Vec<_> = fleets
+        .into_iter()
+        .map(|(f, scaling)| minijinja::context! { scaling, ..minijinja::Value::from_serialize(&f) })
+        .collect();
     page(
         &c,
         &me,

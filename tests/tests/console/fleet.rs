@@ -83,6 +83,8 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
     );
     assert!(g.body.contains(&format!("id=\"drain-{DEV_HOST}\"")));
     assert_eq!(other.get(&fleet_page).await?.status, 404);
+    let list = admin.get("/console/fleets").await?;
+    assert!(list.body.contains("<td>fill</td>"), "{}", list.body);
 
     // The desired count by hand: CSRF, bad input and scope refused, nothing changed.
     let set = format!("{fleet_page}/desired");
@@ -122,6 +124,13 @@ async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<(
     let g = admin.get(&fleet_page).await?;
     assert_eq!(by_id(&g.body, "scaling-policy"), Some("autoscaled"));
     assert_eq!(by_id(&g.body, "scaling-manual"), Some("1"));
+    let list = admin.get("/console/fleets").await?;
+    assert!(
+        list.body
+            .contains("<td>autoscaled <span class=\"tag\">by hand</span></td>"),
+        "{}",
+        list.body
+    );
     let clear = format!("{fleet_page}/desired/clear");
     assert_eq!(admin.post(&clear, &[]).await?.status, 403);
     assert_eq!(
