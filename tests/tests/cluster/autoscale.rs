@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 const ADMIN: &str = "test-admin-token-0123456789";
 
 /// PUTs the fleet (idempotent), again while the cluster answers 503.
-async fn put_fleet(c: &TestCluster, body: Value) -> anyhow::Result<Value> {
+pub(super) async fn put_fleet(c: &TestCluster, body: Value) -> anyhow::Result<Value> {
     wait_for("the fleet's PUT", T, || async {
         let leader = c.wait_leader().await.ok()?;
         let a = c
@@ -53,7 +53,7 @@ async fn fleet_view(c: &TestCluster) -> anyhow::Result<Value> {
 }
 
 /// (idle READY, LAUNCHING or READY, sessions) of the fleet, on the leader.
-fn counts(c: &TestCluster, leader: NodeId) -> (usize, usize, usize) {
+pub(super) fn counts(c: &TestCluster, leader: NodeId) -> (usize, usize, usize) {
     c.read(leader, |s| {
         let fleet = FleetId::new_unchecked(FLEET);
         let live: Vec<&DsProcess> = s
