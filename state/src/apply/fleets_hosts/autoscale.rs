@@ -35,7 +35,7 @@ impl ClusterState {
         Some(fleet)
     }
 
-    /// `Autoscale`, `SetFleetDesired`.
+    /// `Autoscale`, `SetFleetDesired`, `SetScaleInClock`.
     pub(in crate::apply) fn apply_autoscale(
         &mut self,
         cmd: &Command,
@@ -120,6 +120,20 @@ impl ClusterState {
                     return Ok(Applied::Unchanged);
                 }
                 rec.manual_desired = *desired;
+                Ok(Applied::Done)
+            }
+            Command::SetScaleInClock {
+                fleet_id,
+                surplus_since,
+            } => {
+                if !self.fleets.contains_key(fleet_id) {
+                    return Err(Rejection::not_found("fleet", fleet_id));
+                }
+                let current = self.scaling.get(fleet_id).and_then(|r| r.surplus_since);
+                if current == *surplus_since {
+                    return Ok(Applied::Unchanged);
+                }
+                self.scaling.entry(fleet_id.clone()).or_default().surplus_since = *surplus_since;
                 Ok(Applied::Done)
             }
             // The dispatch in `apply` sends only these here.
