@@ -50,7 +50,10 @@ async fn ctl_fleet_desired_sets_and_clears_the_count() -> anyhow::Result<()> {
     assert_eq!(s["policy"], "autoscaled", "{v}");
     assert_eq!(s["desired_processes"], 1, "{v}");
     assert!(
-        s["reason"].as_str().unwrap_or("").contains("manual desired 1"),
+        s["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("manual desired 1"),
         "{v}"
     );
 

@@ -242,16 +242,20 @@ async fn the_scale_in_delay_goes_on_across_a_leader_change() -> anyhow::Result<(
     let new = c.wait_new_leader(leader).await?;
     // Until the scale-in, the new leader's clock is the one committed
     // before the crash.
-    wait_for("scale-in to the buffer", Duration::from_secs(60), || async {
-        let now = clock(&c, new);
-        if now.is_some_and(|t| t != since) {
-            return Some(Err(anyhow::anyhow!(
-                "the clock was restarted: {since} then {now:?}"
-            )));
-        }
-        let (idle, live, _) = counts(&c, new);
-        (idle == 1 && live == 1).then_some(Ok(()))
-    })
+    wait_for(
+        "scale-in to the buffer",
+        Duration::from_secs(60),
+        || async {
+            let now = clock(&c, new);
+            if now.is_some_and(|t| t != since) {
+                return Some(Err(anyhow::anyhow!(
+                    "the clock was restarted: {since} then {now:?}"
+                )));
+            }
+            let (idle, live, _) = counts(&c, new);
+            (idle == 1 && live == 1).then_some(Ok(()))
+        },
+    )
     .await??;
     let last = c.read(new, |s| {
         s.scaling
@@ -259,7 +263,11 @@ async fn the_scale_in_delay_goes_on_across_a_leader_change() -> anyhow::Result<(
             .and_then(|r| r.last.clone())
     });
     let last = last.expect("a decision");
-    assert_eq!(last.action, respawn_types::scaling::ScalingAction::ScaleIn, "{last:?}");
+    assert_eq!(
+        last.action,
+        respawn_types::scaling::ScalingAction::ScaleIn,
+        "{last:?}"
+    );
     assert!(
         last.at >= since + 8_000,
         "scale-in at {} before the delay since {since}",

@@ -111,8 +111,15 @@ async fn randomized_autoscaling_under_faults_never_stops_a_busy_process() -> any
     );
     let state = c.wait_converged().await?;
     let h = c.history.snapshot();
-    let v = check(&h, &FinalState::from_state(&state, true).with_no_busy_stops());
-    assert!(v.is_empty(), "seed {seed}, faults {faults:?}\n{}", summary(&v));
+    let v = check(
+        &h,
+        &FinalState::from_state(&state, true).with_no_busy_stops(),
+    );
+    assert!(
+        v.is_empty(),
+        "seed {seed}, faults {faults:?}\n{}",
+        summary(&v)
+    );
     // The run proves something only if bursts were served and scale-in
     // stopped processes (here only the autoscaler asks a process to end).
     let accepted = h

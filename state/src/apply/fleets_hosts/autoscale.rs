@@ -133,7 +133,10 @@ impl ClusterState {
                 if current == *surplus_since {
                     return Ok(Applied::Unchanged);
                 }
-                self.scaling.entry(fleet_id.clone()).or_default().surplus_since = *surplus_since;
+                self.scaling
+                    .entry(fleet_id.clone())
+                    .or_default()
+                    .surplus_since = *surplus_since;
                 Ok(Applied::Done)
             }
             // The dispatch in `apply` sends only these here.
