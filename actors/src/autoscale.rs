@@ -1,7 +1,8 @@
 //! The autoscaler's decision, pure: from what a fleet runs and needs now,
 //! how many processes each host should run, which idle processes to stop,
-//! and why. No I/O, no clock (the caller passes `now` and the time the
-//! fleet first had more capacity than needed). The fleet actor commits the
+//! and why. No I/O, no clock (the caller passes `now`; the time the fleet
+//! first had more capacity than needed is the committed scale-in clock,
+//! [`respawn_types::scaling::FleetScaling::surplus_since`]). The fleet actor commits the
 //! result ([`respawn_state::Command::Autoscale`]); the agents keep their
 //! host's target.
 //!
@@ -67,7 +68,8 @@ pub struct ScaleInput {
     /// Targets committed now (empty for a fill fleet).
     pub targets: BTreeMap<HostId, u32>,
     pub now: UnixMillis,
-    /// Since when the fleet has had more processes than desired (`None`: not).
+    /// Since when the fleet has had more processes than desired (`None`:
+    /// not), as committed.
     pub surplus_since: Option<UnixMillis>,
 }
 
@@ -79,7 +81,7 @@ pub struct ScalePlan {
     /// Idle processes to stop, with the reason given to them.
     pub stop: Vec<(ProcessId, String)>,
     pub decision: ScalingDecision,
-    /// What to pass as `surplus_since` next time.
+    /// The scale-in clock as it should be committed (`None`: no surplus).
     pub surplus_since: Option<UnixMillis>,
 }
 
@@ -97,7 +99,6 @@ impl ScaleInput {
         id: &FleetId,
         connected: impl Fn(&HostId) -> bool,
         now: UnixMillis,
-        surplus_since: Option<UnixMillis>,
     ) -> Option<ScaleInput> {
         let fleet = state.fleets.get(id)?;
         // Forking mode: the forking parent, not the agent, starts the
@@ -145,7 +146,7 @@ impl ScaleInput {
             manual_desired: scaling.and_then(|s| s.manual_desired),
             targets: scaling.map(|s| s.targets.clone()).unwrap_or_default(),
             now,
-            surplus_since,
+            surplus_since: scaling.and_then(|s| s.surplus_since),
         })
     }
 }

@@ -38,6 +38,8 @@ pub enum FleetMsg {
     Autoscale,
     /// An autoscaler decision was committed (or not).
     AutoscaleDone { result: Result<(), ProposeError> },
+    /// A change of the scale-in clock was committed (or not).
+    ClockDone { result: Result<(), ProposeError> },
 }
 
 pub struct FleetState {
@@ -47,11 +49,10 @@ pub struct FleetState {
     in_flight_processes: HashMap<ProcessId, u32>,
     _ticker: tokio::task::JoinHandle<()>,
     _autoscale_ticker: tokio::task::JoinHandle<()>,
-    /// Since when the fleet has had more processes than desired (kept by
-    /// this leader only: after a change of leader the scale-in delay starts again).
-    surplus_since: Option<UnixMillis>,
     /// An autoscaler decision is being committed.
     autoscaling: bool,
+    /// A change of the scale-in clock is being committed.
+    clock_in_flight: bool,
 }
 
 impl Actor for FleetActor {
@@ -75,8 +76,8 @@ impl Actor for FleetActor {
             in_flight_processes: HashMap::new(),
             _ticker: ticker,
             _autoscale_ticker: autoscale_ticker,
-            surplus_since: None,
             autoscaling: false,
+            clock_in_flight: false,
         })
     }
 
@@ -127,6 +128,12 @@ impl Actor for FleetActor {
                 st.autoscaling = false;
                 if let Err(e) = result {
                     tracing::warn!(fleet = %st.id, error = %e, "could not commit an autoscaler decision");
+                }
+            }
+            FleetMsg::ClockDone { result } => {
+                st.clock_in_flight = false;
+                if let Err(e) = result {
+                    tracing::debug!(fleet = %st.id, error = %e, "could not commit the scale-in clock");
                 }
             }
             FleetMsg::AssignDone {
@@ -221,7 +228,9 @@ fn kick(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
 }
 
 /// Runs the autoscaler and commits its decision when it changes targets or
-/// stops processes (one decision in flight at a time).
+/// stops processes (one decision in flight at a time), and the scale-in
+/// clock when a surplus begins or ends (the clock is the committed one, so
+/// a new leader goes on counting the same delay).
 fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     if st.autoscaling {
         return;
@@ -230,15 +239,27 @@ fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     // nested read can deadlock against a waiting apply.
     let connected = st.deps.connected_hosts();
     let now = now_millis();
-    let since = st.surplus_since;
-    let Some((plan, committed)) = st.deps.read(|s| {
-        let input = ScaleInput::of(s, &st.id, |h| connected.contains(h), now, since)?;
+    let Some((plan, committed, clock)) = st.deps.read(|s| {
+        let input = ScaleInput::of(s, &st.id, |h| connected.contains(h), now)?;
         let committed = input.targets.clone();
-        Some((decide(&input), committed))
+        let clock = input.surplus_since;
+        Some((decide(&input), committed, clock))
     }) else {
         return;
     };
-    st.surplus_since = plan.surplus_since;
+    if plan.surplus_since != clock && !st.clock_in_flight {
+        st.clock_in_flight = true;
+        let commands = st.deps.commands.clone();
+        let me = myself.clone();
+        let command = Command::SetScaleInClock {
+            fleet_id: st.id.clone(),
+            surplus_since: plan.surplus_since,
+        };
+        tokio::spawn(async move {
+            let result = commands.propose(command).await.map(|_| ());
+            let _ = me.cast(FleetMsg::ClockDone { result });
+        });
+    }
     if !plan.changes(&committed) {
         return;
     }

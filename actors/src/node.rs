@@ -335,7 +335,26 @@ impl NodeState {
                     f.stop(Some("fleet deleted".into()));
                 }
             }
-            Event::HostLinked { .. } | Event::HostDraining { .. } => {
+            Event::HostDraining { host_id, .. } => {
+                // The host's launch target changes with its drain (0 while
+                // draining): its agent is told at once, and placement and
+                // the autoscaler look again.
+                let fleet_id = self
+                    .deps
+                    .read(|s| s.hosts.get(&host_id).map(|h| h.fleet_id.clone()));
+                if let Some(fleet_id) = fleet_id {
+                    if let Some(f) = self.fleet(myself, &fleet_id).await {
+                        let _ = f.cast(FleetMsg::Updated);
+                    }
+                }
+                for f in self.fleets.values() {
+                    let _ = f.cast(FleetMsg::Kick);
+                }
+                for a in self.vs.values() {
+                    let _ = a.cast(VsMsg::Kick);
+                }
+            }
+            Event::HostLinked { .. } => {
                 // Capacity on that host may be reachable (or gone) now.
                 for f in self.fleets.values() {
                     let _ = f.cast(FleetMsg::Kick);

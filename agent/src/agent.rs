@@ -189,6 +189,14 @@ impl Agent {
         &self.shared.endpoint
     }
 
+    /// How many DS processes the agent keeps launched now: the host's
+    /// target from the cluster (0 while the host drains), at most the
+    /// fleet's `processes_per_host`; one forking parent in forking mode;
+    /// 0 while the agent drains itself or before it has a fleet.
+    pub fn launch_target(&self) -> usize {
+        self.shared.reg().launches_wanted()
+    }
+
     /// Sets the fleet's configuration (after `Welcome`, and on
     /// `FleetUpdated`). The supervisor then keeps
     /// `runtime.processes_per_host` processes running; processes already

@@ -79,7 +79,8 @@ impl Registry {
             return 0;
         }
         match &self.fleet {
-            Some(f) if f.mode == ServerMode::Forking => 1,
+            // A draining host's target is 0: not even the parent again.
+            Some(f) if f.mode == ServerMode::Forking => usize::from(f.host_target != Some(0)),
             // The autoscaler's target for this host, never above the
             // fleet's per-host ceiling.
             Some(f) => {

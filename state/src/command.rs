@@ -78,6 +78,14 @@ pub enum Command {
         fleet_id: FleetId,
         desired: Option<u32>,
     },
+    /// The autoscaler's scale-in clock of a fleet: since when it has had
+    /// more processes than desired (`None`: no surplus now). Committed when
+    /// a surplus begins and when it ends, so a new leader counts the same
+    /// scale-in delay.
+    SetScaleInClock {
+        fleet_id: FleetId,
+        surplus_since: Option<UnixMillis>,
+    },
     ProcessReady {
         process_id: ProcessId,
         port: u16,

@@ -253,6 +253,12 @@ pub struct FleetScaling {
     /// Decisions committed so far.
     #[serde(default)]
     pub decisions: u64,
+    /// Since when the fleet has had more processes than desired, as the
+    /// leader's autoscaler committed it when the surplus began (`None`: no
+    /// surplus). The scale-in delay counts from it, so a new leader goes on
+    /// with the same clock instead of starting the delay again.
+    #[serde(default)]
+    pub surplus_since: Option<crate::UnixMillis>,
 }
 
 #[cfg(test)]

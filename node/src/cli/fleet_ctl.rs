@@ -33,6 +33,19 @@ pub enum FleetCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Set the fleet's desired process count by hand (within its min and
+    /// max; it overrides the buffer), or clear it with --clear.
+    Desired {
+        #[command(flatten)]
+        flags: VsFlags,
+        fleet_id: String,
+        /// Processes the fleet should run.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        count: Option<u32>,
+        /// Clear the count set by hand: the scaling policy applies again.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +93,24 @@ pub async fn fleet_ctl(cmd: &FleetCmd) -> anyhow::Result<()> {
             flags,
             client.delete(url(flags, &format!("/{fleet_id}?force={force}"))),
         ),
+        FleetCmd::Desired {
+            flags,
+            fleet_id,
+            count,
+            clear,
+        } => {
+            let at = url(flags, &format!("/{fleet_id}/desired"));
+            match (count, clear) {
+                (Some(n), false) => (
+                    flags,
+                    client
+                        .put(at)
+                        .json(&serde_json::json!({ "desired_processes": n })),
+                ),
+                // clap requires one of them and refuses both.
+                _ => (flags, client.delete(at)),
+            }
+        }
     };
     send(&flags.admin, req).await
 }

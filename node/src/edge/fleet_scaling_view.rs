@@ -56,7 +56,7 @@ pub fn scaling_view(
 ) -> ScalingView {
     let rec = s.scaling.get(&f.id).cloned().unwrap_or_default();
     let now = now_millis();
-    let plan = ScaleInput::of(s, &f.id, |_| true, now, None).map(|i| decide(&i));
+    let plan = ScaleInput::of(s, &f.id, |_| true, now).map(|i| decide(&i));
     let mut by_version: BTreeMap<u64, BTreeMap<String, u32>> = BTreeMap::new();
     let mut rollout = RolloutView {
         version: f.version,

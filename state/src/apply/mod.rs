@@ -89,7 +89,9 @@ impl ClusterState {
             | C::SetHostDraining { .. }
             | C::RegisterHost { .. }
             | C::HostLinked { .. } => self.apply_fleet_host(at, cmd, ev),
-            C::Autoscale { .. } | C::SetFleetDesired { .. } => self.apply_autoscale(cmd, ev),
+            C::Autoscale { .. } | C::SetFleetDesired { .. } | C::SetScaleInClock { .. } => {
+                self.apply_autoscale(cmd, ev)
+            }
             C::ProcessStarted { .. }
             | C::ProcessReady { .. }
             | C::ProcessForked { .. }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod dev;
 mod dev_config;
+mod fleet_ctl;
 mod membership;
 mod orphans;
 mod real_network;

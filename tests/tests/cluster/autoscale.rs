@@ -9,27 +9,37 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "test-admin-token-0123456789";
 
-/// PUTs the fleet (idempotent), again while the cluster answers 503.
-async fn put_fleet(c: &TestCluster, body: Value) -> anyhow::Result<Value> {
-    wait_for("the fleet's PUT", T, || async {
+/// Calls the leader's admin API (idempotent calls only), again while the
+/// cluster answers 503; fails on any answer but 200.
+async fn admin_ok(
+    c: &TestCluster,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    wait_for(&format!("{method} {path}"), T, || async {
         let leader = c.wait_leader().await.ok()?;
         let a = c
             .backend(leader)
-            .admin(
-                ADMIN,
-                "PUT",
-                &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
-                Some(body.clone()),
-            )
+            .admin(ADMIN, method, path, body.clone())
             .await
             .ok()?;
         match a.status {
             200 => Some(Ok(a.json())),
             503 => None,
-            s => Some(Err(anyhow::anyhow!("PUT fleet: {s} {}", a.body))),
+            s => Some(Err(anyhow::anyhow!("{method} {path}: {s} {}", a.body))),
         }
     })
     .await?
+}
+
+fn fleet_path() -> String {
+    format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}")
+}
+
+/// PUTs the fleet (idempotent), again while the cluster answers 503.
+pub(super) async fn put_fleet(c: &TestCluster, body: Value) -> anyhow::Result<Value> {
+    admin_ok(c, "PUT", &fleet_path(), Some(body)).await
 }
 
 /// The fleet's view, asked again while the cluster answers "unavailable"
@@ -39,12 +49,7 @@ async fn fleet_view(c: &TestCluster) -> anyhow::Result<Value> {
         let leader = c.wait_leader().await.ok()?;
         let a = c
             .backend(leader)
-            .admin(
-                ADMIN,
-                "GET",
-                &format!("/admin/title_regions/{TITLE_REGION}/fleets/{FLEET}"),
-                None,
-            )
+            .admin(ADMIN, "GET", &fleet_path(), None)
             .await
             .ok()?;
         (a.status == 200).then(|| a.json())
@@ -53,7 +58,7 @@ async fn fleet_view(c: &TestCluster) -> anyhow::Result<Value> {
 }
 
 /// (idle READY, LAUNCHING or READY, sessions) of the fleet, on the leader.
-fn counts(c: &TestCluster, leader: NodeId) -> (usize, usize, usize) {
+pub(super) fn counts(c: &TestCluster, leader: NodeId) -> (usize, usize, usize) {
     c.read(leader, |s| {
         let fleet = FleetId::new_unchecked(FLEET);
         let live: Vec<&DsProcess> = s
@@ -189,6 +194,90 @@ async fn a_new_fleet_version_replaces_idle_processes_and_busy_ones_finish() -> a
         Some(s.processes.get(bs.process_id.as_ref()?)?.fleet_version)
     });
     assert_eq!(on, Some(v2));
+    let state = c.wait_converged().await?;
+    let fin = FinalState::from_state(&state, true).with_no_busy_stops();
+    let v = check(&c.history.snapshot(), &fin);
+    assert!(v.is_empty(), "{}", summary(&v));
+    agent.stop();
+    Ok(())
+}
+
+/// The scale-in clock is committed: a leader that crashes in the middle of
+/// the delay leaves it to the next one, which goes on with the same clock
+/// (never restarting it) and scales in once the delay has passed since the
+/// surplus began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_in_delay_goes_on_across_a_leader_change() -> anyhow::Result<()> {
+    let mut c = TestCluster::start(ClusterOptions::default()).await?;
+    put_fleet(
+        &c,
+        json!({"launch_path": "/bin/false", "processes_per_host": 4,
+               "scaling": {"buffer": 1, "scale_in_delay_secs": 8}}),
+    )
+    .await?;
+    let agent = c
+        .sim_agent("host-a", 4, Duration::from_secs(600), c.quic_addrs())
+        .await?;
+    // Four processes by hand, then back to the buffer of one: a surplus of 3.
+    let desired = format!("{}/desired", fleet_path());
+    admin_ok(&c, "PUT", &desired, Some(json!({"desired_processes": 4}))).await?;
+    let leader = c.wait_leader().await?;
+    wait_for("four idle processes", T, || async {
+        (counts(&c, leader) == (4, 4, 0)).then_some(())
+    })
+    .await?;
+    admin_ok(&c, "DELETE", &desired, None).await?;
+    let clock = |c: &TestCluster, id: NodeId| {
+        c.read(id, |s| {
+            s.scaling
+                .get(&FleetId::new_unchecked(FLEET))
+                .and_then(|r| r.surplus_since)
+        })
+    };
+    let since = wait_for("the scale-in clock committed", T, || async {
+        clock(&c, leader)
+    })
+    .await?;
+    c.crash(leader).await;
+    let new = c.wait_new_leader(leader).await?;
+    // Until the scale-in, the new leader's clock is the one committed
+    // before the crash.
+    wait_for(
+        "scale-in to the buffer",
+        Duration::from_secs(60),
+        || async {
+            let now = clock(&c, new);
+            if now.is_some_and(|t| t != since) {
+                return Some(Err(anyhow::anyhow!(
+                    "the clock was restarted: {since} then {now:?}"
+                )));
+            }
+            let (idle, live, _) = counts(&c, new);
+            (idle == 1 && live == 1).then_some(Ok(()))
+        },
+    )
+    .await??;
+    let last = c.read(new, |s| {
+        s.scaling
+            .get(&FleetId::new_unchecked(FLEET))
+            .and_then(|r| r.last.clone())
+    });
+    let last = last.expect("a decision");
+    assert_eq!(
+        last.action,
+        respawn_types::scaling::ScalingAction::ScaleIn,
+        "{last:?}"
+    );
+    assert!(
+        last.at >= since + 8_000,
+        "scale-in at {} before the delay since {since}",
+        last.at
+    );
+    // The surplus is over: the clock is cleared.
+    wait_for("the clock cleared", T, || async {
+        clock(&c, new).is_none().then_some(())
+    })
+    .await?;
     let state = c.wait_converged().await?;
     let fin = FinalState::from_state(&state, true).with_no_busy_stops();
     let v = check(&c.history.snapshot(), &fin);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod agent_failover;
 mod autoscale;
+mod autoscale_randomized;
 mod console_charts;
 mod events;
 mod fleet_failover;

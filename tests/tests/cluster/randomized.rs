@@ -86,49 +86,7 @@ async fn randomized(
             mine
         }));
     }
-    let started = tokio::time::Instant::now();
-    let mut down: Option<NodeId> = None;
-    let mut faults = Vec::new();
-    while started.elapsed() < run_for {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(1_500..4_000))).await;
-        if let Some(d) = down.take() {
-            c.heal();
-            if !c.alive().contains(&d) {
-                c.start_node(d).await?;
-            }
-            faults.push(format!("heal {d}"));
-            continue;
-        }
-        let victim = rng.gen_range(1..=3u64);
-        match rng.gen_range(0..3) {
-            0 => {
-                c.crash(victim).await;
-                faults.push(format!("crash {victim}"));
-            }
-            1 => {
-                c.isolate(victim);
-                faults.push(format!("isolate {victim}"));
-            }
-            _ => {
-                let leader = c
-                    .alive()
-                    .into_iter()
-                    .find(|n| c.node(*n).consensus.is_leader())
-                    .unwrap_or(victim);
-                c.isolate(leader);
-                faults.push(format!("isolate leader {leader}"));
-                down = Some(leader);
-                continue;
-            }
-        }
-        down = Some(victim);
-    }
-    c.heal();
-    for id in 1..=3 {
-        if !c.alive().contains(&id) {
-            c.start_node(id).await?;
-        }
-    }
+    let faults = inject_faults(&mut c, &mut rng, run_for).await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut placed = Vec::new();
     for p in placers {
@@ -177,6 +135,63 @@ async fn randomized(
         a.stop();
     }
     Ok(())
+}
+
+/// For `run_for`, one fault at a time every 1.5–4 s, chosen by `rng`:
+/// crash a node (no graceful step), isolate a node, or isolate the leader,
+/// each healed (and a crashed node restarted) at the next step, so a
+/// majority exists most of the time. Then everything is healed and every
+/// node runs. Returns the faults in order, for the failure message.
+pub(super) async fn inject_faults(
+    c: &mut TestCluster,
+    rng: &mut rand::rngs::StdRng,
+    run_for: Duration,
+) -> anyhow::Result<Vec<String>> {
+    use rand::Rng;
+    let started = tokio::time::Instant::now();
+    let mut down: Option<NodeId> = None;
+    let mut faults = Vec::new();
+    while started.elapsed() < run_for {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1_500..4_000))).await;
+        if let Some(d) = down.take() {
+            c.heal();
+            if !c.alive().contains(&d) {
+                c.start_node(d).await?;
+            }
+            faults.push(format!("heal {d}"));
+            continue;
+        }
+        let victim = rng.gen_range(1..=3u64);
+        match rng.gen_range(0..3) {
+            0 => {
+                c.crash(victim).await;
+                faults.push(format!("crash {victim}"));
+            }
+            1 => {
+                c.isolate(victim);
+                faults.push(format!("isolate {victim}"));
+            }
+            _ => {
+                let leader = c
+                    .alive()
+                    .into_iter()
+                    .find(|n| c.node(*n).consensus.is_leader())
+                    .unwrap_or(victim);
+                c.isolate(leader);
+                faults.push(format!("isolate leader {leader}"));
+                down = Some(leader);
+                continue;
+            }
+        }
+        down = Some(victim);
+    }
+    c.heal();
+    for id in 1..=3 {
+        if !c.alive().contains(&id) {
+            c.start_node(id).await?;
+        }
+    }
+    Ok(faults)
 }
 
 /// The most sessions one process held at once (delivered and not ended).

@@ -118,15 +118,21 @@ async fn fleet_crud_bad_input_and_delete_refused_while_a_session_runs() -> anyho
     Ok(())
 }
 
+/// An admin drain of a host with idle processes and one live session: the
+/// idle processes end and are not relaunched (the agent's launch target is
+/// 0 while the host drains), the busy one finishes its session, then the
+/// host is DRAINED; undrain brings processes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Result<()> {
     let c = Cluster::start(Options {
-        processes: 2,
+        processes: 3,
         placement_timeout_secs: 600,
         ..Options::default()
     })
     .await?;
-    c.wait_ready(2).await?;
+    let started = c.wait_ready(3).await?;
+    let agent = c.agent().agent.clone();
+    assert_eq!(agent.launch_target(), 3);
     let pl = c.backend.place(DEV_FLEET, &["p"]).await?;
     c.backend.wait_status(&pl, "FULFILLED", T).await?;
     let busy = c.process_of(&pl).expect("process");
@@ -143,12 +149,19 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
         .await?;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["state"], "DRAINING");
-    // The idle process is asked to terminate and goes; the busy one stays.
-    wait_for("idle process gone", T, || async {
+    // The agent is told at once: launch nothing.
+    wait_for("agent launch target 0", T, || async {
+        (agent.launch_target() == 0).then_some(())
+    })
+    .await?;
+    // The idle processes are asked to terminate and go; the busy one stays.
+    wait_for("idle processes gone", T, || async {
         c.read(|s| {
             s.processes
                 .values()
-                .any(|p| p.id != busy && p.status == ProcessStatus::Exited)
+                .filter(|p| p.id != busy && p.status == ProcessStatus::Exited)
+                .count()
+                == 2
         })
         .then_some(())
     })
@@ -169,18 +182,38 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
     .await?;
     let drained = wait_for("host drained", T, || host("DRAINED")).await?;
     assert_eq!(drained["sessions"], 0);
+    // Every process ends, on the agent and in the state, and none was
+    // launched in their place: the cluster knows only the first three.
+    wait_for("no process left", T, || async {
+        let exited = c.read(|s| {
+            s.processes
+                .values()
+                .all(|p| p.status == ProcessStatus::Exited)
+        });
+        (exited && agent.live_processes().is_empty()).then_some(())
+    })
+    .await?;
+    let known = c.read(|s| s.processes.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        known.len(),
+        started.len(),
+        "a process was relaunched on the draining host: {known:?}"
+    );
+    assert_eq!(agent.launch_target(), 0);
     assert_eq!(c.backend.describe(&waiting).await?["status"], "PENDING");
     assert!(
         c.process_of(&waiting).is_none(),
         "a drained host took a session"
     );
-    // Undrain: the waiting placement is served.
+    // Undrain: processes come back and the waiting placement is served.
     let a = c
         .admin("POST", &format!("/admin/hosts/{DEV_HOST}/undrain"), None)
         .await?;
     assert_eq!(a.status, 200, "{}", a.body);
     c.backend.wait_status(&waiting, "FULFILLED", T).await?;
+    assert_eq!(agent.launch_target(), 3);
     wait_for("host active", T, || host("ACTIVE")).await?;
+    c.wait_ready(2).await?;
     assert_eq!(
         c.admin("POST", "/admin/hosts/nope/drain", None)
             .await?

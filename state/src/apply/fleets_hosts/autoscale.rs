@@ -9,23 +9,33 @@ use respawn_types::*;
 
 impl ClusterState {
     /// The fleet as host `host`'s agent gets it: with the host's process
-    /// target (`host_target`): the committed one; 0 for a host of an
-    /// autoscaled fleet that has none yet (the autoscaler gives it one);
-    /// `None` (run `processes_per_host`) for a fleet with the fill policy.
+    /// target (`host_target`): 0 for a draining host, whatever the policy
+    /// (its agent launches nothing, so the processes the drain ends are not
+    /// relaunched); else the committed one; 0 for a host of an autoscaled
+    /// fleet that has none yet (the autoscaler gives it one); `None` (run
+    /// `processes_per_host`, or one forking parent) for a fleet with the
+    /// fill policy or in forking mode.
     pub fn fleet_for_host(&self, fleet_id: &FleetId, host: &HostId) -> Option<Fleet> {
         let mut fleet = self.fleets.get(fleet_id)?.clone();
         let rec = self.scaling.get(fleet_id);
         let autoscaled =
             fleet.scaling.is_autoscaled() || rec.is_some_and(|r| r.manual_desired.is_some());
-        fleet.host_target = match rec.and_then(|r| r.targets.get(host)) {
-            Some(t) => Some(*t),
-            None if autoscaled => Some(0),
-            None => None,
+        fleet.host_target = if self.draining_hosts.contains(host) {
+            Some(0)
+        } else if fleet.mode == ServerMode::Forking {
+            // The autoscaler leaves forking fleets alone: one parent per host.
+            None
+        } else {
+            match rec.and_then(|r| r.targets.get(host)) {
+                Some(t) => Some(*t),
+                None if autoscaled => Some(0),
+                None => None,
+            }
         };
         Some(fleet)
     }
 
-    /// `Autoscale`, `SetFleetDesired`.
+    /// `Autoscale`, `SetFleetDesired`, `SetScaleInClock`.
     pub(in crate::apply) fn apply_autoscale(
         &mut self,
         cmd: &Command,
@@ -110,6 +120,23 @@ impl ClusterState {
                     return Ok(Applied::Unchanged);
                 }
                 rec.manual_desired = *desired;
+                Ok(Applied::Done)
+            }
+            Command::SetScaleInClock {
+                fleet_id,
+                surplus_since,
+            } => {
+                if !self.fleets.contains_key(fleet_id) {
+                    return Err(Rejection::not_found("fleet", fleet_id));
+                }
+                let current = self.scaling.get(fleet_id).and_then(|r| r.surplus_since);
+                if current == *surplus_since {
+                    return Ok(Applied::Unchanged);
+                }
+                self.scaling
+                    .entry(fleet_id.clone())
+                    .or_default()
+                    .surplus_since = *surplus_since;
                 Ok(Applied::Done)
             }
             // The dispatch in `apply` sends only these here.

@@ -110,3 +110,68 @@ fn manual_desired_stays_within_min_and_max_and_goes_with_the_fleet() {
     });
     assert!(!h.s.scaling.contains_key(&fleet_id()));
 }
+
+#[test]
+fn a_draining_host_is_told_to_launch_nothing_and_undrain_gives_its_target_back() {
+    let drain = |d| Command::SetHostDraining {
+        host_id: host_id(),
+        draining: d,
+    };
+    let target = |h: &H| {
+        h.s.fleet_for_host(&fleet_id(), &host_id())
+            .map(|f| f.host_target)
+    };
+    // Fill policy: no target (processes_per_host), 0 while draining.
+    let mut h = H::new(ServerMode::Simple);
+    assert_eq!(target(&h), Some(None));
+    h.ok(drain(true));
+    assert_eq!(target(&h), Some(Some(0)));
+    h.ok(drain(false));
+    assert_eq!(target(&h), Some(None));
+    // Autoscaled: the committed target, 0 while draining, back after.
+    let mut f = fleet(ServerMode::Simple);
+    f.runtime.processes_per_host = 4;
+    f.scaling.max_processes = 10;
+    f.scaling.buffer = 1;
+    h.ok(Command::PutFleet(f));
+    h.ok(autoscale(&[(host_id(), 3)], &[], h.at));
+    assert_eq!(target(&h), Some(Some(3)));
+    h.ok(drain(true));
+    assert_eq!(target(&h), Some(Some(0)));
+    h.ok(drain(false));
+    assert_eq!(target(&h), Some(Some(3)));
+    // Forking: one parent (no target), none while draining.
+    let mut h = H::new(ServerMode::Forking);
+    assert_eq!(target(&h), Some(None));
+    h.ok(drain(true));
+    assert_eq!(target(&h), Some(Some(0)));
+}
+
+#[test]
+fn the_scale_in_clock_is_committed_and_cleared() {
+    let mut h = H::new(ServerMode::Simple);
+    let clock = |since| Command::SetScaleInClock {
+        fleet_id: fleet_id(),
+        surplus_since: since,
+    };
+    // No surplus on a fleet without a record: nothing to change, no record.
+    assert_eq!(h.run(clock(None)).0, Ok(Applied::Unchanged));
+    assert!(!h.s.scaling.contains_key(&fleet_id()));
+    h.ok(clock(Some(T0)));
+    assert_eq!(h.s.scaling[&fleet_id()].surplus_since, Some(T0));
+    // The same again is no change (a new leader re-proposing it).
+    assert_eq!(h.run(clock(Some(T0))).0, Ok(Applied::Unchanged));
+    // A decision leaves the clock alone; clearing it ends the surplus.
+    h.ok(autoscale(&[(host_id(), 1)], &[], h.at));
+    assert_eq!(h.s.scaling[&fleet_id()].surplus_since, Some(T0));
+    h.ok(clock(None));
+    assert_eq!(h.s.scaling[&fleet_id()].surplus_since, None);
+    assert_eq!(h.s.scaling[&fleet_id()].decisions, 1);
+    assert!(matches!(
+        h.refused(Command::SetScaleInClock {
+            fleet_id: FleetId::new_unchecked("nope"),
+            surplus_since: Some(T0),
+        }),
+        Rejection::NotFound { .. }
+    ));
+}
