@@ -47,9 +47,10 @@ pub fn classify_host<'a>(host: &'a str, region: &str) -> IntranetHost<'a> {
     if !ends_with_label(host, INTRANET_SUFFIX) {
         return IntranetHost::Outside;
     }
-    if ends_with_label(host, region) {
+    // `<label>.<region>`: longer than the region by a dot and a label.
+    if host.len() > region.len() + 1 && ends_with_label(host, region) {
         let label = &host[..host.len() - region.len() - 1];
-        if !label.is_empty() && !label.contains('.') {
+        if !label.contains('.') {
             return IntranetHost::Own(label);
         }
     }
