@@ -133,6 +133,7 @@ impl Agent {
                 log_rotation: config.logs.rotation,
             },
             link.clone(),
+            crate::intranet::router,
         )
         .await
         .map_err(io(&vs_dir))?;

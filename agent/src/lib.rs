@@ -20,6 +20,7 @@ mod events;
 mod forking;
 mod health;
 mod health_actor;
+mod intranet;
 pub mod link;
 mod log_sweep;
 mod node;

@@ -1,23 +1,25 @@
 //! Virtual server instances on this host: the agent runs them through
 //! [`respawn_runtime`] (process and Docker drivers), reports their state to
 //! the cluster in order, answers log queries, samples their CPU and memory,
-//! and serves two local endpoints that call other virtual servers:
+//! and calls virtual servers for its DS processes and VS instances:
 //!
-//! - the intranet endpoint, `PGOS_VS_Intranet_Endpoint` =
-//!   `http://<intranet_addr>/i/<instance token>`: a VS calls
-//!   `$PGOS_VS_Intranet_Endpoint/<other vs>/<path>`; the callee sees
-//!   `Invoker: intranet`. The token names the calling instance, so a VS only
-//!   reaches virtual servers of its own title region;
+//! - each instance gets a secret token naming it, and with it
+//!   `PGOS_VS_Intranet_Endpoint` = `http://<intranet_addr>/i/<token>` and
+//!   `http_proxy` = `http://intranet:<token>@<intranet_addr>`: the intranet
+//!   listener (`intranet.rs`) serves `$PGOS_VS_Intranet_Endpoint/<vs>/<path>`
+//!   and `http://<vs>.<title region>.<title>.virtualserver.int/<path>`; the
+//!   callee sees `Invoker: intranet`. The token names the calling instance,
+//!   so a VS only reaches virtual servers of its own title region;
 //! - `/v1/vs/invoke/<vs>/<path>` on the local SDK API for DS processes
 //!   (`Invoker: backend`), see `docs/sdk-protocol.md`.
 //!
 //! Both resolve the VS's running instances through the cluster (cached for
-//! a second) and proxy straight to one of them.
+//! a second) and proxy straight to one of them ([`VsHost::call`]).
 
 use crate::link::ServerLink;
 use crate::reporter::Reporter;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Response, StatusCode};
 use axum::Router;
 use rand::RngCore;
@@ -25,7 +27,7 @@ use respawn_proxy::{json_error, reserved_uri, InvokeContext, Invoker, Proxy};
 use respawn_runtime::{InstanceEvent, InstanceState, LogQuery, RuntimeConfig, Source, VsRuntime};
 use respawn_types::agent::{AgentToServer, ServerReply, VsUsageSample, WireError};
 use respawn_types::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,10 +55,21 @@ struct Inst {
     token: String,
 }
 
+/// The instance an intranet token names, as the intranet listener needs it.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub region: TitleRegionId,
+    /// `<title region>.<title>.virtualserver.int`: the suffix of the
+    /// intranet names of its title region's virtual servers.
+    pub domain: String,
+    /// A Docker instance: the agent host's loopback is not its own.
+    pub container: bool,
+}
+
 #[derive(Default)]
 struct Reg {
     instances: HashMap<VsInstanceId, Inst>,
-    tokens: HashMap<String, TitleRegionId>,
+    tokens: HashMap<String, Caller>,
     resolved: HashMap<(TitleRegionId, VsName), (Instant, String, Vec<SocketAddr>)>,
 }
 
@@ -66,8 +79,10 @@ pub struct VsHost {
     reporter: Reporter,
     proxy: Proxy,
     reg: Mutex<Reg>,
-    intranet_base: String,
-    docker_intranet_base: Option<String>,
+    /// `host:port` of the intranet listener for process instances.
+    intranet_addr: String,
+    /// `host:port` of the intranet listener for containers, when known.
+    docker_intranet_addr: Option<String>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -78,7 +93,13 @@ fn new_token() -> String {
 }
 
 impl VsHost {
-    pub async fn start(cfg: VsConfig, link: Arc<dyn ServerLink>) -> std::io::Result<Arc<VsHost>> {
+    /// Starts the runtime and the intranet listener, served by the routes
+    /// `router` makes (`intranet::router`).
+    pub async fn start(
+        cfg: VsConfig,
+        link: Arc<dyn ServerLink>,
+        router: fn(Arc<VsHost>) -> Router,
+    ) -> std::io::Result<Arc<VsHost>> {
         // The runtime removes what an earlier run with the same id left
         // behind (containers, cgroups): the id names this host *and* its data
         // directory, so two agents on one machine never clean up each other's.
@@ -96,16 +117,13 @@ impl VsHost {
             reporter,
             proxy: Proxy::new(),
             reg: Mutex::new(Reg::default()),
-            intranet_base: format!("http://{local}/i"),
-            docker_intranet_base: cfg
+            intranet_addr: local.to_string(),
+            docker_intranet_addr: cfg
                 .docker_intranet_host
-                .map(|h| format!("http://{h}:{}/i", local.port())),
+                .map(|h| format!("{h}:{}", local.port())),
             tasks: Mutex::new(Vec::new()),
         });
-        let app = Router::new()
-            .route("/i/{token}/{vs}", axum::routing::any(intranet))
-            .route("/i/{token}/{vs}/{*path}", axum::routing::any(intranet))
-            .with_state(host.clone());
+        let app = router(host.clone());
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -118,7 +136,7 @@ impl VsHost {
         let usage = tokio::spawn(sample_usage(host.clone()));
         host.lock_tasks()
             .extend([server, pump, usage, reporter_task]);
-        tracing::info!(intranet = %host.intranet_base, "virtual server runtime ready");
+        tracing::info!(intranet = %host.intranet_addr, "virtual server runtime ready");
         Ok(host)
     }
 
@@ -155,17 +173,25 @@ impl VsHost {
         let docker = !matches!(spec.spec.source, VsSource::Process { .. });
         let mut env = spec.spec.env.clone();
         env.extend(spec.system_env.clone());
-        let base = if docker {
-            self.docker_intranet_base.clone()
+        let listener = if docker {
+            self.docker_intranet_addr.as_deref()
         } else {
-            Some(self.intranet_base.clone())
+            Some(self.intranet_addr.as_str())
         };
-        if let Some(base) = base {
-            env.insert(
-                "PGOS_VS_Intranet_Endpoint".into(),
-                format!("{base}/{token}"),
-            );
+        if let Some(addr) = listener {
+            intranet_env(&mut env, addr, &token);
         }
+        let title = spec
+            .system_env
+            .get("PGOS_Title_ID")
+            .map(|t| TitleId::new_unchecked(t.as_str()));
+        let caller = Caller {
+            region: spec.title_region_id.clone(),
+            domain: title
+                .map(|t| respawn_types::intranet::region_domain(&spec.title_region_id, &t))
+                .unwrap_or_default(),
+            container: docker,
+        };
         let source = match &spec.spec.source {
             VsSource::Process { command } => Source::Process {
                 command: command.clone(),
@@ -192,8 +218,7 @@ impl VsHost {
         };
         {
             let mut reg = self.lock();
-            reg.tokens
-                .insert(token.clone(), spec.title_region_id.clone());
+            reg.tokens.insert(token.clone(), caller);
             reg.instances
                 .insert(spec.instance_id.clone(), Inst { token });
         }
@@ -373,9 +398,42 @@ impl VsHost {
         self.proxy.forward(addr, req, ctx).await
     }
 
-    /// The title region of the instance holding an intranet token.
-    pub fn token_region(&self, token: &str) -> Option<TitleRegionId> {
+    /// The instance holding an intranet token.
+    pub fn caller(&self, token: &str) -> Option<Caller> {
         self.lock().tokens.get(token).cloned()
+    }
+}
+
+/// The intranet variables of an instance whose listener is `addr`
+/// (`host:port`) and whose token is `token`: `PGOS_VS_Intranet_Endpoint`,
+/// and the proxy variables that make intranet names work (`http_proxy`,
+/// `HTTP_PROXY`, with the token as the proxy password; `no_proxy`,
+/// `NO_PROXY`: loopback and the listener itself go direct). A VS whose own
+/// `env` sets `http_proxy` or `HTTP_PROXY` (or `no_proxy`/`NO_PROXY`) keeps
+/// its own pair. No `https_proxy`: HTTPS is untouched.
+pub fn intranet_env(env: &mut BTreeMap<String, String>, addr: &str, token: &str) {
+    env.insert(
+        "PGOS_VS_Intranet_Endpoint".into(),
+        format!("http://{addr}/i/{token}"),
+    );
+    let mine = |env: &BTreeMap<String, String>, a: &str, b: &str| {
+        !env.contains_key(a) && !env.contains_key(b)
+    };
+    if mine(env, "http_proxy", "HTTP_PROXY") {
+        let proxy = format!("http://intranet:{token}@{addr}");
+        env.insert("http_proxy".into(), proxy.clone());
+        env.insert("HTTP_PROXY".into(), proxy);
+    }
+    if mine(env, "no_proxy", "NO_PROXY") {
+        let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
+        let own = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let own = own.trim_start_matches('[').trim_end_matches(']');
+        if !hosts.contains(&own) {
+            hosts.push(own);
+        }
+        let list = hosts.join(",");
+        env.insert("no_proxy".into(), list.clone());
+        env.insert("NO_PROXY".into(), list);
     }
 }
 
@@ -395,24 +453,6 @@ pub fn rest_after(uri: &axum::http::Uri, segments: usize) -> String {
         out.push_str(q);
     }
     out
-}
-
-async fn intranet(State(host): State<Arc<VsHost>>, req: Request) -> Response<Body> {
-    // /i/<token>/<vs>/<path...>
-    let segs: Vec<&str> = req.uri().path().splitn(5, '/').collect();
-    let (token, vs) = (
-        segs.get(2).copied().unwrap_or(""),
-        segs.get(3).copied().unwrap_or("").to_string(),
-    );
-    let Some(tr) = host.token_region(token) else {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown intranet token (use PGOS_VS_Intranet_Endpoint as given)",
-        );
-    };
-    let upstream = rest_after(req.uri(), 3);
-    host.call(tr, &vs, Invoker::Intranet, upstream, req).await
 }
 
 /// Runtime events become ordered reports to the cluster.
@@ -482,5 +522,33 @@ mod tests {
         assert_eq!(rest_after(&u("/i/tok/vs-b/a/b?x=1"), 3), "/a/b?x=1");
         assert_eq!(rest_after(&u("/i/tok/vs-b"), 3), "/");
         assert_eq!(rest_after(&u("/i/tok/vs-b/"), 3), "/");
+    }
+
+    #[test]
+    fn instances_get_the_endpoint_and_the_proxy() {
+        let mut env = BTreeMap::new();
+        intranet_env(&mut env, "127.0.0.1:7781", "t0k");
+        let get = |env: &BTreeMap<String, String>, k: &str| env.get(k).cloned().unwrap_or_default();
+        assert_eq!(
+            get(&env, "PGOS_VS_Intranet_Endpoint"),
+            "http://127.0.0.1:7781/i/t0k"
+        );
+        assert_eq!(
+            get(&env, "http_proxy"),
+            "http://intranet:t0k@127.0.0.1:7781"
+        );
+        assert_eq!(get(&env, "HTTP_PROXY"), get(&env, "http_proxy"));
+        assert_eq!(get(&env, "no_proxy"), "localhost,127.0.0.1,::1");
+        assert!(!env.contains_key("https_proxy"));
+        // A container's listener address goes direct too.
+        let mut env = BTreeMap::new();
+        intranet_env(&mut env, "172.17.0.1:7781", "t0k");
+        assert_eq!(get(&env, "NO_PROXY"), "localhost,127.0.0.1,::1,172.17.0.1");
+        // The VS's own proxy settings win.
+        let mut env = BTreeMap::from([("HTTP_PROXY".to_string(), "http://corp:3128".to_string())]);
+        intranet_env(&mut env, "127.0.0.1:7781", "t0k");
+        assert_eq!(get(&env, "HTTP_PROXY"), "http://corp:3128");
+        assert!(!env.contains_key("http_proxy"));
+        assert_eq!(get(&env, "no_proxy"), "localhost,127.0.0.1,::1");
     }
 }

@@ -231,12 +231,13 @@ pub struct AgentSection {
     #[serde(default = "default_drain_deadline_secs")]
     pub drain_deadline_secs: u64,
     /// Where virtual server instances on this host reach other virtual
-    /// servers (`PGOS_VS_Intranet_Endpoint`); port 0 picks a free one.
+    /// servers (`PGOS_VS_Intranet_Endpoint`, and `http_proxy` for the
+    /// `*.virtualserver.int` names); port 0 picks a free one.
     #[serde(default = "default_intranet_addr")]
     pub intranet_addr: SocketAddr,
     /// Address Docker containers use to reach `intranet_addr` (e.g. the
     /// docker0 gateway, with `intranet_addr` bound to it or to 0.0.0.0).
-    /// Unset: Docker instances get no intranet endpoint.
+    /// Unset: Docker instances get no intranet endpoint and no proxy.
     #[serde(default)]
     pub docker_intranet_host: Option<String>,
     /// Rotation and retention of DS and VS logs.

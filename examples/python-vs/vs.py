@@ -19,6 +19,10 @@ Endpoints (allowed invokers in brackets):
   POST     /pgos_task          [task] records a scheduled task run (deduplicated)
   GET      /received           [backend] events and tasks recorded so far
   GET|POST /call/<vs>/<path>   [backend] calls another VS over the intranet
+  GET|POST /fetch?url=U        [backend] calls the http:// URL U with urllib's
+                               default opener, which honours http_proxy and
+                               no_proxy: http://<vs>.<...>.virtualserver.int/...
+                               names another VS (seed section 8)
   GET|POST /redis?storage=S&key=K  [backend] GET (or, for POST, SET to the body
                                then GET) key K in the Redis storage S, read from
                                PGOS_VS_Storage_S (RESP over a plain socket)
@@ -47,7 +51,8 @@ INTRANET = os.environ.get("PGOS_VS_Intranet_Endpoint", "")
 CHUNK = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024  # largest body read into memory
 CALL_TIMEOUT = 10.0
-# The intranet is local: never send its calls through an http_proxy.
+# The intranet endpoint is local: /call never sends its calls through the
+# http_proxy (/fetch does, as any urllib program would).
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -173,6 +178,7 @@ ROUTES = {
     "/pgos_task": (("POST",), ("task",), "do_pgos_task"),
     "/received": (("GET",), ("backend",), "do_received"),
     "/call": (("GET", "POST"), ("backend",), "do_call"),  # and /call/...
+    "/fetch": (("GET", "POST"), ("backend",), "do_fetch"),
     "/redis": (("GET", "POST"), ("backend",), "do_redis"),
 }
 
@@ -397,7 +403,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise ConnectionError("echo aborted")
 
     def do_env(self):
-        self.send_json(200, {k: v for k, v in sorted(os.environ.items()) if k.startswith("PGOS_")})
+        proxy = ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY")
+        self.send_json(
+            200, {k: v for k, v in sorted(os.environ.items()) if k.startswith("PGOS_") or k in proxy}
+        )
 
     def do_redis(self):
         storage = self.params.get("storage", [""])[0]
@@ -482,6 +491,33 @@ class Handler(BaseHTTPRequestHandler):
         )
         try:
             with OPENER.open(req, timeout=CALL_TIMEOUT) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        except (urllib.error.URLError, OSError) as e:
+            self.send_json(502, {"status": None, "error": str(getattr(e, "reason", e)), "url": url})
+            return
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        self.send_json(200, {"status": status, "body": parsed})
+
+
+    def do_fetch(self):
+        url = self.params.get("url", [""])[0]
+        if not url.startswith("http://"):
+            self.reject(400, {"error": "bad_request", "message": "use /fetch?url=http://..."})
+            return
+        body = self.read_body()
+        headers = {}
+        if self.headers.get("Content-Type"):
+            headers["Content-Type"] = self.headers["Content-Type"]
+        req = urllib.request.Request(
+            url, data=body if self.command == "POST" else None, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()

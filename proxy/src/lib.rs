@@ -22,6 +22,7 @@
 //! verified by `respawn_types::ticket::player`.
 
 mod access_log;
+mod egress;
 mod forward;
 mod invoke;
 mod pick;
@@ -35,6 +36,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 
 pub use access_log::{AccessEntry, AccessLog, AccessLogStore, DEFAULT_MAX_FILE_BYTES};
+pub use egress::{Egress, EgressCall, EGRESS_CONNECT_TIMEOUT};
 pub use forward::Proxy;
 pub use invoke::{upstream_path, COLD_START_WAIT};
 pub use pick::pick_instance;

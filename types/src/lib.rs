@@ -11,6 +11,7 @@ pub mod civil;
 pub mod cron;
 pub mod fleet;
 pub mod ids;
+pub mod intranet;
 pub mod limits;
 pub mod model;
 pub mod scaling;

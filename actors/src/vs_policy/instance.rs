@@ -104,6 +104,10 @@ pub fn instance_spec(
     put("PGOS_VS_Name", i.vs.as_str());
     put("PGOS_VS_Version", &i.version.to_string());
     put("PGOS_VS_Instance_ID", i.id.as_str());
+    put(
+        "PGOS_VS_Intranet_Domain",
+        &respawn_types::intranet::intranet_domain(&i.vs, &tr.id, &tr.title_id),
+    );
     for name in &spec.storages {
         match storage_env(s, &i.title_region_id, name) {
             Some(Some(v)) => {

@@ -66,6 +66,9 @@ pub struct VirtualServerView {
     pub updated_at: u64,
     /// The backend route that invokes it.
     pub invoke_path: String,
+    /// Its intranet domain (seed §8 内网域名): other VSs of the title region
+    /// call `http://<intranet_domain>/<path>` through their `http_proxy`.
+    pub intranet_domain: String,
 }
 
 fn instance_view(i: &VsInstance) -> InstanceView {
@@ -125,6 +128,13 @@ fn view(s: &respawn_state::ClusterState, v: &VirtualServer) -> VirtualServerView
         created_at: v.created_at,
         updated_at: v.updated_at,
         invoke_path: format!("{INVOKE_PREFIX}/{}/", v.name),
+        intranet_domain: s
+            .title_regions
+            .get(&v.title_region_id)
+            .map(|t| {
+                respawn_types::intranet::intranet_domain(&v.name, &v.title_region_id, &t.title_id)
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -14,6 +14,7 @@ mod autoscaling;
 mod cluster_vs;
 mod docker_vs;
 mod events_tasks;
+mod intranet_names;
 mod process_vs;
 mod routing;
 mod storage;

@@ -150,6 +150,7 @@ fn spec_carries_the_instance_version_and_the_system_variables() {
             ("PGOS_Title_Region_Name", "eu"),
             ("PGOS_Title_Region_Type", "dev"),
             ("PGOS_VS_Instance_ID", "vsi-1"),
+            ("PGOS_VS_Intranet_Domain", "vs-a.tr-1.t-1.virtualserver.int"),
             ("PGOS_VS_Name", "vs-a"),
             ("PGOS_VS_Version", "1"),
         ]
