@@ -189,7 +189,8 @@ mod tests {
 /// means what the document says.
 #[cfg(test)]
 mod doc_example {
-    use crate::{Config, ModeSpec};
+    use crate::Config;
+    use respawn_types::fleet::ModeName;
     use std::collections::BTreeMap;
 
     #[test]
@@ -213,9 +214,9 @@ mod doc_example {
         let c = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap();
         assert_eq!(c.agent.fleet, "fleet-shooter");
         let f = &c.fleets[0];
-        assert_eq!(f.mode, ModeSpec::Parallel);
-        assert_eq!(f.max_sessions_per_process, 8);
-        assert_eq!(f.processes_per_host, 4);
+        assert_eq!(f.definition.mode, ModeName::Parallel);
+        assert_eq!(f.definition.max_sessions_per_process, 8);
+        assert_eq!(f.definition.processes_per_host, 4);
         // Every key the table lists is a key of a fleet.
         let table = section.split("```toml").next().unwrap();
         let keys: Vec<&str> = table
@@ -247,8 +248,8 @@ mod doc_example {
         .unwrap();
         let c = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap();
         let f = c.fleets.iter().find(|f| f.id == "fleet-forking").unwrap();
-        assert_eq!(f.mode, ModeSpec::Forking);
-        assert_eq!(f.processes_per_host, 6);
-        f.definition().validate().unwrap();
+        assert_eq!(f.definition.mode, ModeName::Forking);
+        assert_eq!(f.definition.processes_per_host, 6);
+        f.definition.validate().unwrap();
     }
 }

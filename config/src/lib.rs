@@ -13,7 +13,7 @@ mod retention;
 pub mod storage;
 
 pub use bounds::{AgentLogs, EdgeLimits};
-pub use fleet::{FleetSpec, ModeSpec};
+pub use fleet::FleetSpec;
 pub use layers::{unknown_env_vars, CLI_ENV_VARS};
 pub use retention::RetentionSection;
 
@@ -349,20 +349,12 @@ impl Config {
             fleets: vec![FleetSpec {
                 id: DEV_FLEET.into(),
                 title_region: DEV_TITLE_REGION.into(),
-                name: "sample DS".into(),
-                mode: ModeSpec::Simple,
-                max_sessions_per_process: 1,
-                launch_path: launch_path.into(),
-                args,
-                env: BTreeMap::new(),
-                processes_per_host: 2,
-                activation_timeout_secs: 60,
-                placement_timeout_secs: 60,
-                health_check_interval_secs: 5,
-                process_ending_grace_secs: 120,
-                max_placement_attempts: 3,
-                scaling: ScalingPolicy::default(),
-                labels: BTreeMap::new(),
+                definition: FleetDefinition {
+                    name: "sample DS".into(),
+                    args,
+                    processes_per_host: 2,
+                    ..FleetDefinition::new(launch_path)
+                },
             }],
             agent: AgentSection {
                 host_id: Some(DEV_HOST.into()),
@@ -572,56 +564,8 @@ impl Config {
             let f = |n: &str| format!("fleets[{i}].{n}");
             FleetId::parse(fl.id.clone()).map_err(|e| invalid(f("id"), e.to_string()))?;
             self.check_title_region(&f("title_region"), &fl.title_region)?;
-            let range = |n: &str, v: u64, lo: u64, hi: u64| {
-                if (lo..=hi).contains(&v) {
-                    Ok(())
-                } else {
-                    Err(invalid(
-                        f(n),
-                        format!("must be between {lo} and {hi}, got {v}"),
-                    ))
-                }
-            };
-            let secs = |n: &str, v: u64, ms_range: (u64, u64)| {
-                let (lo, hi) = limits::in_secs(ms_range);
-                range(n, v, lo, hi)
-            };
-            secs(
-                "activation_timeout_secs",
-                fl.activation_timeout_secs,
-                limits::ACTIVATION_TIMEOUT_RANGE,
-            )?;
-            secs(
-                "health_check_interval_secs",
-                fl.health_check_interval_secs,
-                limits::HEALTH_INTERVAL_RANGE,
-            )?;
-            secs(
-                "placement_timeout_secs",
-                fl.placement_timeout_secs,
-                limits::PLACEMENT_TIMEOUT_RANGE,
-            )?;
-            secs(
-                "process_ending_grace_secs",
-                fl.process_ending_grace_secs,
-                limits::ENDING_GRACE_RANGE,
-            )?;
-            range(
-                "processes_per_host",
-                u64::from(fl.processes_per_host),
-                1,
-                u64::from(limits::MAX_PROCESSES_PER_HOST),
-            )?;
-            range(
-                "max_placement_attempts",
-                u64::from(fl.max_placement_attempts),
-                1,
-                100,
-            )?;
-            if fl.launch_path.trim().is_empty() {
-                return Err(invalid(f("launch_path"), "must not be empty"));
-            }
-            fl.definition()
+            // The admin API's checks, naming the same fields.
+            fl.definition
                 .validate()
                 .map_err(|e| invalid(f(&e.field), e.message))?;
         }
@@ -749,7 +693,7 @@ mod tests {
         let e = Config::load(Config::default(), Some(&path), &BTreeMap::new()).unwrap_err();
         assert!(e.to_string().contains("node_idd"), "{e}");
         let mut c = Config::dev("/x", vec![]);
-        c.fleets[0].activation_timeout_secs = 601;
+        c.fleets[0].definition.activation_timeout_secs = 601;
         assert!(c
             .validate()
             .unwrap_err()

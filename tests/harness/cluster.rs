@@ -16,10 +16,11 @@ pub use respawn::simulated_agent::SimAgent;
 pub use respawn::simulated_agent::SimAgentOptions;
 use respawn::simulated_agent::{SimEvent, SimObserver};
 use respawn::ServerNode;
-use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, ModeSpec, TitleRegionSpec};
+use respawn_config::{Bootstrap, Config, FleetSpec, MemberSpec, TitleRegionSpec};
 use respawn_net::transport::{MemRouter, Service, SharedTransport, Transport, TransportError};
 use respawn_net::{CaBundle, Identity, PeerKind, Pki};
 use respawn_state::ClusterState;
+use respawn_types::fleet::ModeName;
 use respawn_types::*;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -214,30 +215,26 @@ impl TestCluster {
                     secret_key: Some(OTHER_KEY.into()),
                 },
             ];
+            let launch_path = opts
+                .launch
+                .as_ref()
+                .map_or("/bin/false".into(), |(p, _)| p.clone());
             cfg.fleets = vec![FleetSpec {
                 id: FLEET.into(),
                 title_region: TITLE_REGION.into(),
-                name: String::new(),
-                mode: if opts.parallel.is_some() {
-                    ModeSpec::Parallel
-                } else {
-                    ModeSpec::Simple
+                definition: FleetDefinition {
+                    mode: if opts.parallel.is_some() {
+                        ModeName::Parallel
+                    } else {
+                        ModeName::Simple
+                    },
+                    max_sessions_per_process: opts.parallel.unwrap_or(1),
+                    args: opts.launch.as_ref().map_or(Vec::new(), |(_, a)| a.clone()),
+                    processes_per_host: if opts.launch.is_some() { 4 } else { 1 },
+                    activation_timeout_secs: opts.activation_timeout_secs,
+                    placement_timeout_secs: opts.placement_timeout_secs,
+                    ..FleetDefinition::new(launch_path)
                 },
-                max_sessions_per_process: opts.parallel.unwrap_or(1),
-                launch_path: opts
-                    .launch
-                    .as_ref()
-                    .map_or("/bin/false".into(), |(p, _)| p.clone()),
-                args: opts.launch.as_ref().map_or(Vec::new(), |(_, a)| a.clone()),
-                env: Default::default(),
-                processes_per_host: if opts.launch.is_some() { 4 } else { 1 },
-                activation_timeout_secs: opts.activation_timeout_secs,
-                placement_timeout_secs: opts.placement_timeout_secs,
-                health_check_interval_secs: 5,
-                process_ending_grace_secs: 120,
-                max_placement_attempts: 3,
-                scaling: Default::default(),
-                labels: Default::default(),
             }];
             cfg.validate()?;
             dirs.push(dir);

@@ -71,14 +71,15 @@ impl Cluster {
         cfg.server.quic_addr = "127.0.0.1:0".parse()?;
         cfg.agent.kill_grace_ms = 1_000;
         cfg.retention = o.retention.clone();
-        let f = &mut cfg.fleets[0];
+        let spec = &mut cfg.fleets[0];
+        let f = &mut spec.definition;
         f.processes_per_host = o.processes;
         f.health_check_interval_secs = o.health_interval_secs;
         f.activation_timeout_secs = o.activation_timeout_secs;
         f.placement_timeout_secs = o.placement_timeout_secs;
         f.process_ending_grace_secs = o.ending_grace_secs;
         if let Some(edit) = o.fleet {
-            edit(f);
+            edit(spec);
         }
         cfg.validate()?;
         let mut c = Cluster {

@@ -87,6 +87,27 @@ pub const MAX_LABEL_KEY: usize = 63;
 pub const MAX_LABEL_VALUE: usize = 256;
 
 impl FleetDefinition {
+    /// A definition launching `launch_path` with every other field at its
+    /// default: what a body with `launch_path` alone means.
+    pub fn new(launch_path: impl Into<String>) -> Self {
+        FleetDefinition {
+            name: String::new(),
+            mode: ModeName::default(),
+            max_sessions_per_process: one(),
+            launch_path: launch_path.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            processes_per_host: one(),
+            activation_timeout_secs: d60(),
+            placement_timeout_secs: d60(),
+            health_check_interval_secs: d5(),
+            process_ending_grace_secs: d120(),
+            max_placement_attempts: d3(),
+            scaling: ScalingPolicy::default(),
+            labels: BTreeMap::new(),
+        }
+    }
+
     /// Checks every field; the first one that is wrong is named.
     pub fn validate(&self) -> Result<(), FieldError> {
         let secs = |name: &str, v: u64, ms: (u64, u64)| {
@@ -272,6 +293,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_round_trip() {
         let d = def();
+        assert_eq!(d, FleetDefinition::new("/bin/ds"));
         d.validate().unwrap();
         let f = d.to_fleet(
             FleetId::new_unchecked("f"),

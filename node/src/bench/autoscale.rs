@@ -76,10 +76,10 @@ async fn one(a: &AutoscaleArgs, autoscaled: bool) -> anyhow::Result<()> {
     cfg.server.quic_addr = "127.0.0.1:0".parse()?;
     cfg.log = "warn".into();
     for f in cfg.fleets.iter_mut().filter(|f| f.id == DEV_FLEET) {
-        f.processes_per_host = a.capacity;
+        f.definition.processes_per_host = a.capacity;
         if autoscaled {
-            f.scaling.buffer = a.buffer;
-            f.scaling.scale_in_delay_secs = 600;
+            f.definition.scaling.buffer = a.buffer;
+            f.definition.scaling.scale_in_delay_secs = 600;
         }
     }
     let (node_id, agent_id) = respawn_net::ensure_dev_pki(&dir)?;

@@ -23,7 +23,7 @@ pub async fn dev(cli: &Cli, a: &DevArgs) -> anyhow::Result<()> {
     ];
     let mut base = Config::dev(&exe.display().to_string(), ds_args);
     if let Some(n) = a.processes {
-        base.fleets[0].processes_per_host = n;
+        base.fleets[0].definition.processes_per_host = n;
     }
 
     let mut o = common(cli);

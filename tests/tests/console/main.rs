@@ -44,7 +44,7 @@ async fn start() -> anyhow::Result<Env> {
     cfg.server.http_addr = "127.0.0.1:0".parse()?;
     cfg.server.quic_addr = "127.0.0.1:0".parse()?;
     cfg.agent.kill_grace_ms = 1_000;
-    cfg.fleets[0].processes_per_host = 1;
+    cfg.fleets[0].definition.processes_per_host = 1;
     cfg.title_regions.push(TitleRegionSpec {
         id: OTHER.into(),
         title_id: "title-other".into(),

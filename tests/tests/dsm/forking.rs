@@ -4,8 +4,9 @@
 
 use super::*;
 
-fn forking_fleet(f: &mut respawn_config::FleetSpec) {
-    f.mode = respawn_config::ModeSpec::Forking;
+fn forking_fleet(spec: &mut respawn_config::FleetSpec) {
+    let f = &mut spec.definition;
+    f.mode = respawn_types::fleet::ModeName::Forking;
     f.launch_path = "python3".into();
     f.args = vec![python_forking_ds_script().display().to_string()];
     // Each forked DS ends its session (ProcessEnding, exit) after 2 s.

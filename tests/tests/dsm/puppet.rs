@@ -72,8 +72,8 @@ pub async fn puppets(n: u32) -> anyhow::Result<(Cluster, Vec<Puppet>)> {
     cfg.server.http_addr = "127.0.0.1:0".parse()?;
     cfg.server.quic_addr = "127.0.0.1:0".parse()?;
     cfg.agent.kill_grace_ms = 1_000;
-    cfg.fleets[0].processes_per_host = n;
-    cfg.fleets[0].health_check_interval_secs = 1;
+    cfg.fleets[0].definition.processes_per_host = n;
+    cfg.fleets[0].definition.health_check_interval_secs = 1;
     cfg.validate()?;
     let placeholder = TitleRegion {
         id: TitleRegionId::new_unchecked(DEV_TITLE_REGION),
