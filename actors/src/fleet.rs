@@ -4,7 +4,7 @@
 //! committing its decision when it changes anything. It supervises the
 //! fleet's process and session actors.
 
-use crate::autoscale::{decide, ScaleInput};
+use crate::autoscale::{decide, proc_facts, ScaleInput, FACTS_CHUNK};
 use crate::policy::{plan_assignments, FleetView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -231,13 +231,30 @@ fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     let connected = st.deps.connected_hosts();
     let now = now_millis();
     let since = st.surplus_since;
-    let Some((plan, committed)) = st.deps.read(|s| {
-        let input = ScaleInput::of(s, &st.id, |h| connected.contains(h), now, since)?;
-        let committed = input.targets.clone();
-        Some((decide(&input), committed))
-    }) else {
+    // The fleet's hosts and policy in one short read, its processes in
+    // chunks (each a short read: apply never waits for a scan of the whole
+    // fleet), and the decision outside any read.
+    let Some(input) = st
+        .deps
+        .read(|s| ScaleInput::header(s, &st.id, |h| connected.contains(h), now, since))
+    else {
         return;
     };
+    let mut processes = Vec::new();
+    let mut after = None;
+    loop {
+        let (chunk, next) = st
+            .deps
+            .read(|s| proc_facts(s, &st.id, after.as_ref(), FACTS_CHUNK));
+        processes.extend(chunk);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let input = input.with(processes);
+    let committed = input.targets.clone();
+    let plan = decide(&input);
     st.surplus_since = plan.surplus_since;
     if !plan.changes(&committed) {
         return;

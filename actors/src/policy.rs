@@ -322,7 +322,7 @@ pub fn agent_retry_delay(attempt: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use respawn_state::{Request, StartPlacement};
 
@@ -332,13 +332,15 @@ mod tests {
         f(s.to_string())
     }
 
-    struct W {
-        s: ClusterState,
+    /// A state with a title region `tr`, a fleet `f` and hosts `h1`, `h2`
+    /// (also used by the autoscaler's tests).
+    pub(crate) struct W {
+        pub(crate) s: ClusterState,
         at: UnixMillis,
     }
 
     impl W {
-        fn new(mode: ServerMode) -> Self {
+        pub(crate) fn new(mode: ServerMode) -> Self {
             let mut w = W {
                 s: ClusterState::default(),
                 at: T0,
@@ -387,7 +389,7 @@ mod tests {
             }
             w
         }
-        fn ok(&mut self, c: Command) {
+        pub(crate) fn ok(&mut self, c: Command) {
             let (r, _) = self.s.apply(&Request {
                 at: self.at,
                 command: c,
@@ -395,7 +397,7 @@ mod tests {
             assert!(r.is_ok(), "{r:?}");
             self.at += 1;
         }
-        fn process(&mut self, name: &str, host: &str) {
+        pub(crate) fn process(&mut self, name: &str, host: &str) {
             self.ok(Command::ProcessStarted {
                 process_id: ProcessId::new_unchecked(name),
                 host_id: HostId::new_unchecked(host),
