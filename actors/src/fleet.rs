@@ -232,7 +232,7 @@ fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     let now = now_millis();
     let since = st.surplus_since;
     // The fleet's hosts and policy in one short read, its processes in
-    // chunks (each a short read: apply never waits for a scan of the whole
+    // chunks of `FACTS_CHUNK` (each a short read: apply never waits for a scan of the whole
     // fleet), and the decision outside any read.
     let Some(input) = st
         .deps
