@@ -93,8 +93,23 @@ impl ScalePlan {
 }
 
 impl ScaleInput {
-    /// The view of fleet `id` in `state`; `connected` tells linked hosts.
+    /// The view of fleet `id` in `state`, in one read; `connected` tells
+    /// linked hosts.
     pub fn of(
+        state: &ClusterState,
+        id: &FleetId,
+        connected: impl Fn(&HostId) -> bool,
+        now: UnixMillis,
+    ) -> Option<ScaleInput> {
+        let input = ScaleInput::header(state, id, connected, now)?;
+        Some(input.with(proc_facts(state, id, None, usize::MAX).0))
+    }
+
+    /// What [`ScaleInput::of`] reads except the processes (left empty):
+    /// O(hosts + waiting placements), not O(processes). `None` for a
+    /// missing or forking fleet. The processes are read with
+    /// [`proc_facts`], in chunks, so that no read of the state is long.
+    pub fn header(
         state: &ClusterState,
         id: &FleetId,
         connected: impl Fn(&HostId) -> bool,
@@ -118,20 +133,6 @@ impl ScaleInput {
                 connected: connected(&h.id),
             })
             .collect();
-        let processes = state
-            .live_processes_by_fleet
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| state.processes.get(p))
-            .map(|p| ProcFacts {
-                id: p.id.clone(),
-                host: p.host_id.clone(),
-                status: p.status,
-                sessions: p.sessions_current,
-                version: p.fleet_version,
-            })
-            .collect();
         Some(ScaleInput {
             policy: fleet.scaling.clone(),
             slots: match fleet.mode {
@@ -141,7 +142,7 @@ impl ScaleInput {
             per_host: fleet.runtime.processes_per_host,
             version: fleet.version,
             hosts,
-            processes,
+            processes: Vec::new(),
             waiting: u32::try_from(state.waiting_placements(id).count()).unwrap_or(u32::MAX),
             manual_desired: scaling.and_then(|s| s.manual_desired),
             targets: scaling.map(|s| s.targets.clone()).unwrap_or_default(),
@@ -149,6 +150,62 @@ impl ScaleInput {
             surplus_since: scaling.and_then(|s| s.surplus_since),
         })
     }
+}
+
+impl ScaleInput {
+    /// This input with `processes`.
+    pub fn with(mut self, processes: Vec<ProcFacts>) -> ScaleInput {
+        self.processes = processes;
+        self
+    }
+}
+
+/// Most processes read by one [`proc_facts`] call of the fleet actor: the
+/// state's lock is held for one chunk at a time, so apply never waits for
+/// a scan of a large fleet (a 100,000-process fleet is read in 98 short
+/// reads instead of one long one).
+pub const FACTS_CHUNK: usize = 1024;
+
+/// Up to `max` live processes of fleet `id` after `after` (in id order),
+/// and the id to continue after (`None`: the end was reached). Reading a
+/// fleet chunk by chunk gives every process that stayed live throughout
+/// exactly once; one that changed between two chunks is seen as it was
+/// when its chunk was read. That is enough for the autoscaler: `apply`
+/// checks again that a process it is asked to stop is idle.
+pub fn proc_facts(
+    state: &ClusterState,
+    id: &FleetId,
+    after: Option<&ProcessId>,
+    max: usize,
+) -> (Vec<ProcFacts>, Option<ProcessId>) {
+    use std::ops::Bound;
+    let Some(live) = state.live_processes_by_fleet.get(id) else {
+        return (Vec::new(), None);
+    };
+    let lower = match after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Unbounded,
+    };
+    let mut ids = live.range::<ProcessId, _>((lower, Bound::Unbounded));
+    let mut facts = Vec::new();
+    let mut last = None;
+    for pid in ids.by_ref().take(max) {
+        last = Some(pid);
+        if let Some(p) = state.processes.get(pid) {
+            facts.push(ProcFacts {
+                id: p.id.clone(),
+                host: p.host_id.clone(),
+                status: p.status,
+                sessions: p.sessions_current,
+                version: p.fleet_version,
+            });
+        }
+    }
+    let next = match ids.next() {
+        Some(_) => last.cloned(),
+        None => None,
+    };
+    (facts, next)
 }
 
 /// A process that still counts as capacity: launching or ready.

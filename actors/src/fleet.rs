@@ -4,7 +4,7 @@
 //! committing its decision when it changes anything. It supervises the
 //! fleet's process and session actors.
 
-use crate::autoscale::{decide, ScaleInput};
+use crate::autoscale::{decide, proc_facts, ScaleInput, FACTS_CHUNK};
 use crate::policy::{plan_assignments, FleetView};
 use crate::ports::{Deps, ProposeError};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -239,14 +239,32 @@ fn autoscale(myself: &ActorRef<FleetMsg>, st: &mut FleetState) {
     // nested read can deadlock against a waiting apply.
     let connected = st.deps.connected_hosts();
     let now = now_millis();
-    let Some((plan, committed, clock)) = st.deps.read(|s| {
-        let input = ScaleInput::of(s, &st.id, |h| connected.contains(h), now)?;
-        let committed = input.targets.clone();
-        let clock = input.surplus_since;
-        Some((decide(&input), committed, clock))
-    }) else {
+    // The fleet's hosts, policy and committed scale-in clock in one short
+    // read, its processes in chunks of `FACTS_CHUNK` (each a short read:
+    // apply never waits for a scan of the whole fleet), and the decision
+    // outside any read.
+    let Some(input) = st
+        .deps
+        .read(|s| ScaleInput::header(s, &st.id, |h| connected.contains(h), now))
+    else {
         return;
     };
+    let mut processes = Vec::new();
+    let mut after = None;
+    loop {
+        let (chunk, next) = st
+            .deps
+            .read(|s| proc_facts(s, &st.id, after.as_ref(), FACTS_CHUNK));
+        processes.extend(chunk);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let input = input.with(processes);
+    let committed = input.targets.clone();
+    let clock = input.surplus_since;
+    let plan = decide(&input);
     if plan.surplus_since != clock && !st.clock_in_flight {
         st.clock_in_flight = true;
         let commands = st.deps.commands.clone();

@@ -104,12 +104,14 @@ impl Actor for NodeActor {
             let processes: Vec<ProcessId> = s
                 .processes
                 .values()
+                .map(|r| &**r)
                 .filter(|p| p.status != ProcessStatus::Exited)
                 .map(|p| p.id.clone())
                 .collect();
             let sessions: Vec<BattleSessionId> = s
                 .battle_sessions
                 .values()
+                .map(|r| &**r)
                 .filter(|b| needs_actor(b.status))
                 .map(|b| b.id.clone())
                 .collect();

@@ -2,7 +2,7 @@
 //! each over the small part of the state it reads. No I/O, no clock: the
 //! caller passes `now`. Each is unit-tested below.
 
-use respawn_state::{ClusterState, Command};
+use respawn_state::{ClusterState, Command, Shared};
 use respawn_types::backoff::capped_exponential;
 use respawn_types::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -154,10 +154,10 @@ pub struct SessionView<'a> {
 
 impl<'a> SessionView<'a> {
     pub fn of(state: &'a ClusterState, id: &BattleSessionId) -> Self {
-        let session = state.battle_sessions.get(id);
+        let session = state.battle_sessions.get(id).map(|r| &**r);
         SessionView {
             session,
-            placement: session.and_then(|s| state.placements.get(&s.placement_id)),
+            placement: session.and_then(|s| state.placements.get(&s.placement_id).map(|r| &**r)),
         }
     }
 }
@@ -223,7 +223,7 @@ pub struct ProcessView<'a> {
 
 impl<'a> ProcessView<'a> {
     pub fn of(state: &'a ClusterState, id: &ProcessId) -> Self {
-        let process = state.processes.get(id);
+        let process = state.processes.get(id).map(|r| &**r);
         ProcessView {
             process,
             fleet: process.and_then(|p| state.fleets.get(&p.fleet_id)),
@@ -260,10 +260,10 @@ pub fn process_due(view: ProcessView<'_>, now: UnixMillis) -> ProcessDue {
 /// and players' sessions.
 #[derive(Clone, Copy)]
 pub struct SessionSpecView<'a> {
-    pub battle_sessions: &'a BTreeMap<BattleSessionId, BattleSession>,
-    pub processes: &'a BTreeMap<ProcessId, DsProcess>,
-    pub placements: &'a BTreeMap<PlacementId, Placement>,
-    pub player_battle_sessions: &'a BTreeMap<PlayerBattleSessionId, PlayerBattleSession>,
+    pub battle_sessions: &'a BTreeMap<BattleSessionId, Shared<BattleSession>>,
+    pub processes: &'a BTreeMap<ProcessId, Shared<DsProcess>>,
+    pub placements: &'a BTreeMap<PlacementId, Shared<Placement>>,
+    pub player_battle_sessions: &'a BTreeMap<PlayerBattleSessionId, Shared<PlayerBattleSession>>,
 }
 
 impl<'a> SessionSpecView<'a> {
@@ -289,7 +289,7 @@ pub fn battle_session_spec(
     let players = placement
         .player_battle_sessions
         .iter()
-        .filter_map(|pbs| state.player_battle_sessions.get(pbs))
+        .filter_map(|pbs| state.player_battle_sessions.get(pbs).map(|r| &**r))
         .filter(|p| p.status != PlayerBattleSessionStatus::Completed)
         .map(|p| agent::PlayerSlot {
             player_id: p.player_id.clone(),
@@ -322,7 +322,7 @@ pub fn agent_retry_delay(attempt: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use respawn_state::{Request, StartPlacement};
 
@@ -332,13 +332,15 @@ mod tests {
         f(s.to_string())
     }
 
-    struct W {
-        s: ClusterState,
+    /// A state with a title region `tr`, a fleet `f` and hosts `h1`, `h2`
+    /// (also used by the autoscaler's tests).
+    pub(crate) struct W {
+        pub(crate) s: ClusterState,
         at: UnixMillis,
     }
 
     impl W {
-        fn new(mode: ServerMode) -> Self {
+        pub(crate) fn new(mode: ServerMode) -> Self {
             let mut w = W {
                 s: ClusterState::default(),
                 at: T0,
@@ -387,7 +389,7 @@ mod tests {
             }
             w
         }
-        fn ok(&mut self, c: Command) {
+        pub(crate) fn ok(&mut self, c: Command) {
             let (r, _) = self.s.apply(&Request {
                 at: self.at,
                 command: c,
@@ -395,7 +397,7 @@ mod tests {
             assert!(r.is_ok(), "{r:?}");
             self.at += 1;
         }
-        fn process(&mut self, name: &str, host: &str) {
+        pub(crate) fn process(&mut self, name: &str, host: &str) {
             self.ok(Command::ProcessStarted {
                 process_id: ProcessId::new_unchecked(name),
                 host_id: HostId::new_unchecked(host),

@@ -110,6 +110,10 @@ pub struct Deps {
     pub vs: Arc<dyn VsPorts>,
 }
 
+/// A read of the state that holds it longer than this is logged: apply
+/// waits for it.
+const SLOW_READ: Duration = Duration::from_millis(50);
+
 impl Deps {
     /// Runs `f` on the current state; the lock is held only for `f`.
     ///
@@ -117,12 +121,19 @@ impl Deps {
     /// reads the state too): a read inside a read deadlocks as soon as
     /// apply waits for the lock between the two. Ask them before or after
     /// (e.g. [`Deps::connected_hosts`]).
+    #[track_caller]
     pub fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        let caller = std::panic::Location::caller();
         let mut f = Some(f);
         let mut out = None;
         self.state.read_state(&mut |s| {
             if let Some(f) = f.take() {
+                let started = std::time::Instant::now();
                 out = Some(f(s));
+                let took = started.elapsed();
+                if took >= SLOW_READ {
+                    tracing::info!(ms = took.as_millis() as u64, "slow state read by {caller}");
+                }
             }
         });
         // `read_state` runs its reader exactly once: that is its contract.

@@ -515,10 +515,16 @@ fn writer_loop(shared: Arc<LogShared>, rx: mpsc::Receiver<WriteOp>) {
         let durable = batch
             .iter()
             .any(|op| !matches!(op, WriteOp::Committed { .. }));
+        let started = std::time::Instant::now();
         let result = match &failed {
             Some(e) => Err(e.clone()),
             None => write_batch(&shared.file.db, &batch, durable).map_err(|e| e.to_string()),
         };
+        crate::sm::log_slow(
+            "log write",
+            started.elapsed(),
+            format_args!("{}", describe_batch(&batch)),
+        );
         match &result {
             Ok(()) => {
                 shared.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -544,6 +550,25 @@ fn writer_loop(shared: Arc<LogShared>, rx: mpsc::Receiver<WriteOp>) {
             tracing::warn!(error = %e, "final sync of the raft log failed");
         }
     }
+}
+
+/// What a batch of the writer holds, for its timing log.
+fn describe_batch(batch: &[WriteOp]) -> String {
+    let (mut entries, mut bytes, mut purged) = (0usize, 0usize, None);
+    for op in batch {
+        match op {
+            WriteOp::Append { entries: e, .. } => {
+                entries += e.len();
+                bytes += e.iter().map(|(_, _, b)| b.len()).sum::<usize>();
+            }
+            WriteOp::Purge { upto, .. } => purged = Some(*upto),
+            _ => {}
+        }
+    }
+    format!(
+        "ops={} entries={entries} bytes={bytes} purge_upto={purged:?}",
+        batch.len()
+    )
 }
 
 fn write_batch(db: &redb::Database, batch: &[WriteOp], durable: bool) -> Result<(), redb::Error> {

@@ -151,8 +151,18 @@ impl StateHandle {
     /// apply waits for it. `f` must not read this state again (directly or
     /// through anything that does): a nested read deadlocks against a
     /// waiting apply ([`Reading`]; it panics in debug builds).
+    #[track_caller]
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        f(&self.read_guard().state)
+        let caller = std::panic::Location::caller();
+        let guard = self.read_guard();
+        let started = std::time::Instant::now();
+        let r = f(&guard.state);
+        drop(guard);
+        let took = started.elapsed();
+        if took >= SLOW_STEP {
+            log_slow("state read", took, format_args!("by {caller}"));
+        }
+        r
     }
 
     /// Requests (commands) applied since this member started, start-up
@@ -222,6 +232,20 @@ fn snap_read_err(e: impl std::fmt::Display) -> StorageError {
 
 fn snap_write_err(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::write_snapshot(None, AnyError::error(e)).into()
+}
+
+/// Above this, a step of apply, the log writer or a snapshot build is
+/// logged at INFO (always at DEBUG): the steps that can hold placements up.
+pub(crate) const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Logs how long `what` took: at DEBUG, or at INFO past [`SLOW_STEP`].
+pub(crate) fn log_slow(what: &str, took: std::time::Duration, detail: std::fmt::Arguments<'_>) {
+    let ms = took.as_millis() as u64;
+    if took >= SLOW_STEP {
+        tracing::info!(ms, "slow {what}: {detail}");
+    } else {
+        tracing::debug!(ms, "{what}: {detail}");
+    }
 }
 
 /// Runs blocking file work off the async workers.
@@ -328,7 +352,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 snapshot_id,
             };
             // Streams the copy into the file; the copy is freed on return.
+            let write_started = std::time::Instant::now();
             let (bytes, _) = files.write(&meta, &state)?;
+            let write_ms = write_started.elapsed().as_millis() as u64;
+            let drop_started = std::time::Instant::now();
+            drop(state);
+            let drop_ms = drop_started.elapsed().as_millis() as u64;
+            tracing::info!(write_ms, drop_ms, "snapshot written");
             Ok((meta, bytes))
         })
         .await
@@ -360,9 +390,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let wait_started = std::time::Instant::now();
         let mut data = self.handle.write_guard();
+        let lock_wait = wait_started.elapsed();
         let data = &mut *data;
         let mut responses = Vec::new();
+        let mut commands = 0usize;
         for entry in entries {
             data.last_applied = Some(entry.log_id);
             match entry.payload {
@@ -375,6 +408,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         answers.push(response);
                         events.extend(evs);
                     }
+                    commands += batch.0.len();
                     self.handle
                         .commands_applied
                         .fetch_add(batch.0.len() as u64, Ordering::Relaxed);
@@ -394,6 +428,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
         }
+        log_slow(
+            "apply",
+            wait_started.elapsed(),
+            format_args!("commands={commands} lock_wait_ms={}", lock_wait.as_millis()),
+        );
         Ok(responses)
     }
 

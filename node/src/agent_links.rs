@@ -188,7 +188,7 @@ fn describe_session(
         .map(|p| p.player_battle_sessions.as_slice())
         .unwrap_or_default()
         .iter()
-        .filter_map(|id| s.player_battle_sessions.get(id))
+        .filter_map(|id| s.player_battle_sessions.get(id).map(|r| &**r))
         .map(|p| PlayerDescription {
             player_id: p.player_id.clone(),
             player_battle_session_id: p.id.clone(),

@@ -196,9 +196,19 @@ async fn run_load(
         }));
     }
     let mut latencies = Vec::with_capacity(placements);
+    // The longest time without a placement fulfilled, and when it ended
+    // (since the start of the load): a stall shows up here.
+    let (mut last_done, mut gap, mut gap_end) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     while latencies.len() < placements {
         match tokio::time::timeout(Duration::from_secs(60), done_rx.recv()).await {
-            Ok(Some(d)) => latencies.push(d),
+            Ok(Some(d)) => {
+                let now = t0.elapsed();
+                if now - last_done > gap {
+                    (gap, gap_end) = (now - last_done, now);
+                }
+                last_done = now;
+                latencies.push(d)
+            }
             _ => bail!(
                 "placements stalled after {} of {}",
                 latencies.len(),
@@ -207,6 +217,11 @@ async fn run_load(
         }
     }
     let wall = t0.elapsed();
+    println!(
+        "longest stall:     {:.0} ms without a placement fulfilled, until {:.2} s into the load",
+        gap.as_secs_f64() * 1e3,
+        gap_end.as_secs_f64()
+    );
     for w in workers {
         w.await??;
     }

@@ -3,21 +3,23 @@
 //! `apply` itself read it through. The transitions are in the `apply` module.
 
 use crate::command::Rejection;
+use crate::shared::Shared;
 use respawn_types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Everything Raft replicates. Maps are ordered so that snapshots of equal
-/// states are equal byte for byte.
+/// states are equal byte for byte. The records of the large maps are
+/// [`Shared`], so that a copy of the state (a snapshot's) is cheap.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub title_regions: BTreeMap<TitleRegionId, TitleRegion>,
     pub fleets: BTreeMap<FleetId, Fleet>,
     pub hosts: BTreeMap<HostId, Host>,
-    pub processes: BTreeMap<ProcessId, DsProcess>,
-    pub battle_sessions: BTreeMap<BattleSessionId, BattleSession>,
-    pub placements: BTreeMap<PlacementId, Placement>,
-    pub player_battle_sessions: BTreeMap<PlayerBattleSessionId, PlayerBattleSession>,
+    pub processes: BTreeMap<ProcessId, Shared<DsProcess>>,
+    pub battle_sessions: BTreeMap<BattleSessionId, Shared<BattleSession>>,
+    pub placements: BTreeMap<PlacementId, Shared<Placement>>,
+    pub player_battle_sessions: BTreeMap<PlayerBattleSessionId, Shared<PlayerBattleSession>>,
     /// Battle session ids issued by RequestBattleSessionID and not yet used.
     pub issued_session_ids: BTreeMap<BattleSessionId, crate::retention_marks::IssuedId>,
     /// Index: the ids of `issued_session_ids` by issue time, oldest first
@@ -104,7 +106,7 @@ impl ClusterState {
             .get(fleet_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.processes.get(id))
+            .filter_map(|id| self.processes.get(id).map(|p| &**p))
     }
 
     /// Placements of a fleet waiting for a process, oldest first.
@@ -146,6 +148,7 @@ impl ClusterState {
     pub(crate) fn session(&self, id: &BattleSessionId) -> Result<&BattleSession, Rejection> {
         self.battle_sessions
             .get(id)
+            .map(|s| &**s)
             .ok_or_else(|| Rejection::missing("battle session", id, self.pruned.session(id)))
     }
 
@@ -153,6 +156,7 @@ impl ClusterState {
         let expired = self.pruned.process(id);
         self.processes
             .get_mut(id)
+            .map(|p| &mut **p)
             .ok_or_else(|| Rejection::missing("process", id, expired))
     }
 

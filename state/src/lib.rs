@@ -18,6 +18,7 @@ pub mod cluster_state;
 pub mod command;
 pub mod retention;
 pub mod retention_marks;
+pub mod shared;
 
 #[cfg(test)]
 mod test_fixture;
@@ -28,3 +29,4 @@ pub use command::*;
 /// which do not depend on this one check the same constants).
 pub use respawn_types::limits;
 pub use retention::{prune_candidates, PruneCursor, PrunedWatermarks};
+pub use shared::Shared;

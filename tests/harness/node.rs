@@ -137,6 +137,7 @@ impl Cluster {
         self.read(|s| {
             s.processes
                 .values()
+                .map(|r| &**r)
                 .filter(|p| p.status == ProcessStatus::Ready && p.fleet_id.as_str() == DEV_FLEET)
                 .map(|p| p.id.clone())
                 .collect()
@@ -157,7 +158,7 @@ impl Cluster {
     }
 
     pub fn process(&self, id: &ProcessId) -> Option<DsProcess> {
-        self.read(|s| s.processes.get(id).cloned())
+        self.read(|s| s.processes.get(id).map(|r| (**r).clone()))
     }
 
     /// The process hosting a placement's battle session.

@@ -224,3 +224,49 @@ fn draining_and_unlinked_hosts_get_no_new_process() {
     assert_eq!(plan.targets[&h(2)], 0);
     assert_eq!(plan.targets[&h(3)], 3);
 }
+
+/// Reading a fleet's processes chunk by chunk gives what one read gives,
+/// each chunk at most its size, and ends.
+#[test]
+fn proc_facts_in_chunks_equal_one_read() {
+    use crate::policy::tests::W;
+    let mut w = W::new(ServerMode::Simple);
+    for n in 0..11 {
+        w.process(&format!("p{n:02}"), if n % 2 == 0 { "h1" } else { "h2" });
+    }
+    let f = FleetId::new_unchecked("f");
+    let whole = ScaleInput::of(&w.s, &f, |_| true, 0)
+        .unwrap()
+        .processes;
+    assert_eq!(whole.len(), 11);
+    for size in [1, 3, 4, 11, 12] {
+        let (mut got, mut after, mut reads) = (Vec::new(), None, 0);
+        loop {
+            let (chunk, next) = proc_facts(&w.s, &f, after.as_ref(), size);
+            assert!(chunk.len() <= size);
+            reads += 1;
+            got.extend(chunk);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, whole, "chunks of {size}");
+        assert_eq!(reads, 11usize.div_ceil(size).max(1), "chunks of {size}");
+    }
+    // A process that exits between two chunks is simply not in the next.
+    let (first, after) = proc_facts(&w.s, &f, None, 5);
+    w.ok(respawn_state::Command::ProcessExited {
+        process_id: ProcessId::new_unchecked("p07"),
+        reason: ExitReason::Killed,
+    });
+    let (rest, next) = proc_facts(&w.s, &f, after.as_ref(), 100);
+    assert_eq!(next, None);
+    assert_eq!(first.len() + rest.len(), 10);
+    assert!(!rest.iter().any(|p| p.id.as_str() == "p07"));
+    // An unknown fleet has none.
+    assert_eq!(
+        proc_facts(&w.s, &FleetId::new_unchecked("nope"), None, 5),
+        (Vec::new(), None)
+    );
+}

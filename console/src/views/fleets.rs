@@ -93,7 +93,7 @@ pub fn utilization(s: &ClusterState, fleet: &FleetId) -> Utilization {
         .get(fleet)
         .into_iter()
         .flatten()
-        .filter_map(|id| s.processes.get(id))
+        .filter_map(|id| s.processes.get(id).map(|r| &**r))
     {
         u.live_processes += 1;
         u.sessions += p.sessions_current;
@@ -117,7 +117,7 @@ fn row(s: &ClusterState, f: &Fleet) -> FleetRow {
         .get(&f.id)
         .into_iter()
         .flatten()
-        .filter_map(|id| s.processes.get(id))
+        .filter_map(|id| s.processes.get(id).map(|r| &**r))
     {
         *processes.entry(status_name(&p.status)).or_insert(0) += 1;
     }
@@ -167,6 +167,7 @@ pub fn hosts(
             live_processes: s
                 .processes
                 .values()
+                .map(|r| &**r)
                 .filter(|p| p.host_id == h.id && p.status != ProcessStatus::Exited)
                 .count(),
         })
@@ -217,6 +218,7 @@ pub fn fleet_page(
     let mut processes: Vec<&DsProcess> = s
         .processes
         .values()
+        .map(|r| &**r)
         .filter(|p| p.fleet_id == f.id)
         .collect();
     // Live first, then newest first.

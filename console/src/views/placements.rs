@@ -81,7 +81,7 @@ fn address(b: Option<&BattleSession>) -> Option<String> {
 }
 
 fn row(s: &ClusterState, p: &Placement) -> PlacementRow {
-    let b = s.battle_sessions.get(&p.battle_session_id);
+    let b = s.battle_sessions.get(&p.battle_session_id).map(|b| &**b);
     PlacementRow {
         id: p.id.to_string(),
         status: status_name(&p.status),
@@ -101,6 +101,7 @@ pub fn placements(s: &ClusterState, scope: Scope<'_>, f: &PlacementFilter) -> Ro
     let mut all: Vec<&Placement> = s
         .placements
         .values()
+        .map(|r| &**r)
         .filter(|p| scope.sees(&p.title_region_id))
         .filter(|p| f.status.is_empty() || status_name(&p.status) == f.status)
         .filter(|p| f.fleet.is_empty() || p.fleet_id.as_str() == f.fleet)
@@ -137,7 +138,7 @@ pub fn placement_page(s: &ClusterState, scope: Scope<'_>, id: &str) -> Option<Pl
     let players: Vec<&PlayerBattleSession> = p
         .player_battle_sessions
         .iter()
-        .filter_map(|id| s.player_battle_sessions.get(id))
+        .filter_map(|id| s.player_battle_sessions.get(id).map(|r| &**r))
         .collect();
     let mut t: Vec<(u64, String)> = vec![(
         p.created_at,
@@ -215,6 +216,7 @@ pub fn player_sessions(s: &ClusterState, scope: Scope<'_>, player: &str) -> Rows
     let mut all: Vec<&PlayerBattleSession> = s
         .player_battle_sessions
         .values()
+        .map(|r| &**r)
         .filter(|p| p.player_id.as_str() == player && scope.sees(&p.title_region_id))
         .collect();
     all.sort_by_key(|p| std::cmp::Reverse(p.created_at));
@@ -249,7 +251,8 @@ mod tests {
                     ended_at: (status != PlacementStatus::Pending).then_some(1000 * n + 5),
                     reason: None,
                     player_battle_sessions: vec![pbs.clone()],
-                },
+                }
+                .into(),
             );
             s.player_battle_sessions.insert(
                 pbs.clone(),
@@ -263,7 +266,8 @@ mod tests {
                     team: String::new(),
                     created_at: 1000 * n,
                     updated_at: 1000 * n,
-                },
+                }
+                .into(),
             );
         }
         s

@@ -46,6 +46,7 @@ pub fn process_page(s: &ClusterState, scope: Scope<'_>, id: &str) -> Option<Proc
     let mut held: Vec<&BattleSession> = s
         .battle_sessions
         .values()
+        .map(|r| &**r)
         .filter(|b| b.process_id.as_ref() == Some(&p.id))
         .collect();
     held.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id.clone())));

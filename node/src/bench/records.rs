@@ -190,6 +190,7 @@ pub fn records(a: RecordsArgs) -> anyhow::Result<()> {
             .s
             .player_battle_sessions
             .values()
+            .map(|r| &**r)
             .next()
             .map(|p| json_of(serde_json::to_vec(p)))
             .unwrap_or(0))

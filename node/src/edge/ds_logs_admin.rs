@@ -71,7 +71,7 @@ fn agent_error(e: WireError) -> ApiError {
 fn process_in(s: &ClusterState, tr: &TitleRegionId, id: &ProcessId) -> Option<DsProcess> {
     let p = s.processes.get(id)?;
     let fleet = s.fleets.get(&p.fleet_id)?;
-    (&fleet.title_region_id == tr).then(|| p.clone())
+    (&fleet.title_region_id == tr).then(|| (**p).clone())
 }
 
 async fn process(edge: &Edge, tr: &TitleRegionId, id: &ProcessId) -> Result<DsProcess, ApiError> {

@@ -207,7 +207,7 @@ pub fn placement_view(
         players: pl
             .player_battle_sessions
             .iter()
-            .filter_map(|id| state.player_battle_sessions.get(id))
+            .filter_map(|id| state.player_battle_sessions.get(id).map(|r| &**r))
             .map(|p| player_view(state, p))
             .collect(),
         created_at: pl.created_at,
@@ -413,7 +413,7 @@ pub async fn add_players_to_battle_session(
         .cluster
         .read(|s| {
             ids.iter()
-                .filter_map(|id| s.player_battle_sessions.get(id))
+                .filter_map(|id| s.player_battle_sessions.get(id).map(|r| &**r))
                 .map(|p| player_view(s, p))
                 .collect()
         })
@@ -443,7 +443,7 @@ pub async fn query_player_battle_sessions(
                 .get(&player)
                 .into_iter()
                 .flatten()
-                .filter_map(|id| s.player_battle_sessions.get(id))
+                .filter_map(|id| s.player_battle_sessions.get(id).map(|r| &**r))
                 .filter(|p| p.title_region_id == tr)
                 .map(|p| player_view(s, p))
                 .collect()

@@ -45,7 +45,7 @@ pub fn render(s: &ClusterState) -> String {
             .get(&f.id)
             .into_iter()
             .flatten()
-            .filter_map(|id| s.processes.get(id))
+            .filter_map(|id| s.processes.get(id).map(|r| &**r))
         {
             *procs
                 .entry((status(p.status), p.fleet_version))
@@ -55,7 +55,7 @@ pub fn render(s: &ClusterState) -> String {
                 .get(&p.id)
                 .into_iter()
                 .flatten()
-                .filter_map(|b| s.battle_sessions.get(b))
+                .filter_map(|b| s.battle_sessions.get(b).map(|r| &**r))
             {
                 match b.status {
                     BattleSessionStatus::Activating => activating += 1,

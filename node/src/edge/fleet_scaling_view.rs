@@ -67,7 +67,7 @@ pub fn scaling_view(
         .get(&f.id)
         .into_iter()
         .flatten()
-        .filter_map(|id| s.processes.get(id))
+        .filter_map(|id| s.processes.get(id).map(|r| &**r))
     {
         *by_version
             .entry(p.fleet_version)

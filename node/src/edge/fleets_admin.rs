@@ -62,7 +62,7 @@ fn view(s: &ClusterState, f: &Fleet) -> FleetView {
         .get(&f.id)
         .into_iter()
         .flatten()
-        .filter_map(|id| s.processes.get(id))
+        .filter_map(|id| s.processes.get(id).map(|r| &**r))
     {
         *processes.entry(status_name(p.status)).or_insert(0) += 1;
         for b in s
@@ -70,7 +70,7 @@ fn view(s: &ClusterState, f: &Fleet) -> FleetView {
             .get(&p.id)
             .into_iter()
             .flatten()
-            .filter_map(|b| s.battle_sessions.get(b))
+            .filter_map(|b| s.battle_sessions.get(b).map(|r| &**r))
         {
             match b.status {
                 BattleSessionStatus::Activating => sessions.activating += 1,
@@ -306,7 +306,7 @@ fn host_view(s: &ClusterState, h: &Host, connected: bool) -> HostView {
         .get(&h.fleet_id)
         .into_iter()
         .flatten()
-        .filter_map(|id| s.processes.get(id))
+        .filter_map(|id| s.processes.get(id).map(|r| &**r))
         .filter(|p| p.host_id == h.id)
     {
         *processes.entry(status_name(p.status)).or_insert(0) += 1;

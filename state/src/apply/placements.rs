@@ -208,7 +208,8 @@ impl ClusterState {
                 attempts: 0,
                 terminated_at: None,
                 termination_reason: None,
-            },
+            }
+            .into(),
         );
         self.placements.insert(
             sp.placement_id.clone(),
@@ -223,7 +224,8 @@ impl ClusterState {
                 ended_at: None,
                 reason: None,
                 player_battle_sessions: pbs_ids,
-            },
+            }
+            .into(),
         );
         self.insert_players(at, &sp.title_region_id, &sp.battle_session_id, &sp.players);
         self.waiting_by_fleet

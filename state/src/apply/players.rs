@@ -79,7 +79,7 @@ impl ClusterState {
         let mut seen_pbs = BTreeSet::new();
         let mut seen_players: BTreeSet<&PlayerId> = existing
             .iter()
-            .filter_map(|id| self.player_battle_sessions.get(id))
+            .filter_map(|id| self.player_battle_sessions.get(id).map(|r| &**r))
             .filter(|p| p.status != PlayerBattleSessionStatus::Completed)
             .map(|p| &p.player_id)
             .collect();
@@ -129,7 +129,8 @@ impl ClusterState {
                     team: spec.team.clone(),
                     created_at: at,
                     updated_at: at,
-                },
+                }
+                .into(),
             );
             self.sessions_by_player
                 .entry(spec.player_id.clone())
@@ -170,7 +171,7 @@ impl ClusterState {
             .unwrap_or_default();
         let current = existing
             .iter()
-            .filter_map(|id| self.player_battle_sessions.get(id))
+            .filter_map(|id| self.player_battle_sessions.get(id).map(|r| &**r))
             .filter(|p| p.status != PlayerBattleSessionStatus::Completed)
             .count();
         if current + players.len() > max as usize {

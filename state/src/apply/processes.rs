@@ -152,7 +152,7 @@ impl ClusterState {
             process_id: p.id.clone(),
             status: p.status,
         });
-        self.processes.insert(p.id.clone(), p);
+        self.processes.insert(p.id.clone(), p.into());
     }
 
     pub(super) fn exit_process(

@@ -66,7 +66,7 @@ pub(super) fn counts(c: &TestCluster, leader: NodeId) -> (usize, usize, usize) {
             .get(&fleet)
             .into_iter()
             .flatten()
-            .filter_map(|p| s.processes.get(p))
+            .filter_map(|p| s.processes.get(p).map(|r| &**r))
             .filter(|p| matches!(p.status, ProcessStatus::Launching | ProcessStatus::Ready))
             .collect();
         let idle = live
@@ -170,6 +170,7 @@ async fn a_new_fleet_version_replaces_idle_processes_and_busy_ones_finish() -> a
     let version_of = |s: &respawn_state::ClusterState, busy: bool| -> Vec<u64> {
         s.processes
             .values()
+            .map(|r| &**r)
             .filter(|p| matches!(p.status, ProcessStatus::Ready))
             .filter(|p| (p.sessions_current > 0) == busy)
             .map(|p| p.fleet_version)

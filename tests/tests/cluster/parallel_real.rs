@@ -50,6 +50,7 @@ async fn parallel_ds_hosts_n_sessions_per_process_and_reuses_freed_slots() -> an
         let ready = c.read(leader, |s| {
             s.processes
                 .values()
+                .map(|r| &**r)
                 .filter(|p| p.status == ProcessStatus::Ready)
                 .count()
         });

@@ -48,6 +48,7 @@ async fn an_agent_drain_lets_its_session_finish_then_the_agent_is_done() -> anyh
         c.read(|s| {
             s.processes
                 .values()
+                .map(|r| &**r)
                 .any(|p| p.id != busy && p.status == ProcessStatus::Exited)
         })
         .then_some(())

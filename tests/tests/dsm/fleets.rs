@@ -159,6 +159,7 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
         c.read(|s| {
             s.processes
                 .values()
+                .map(|r| &**r)
                 .filter(|p| p.id != busy && p.status == ProcessStatus::Exited)
                 .count()
                 == 2

@@ -39,6 +39,7 @@ async fn a_forking_parent_forks_the_processes_that_alone_host_battle_sessions() 
         .read(|s| {
             s.processes
                 .values()
+                .map(|r| &**r)
                 .find(|p| p.role == ProcessRole::ForkingParent)
                 .cloned()
         })

@@ -116,7 +116,7 @@ impl ClusterState {
             .get(fleet)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.processes.get(id))
+            .filter_map(|id| self.processes.get(id).map(|r| &**r))
             .filter(|p| &p.host_id == host && matches!(p.role, ProcessRole::Forked { .. }))
             .count()
     }

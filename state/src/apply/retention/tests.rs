@@ -204,12 +204,14 @@ fn nothing_live_is_ever_pruned() {
     let live_sessions: BTreeSet<BattleSessionId> =
         h.s.battle_sessions
             .values()
+            .map(|r| &**r)
             .filter(|s| s.status != BattleSessionStatus::Terminated)
             .map(|s| s.id.clone())
             .collect();
     let live_processes: BTreeSet<ProcessId> =
         h.s.processes
             .values()
+            .map(|r| &**r)
             .filter(|p| p.status != ProcessStatus::Exited)
             .map(|p| p.id.clone())
             .collect();
