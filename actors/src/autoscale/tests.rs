@@ -235,9 +235,7 @@ fn proc_facts_in_chunks_equal_one_read() {
         w.process(&format!("p{n:02}"), if n % 2 == 0 { "h1" } else { "h2" });
     }
     let f = FleetId::new_unchecked("f");
-    let whole = ScaleInput::of(&w.s, &f, |_| true, 0)
-        .unwrap()
-        .processes;
+    let whole = ScaleInput::of(&w.s, &f, |_| true, 0).unwrap().processes;
     assert_eq!(whole.len(), 11);
     for size in [1, 3, 4, 11, 12] {
         let (mut got, mut after, mut reads) = (Vec::new(), None, 0);

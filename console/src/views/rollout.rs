@@ -121,7 +121,7 @@ mod tests {
             process(8, 3, ProcessStatus::Terminating, 2),
             other,
         ] {
-            s.processes.insert(p.id.clone(), p);
+            s.processes.insert(p.id.clone(), p.into());
         }
         let rows = versions(&s, &FleetId::new_unchecked("f"));
         assert_eq!(
