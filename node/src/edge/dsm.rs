@@ -486,7 +486,8 @@ pub async fn terminate_player_battle_session(
                 .map(|p| player_view(s, p))
         })
         .await?;
-    let view = view.ok_or_else(|| ApiError::not_found(format!("player battle session '{pbs}' not found")))?;
+    let view = view
+        .ok_or_else(|| ApiError::not_found(format!("player battle session '{pbs}' not found")))?;
     Ok(Json(PlayerBattleSessionResponse {
         player_battle_session: view,
     }))
