@@ -138,7 +138,11 @@ impl Actor for SessionTimers {
         match msg {
             SessionMsg::Changed(id) => evaluate(&myself, st, id, now),
             SessionMsg::Tick => {
-                st.timer = None;
+                // The timer that fired is done; abort whatever else is
+                // armed so that only one timer is ever pending.
+                if let Some((_, t)) = st.timer.take() {
+                    t.abort();
+                }
                 for id in st.table.take_due(now) {
                     evaluate(&myself, st, id, now);
                 }
