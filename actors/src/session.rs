@@ -90,16 +90,16 @@ impl Timetable {
     }
 }
 
+/// The task of a `send_after` timer.
+type Timer = JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>;
+
 pub struct TimersState {
     deps: Deps,
     table: Timetable,
     /// Sessions whose timeout command is being committed.
     proposing: HashSet<BattleSessionId>,
     /// The one timer: when it fires, and its task.
-    timer: Option<(
-        UnixMillis,
-        JoinHandle<Result<(), ractor::MessagingErr<SessionMsg>>>,
-    )>,
+    timer: Option<(UnixMillis, Timer)>,
 }
 
 impl Actor for SessionTimers {
