@@ -1,9 +1,10 @@
 //! The actors of a Respawn server node.
 //!
-//! One actor per fleet, per DS process that is ending or terminating and per
-//! battle session with a deadline (pending or activating), each a thin shell
-//! over pure decision functions in [`policy`], and one per title region for
-//! its virtual servers, over [`vs_policy`]. The committed
+//! One actor per fleet and per DS process that is ending or terminating,
+//! one for the deadlines of every battle session that is pending or
+//! activating ([`session::SessionTimers`]), each a thin shell over pure
+//! decision functions in [`policy`], and one per title region for its
+//! virtual servers, over [`vs_policy`]. The committed
 //! Raft log is their input: [`node::NodeActor`] receives the events that
 //! `apply` emitted and routes them; actors act by proposing commands through
 //! [`ports::CommandSink`] and by talking to agents through

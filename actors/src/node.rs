@@ -2,20 +2,21 @@
 //! committed command produced, in log order, and routes them to the actors
 //! of the title regions' virtual servers, fleets, processes and battle
 //! sessions concerned, spawning those that do not exist yet. It supervises
-//! the fleet and VS actors; fleets supervise their process and session actors. Actor references are held here, in
+//! the fleet and VS actors and the session timers; fleets supervise their
+//! process actors. Actor references are held here, in
 //! plain maps: the global ractor registry is never used, so several nodes can
 //! run in one process.
 
 use crate::fleet::{FleetActor, FleetMsg};
 use crate::ports::Deps;
 use crate::process::{Notice, ProcessActor, ProcessMsg};
-use crate::session::{SessionActor, SessionMsg};
+use crate::session::{SessionMsg, SessionTimers};
 use crate::vs::{VsActor, VsMsg};
 use crate::ActorsError;
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use respawn_state::{ClusterState, Event};
 use respawn_types::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub struct NodeActor;
@@ -32,9 +33,14 @@ pub struct NodeState {
     deps: Deps,
     fleets: HashMap<FleetId, ActorRef<FleetMsg>>,
     processes: HashMap<ProcessId, ActorRef<ProcessMsg>>,
-    sessions: HashMap<BattleSessionId, ActorRef<SessionMsg>>,
+    /// The timeouts of every PENDING or ACTIVATING battle session.
+    timers: Option<ActorRef<SessionMsg>>,
     /// Virtual-server actors, one per title region.
     vs: HashMap<TitleRegionId, ActorRef<VsMsg>>,
+    /// Fleets to kick once the events of the entry being routed are done:
+    /// one kick plans every waiting placement, so an entry with many new
+    /// placements of a fleet kicks it once (at most one per fleet).
+    kicks: HashSet<FleetId>,
 }
 
 /// The running actor system of one node.
@@ -86,8 +92,9 @@ impl Actor for NodeActor {
             deps,
             fleets: HashMap::new(),
             processes: HashMap::new(),
-            sessions: HashMap::new(),
+            timers: None,
             vs: HashMap::new(),
+            kicks: HashSet::new(),
         })
     }
 
@@ -97,8 +104,8 @@ impl Actor for NodeActor {
         st: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         // Rebuild from committed state: every fleet, every process that has
-        // not exited, every session PENDING or ACTIVATING. Their timers re-arm from
-        // the committed deadlines.
+        // not exited, the timers of every session PENDING or ACTIVATING.
+        // Timers re-arm from the committed deadlines.
         let (fleets, processes, sessions) = st.deps.read(|s: &ClusterState| {
             let fleets: Vec<FleetId> = s.fleets.keys().cloned().collect();
             let processes: Vec<ProcessId> = s
@@ -108,19 +115,18 @@ impl Actor for NodeActor {
                 .filter(|p| p.status != ProcessStatus::Exited)
                 .map(|p| p.id.clone())
                 .collect();
-            let sessions: Vec<BattleSessionId> = s
+            let sessions = s
                 .battle_sessions
                 .values()
                 .map(|r| &**r)
                 .filter(|b| needs_actor(b.status))
-                .map(|b| b.id.clone())
-                .collect();
+                .count();
             (fleets, processes, sessions)
         });
         tracing::info!(
             fleets = fleets.len(),
             processes = processes.len(),
-            sessions = sessions.len(),
+            sessions,
             "rebuilding actors from committed state"
         );
         let regions: Vec<TitleRegionId> =
@@ -135,9 +141,7 @@ impl Actor for NodeActor {
             crate::process::resend_after_restart(&st.deps, &p);
             st.process(&myself, &p).await;
         }
-        for b in sessions {
-            st.session(&myself, &b).await;
-        }
+        st.timers(&myself).await;
         Ok(())
     }
 
@@ -151,6 +155,11 @@ impl Actor for NodeActor {
             NodeMsg::Events(_, events) => {
                 for e in events {
                     st.route(&myself, e).await;
+                }
+                for f in std::mem::take(&mut st.kicks) {
+                    if let Some(f) = st.fleets.get(&f) {
+                        let _ = f.cast(FleetMsg::Kick);
+                    }
                 }
             }
             NodeMsg::KickFleets => {
@@ -256,13 +265,11 @@ impl NodeState {
                         .map(|p| p.battle_session_id.clone())
                 });
                 if let Some(bs) = bs {
-                    self.session(myself, &bs).await;
+                    self.session_changed(myself, bs).await;
                 }
             }
             Event::PlacementNeedsProcess { fleet_id, .. } => {
-                if let Some(f) = self.fleets.get(&fleet_id) {
-                    let _ = f.cast(FleetMsg::Kick);
-                }
+                self.kicks.insert(fleet_id);
             }
             Event::SessionAssigned {
                 battle_session_id,
@@ -274,17 +281,13 @@ impl NodeState {
                     ProcessMsg::StartSession(battle_session_id.clone()),
                 )
                 .await;
-                self.session_changed(myself, &battle_session_id).await;
+                self.session_changed(myself, battle_session_id).await;
             }
             Event::SessionActivated {
                 battle_session_id, ..
             } => {
-                // ACTIVE: nothing left to time. The actor stops on this
-                // message and is forgotten here (a stopped actor's mailbox
-                // stays allocated while a reference to it is kept).
-                if let Some(s) = self.sessions.remove(&battle_session_id) {
-                    let _ = s.cast(SessionMsg::Changed);
-                }
+                // ACTIVE: nothing left to time; the timers forget it.
+                self.session_changed(myself, battle_session_id).await;
             }
             Event::SessionRevoked {
                 battle_session_id,
@@ -296,21 +299,18 @@ impl NodeState {
                     ProcessMsg::RevokeSession(battle_session_id.clone()),
                 )
                 .await;
-                self.session_changed(myself, &battle_session_id).await;
+                self.session_changed(myself, battle_session_id).await;
             }
             Event::SessionTerminated { battle_session_id } => {
-                if let Some(s) = self.sessions.remove(&battle_session_id) {
-                    let _ = s.cast(SessionMsg::Changed);
-                }
+                self.session_changed(myself, battle_session_id.clone())
+                    .await;
                 // A parallel-mode process may have a free slot now.
                 let fleet = self.deps.read(|s| {
                     s.battle_sessions
                         .get(&battle_session_id)
                         .map(|b| b.fleet_id.clone())
                 });
-                if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
-                    let _ = f.cast(FleetMsg::Kick);
-                }
+                self.kicks.extend(fleet);
             }
             Event::PlacementFinished { status, .. } => {
                 metrics::counter!("respawn_placements_finished_total", "status" => format!("{status:?}"))
@@ -398,18 +398,16 @@ impl NodeState {
         }
     }
 
-    fn kick_fleet_of_process(&self, process_id: &ProcessId) {
+    fn kick_fleet_of_process(&mut self, process_id: &ProcessId) {
         let fleet = self
             .deps
             .read(|s| s.processes.get(process_id).map(|p| p.fleet_id.clone()));
-        if let Some(f) = fleet.and_then(|f| self.fleets.get(&f)) {
-            let _ = f.cast(FleetMsg::Kick);
-        }
+        self.kicks.extend(fleet);
     }
 
-    async fn session_changed(&mut self, myself: &ActorRef<NodeMsg>, id: &BattleSessionId) {
-        if let Some(s) = self.session(myself, id).await {
-            let _ = s.cast(SessionMsg::Changed);
+    async fn session_changed(&mut self, myself: &ActorRef<NodeMsg>, id: BattleSessionId) {
+        if let Some(t) = self.timers(myself).await {
+            let _ = t.cast(SessionMsg::Changed(id));
         }
     }
 
@@ -493,29 +491,30 @@ impl NodeState {
         Some(p)
     }
 
-    async fn session(
-        &mut self,
-        myself: &ActorRef<NodeMsg>,
-        id: &BattleSessionId,
-    ) -> Option<ActorRef<SessionMsg>> {
-        if let Some(s) = live(&self.sessions, id) {
-            return Some(s);
+    /// The session timers, started (again, with every session that has a
+    /// deadline) if they are not running.
+    async fn timers(&mut self, myself: &ActorRef<NodeMsg>) -> Option<ActorRef<SessionMsg>> {
+        if let Some(t) = self.timers.as_ref().filter(|t| alive(t)) {
+            return Some(t.clone());
         }
-        let fleet_id = self.deps.read(|s| {
-            s.battle_sessions
-                .get(id)
-                .filter(|b| needs_actor(b.status))
-                .map(|b| b.fleet_id.clone())
-        })?;
-        let fleet = self.fleet(myself, &fleet_id).await?;
-        let args = (id.clone(), self.deps.clone());
-        let s = spawn_child(SessionActor, args, fleet.get_cell(), id).await?;
-        self.sessions.insert(id.clone(), s.clone());
-        Some(s)
+        let sessions = self.deps.read(timed_sessions);
+        let args = (sessions, self.deps.clone());
+        let t = spawn_child(SessionTimers, args, myself.get_cell(), &"session timers").await?;
+        self.timers = Some(t.clone());
+        Some(t)
     }
 }
 
-/// Whether a battle session in `status` has deadlines for an actor to
+/// The battle sessions with deadlines to keep.
+fn timed_sessions(s: &ClusterState) -> Vec<BattleSessionId> {
+    s.battle_sessions
+        .values()
+        .filter(|b| needs_actor(b.status))
+        .map(|b| b.id.clone())
+        .collect()
+}
+
+/// Whether a battle session in `status` has deadlines for the timers to
 /// keep (PENDING, ACTIVATING; see `crate::policy::session_due`).
 fn needs_actor(status: BattleSessionStatus) -> bool {
     matches!(

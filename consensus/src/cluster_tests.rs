@@ -386,6 +386,41 @@ async fn three_members_elect_one_leader_and_replicate() {
     cluster.shutdown().await;
 }
 
+/// Concurrent read-index requests on the leader share one heartbeat round
+/// (one AppendEntries per follower), not one round each. On a
+/// current-thread runtime the 64 requests are all queued before the
+/// batching task runs, so exactly one round answers them; heartbeats and
+/// elections are switched off so that nothing else is sent meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_read_index_requests_share_one_round() {
+    let cluster = MemCluster::start(3, settings()).await;
+    let leader = cluster.leader().await;
+    let last = propose_all(cluster.node(leader), [1]).await;
+    // Every follower has the commit index: nothing is left to replicate.
+    cluster.wait_applied(&[1, 2, 3], last).await;
+    for id in [1, 2, 3] {
+        let rc = cluster.node(id).raft().runtime_config();
+        rc.heartbeat(false);
+        rc.elect(false);
+    }
+    let sent = |c: &MemCluster| c.router.stats(Service::Raft).sent;
+    let before = sent(&cluster);
+    let node = cluster.node(leader);
+    let answers = futures::future::join_all((0..64).map(|_| node.read_index())).await;
+    for a in &answers {
+        assert!(*a.as_ref().unwrap() >= last, "{a:?} below {last}");
+    }
+    assert_eq!(
+        sent(&cluster) - before,
+        2,
+        "64 reads on the leader of three: one round to the two followers"
+    );
+    // A read that starts after a write has completed sees it.
+    let write = propose_all(cluster.node(leader), [2]).await;
+    assert!(node.read_index().await.unwrap() >= write);
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_commits_nothing_and_catches_up_after_healing() {
     let cluster = MemCluster::start(3, settings()).await;

@@ -6,6 +6,7 @@ use crate::compaction::{self, SnapshotTrigger};
 use crate::db::Closed;
 use crate::error::{client_write_error, fatal, ConsensusError};
 use crate::log_store::{LogProbe, LogStore, LogStoreStats};
+use crate::read_batcher::ReadIndexBatcher;
 use crate::rpc::{RaftRpc, WireReply, MAX_RPC_LEN};
 use crate::sm::{EventSink, StateHandle, StateMachineStore};
 use crate::types::{NodeInfo, Raft, RaftMetrics, TypeConfig};
@@ -141,6 +142,7 @@ pub struct Consensus {
     raft: Raft,
     state: StateHandle,
     batcher: ProposalBatcher,
+    reads: ReadIndexBatcher,
     log: LogProbe,
     closed: Vec<Closed>,
 }
@@ -181,6 +183,7 @@ impl Consensus {
             .await
             .map_err(fatal)?;
         let batcher = ProposalBatcher::spawn(raft.clone(), settings.max_batch);
+        let reads = ReadIndexBatcher::spawn(raft.clone());
         compaction::spawn_watcher(
             raft.clone(),
             compaction::Counters {
@@ -194,6 +197,7 @@ impl Consensus {
             raft,
             state,
             batcher,
+            reads,
             log,
             closed: vec![log_closed, sm_closed],
         })
@@ -367,20 +371,15 @@ impl Consensus {
     /// call. A follower serves a linearizable read by asking the leader
     /// for it and then [`Consensus::wait_applied`]`(index, ..)`.
     ///
+    /// Concurrent calls share one round (`crate::read_batcher`): a call
+    /// waits for the round in progress, if any, to end and is answered by
+    /// the next, so that a quorum confirms the leadership after the call.
+    ///
     /// Errors: [`ConsensusError::NotLeader`] if another member leads (or
     /// none is known); `Raft` if a quorum did not answer. Returns within a
     /// few heartbeat timeouts; wrap it in a timeout for a hard bound.
     pub async fn read_index(&self) -> Result<u64, ConsensusError> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ConsensusError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(ConsensusError::Raft(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
-        }
+        self.reads.read_index().await
     }
 
     /// Answers one Raft RPC sent by another member's

@@ -18,6 +18,7 @@ pub mod error;
 pub mod handle;
 pub mod log_store;
 pub mod network;
+mod read_batcher;
 pub mod repair;
 pub mod rpc;
 pub mod sm;

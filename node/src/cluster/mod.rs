@@ -153,6 +153,28 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::propose`], then `f` on this node's applied state: the view
+    /// a write returns, without a read-index round.
+    ///
+    /// Linearizable all the same: `propose` returns only once this node
+    /// has applied the command's entry (index `i`), so the state read holds
+    /// every entry up to some `j ≥ i`. Every write that completed before
+    /// this call began was committed before the command was appended, so
+    /// its index is below `i` and it is in the view; and the state at `j`
+    /// was the cluster's committed state at the moment entry `j` committed,
+    /// which lies between this call's start and its end. A read index
+    /// would only confirm what the commit already proved, at the price of
+    /// a heartbeat round to a quorum (and, on a follower, a round trip to
+    /// the leader).
+    pub async fn propose_then_read<T>(
+        &self,
+        command: Command,
+        f: impl FnOnce(&respawn_state::ClusterState) -> T,
+    ) -> Result<(Applied, T), ConsensusError> {
+        let applied = self.propose(command).await?;
+        Ok((applied, self.consensus.read(f)))
+    }
+
     /// Sends `msg` to `leader` and waits for its answer, but gives up as
     /// soon as this node stops taking `leader` for the leader (an election
     /// started or ended elsewhere: the leader crashed, was cut off or

@@ -313,25 +313,26 @@ pub async fn start_battle_session_placement(
         ));
     }
     let players = players_input(&req.players)?;
-    let applied = edge
+    let command = Command::StartPlacement(StartPlacement {
+        placement_id: placement_id.clone(),
+        title_region_id: tr.clone(),
+        fleet_id,
+        battle_session_id,
+        max_players: req.max_players,
+        properties: req.properties,
+        players,
+        timeout_ms,
+    });
+    let (applied, view) = edge
         .server
         .cluster
-        .propose(Command::StartPlacement(StartPlacement {
-            placement_id: placement_id.clone(),
-            title_region_id: tr.clone(),
-            fleet_id,
-            battle_session_id,
-            max_players: req.max_players,
-            properties: req.properties,
-            players,
-            timeout_ms,
-        }))
+        .propose_then_read(command, |s| placement_answer(s, &tr, &placement_id))
         .await?;
     // `Unchanged`: a repeat of the request that made this placement.
     if applied == Applied::Done {
         metrics::counter!("respawn_placements_started_total").increment(1);
     }
-    placement(&edge, &tr, &placement_id).await
+    view
 }
 
 /// The placement id of a request that names none: `pl-` and the battle
@@ -372,14 +373,15 @@ pub async fn cancel_battle_session_placement(
     ApiJson(req): ApiJson<PlacementIdRequest>,
 ) -> Result<Json<PlacementResponse>, ApiError> {
     let id = parse("placement_id", PlacementId::parse(req.placement_id))?;
+    let command = Command::CancelPlacement {
+        title_region_id: tr.clone(),
+        placement_id: id.clone(),
+    };
     edge.server
         .cluster
-        .propose(Command::CancelPlacement {
-            title_region_id: tr.clone(),
-            placement_id: id.clone(),
-        })
-        .await?;
-    placement(&edge, &tr, &id).await
+        .propose_then_read(command, |s| placement_answer(s, &tr, &id))
+        .await?
+        .1
 }
 
 /// AddPlayersToBattleSession: reserve slots for more players.
@@ -400,18 +402,15 @@ pub async fn add_players_to_battle_session(
     )?;
     let players = players_input(&req.players)?;
     let ids: Vec<PlayerBattleSessionId> = players.iter().map(|(id, _)| id.clone()).collect();
-    edge.server
-        .cluster
-        .propose(Command::AddPlayers {
-            title_region_id: tr,
-            battle_session_id: bs,
-            players,
-        })
-        .await?;
-    let views = edge
+    let command = Command::AddPlayers {
+        title_region_id: tr,
+        battle_session_id: bs,
+        players,
+    };
+    let (_, views) = edge
         .server
         .cluster
-        .read(|s| {
+        .propose_then_read(command, |s| {
             ids.iter()
                 .filter_map(|id| s.player_battle_sessions.get(id).map(|r| &**r))
                 .map(|p| player_view(s, p))
@@ -473,30 +472,28 @@ pub async fn terminate_player_battle_session(
         "player_battle_session_id",
         PlayerBattleSessionId::parse(req.player_battle_session_id),
     )?;
-    edge.server
-        .cluster
-        .propose(Command::TerminatePlayerBattleSession {
-            title_region_id: tr,
-            battle_session_id: bs,
-            player_battle_session_id: pbs.clone(),
-        })
-        .await?;
-    let view = edge
+    let command = Command::TerminatePlayerBattleSession {
+        title_region_id: tr,
+        battle_session_id: bs,
+        player_battle_session_id: pbs.clone(),
+    };
+    let (_, view) = edge
         .server
         .cluster
-        .read(|s| {
+        .propose_then_read(command, |s| {
             s.player_battle_sessions
                 .get(&pbs)
                 .map(|p| player_view(s, p))
         })
-        .await?
+        .await?;
+    let view = view
         .ok_or_else(|| ApiError::not_found(format!("player battle session '{pbs}' not found")))?;
     Ok(Json(PlayerBattleSessionResponse {
         player_battle_session: view,
     }))
 }
 
-/// A linearizable view of a placement.
+/// A linearizable view of a placement (read index).
 async fn placement(
     edge: &Edge,
     tr: &TitleRegionId,
@@ -504,13 +501,22 @@ async fn placement(
 ) -> Result<Json<PlacementResponse>, ApiError> {
     edge.server
         .cluster
-        .read(|s| match placement_view(s, tr, id) {
-            Some(placement) => Ok(Json(PlacementResponse { placement })),
-            None if s.pruned.placement(id) => Err(ApiError::expired(format!(
-                "placement '{id}' has expired: it ended more than the retention window ago \
-                 and is no longer kept"
-            ))),
-            None => Err(ApiError::not_found(format!("placement '{id}' not found"))),
-        })
+        .read(|s| placement_answer(s, tr, id))
         .await?
+}
+
+/// The answer about placement `id` in `state`: its view, or why there is none.
+fn placement_answer(
+    state: &ClusterState,
+    tr: &TitleRegionId,
+    id: &PlacementId,
+) -> Result<Json<PlacementResponse>, ApiError> {
+    match placement_view(state, tr, id) {
+        Some(placement) => Ok(Json(PlacementResponse { placement })),
+        None if state.pruned.placement(id) => Err(ApiError::expired(format!(
+            "placement '{id}' has expired: it ended more than the retention window ago \
+             and is no longer kept"
+        ))),
+        None => Err(ApiError::not_found(format!("placement '{id}' not found"))),
+    }
 }
