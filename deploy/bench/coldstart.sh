@@ -30,7 +30,8 @@
 #   BIN=/tmp/respawn-before BIN_B=target/release/respawn RUNS=10 deploy/bench/coldstart.sh
 #
 # Knobs: BIN (default target/release/respawn), BIN_B (optional), VS_BIN (default
-# target/release/rust-vs), RUNS=10, HTTP_PORT=18180 (BIN_B: +1), QUIC_PORT=17700 (+1).
+# target/release/rust-vs), RUNS=10, HTTP_PORT=18180 (BIN_B: +1), QUIC_PORT=17700 (+1),
+# LOG=info,respawn_runtime=debug (respawn's --log filter; keep those two lines in it).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,7 +89,7 @@ start_node() { # start_node NAME BIN HTTP QUIC
     local name=$1 dir=$WORK/data-$1
     mkdir -p "$dir"
     echo "$2" >"$WORK/bin-$name"
-    (cd "$WORK" && exec env "${unset_env[@]}" "$2" dev --data-dir "$dir" --log info,respawn_runtime=debug \
+    (cd "$WORK" && exec env "${unset_env[@]}" "$2" dev --data-dir "$dir" --log "${LOG:-info,respawn_runtime=debug}" \
         --http-addr "127.0.0.1:$3" --quic-addr "127.0.0.1:$4") >"$WORK/respawn-$name.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 600); do

@@ -173,8 +173,8 @@ pub(crate) fn listeners(pids: &[i32]) -> Vec<Listener> {
         if !seen_ns.insert(ns.clone()) {
             continue;
         }
-        let own = fs::read_link("/proc/self/ns/net")
-            .is_ok_and(|p| p.to_string_lossy() == ns.as_str());
+        let own =
+            fs::read_link("/proc/self/ns/net").is_ok_and(|p| p.to_string_lossy() == ns.as_str());
         if own {
             match crate::sock_diag::tcp_listeners() {
                 Ok(all) => {

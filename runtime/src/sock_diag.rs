@@ -86,7 +86,9 @@ pub(crate) fn parse(mut b: &[u8]) -> Result<Chunk, String> {
             SOCK_DIAG_BY_FAMILY if body.len() >= DIAG_MSG => {
                 let port = u16::from_be_bytes([body[4], body[5]]);
                 let addr = match body[0] as i32 {
-                    libc::AF_INET => IpAddr::V4(Ipv4Addr::new(body[8], body[9], body[10], body[11])),
+                    libc::AF_INET => {
+                        IpAddr::V4(Ipv4Addr::new(body[8], body[9], body[10], body[11]))
+                    }
                     libc::AF_INET6 => {
                         let mut a = [0u8; 16];
                         a.copy_from_slice(&body[8..24]);
@@ -127,7 +129,12 @@ pub(crate) fn tcp_listeners() -> io::Result<Vec<(Listener, u64)>> {
     let mut buf = vec![0u8; RECV_BUF];
     let mut out = Vec::new();
     for (seq, family) in [(1, libc::AF_INET as u8), (2, libc::AF_INET6 as u8)] {
-        sendto(fd.as_raw_fd(), &request(family, seq), &kernel, MsgFlags::empty())?;
+        sendto(
+            fd.as_raw_fd(),
+            &request(family, seq),
+            &kernel,
+            MsgFlags::empty(),
+        )?;
         loop {
             let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
             if n == 0 {
