@@ -84,6 +84,9 @@ const SCALE_UP_GRACE: Duration = Duration::from_secs(2);
 /// Largest request body buffered so that a refused connection can be
 /// retried on another instance; larger or unsized bodies stream, untried.
 pub const REPLAY_BODY_LIMIT: usize = 64 * 1024;
+/// Shortest time between two looks of a waiting call at the state, when
+/// it is woken by applied entries (they may come by the hundred per second).
+const MIN_LOOK_EVERY: Duration = Duration::from_millis(1);
 /// How long an instance that refused a connection is passed over.
 const REFUSED_AVOID: Duration = Duration::from_millis(200);
 
@@ -244,7 +247,13 @@ async fn route(
     avoid: &[(SocketAddr, Instant)],
 ) -> Result<Route, RouteError> {
     let mut delay = Duration::from_millis(5);
+    // Applied-state changes wake a waiting call at once (an instance became
+    // RUNNING); the delay is the fallback for what the state does not show
+    // (a slot freed under the per-instance bound, an avoided address).
+    let mut metrics = consensus.metrics();
     loop {
+        // Taken before the read: an entry applied after it wakes the wait.
+        let seen = metrics.borrow_and_update().last_applied;
         let now = Instant::now();
         let avoid_now: Vec<SocketAddr> = avoid
             .iter()
@@ -272,7 +281,20 @@ async fn route(
                 "no instance of virtual server '{vs}' can serve: {why}"
             )));
         }
-        tokio::time::sleep(delay).await;
+        let applied = async {
+            if metrics.wait_for(|m| m.last_applied != seen).await.is_err() {
+                // The consensus is shutting down: no more changes, sleep on.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = applied => {
+                // However often entries are applied, a waiting call looks
+                // at most once per MIN_LOOK_EVERY.
+                tokio::time::sleep_until((now + MIN_LOOK_EVERY).into()).await;
+            }
+        }
         delay = (delay * 2).min(Duration::from_millis(50));
     }
 }

@@ -109,6 +109,7 @@ mod process;
 mod procfs;
 pub mod retention;
 pub mod rotate;
+mod sock_diag;
 mod spec;
 mod supervisor;
 mod tar;

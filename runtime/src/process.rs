@@ -75,6 +75,7 @@ pub(crate) fn launch(
     let (mut child, recorded) = child::spawn(cmd, Output::Piped, ledger)
         .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
+    tracing::debug!(instance = %spec.instance_id, pid, "instance process spawned");
     let mut in_group = false;
     let (mut oom_baseline, mut fail_baseline) = (None, None);
     if let Some(g) = &group {

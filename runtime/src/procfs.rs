@@ -152,7 +152,10 @@ pub(crate) fn parse_tcp_table(table: &str) -> Vec<(Listener, u64)> {
 }
 
 /// The TCP sockets that any of `pids` listens on. Each pid's own network namespace
-/// is read (`/proc/<pid>/net/tcp{,6}`), once per namespace.
+/// is read once: the agent's own through `NETLINK_SOCK_DIAG` (only the
+/// listening sockets, [`crate::sock_diag`]), another one (a container's) from
+/// `/proc/<pid>/net/tcp{,6}` (every socket of that namespace), as is the
+/// agent's own should netlink fail.
 pub(crate) fn listeners(pids: &[i32]) -> Vec<Listener> {
     let mut inodes = HashSet::new();
     for &pid in pids {
@@ -167,8 +170,23 @@ pub(crate) fn listeners(pids: &[i32]) -> Vec<Listener> {
         let ns = fs::read_link(format!("/proc/{pid}/ns/net"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("pid-{pid}"));
-        if !seen_ns.insert(ns) {
+        if !seen_ns.insert(ns.clone()) {
             continue;
+        }
+        let own =
+            fs::read_link("/proc/self/ns/net").is_ok_and(|p| p.to_string_lossy() == ns.as_str());
+        if own {
+            match crate::sock_diag::tcp_listeners() {
+                Ok(all) => {
+                    for (l, inode) in all {
+                        if inodes.contains(&inode) && !out.contains(&l) {
+                            out.push(l);
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => tracing::debug!(error = %e, "sock_diag failed; reading /proc/net/tcp"),
+            }
         }
         for table in ["tcp", "tcp6"] {
             if let Ok(t) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) {

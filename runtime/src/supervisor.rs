@@ -28,6 +28,15 @@ const RESET_AFTER: Duration = Duration::from_secs(60);
 const POLL_DEPLOYING: Duration = Duration::from_millis(100);
 /// The first readiness check after a launch (then doubling up to `POLL_DEPLOYING`).
 const POLL_DEPLOYING_FIRST: Duration = Duration::from_millis(5);
+/// Between those checks, a process instance's port is probed with a
+/// connect to `127.0.0.1` this often (a refused loopback connect costs a few
+/// µs; the full check reads `/proc`), during [`PROBE_WINDOW`] after its
+/// launch; a probe that connects brings the full check forward. So an
+/// instance is seen listening within about a millisecond of its `listen()`.
+const PROBE_EVERY: Duration = Duration::from_millis(1);
+/// How long after a launch the port is probed (most programs listen well
+/// within it; slower ones are found by the full checks alone).
+const PROBE_WINDOW: Duration = Duration::from_secs(2);
 const POLL_ABNORMAL: Duration = Duration::from_millis(250);
 const POLL_RUNNING: Duration = Duration::from_secs(1);
 /// An abnormal listening state must persist this long before it is reported, so
@@ -68,6 +77,42 @@ pub(crate) fn classify(listeners: &[Listener], expected: u16) -> Listening {
     } else {
         Listening::OtherPorts(ports)
     }
+}
+
+/// The next look at a deploying instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// Connect to the port; check fully only if that connects.
+    Probe,
+    /// Check the listening sockets (and connect to confirm).
+    Full,
+}
+
+/// How long to wait before the next look at a deploying instance, and which
+/// look: `since_launch` is the time since its launch, `until_full` the time
+/// until its next full check (of the doubling schedule), `probe` whether its
+/// port may be probed (process instances: a Docker host port is published
+/// by a proxy that accepts before the container listens).
+pub(crate) fn next_deploy_look(
+    since_launch: Duration,
+    until_full: Duration,
+    probe: bool,
+) -> (Duration, Look) {
+    if probe && since_launch < PROBE_WINDOW && until_full > PROBE_EVERY {
+        (PROBE_EVERY, Look::Probe)
+    } else {
+        (until_full, Look::Full)
+    }
+}
+
+/// Whether something accepts connections at `127.0.0.1:port` (a probe: the
+/// full check decides whether it is the instance, and where it listens).
+async fn accepts(port: u16) -> bool {
+    let a = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    matches!(
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(a)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A launched instance of either driver.
@@ -322,24 +367,44 @@ impl InstanceSupervisor {
         let deadline = Instant::now() + self.inner.cfg.deploy_timeout;
         let mut pending: Option<(InstanceState, Instant)> = None;
         let cancel = self.cancel.clone();
-        // While deploying, look early and then less often: most programs
-        // listen within a few milliseconds of their start.
+        // While deploying, look early and then less often (most programs
+        // listen within a few milliseconds of their start), probing the
+        // port of a process instance in between (`next_deploy_look`).
+        let launched = Instant::now();
         let mut deploy_poll = POLL_DEPLOYING_FIRST;
+        let mut next_full = launched + deploy_poll;
+        let probe_port = match l {
+            Launched::Proc(_) => self.port,
+            Launched::Container(_) => None,
+        };
         loop {
-            let interval = match self.last {
-                InstanceState::Running { .. } => POLL_RUNNING,
+            let (interval, look) = match self.last {
+                InstanceState::Running { .. } => (POLL_RUNNING, Look::Full),
                 InstanceState::Deploying => {
-                    let d = deploy_poll;
-                    deploy_poll = (deploy_poll * 2).min(POLL_DEPLOYING);
-                    d
+                    let now = Instant::now();
+                    next_deploy_look(
+                        now - launched,
+                        next_full.saturating_duration_since(now),
+                        probe_port.is_some() && pending.is_none(),
+                    )
                 }
-                _ => POLL_ABNORMAL,
+                _ => (POLL_ABNORMAL, Look::Full),
             };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return None,
                 exit = wait(l) => return Some(exit),
                 _ = tokio::time::sleep(interval) => {}
+            }
+            if look == Look::Probe {
+                match probe_port {
+                    Some(port) if accepts(port).await => {}
+                    _ => continue,
+                }
+            }
+            if self.last == InstanceState::Deploying {
+                deploy_poll = (deploy_poll * 2).min(POLL_DEPLOYING);
+                next_full = Instant::now() + deploy_poll;
             }
             let Some(target) = self.observe(l, deadline).await else {
                 pending = None;
@@ -549,6 +614,36 @@ mod tests {
             addr: addr.parse().unwrap(),
             port,
         }
+    }
+
+    #[test]
+    fn a_deploying_process_is_probed_every_millisecond_between_full_checks() {
+        let ms = Duration::from_millis;
+        // Right after the launch, the first full check is 5 ms away: probe.
+        assert_eq!(next_deploy_look(ms(0), ms(5), true), (ms(1), Look::Probe));
+        assert_eq!(
+            next_deploy_look(ms(900), ms(80), true),
+            (ms(1), Look::Probe)
+        );
+        // The full check is due within the probe interval: do it then.
+        assert_eq!(next_deploy_look(ms(4), ms(1), true), (ms(1), Look::Full));
+        assert_eq!(next_deploy_look(ms(4), ms(0), true), (ms(0), Look::Full));
+        // Past the window, or not probeable (a container, or a state
+        // pending its grace): full checks only, on their schedule.
+        assert_eq!(
+            next_deploy_look(PROBE_WINDOW, ms(100), true),
+            (ms(100), Look::Full)
+        );
+        assert_eq!(next_deploy_look(ms(0), ms(5), false), (ms(5), Look::Full));
+    }
+
+    #[tokio::test]
+    async fn the_probe_sees_a_listener_and_not_a_closed_port() {
+        let l = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(accepts(port).await);
+        drop(l);
+        assert!(!accepts(port).await);
     }
 
     #[test]
