@@ -477,38 +477,26 @@ class Handler(BaseHTTPRequestHandler):
         if not INTRANET:
             self.reject(503, {"error": "no_intranet", "message": "PGOS_VS_Intranet_Endpoint is not set"})
             return
-        body = self.read_body()
         url = INTRANET.rstrip("/") + "/" + rest
         if "/" not in rest:
             url += "/"
         if self.req_query:
             url += "?" + self.req_query
-        headers = {}
-        if self.headers.get("Content-Type"):
-            headers["Content-Type"] = self.headers["Content-Type"]
-        req = urllib.request.Request(
-            url, data=body if self.command == "POST" else None, headers=headers, method=self.command
-        )
-        try:
-            with OPENER.open(req, timeout=CALL_TIMEOUT) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            self.send_json(502, {"status": None, "error": str(getattr(e, "reason", e)), "url": url})
-            return
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw.decode("utf-8", "replace")
-        self.send_json(200, {"status": status, "body": parsed})
-
+        self.relay(OPENER, url)
 
     def do_fetch(self):
         url = self.params.get("url", [""])[0]
         if not url.startswith("http://"):
             self.reject(400, {"error": "bad_request", "message": "use /fetch?url=http://..."})
             return
+        # urllib's default opener: honours http_proxy, which is what makes
+        # *.virtualserver.int names work.
+        self.relay(urllib.request.build_opener(), url)
+
+    def relay(self, opener, url):
+        """Sends this request's method, body and Content-Type to `url`
+        through `opener`; answers 200 with the callee's status and body (or
+        502 naming the error when no answer came)."""
         body = self.read_body()
         headers = {}
         if self.headers.get("Content-Type"):
@@ -517,7 +505,7 @@ class Handler(BaseHTTPRequestHandler):
             url, data=body if self.command == "POST" else None, headers=headers, method=self.command
         )
         try:
-            with urllib.request.urlopen(req, timeout=CALL_TIMEOUT) as resp:
+            with opener.open(req, timeout=CALL_TIMEOUT) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
