@@ -109,6 +109,30 @@ impl ClusterState {
             .filter_map(|id| self.processes.get(id).map(|p| &**p))
     }
 
+    /// The live (not exited) processes of a fleet, in id order.
+    pub fn live_processes<'a>(
+        &'a self,
+        fleet_id: &FleetId,
+    ) -> impl Iterator<Item = &'a DsProcess> + 'a {
+        self.live_processes_by_fleet
+            .get(fleet_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.processes.get(id).map(|p| &**p))
+    }
+
+    /// The battle sessions a process holds (any status it still tracks).
+    pub fn sessions_on<'a>(
+        &'a self,
+        process_id: &ProcessId,
+    ) -> impl Iterator<Item = &'a BattleSession> + 'a {
+        self.sessions_by_process
+            .get(process_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| self.battle_sessions.get(b).map(|r| &**r))
+    }
+
     /// Placements of a fleet waiting for a process, oldest first.
     pub fn waiting_placements<'a>(
         &'a self,

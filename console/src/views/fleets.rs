@@ -88,13 +88,7 @@ pub fn utilization(s: &ClusterState, fleet: &FleetId) -> Utilization {
     let Some(f) = s.fleets.get(fleet) else {
         return u;
     };
-    for p in s
-        .live_processes_by_fleet
-        .get(fleet)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| s.processes.get(id).map(|r| &**r))
-    {
+    for p in s.live_processes(fleet) {
         u.live_processes += 1;
         u.sessions += p.sessions_current;
     }
@@ -112,13 +106,7 @@ pub fn utilization(s: &ClusterState, fleet: &FleetId) -> Utilization {
 
 fn row(s: &ClusterState, f: &Fleet) -> FleetRow {
     let mut processes = BTreeMap::new();
-    for p in s
-        .live_processes_by_fleet
-        .get(&f.id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| s.processes.get(id).map(|r| &**r))
-    {
+    for p in s.live_processes(&f.id) {
         *processes.entry(status_name(&p.status)).or_insert(0) += 1;
     }
     FleetRow {

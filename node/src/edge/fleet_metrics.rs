@@ -40,23 +40,11 @@ pub fn render(s: &ClusterState) -> String {
         let fl = format!("fleet=\"{}\"", esc(f.id.as_str()));
         let mut procs: BTreeMap<(&str, u64), u32> = BTreeMap::new();
         let (mut activating, mut active) = (0u32, 0u32);
-        for p in s
-            .live_processes_by_fleet
-            .get(&f.id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.processes.get(id).map(|r| &**r))
-        {
+        for p in s.live_processes(&f.id) {
             *procs
                 .entry((status(p.status), p.fleet_version))
                 .or_default() += 1;
-            for b in s
-                .sessions_by_process
-                .get(&p.id)
-                .into_iter()
-                .flatten()
-                .filter_map(|b| s.battle_sessions.get(b).map(|r| &**r))
-            {
+            for b in s.sessions_on(&p.id) {
                 match b.status {
                     BattleSessionStatus::Activating => activating += 1,
                     BattleSessionStatus::Active => active += 1,

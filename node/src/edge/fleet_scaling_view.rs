@@ -62,13 +62,7 @@ pub fn scaling_view(
         version: f.version,
         ..Default::default()
     };
-    for p in s
-        .live_processes_by_fleet
-        .get(&f.id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| s.processes.get(id).map(|r| &**r))
-    {
+    for p in s.live_processes(&f.id) {
         *by_version
             .entry(p.fleet_version)
             .or_default()

@@ -57,21 +57,9 @@ fn status_name(s: ProcessStatus) -> String {
 fn view(s: &ClusterState, f: &Fleet) -> FleetView {
     let mut processes = BTreeMap::new();
     let mut sessions = SessionCounts::default();
-    for p in s
-        .live_processes_by_fleet
-        .get(&f.id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| s.processes.get(id).map(|r| &**r))
-    {
+    for p in s.live_processes(&f.id) {
         *processes.entry(status_name(p.status)).or_insert(0) += 1;
-        for b in s
-            .sessions_by_process
-            .get(&p.id)
-            .into_iter()
-            .flatten()
-            .filter_map(|b| s.battle_sessions.get(b).map(|r| &**r))
-        {
+        for b in s.sessions_on(&p.id) {
             match b.status {
                 BattleSessionStatus::Activating => sessions.activating += 1,
                 BattleSessionStatus::Active => sessions.active += 1,
@@ -301,14 +289,7 @@ pub fn host_state(draining_sessions: Option<usize>, connected: bool) -> &'static
 fn host_view(s: &ClusterState, h: &Host, connected: bool) -> HostView {
     let mut processes = BTreeMap::new();
     let mut sessions = 0u32;
-    for p in s
-        .live_processes_by_fleet
-        .get(&h.fleet_id)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| s.processes.get(id).map(|r| &**r))
-        .filter(|p| p.host_id == h.id)
-    {
+    for p in s.live_processes(&h.fleet_id).filter(|p| p.host_id == h.id) {
         *processes.entry(status_name(p.status)).or_insert(0) += 1;
         sessions += s
             .sessions_by_process

@@ -223,3 +223,58 @@ async fn drained_host_finishes_its_session_and_takes_no_new_one() -> anyhow::Res
     );
     Ok(())
 }
+
+/// `/metrics` carries the fleet's gauges: processes by state and version,
+/// sessions by state, available slots, waiting placements and the desired
+/// processes and hosts, and they follow a placement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_gauges_on_metrics_follow_a_placement() -> anyhow::Result<()> {
+    let c = Cluster::start(Options {
+        processes: 3,
+        placement_timeout_secs: 600,
+        ..Options::default()
+    })
+    .await?;
+    c.wait_ready(3).await?;
+    let fl = format!("fleet=\"{DEV_FLEET}\"");
+    let metrics = || async {
+        let a = c.admin("GET", "/metrics", None).await?;
+        anyhow::ensure!(a.status == 200, "GET /metrics: {}", a.status);
+        anyhow::Ok(a.body)
+    };
+    let has = |body: &str, line: &str| body.lines().any(|l| l == line);
+    let before = metrics().await?;
+    for line in [
+        format!("respawn_fleet_processes{{{fl},state=\"READY\",version=\"1\"}} 3"),
+        format!("respawn_fleet_sessions{{{fl},state=\"ACTIVE\"}} 0"),
+        format!("respawn_fleet_available_slots{{{fl}}} 3"),
+        format!("respawn_fleet_waiting_placements{{{fl}}} 0"),
+    ] {
+        assert!(has(&before, &line), "missing {line:?} in:\n{before}");
+    }
+    for name in [
+        "respawn_fleet_desired_processes",
+        "respawn_fleet_desired_hosts",
+    ] {
+        let prefix = format!("{name}{{{fl}}} ");
+        assert!(
+            before.lines().any(|l| l.starts_with(&prefix)),
+            "missing {name} in:\n{before}"
+        );
+    }
+
+    let pl = c.backend.place(DEV_FLEET, &["p"]).await?;
+    c.backend.wait_status(&pl, "FULFILLED", T).await?;
+    let active = format!("respawn_fleet_sessions{{{fl},state=\"ACTIVE\"}} 1");
+    let slots = format!("respawn_fleet_available_slots{{{fl}}} 2");
+    let mut after = String::new();
+    let deadline = std::time::Instant::now() + T;
+    while std::time::Instant::now() < deadline {
+        after = metrics().await?;
+        if has(&after, &active) && has(&after, &slots) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("after a FULFILLED placement, wanted {active:?} and {slots:?} in:\n{after}")
+}
