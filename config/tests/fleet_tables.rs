@@ -8,6 +8,7 @@ use respawn_types::fleet::ModeName;
 use respawn_types::FleetDefinition;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 const TITLE_REGION: &str = "[[title_regions]]\nid = \"tr-eu\"\ntitle_id = \"shooter\"\n";
 
@@ -17,7 +18,17 @@ fn write(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
+/// Held by every test that loads a configuration: the environment test
+/// sets `RESPAWN_*` variables for the whole process, which every other
+/// load would read meanwhile (tests of one binary run in parallel).
+static ENV: Mutex<()> = Mutex::new(());
+
+fn env_lock() -> MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn load(path: &Path) -> Result<Config, String> {
+    let _env = env_lock();
     Config::load(Config::default(), Some(path), &BTreeMap::new()).map_err(|e| e.to_string())
 }
 
@@ -124,6 +135,7 @@ fn a_missing_launch_path_or_id_is_refused_by_name() {
 /// failover` does) loads back the same.
 #[test]
 fn the_dev_fleet_survives_the_layers_and_a_toml_round_trip() {
+    let _env = env_lock();
     let dev = Config::dev("/bin/sample", vec!["--x".into()]);
     let c = Config::load_dev(dev.clone(), None, &BTreeMap::new()).unwrap();
     assert_eq!(c.fleets, dev.fleets);
@@ -143,6 +155,7 @@ fn the_dev_fleet_survives_the_layers_and_a_toml_round_trip() {
 // figment's Jail takes a closure returning its own (large) error type.
 #[allow(clippy::result_large_err)]
 fn fleets_from_the_environment_are_read_the_same_way() {
+    let _env = env_lock();
     figment::Jail::expect_with(|jail| {
         jail.set_env(
             "RESPAWN_TITLE_REGIONS",
