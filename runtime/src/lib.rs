@@ -104,6 +104,7 @@ pub mod foreign;
 mod host;
 mod launch_backoff;
 pub mod leftovers;
+mod listener;
 mod logs;
 mod process;
 mod procfs;

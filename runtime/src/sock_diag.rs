@@ -15,7 +15,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 
-use crate::procfs::Listener;
+use crate::listener::Listener;
 
 const NLMSG_HDR: usize = 16;
 const NLMSG_ERROR: u16 = 2;

@@ -12,9 +12,10 @@ use crate::docker::Container;
 use crate::exit::{describe_exit, ExitInfo, LaunchError};
 use crate::host::{Inner, Live, UsageTarget};
 use crate::launch_backoff::LaunchBackoff;
+use crate::listener::Listener;
 use crate::logs::LogFile;
 use crate::process::{self, Proc};
-use crate::procfs::{self, Listener};
+use crate::procfs;
 use crate::spec::{AbnormalReason, InstanceSpec, InstanceState, Limits, Source, Usage};
 
 /// The first relaunch delay; doubled after each exit up to [`MAX_BACKOFF`]
