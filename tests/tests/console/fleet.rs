@@ -5,7 +5,7 @@
 //! nothing changed by a refused request; and what the page says once the
 //! host that keeps the logs is gone.
 
-use super::http::Browser;
+use super::http::SignedIn;
 use super::*;
 use respawn_config::{DEV_FLEET, DEV_HOST};
 
@@ -46,24 +46,14 @@ fn by_id<'a>(body: &'a str, id: &str) -> Option<&'a str> {
 async fn fleet_scaling_drain_desired_and_ds_logs_over_http() -> anyhow::Result<()> {
     let mut e = start().await?;
     let tr = e.dev.id.to_string();
-    let mut admin = Browser::new(&e.base);
-    admin.sign_in(&[("token", &e.token)]).await?;
-    let csrf = admin.csrf().await?;
-    let mut dev = Browser::new(&e.base);
-    dev.sign_in(&[
-        ("secret_id", e.dev.secret_id.as_str()),
-        ("secret_key", &e.dev.secret_key),
-    ])
-    .await?;
-    let dev_csrf = dev.csrf().await?;
-    let mut other = Browser::new(&e.base);
-    other
-        .sign_in(&[
-            ("secret_id", e.other.secret_id.as_str()),
-            ("secret_key", &e.other.secret_key),
-        ])
-        .await?;
-    let other_csrf = other.csrf().await?;
+    let SignedIn {
+        admin,
+        csrf,
+        dev,
+        dev_csrf,
+        other,
+        other_csrf,
+    } = SignedIn::all(&e).await?;
     let fleet_page = format!("/console/fleets/{DEV_FLEET}");
 
     // The fleet page: the fill policy, its reason, version 1 current, the host ACTIVE.

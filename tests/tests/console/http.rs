@@ -294,3 +294,42 @@ async fn sign_in_scope_csrf_and_sign_out_over_http() -> anyhow::Result<()> {
     assert!(g.set_cookie.starts_with("respawn_console=;") && g.set_cookie.contains("Max-Age=0"));
     Ok(())
 }
+
+/// The three sessions the scope tests use, each with its CSRF token: the
+/// admin token's, the dev title region's and the other title region's.
+pub(super) struct SignedIn {
+    pub admin: Browser,
+    pub csrf: String,
+    pub dev: Browser,
+    pub dev_csrf: String,
+    pub other: Browser,
+    pub other_csrf: String,
+}
+
+impl SignedIn {
+    pub(super) async fn all(e: &Env) -> anyhow::Result<SignedIn> {
+        let mut admin = Browser::new(&e.base);
+        admin.sign_in(&[("token", &e.token)]).await?;
+        let mut dev = Browser::new(&e.base);
+        dev.sign_in(&[
+            ("secret_id", e.dev.secret_id.as_str()),
+            ("secret_key", &e.dev.secret_key),
+        ])
+        .await?;
+        let mut other = Browser::new(&e.base);
+        other
+            .sign_in(&[
+                ("secret_id", e.other.secret_id.as_str()),
+                ("secret_key", &e.other.secret_key),
+            ])
+            .await?;
+        Ok(SignedIn {
+            csrf: admin.csrf().await?,
+            dev_csrf: dev.csrf().await?,
+            other_csrf: other.csrf().await?,
+            admin,
+            dev,
+            other,
+        })
+    }
+}

@@ -3,7 +3,7 @@
 //! HTTP: scope (404 for another region's records), CSRF, bad input (400
 //! naming the field, nothing changed).
 
-use super::http::{desired, Browser};
+use super::http::{desired, Browser, SignedIn};
 use super::*;
 use respawn_config::DEV_FLEET;
 use serde_json::json;
@@ -30,24 +30,14 @@ async fn vs_json(e: &Env, tr: &str, vs: &str) -> serde_json::Value {
 async fn processes_logs_rollback_tasks_and_browsing_over_http() -> anyhow::Result<()> {
     let e = start().await?;
     let dev_tr = e.dev.id.to_string();
-    let mut admin = Browser::new(&e.base);
-    admin.sign_in(&[("token", &e.token)]).await?;
-    let csrf = admin.csrf().await?;
-    let mut dev = Browser::new(&e.base);
-    dev.sign_in(&[
-        ("secret_id", e.dev.secret_id.as_str()),
-        ("secret_key", &e.dev.secret_key),
-    ])
-    .await?;
-    let dev_csrf = dev.csrf().await?;
-    let mut other = Browser::new(&e.base);
-    other
-        .sign_in(&[
-            ("secret_id", e.other.secret_id.as_str()),
-            ("secret_key", &e.other.secret_key),
-        ])
-        .await?;
-    let other_csrf = other.csrf().await?;
+    let SignedIn {
+        admin,
+        csrf,
+        dev,
+        dev_csrf,
+        other,
+        other_csrf,
+    } = SignedIn::all(&e).await?;
 
     // A DS process's page, reached from its placement's page.
     let p = e.c.backend.place(DEV_FLEET, &["player-7"]).await?;
