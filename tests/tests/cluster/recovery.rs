@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// A live follower of `leader` that is not the node the agent is linked to
+/// (`agent_at`), so that crashing it leaves the agent where it is.
+fn follower_without_the_agent(
+    c: &TestCluster,
+    leader: u64,
+    agent_at: Option<std::net::SocketAddr>,
+) -> u64 {
+    c.alive()
+        .into_iter()
+        .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent_at)
+        .expect("a three-node cluster has a follower the agent is not on")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Result<()> {
     let mut c = TestCluster::start(ClusterOptions {
@@ -17,11 +30,7 @@ async fn follower_down_past_compaction_catches_up_by_snapshot() -> anyhow::Resul
         .sim_agent("host-a", 30, Duration::from_secs(600), c.quic_addrs())
         .await?;
     let leader = c.wait_leader().await?;
-    let follower = c
-        .alive()
-        .into_iter()
-        .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to())
-        .unwrap();
+    let follower = follower_without_the_agent(&c, leader, agent.connected_to());
     c.crash(follower).await;
     for _ in 0..25 {
         fulfilled(&c.backend(leader), &c.history).await?;
@@ -64,11 +73,7 @@ async fn follower_catches_up_by_snapshot_after_pruning() -> anyhow::Result<()> {
         .sim_agent("host-a", 30, Duration::from_millis(100), c.quic_addrs())
         .await?;
     let leader = c.wait_leader().await?;
-    let follower = c
-        .alive()
-        .into_iter()
-        .find(|n| *n != leader && Some(c.quic_addrs()[(*n - 1) as usize]) != agent.connected_to())
-        .unwrap();
+    let follower = follower_without_the_agent(&c, leader, agent.connected_to());
     c.crash(follower).await;
     let mut placed = Vec::new();
     for _ in 0..25 {
